@@ -1,0 +1,133 @@
+# apr — build, test and package.
+#
+#   make deps        install what is missing (Debian packages), quietly
+#   make             build ./apr and build/libapr.so (CUDA too if nvcc is found)
+#   make test        C runtime tests + busted specs; ends with "N passed, N failed, N skipped"
+#   make test-asan   the C tests and the malformed-file corpus under AddressSanitizer
+#   make fuzz        libFuzzer on the GGUF reader (FUZZ_SECONDS, default 60)
+#   make bundle      a relocatable folder dist/apr (binary, Lua, libraries via $ORIGIN)
+#   make model       fetch and check the built-in default model into models/
+
+VERSION   := 0.1.0
+GIT_REV   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+CC        ?= cc
+LUAJIT    ?= luajit
+BUILD     := build
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+LIBDIR    := /usr/lib/$(MULTIARCH)
+
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -D_GNU_SOURCE -fPIC -pthread \
+             -Iruntime/include -Iruntime -I/usr/include/luajit-2.1 \
+             -DAPR_VERSION='"$(VERSION)"' -DAPR_GIT_REV='"$(GIT_REV)"'
+LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -llz4 -lzstd -lm -ldl -lpthread
+
+# CUDA: compiled whenever the toolkit's nvcc is found; the binary still runs
+# without a GPU (cudart is linked statically and finds the driver at run time).
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+ifneq ($(NVCC),)
+  CUDA_SRC   := $(wildcard kernels/*.cu)
+  CUDA_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
+  CFLAGS     += -DAPR_CUDA -I$(CUDA_HOME)/include
+  NVCCFLAGS  ?= -O3 -lineinfo
+  NVCCFLAGS  += -std=c++17 -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
+                -Xcompiler -fPIC -Iruntime/include -Iruntime -Ikernels -DAPR_CUDA
+  CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -lstdc++
+endif
+
+RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*/*.c runtime/*/*/*.c))
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_OBJ)
+TEST_SRC    := $(wildcard tests/runtime/*.c tests/runtime/*/*.c tests/runtime/*/*/*.c)
+LUAJIT_A    := $(LIBDIR)/libluajit-5.1.a
+
+.PHONY: all deps test test-c test-lua test-asan fuzz bundle model clean ffi
+all: apr $(BUILD)/libapr.so lua/apr/ffi.lua
+
+deps:
+	@scripts/deps.sh
+
+# ---------------------------------------------------------------- objects
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------- products
+$(BUILD)/libapr.a: $(RUNTIME_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libapr.so: $(RUNTIME_OBJ)
+	$(CC) -shared -o $@ $^ $(CUDA_LIBS) $(LDLIBS)
+
+# The runtime's symbols are exported from the executable (--export-dynamic)
+# so Lua's ffi.C finds them, and LuaJIT's own for Debian's luv and cjson
+# modules. $ORIGIN/lib is where a bundle keeps the shared libraries.
+apr: $(BUILD)/obj/runtime/main.o $(BUILD)/libapr.a lua/apr/ffi.lua
+	$(CC) -o $@ $(BUILD)/obj/runtime/main.o -Wl,--whole-archive $(BUILD)/libapr.a -Wl,--no-whole-archive \
+	    $(LUAJIT_A) -Wl,--export-dynamic -Wl,-rpath,'$$ORIGIN/lib' $(CUDA_LIBS) $(LDLIBS)
+
+lua/apr/ffi.lua: runtime/include/apr.h scripts/gen_ffi.lua
+	$(LUAJIT) scripts/gen_ffi.lua $< > $@.tmp && mv $@.tmp $@
+
+# ---------------------------------------------------------------- tests
+$(BUILD)/test_runtime: $(TEST_SRC) $(BUILD)/libapr.a
+	$(CC) $(CFLAGS) -Itests/runtime -o $@ $(TEST_SRC) $(BUILD)/libapr.a $(CUDA_LIBS) $(LDLIBS)
+
+test: all $(BUILD)/test_runtime
+	@rm -rf $(BUILD)/results && mkdir -p $(BUILD)/results
+	-@$(BUILD)/test_runtime --counts $(BUILD)/results/c.counts
+	-@./apr run tests/busted.lua --counts $(BUILD)/results/lua.counts
+	@scripts/test_summary.sh $(BUILD)/results c lua
+
+test-c: $(BUILD)/test_runtime
+	$(BUILD)/test_runtime $(T)
+
+test-lua: all
+	./apr run tests/busted.lua $(T)
+
+# AddressSanitizer + UBSan build of the runtime, its C tests, and the apr
+# binary run over the malformed-file corpus (tests/fuzz/corpus/*-bad).
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+test-asan:
+	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" NVCC= \
+	    build/asan/test_runtime build/asan/apr
+	@rm -rf build/asan/results && mkdir -p build/asan/results
+	-@ASAN_OPTIONS=detect_leaks=1 build/asan/test_runtime --counts build/asan/results/c.counts
+	-@APR_BIN=build/asan/apr ASAN_OPTIONS=detect_leaks=1 tests/malformed/run.sh build/asan/results/malformed.counts
+	@scripts/test_summary.sh build/asan/results c malformed
+
+build/asan/apr: $(BUILD)/obj/runtime/main.o $(BUILD)/libapr.a lua/apr/ffi.lua
+	$(CC) $(CFLAGS) -o $@ $(BUILD)/obj/runtime/main.o -Wl,--whole-archive $(BUILD)/libapr.a -Wl,--no-whole-archive \
+	    $(LUAJIT_A) -Wl,--export-dynamic $(LDLIBS)
+
+# libFuzzer needs clang; the fuzz build has its own object folder.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/%_fuzz.c,%,$(wildcard tests/fuzz/*_fuzz.c))
+fuzz:
+	$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang NVCC= \
+	    CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build/fuzz/libapr.a
+	@for t in $(FUZZ_TARGETS); do \
+	    clang -O1 -g -fsanitize=fuzzer,address,undefined -Iruntime/include -Iruntime -D_GNU_SOURCE \
+	        tests/fuzz/$${t}_fuzz.c build/fuzz/libapr.a $(LDLIBS) -o build/fuzz/$$t || exit 1; \
+	    mkdir -p tests/fuzz/corpus/$$t; \
+	    echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+	    build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        tests/fuzz/corpus/$$t $$( [ -d tests/fuzz/seeds/$$t ] && echo tests/fuzz/seeds/$$t ) || exit 1; \
+	done
+
+# ---------------------------------------------------------------- packaging
+bundle: all
+	@scripts/bundle.sh dist/apr
+
+model:
+	@scripts/fetch_model.sh
+
+clean:
+	rm -rf build apr lua/apr/ffi.lua dist

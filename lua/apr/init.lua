@@ -1,0 +1,31 @@
+-- apr — the Lua API of the apr runtime. `require "apr"` gives this table.
+--
+-- It only gathers the modules that implement each part (docs/lua-api.md
+-- describes them); heavy parts such as the server load on first use.
+local core = require "apr.core"
+local ffi = core.ffi
+local C = core.C
+
+local apr = {}
+
+apr.version = ffi.string(C.apr_version())
+apr.git_revision = ffi.string(C.apr_git_revision())
+
+-- True once Ctrl+C was pressed; long loops in scripts should poll it.
+function apr.interrupted() return C.apr_interrupted() ~= 0 end
+function apr.clear_interrupt() C.apr_interrupt_clear() end
+
+-- Submodules load when first touched: `apr.server` costs nothing until used.
+local lazy = {}
+setmetatable(apr, {
+    __index = function(t, k)
+        local mod = lazy[k]
+        if mod then
+            local v = require(mod)
+            rawset(t, k, v)
+            return v
+        end
+    end,
+})
+
+return apr

@@ -1,0 +1,26 @@
+-- busted.lua — runs the busted specs under apr's own LuaJIT, so specs load
+-- the runtime through the same generated FFI as production code.
+--
+-- usage: apr run tests/busted.lua [--counts FILE] [busted args...]
+-- Without spec paths it runs every tests/**/*_spec.lua.
+local counts
+local pass = {}
+local i = 1
+while i <= #arg do
+    if arg[i] == "--counts" then
+        counts = arg[i + 1]
+        i = i + 2
+    else
+        pass[#pass + 1] = arg[i]
+        i = i + 1
+    end
+end
+local has_path = false
+for _, a in ipairs(pass) do if not a:match("^%-") then has_path = true end end
+if not has_path then pass[#pass + 1] = "tests" end
+table.insert(pass, 1, "--pattern=_spec")
+table.insert(pass, 1, "--output=tests.lua.summary_output")
+if counts then _G.APR_TEST_COUNTS = counts end
+_G.arg = pass
+package.path = "./?.lua;" .. package.path
+require("busted.runner")({ standalone = false, output = "tests.lua.summary_output" })

@@ -1,0 +1,70 @@
+-- cli_spec.lua — the apr executable: dispatch, help, version, exit codes.
+local h = require "tests.lua.helpers"
+
+describe("apr cli", function()
+    it("lists every command in help, each with a summary", function()
+        local r = h.apr("help")
+        assert.equal(0, r.code)
+        for _, name in ipairs(require("apr.cli").commands) do
+            if require("apr.cli").load_command(name) then
+                assert.truthy(r.out:find("\n  " .. name .. " ", 1, true), name)
+            end
+        end
+    end)
+
+    it("gives --help for every command it lists", function()
+        for _, name in ipairs(require("apr.cli").commands) do
+            if require("apr.cli").load_command(name) then
+                local r = h.apr(name .. " --help")
+                assert.equal(0, r.code, name)
+                assert.truthy(r.out:match("^usage: apr " .. name), name)
+            end
+        end
+    end)
+
+    it("exits 2 with one line for an unknown command", function()
+        local r = h.apr("frobnicate")
+        assert.equal(2, r.code)
+        assert.equal("apr: unknown command 'frobnicate' (see 'apr help')\n", r.err)
+    end)
+
+    it("exits 2 for an unknown option, naming it", function()
+        local r = h.apr("version --bogus")
+        assert.equal(2, r.code)
+        assert.truthy(r.err:find("unknown option '--bogus'", 1, true))
+    end)
+
+    it("reports version, revision, CUDA and compiler", function()
+        local r = h.apr("version --json")
+        assert.equal(0, r.code)
+        local v = require("cjson").decode(r.out)
+        assert.equal("0.1.0", v.version)
+        assert.is_string(v.git_revision)
+        assert.is_boolean(v.cuda)
+        assert.truthy(v.compiler:match("^gcc") or v.compiler:match("^clang"))
+    end)
+
+    it("runs a script with arg set and returns its exit code", function()
+        local path = os.tmpname()
+        local f = assert(io.open(path, "w"))
+        f:write('local apr = require "apr"\nio.write(arg[0] == ... and "same" or "diff", " ", arg[1], " ", arg[2], " ", apr.version)\nreturn 3\n')
+        f:close()
+        local r = h.apr("run " .. path .. " a --b")
+        os.remove(path)
+        assert.equal(3, r.code)
+        assert.equal("diff a --b 0.1.0", r.out)
+    end)
+
+    it("exits 1 with the message when a script fails to load", function()
+        local r = h.apr("run /nonexistent/x.lua")
+        assert.equal(1, r.code)
+        assert.truthy(r.err:find("/nonexistent/x.lua", 1, true))
+    end)
+
+    it("evaluates expressions in the repl when input is piped", function()
+        local r = h.apr("repl", "x = 20\nx + 22\n{a = 1, 'b'}\nfor i=1,2 do\nprint(i)\nend\nerror('boom')\n")
+        assert.equal(0, r.code)
+        assert.equal('42\n{"b", a = 1}\n1\n2\n', r.out)
+        assert.truthy(r.err:find("boom", 1, true))
+    end)
+end)
