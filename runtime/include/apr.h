@@ -87,6 +87,150 @@ void apr_term_add_history(const char *line);
 void apr_term_load_history(const char *path);  /* missing file: no-op */
 void apr_term_save_history(const char *path);
 
+/* ===================================================================== */
+/* Element types and block formats (runtime/core/quant.c)                */
+/* ===================================================================== */
+
+/* The numbering is GGUF's (ggml_type), so a tensor's type field in a file
+ * maps to this enum unchanged. Block formats store `block_size` elements in
+ * `block_bytes` bytes; docs/quant-formats.md gives each layout. */
+typedef enum apr_dtype {
+    APR_F32 = 0,
+    APR_F16 = 1,
+    APR_Q4_0 = 2,
+    APR_Q4_1 = 3,
+    APR_Q5_0 = 6,
+    APR_Q5_1 = 7,
+    APR_Q8_0 = 8,
+    APR_Q8_1 = 9,
+    APR_Q2_K = 10,
+    APR_Q3_K = 11,
+    APR_Q4_K = 12,
+    APR_Q5_K = 13,
+    APR_Q6_K = 14,
+    APR_Q8_K = 15,
+    APR_I8 = 24,
+    APR_I16 = 25,
+    APR_I32 = 26,
+    APR_I64 = 27,
+    APR_F64 = 28,
+    APR_BF16 = 30,
+    APR_DTYPE_COUNT = 40
+} apr_dtype;
+
+/* "Q4_K", "F16", ...; NULL for a number that is no type apr knows. */
+const char *apr_dtype_name(int dtype);
+/* Elements per block (1 for plain types) and bytes per block; 0 if unknown. */
+int64_t apr_dtype_block_size(int dtype);
+int64_t apr_dtype_block_bytes(int dtype);
+/* Bytes of n elements; fails (APR_ERR_FORMAT) if n is not a whole number of
+ * blocks or the product overflows, and APR_ERR_UNSUPPORTED for unknown types. */
+apr_status apr_dtype_nbytes(int dtype, int64_t n, uint64_t *out);
+/* 1 if apr can dequantize this type (to f32), 0 otherwise. */
+int apr_dtype_can_dequantize(int dtype);
+int apr_dtype_can_quantize(int dtype);
+
+/* Converts n elements (a whole number of blocks) of src, in format dtype, to
+ * float32 in dst. Exact: bit for bit what the format defines. */
+apr_status apr_dequantize(int dtype, const void *src, float *dst, int64_t n);
+/* Converts n float32 values to format dtype (round to nearest, the scales
+ * chosen as llama.cpp's reference quantizer does). */
+apr_status apr_quantize(int dtype, const float *src, void *dst, int64_t n);
+
+/* Statistics of n dequantized elements, computed on all cores. */
+typedef struct apr_stats {
+    double min, max, mean, std;  /* over the finite elements */
+    int64_t n, n_nan, n_inf;
+} apr_stats;
+apr_status apr_tensor_stats(int dtype, const void *data, int64_t n, apr_stats *out);
+
+/* ===================================================================== */
+/* GGUF files (runtime/formats/gguf.c)                                   */
+/* ===================================================================== */
+
+/* An open GGUF file: memory-mapped read-only, header parsed and validated.
+ * Every count, length, offset and dimension was checked against the file
+ * size and for overflow when it was opened, so nothing below can read out of
+ * bounds. */
+typedef struct apr_gguf apr_gguf;
+
+/* GGUF metadata value types (the numbering is the file format's). */
+typedef enum apr_gguf_type {
+    APR_GGUF_UINT8 = 0,
+    APR_GGUF_INT8 = 1,
+    APR_GGUF_UINT16 = 2,
+    APR_GGUF_INT16 = 3,
+    APR_GGUF_UINT32 = 4,
+    APR_GGUF_INT32 = 5,
+    APR_GGUF_FLOAT32 = 6,
+    APR_GGUF_BOOL = 7,
+    APR_GGUF_STRING = 8,
+    APR_GGUF_ARRAY = 9,
+    APR_GGUF_UINT64 = 10,
+    APR_GGUF_INT64 = 11,
+    APR_GGUF_FLOAT64 = 12
+} apr_gguf_type;
+
+/* One metadata value, pointing into the mapping (valid while the file is
+ * open). Scalars: `data` points at the little-endian value. Strings: `data`
+ * at the bytes (not NUL-terminated), `len` their count. Arrays: `elem_type`
+ * is the element type, `len` the element count, and `data` the first
+ * element; elements of fixed size are packed, so `data` can be read as a C
+ * array; string and array elements are reached with apr_gguf_array_get. */
+typedef struct apr_gguf_value {
+    int type;
+    int elem_type;
+    uint64_t len;
+    const void *data;
+    uint64_t size;   /* bytes the value spans in the file */
+    int64_t index;   /* reader-internal: which array this is (-1 if none) */
+} apr_gguf_value;
+
+/* A tensor of the file. ne[0] is the innermost (contiguous) dimension, as in
+ * GGUF; dimensions past n_dims are 1. */
+typedef struct apr_gguf_tensor {
+    const char *name;     /* NUL-terminated copy owned by the file */
+    int type;             /* apr_dtype */
+    int n_dims;
+    int64_t ne[4];
+    uint64_t offset;      /* from the start of the data section */
+    uint64_t nbytes;
+    const void *data;     /* in the mapping */
+} apr_gguf_tensor;
+
+/* Opens and validates path. On failure *out is NULL and the message names the
+ * file, the problem and its byte offset. */
+apr_status apr_gguf_open(const char *path, apr_gguf **out);
+void apr_gguf_close(apr_gguf *f);
+
+uint32_t apr_gguf_version(const apr_gguf *f);
+uint64_t apr_gguf_file_size(const apr_gguf *f);
+uint64_t apr_gguf_alignment(const apr_gguf *f);
+uint64_t apr_gguf_data_offset(const apr_gguf *f);   /* start of the tensor data */
+const void *apr_gguf_base(const apr_gguf *f);        /* the mapping's first byte */
+
+int64_t apr_gguf_n_kv(const apr_gguf *f);
+/* The i-th key (0 <= i < n_kv) and its value; APR_ERR_RANGE for a bad i. */
+apr_status apr_gguf_kv(const apr_gguf *f, int64_t i, const char **key, apr_gguf_value *out);
+/* Index of key, or -1 if absent. */
+int64_t apr_gguf_find_kv(const apr_gguf *f, const char *key);
+/* Element i of an array value (any element type, nested arrays included). */
+apr_status apr_gguf_array_get(const apr_gguf *f, const apr_gguf_value *array, uint64_t i, apr_gguf_value *out);
+
+/* Typed lookups for the common case: fail with APR_ERR_NOT_FOUND when the key
+ * is absent, APR_ERR_FORMAT when its type does not convert (any integer type
+ * converts to int64 if it fits; float32/float64 to double). The string is
+ * NUL-terminated and owned by the file. */
+apr_status apr_gguf_get_int(const apr_gguf *f, const char *key, int64_t *out);
+apr_status apr_gguf_get_float(const apr_gguf *f, const char *key, double *out);
+apr_status apr_gguf_get_bool(const apr_gguf *f, const char *key, int *out);
+apr_status apr_gguf_get_str(const apr_gguf *f, const char *key, const char **out);
+
+int64_t apr_gguf_n_tensors(const apr_gguf *f);
+apr_status apr_gguf_tensor(const apr_gguf *f, int64_t i, apr_gguf_tensor *out);
+/* Index of the tensor called name, or -1 if absent. */
+int64_t apr_gguf_find_tensor(const apr_gguf *f, const char *name);
+
 #ifdef __cplusplus
 }
 #endif
