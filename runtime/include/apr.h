@@ -188,7 +188,7 @@ typedef struct apr_gguf_value {
 
 /* A tensor of the file. ne[0] is the innermost (contiguous) dimension, as in
  * GGUF; dimensions past n_dims are 1. */
-typedef struct apr_gguf_tensor {
+typedef struct apr_gguf_tensor_info {
     const char *name;     /* NUL-terminated copy owned by the file */
     int type;             /* apr_dtype */
     int n_dims;
@@ -196,7 +196,7 @@ typedef struct apr_gguf_tensor {
     uint64_t offset;      /* from the start of the data section */
     uint64_t nbytes;
     const void *data;     /* in the mapping */
-} apr_gguf_tensor;
+} apr_gguf_tensor_info;
 
 /* Opens and validates path. On failure *out is NULL and the message names the
  * file, the problem and its byte offset. */
@@ -227,7 +227,7 @@ apr_status apr_gguf_get_bool(const apr_gguf *f, const char *key, int *out);
 apr_status apr_gguf_get_str(const apr_gguf *f, const char *key, const char **out);
 
 int64_t apr_gguf_n_tensors(const apr_gguf *f);
-apr_status apr_gguf_tensor(const apr_gguf *f, int64_t i, apr_gguf_tensor *out);
+apr_status apr_gguf_tensor(const apr_gguf *f, int64_t i, apr_gguf_tensor_info *out);
 /* Index of the tensor called name, or -1 if absent. */
 int64_t apr_gguf_find_tensor(const apr_gguf *f, const char *name);
 
