@@ -231,6 +231,93 @@ apr_status apr_gguf_tensor(const apr_gguf *f, int64_t i, apr_gguf_tensor_info *o
 /* Index of the tensor called name, or -1 if absent. */
 int64_t apr_gguf_find_tensor(const apr_gguf *f, const char *name);
 
+/* ===================================================================== */
+/* Models and inference contexts (runtime/model/)                        */
+/* ===================================================================== */
+
+/* A loaded model: hyperparameters from the file's metadata, the tokenizer,
+ * and (unless vocab_only) the weights on the chosen device. Immutable after
+ * load, so several contexts and threads may use one model. */
+typedef struct apr_model apr_model;
+
+typedef enum apr_device_kind {
+    APR_DEVICE_AUTO = 0,  /* CUDA when a device is present, else the CPU */
+    APR_DEVICE_CPU = 1,
+    APR_DEVICE_CUDA = 2
+} apr_device_kind;
+
+typedef struct apr_model_params {
+    int device;             /* apr_device_kind */
+    int gpu_index;          /* which CUDA device (0) */
+    int vocab_only;         /* load only the tokenizer and metadata */
+    int n_threads;          /* CPU threads; 0 = all this process may use */
+    uint64_t vram_budget;   /* bytes apr may allocate on the GPU; 0 = no cap */
+} apr_model_params;
+
+/* The hyperparameters, as read from the file (never hard-coded). */
+typedef struct apr_model_info {
+    const char *arch;       /* "qwen2", "llama" */
+    const char *name;       /* general.name or "" */
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab, n_ctx_train;
+    float rope_base, rms_eps;
+    int device;             /* apr_device_kind actually used */
+    uint64_t weight_bytes;  /* bytes of weights on the device */
+} apr_model_info;
+
+/* Fills p with the defaults (AUTO device, all threads, no budget). */
+void apr_model_params_default(apr_model_params *p);
+/* Loads path. Fails with a message naming the file and, for missing
+ * hyperparameters or tensors, the key or tensor name. */
+apr_status apr_model_load(const char *path, const apr_model_params *p, apr_model **out);
+void apr_model_free(apr_model *m);
+void apr_model_get_info(const apr_model *m, apr_model_info *out);
+/* The model's tokenizer, owned by the model. */
+const struct apr_tokenizer *apr_model_tokenizer(const apr_model *m);
+/* The model's own chat template (tokenizer.chat_template), or NULL. */
+const char *apr_model_chat_template(const apr_model *m);
+
+/* An inference context: the KV cache and scratch buffers for up to n_seq
+ * sequences sharing n_ctx token slots, allocated once here; decoding
+ * allocates nothing. Not thread-safe: one thread drives a context. */
+typedef struct apr_context apr_context;
+
+typedef struct apr_context_params {
+    int n_ctx;              /* token slots in the KV cache, all sequences together (0 = the model's training context) */
+    int n_seq;              /* sequences decoded together (1) */
+    int n_batch;            /* most tokens one apr_decode call may carry (512) */
+    int kv_type;            /* apr_dtype of the KV cache: APR_F16 (default) or APR_Q8_0 */
+} apr_context_params;
+
+void apr_context_params_default(apr_context_params *p);
+apr_status apr_context_new(apr_model *m, const apr_context_params *p, apr_context **out);
+void apr_context_free(apr_context *c);
+int apr_context_n_ctx(const apr_context *c);
+/* Tokens sequence seq holds in the cache (the next position to decode). */
+int apr_context_seq_len(const apr_context *c, int seq);
+/* Forgets sequence seq's tokens from position `from` on (0 = all of it). */
+apr_status apr_context_seq_truncate(apr_context *c, int seq, int from);
+
+/* A batch of tokens for one forward pass. Token i goes to sequence seq[i]
+ * at position pos[i] (which must be that sequence's next position: tokens
+ * of a sequence appear in order). logits_out receives, for each token with
+ * want_logits[i] != 0, in batch order, n_vocab float32 logits. seq may be
+ * NULL (all sequence 0); pos may be NULL (each sequence's next positions);
+ * want_logits may be NULL (only the last token of the batch). */
+typedef struct apr_batch {
+    int n;
+    const int32_t *ids;
+    const int32_t *pos;
+    const int32_t *seq;
+    const int8_t *want_logits;
+} apr_batch;
+
+/* Runs the model over the batch, appending its tokens' keys and values to
+ * the cache, and writes the requested logits. Fails without changing the
+ * cache on: an id outside [0, n_vocab) (APR_ERR_RANGE, naming it), a
+ * sequence full (APR_ERR_RANGE: "context of N tokens is full"), a batch
+ * over n_batch, or Ctrl+C (APR_ERR_CANCELLED). */
+apr_status apr_decode(apr_context *c, const apr_batch *b, float *logits_out);
+
 #ifdef __cplusplus
 }
 #endif
