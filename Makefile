@@ -19,7 +19,7 @@ LIBDIR    := /usr/lib/$(MULTIARCH)
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -D_GNU_SOURCE -fPIC -pthread \
              -Iruntime/include -Iruntime -I/usr/include/luajit-2.1 \
-             -DAPR_VERSION='"$(VERSION)"' -DAPR_GIT_REV='"$(GIT_REV)"'
+             -DAPR_VERSION='"$(VERSION)"'
 LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -llz4 -lzstd -lm -ldl -lpthread
 
 # CUDA: compiled whenever the toolkit's nvcc is found; the binary still runs
@@ -41,7 +41,7 @@ RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_OBJ)
 TEST_SRC    := $(wildcard tests/runtime/*.c tests/runtime/*/*.c tests/runtime/*/*/*.c)
 LUAJIT_A    := $(LIBDIR)/libluajit-5.1.a
 
-.PHONY: all deps test test-c test-lua test-asan fuzz bundle model clean ffi
+.PHONY: FORCE all deps test test-c test-lua test-asan fuzz bundle model clean ffi
 all: apr $(BUILD)/libapr.so lua/apr/ffi.lua
 
 deps:
@@ -57,6 +57,16 @@ $(BUILD)/obj/%.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# The git revision goes into version.c through a header that is rewritten
+# only when the revision changes, so a commit rebuilds one file, not all.
+$(BUILD)/git_rev.h: FORCE
+	@mkdir -p $(BUILD)
+	@echo '#define APR_GIT_REV "$(GIT_REV)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
+$(BUILD)/obj/runtime/core/version.o: $(BUILD)/git_rev.h
+$(BUILD)/obj/runtime/core/version.o: CFLAGS += -include $(BUILD)/git_rev.h
+FORCE:
 
 # ---------------------------------------------------------------- products
 $(BUILD)/libapr.a: $(RUNTIME_OBJ)
