@@ -318,6 +318,82 @@ typedef struct apr_batch {
  * over n_batch, or Ctrl+C (APR_ERR_CANCELLED). */
 apr_status apr_decode(apr_context *c, const apr_batch *b, float *logits_out);
 
+/* ===================================================================== */
+/* Sampling (runtime/model/sampler.c)                                    */
+/* ===================================================================== */
+
+/* A sampler turns one position's logits into a token id. It owns its
+ * random state (seeded explicitly: the same seed and the same logits give
+ * the same tokens) and a window of recent tokens for the penalties, and
+ * allocates its scratch once, at creation, for n_vocab logits.
+ *
+ * The steps, in order (docs/lua-api.md "Sampling" says why this order):
+ *  1. logit bias: added to the raw logits (-INFINITY bans a token);
+ *  2. penalties over the tokens in the window: repetition as llama.cpp
+ *     applies it (a positive logit is divided by repeat_penalty, a negative
+ *     one multiplied), then OpenAI's frequency and presence penalties
+ *     (logit -= count * frequency_penalty + (count > 0) * presence_penalty);
+ *  3. temperature <= 0: the largest logit wins (ties: the lowest id), and
+ *     steps 4-6 are skipped;
+ *  4. logits divided by the temperature;
+ *  5. top_k, then top_p over the renormalised survivors, then min_p
+ *     (drop tokens below min_p times the best one's probability);
+ *  6. one draw from the survivors' softmax. */
+typedef struct apr_sampler apr_sampler;
+
+typedef struct apr_sampler_params {
+    float temperature;        /* <= 0: greedy (1 = the model's distribution) */
+    int top_k;                /* keep the k most likely; 0 = all */
+    float top_p;              /* keep the smallest set of mass >= top_p; 1 = off */
+    float min_p;              /* drop p < min_p * p_max; 0 = off */
+    float repeat_penalty;     /* 1 = off; > 1 discourages repeats */
+    float presence_penalty;   /* 0 = off; OpenAI range -2..2 */
+    float frequency_penalty;  /* 0 = off; OpenAI range -2..2 */
+    int penalty_last_n;       /* tokens the penalty window holds (64); 0 = no penalties */
+    uint64_t seed;            /* the random stream's seed */
+} apr_sampler_params;
+
+/* One entry of a top-N log-probability list. */
+typedef struct apr_token_logprob {
+    int32_t id;
+    float logprob;            /* natural log */
+} apr_token_logprob;
+
+/* Fills p with the defaults: temperature 1, no top_k/top_p/min_p, no
+ * penalties, a window of 64, seed 0. */
+void apr_sampler_params_default(apr_sampler_params *p);
+/* Makes a sampler for logits of n_vocab entries. Fails with APR_ERR_INVALID
+ * for a parameter out of its range (naming it) and APR_ERR_NOMEM; *out is
+ * then NULL. The caller frees it with apr_sampler_free. */
+apr_status apr_sampler_new(int n_vocab, const apr_sampler_params *p, apr_sampler **out);
+void apr_sampler_free(apr_sampler *s);
+/* Empties the penalty window and restarts the random stream from the seed,
+ * so a new generation with the same inputs repeats the previous one. */
+void apr_sampler_reset(apr_sampler *s);
+/* Replaces the logit bias with n (id, bias) pairs (n = 0 removes it). A bias
+ * must be finite or -INFINITY. On failure (an id outside [0, n_vocab), a NaN
+ * or +INFINITY bias: APR_ERR_RANGE naming it) the old bias stays. */
+apr_status apr_sampler_set_logit_bias(apr_sampler *s, int n, const int32_t *ids, const float *bias);
+/* Appends a token to the penalty window (the oldest falls out when full):
+ * the prompt's tokens, or tokens chosen elsewhere. APR_ERR_RANGE for an id
+ * outside [0, n_vocab). */
+apr_status apr_sampler_accept(apr_sampler *s, int32_t id);
+/* Picks a token from n_vocab logits (left unchanged), writes it to *out and
+ * appends it to the penalty window. Fails with APR_ERR_FORMAT, naming the
+ * token, when a logit is NaN or +INFINITY (the model's weights or
+ * activations are not finite), and with APR_ERR_RANGE when the bias banned
+ * every token; the window and random state are then unchanged. */
+apr_status apr_sampler_sample(apr_sampler *s, const float *logits, int32_t *out);
+/* Log-probabilities under the model's raw distribution: log_softmax of the
+ * logits at temperature 1, before bias, penalties and filters (what
+ * OpenAI's `logprobs` report). Writes the log-probability of token `chosen`
+ * to *chosen_logprob (NULL to skip) and the n_top most likely tokens, most
+ * likely first (ties: lower id first), to top[0..n_top). Allocates nothing.
+ * APR_ERR_RANGE for chosen outside [0, n_vocab) or n_top outside
+ * [0, n_vocab]; APR_ERR_FORMAT for a NaN or +INFINITY logit. */
+apr_status apr_sampler_logprobs(const float *logits, int n_vocab, int32_t chosen, int n_top,
+                                float *chosen_logprob, apr_token_logprob *top);
+
 #ifdef __cplusplus
 }
 #endif
