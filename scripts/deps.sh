@@ -3,7 +3,7 @@
 # missing. Idempotent, and silent when everything is already there.
 set -e
 PKGS="build-essential clang libclang-rt-14-dev luajit libluajit-5.1-dev libuv1-dev liblz4-dev libzstd-dev
-libcurl4-openssl-dev lua-cjson lua-luv lua-busted python3 python3-jinja2 python3-numpy zstd xz-utils
+libcurl4-openssl-dev lua-cjson lua-luv lua-busted python3 python3-pip python3-jinja2 python3-numpy zstd xz-utils
 patchelf curl ca-certificates"
 missing=""
 for p in $PKGS; do
