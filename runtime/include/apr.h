@@ -143,6 +143,23 @@ typedef struct apr_stats {
     int64_t n, n_nan, n_inf;
 } apr_stats;
 apr_status apr_tensor_stats(int dtype, const void *data, int64_t n, apr_stats *out);
+/* std is the population standard deviation (divided by the count of finite
+ * elements); with no finite element min/max/mean/std are NaN. The result does
+ * not depend on the thread count. APR_ERR_CANCELLED if Ctrl+C stopped it. */
+
+/* Scans n elements for NaN and Inf where they would poison values: every
+ * value of F32/F16/BF16/F64 data, the float scale fields (d, dmin, m, s) of
+ * every block of a block format. APR_OK with *first_bad_element = -1 if all
+ * are finite; APR_ERR_FORMAT with the index of the first element of the first
+ * bad block (or the bad element) and a message naming the block and field;
+ * APR_ERR_UNSUPPORTED for formats whose scales apr does not know (IQ*);
+ * APR_ERR_CANCELLED on Ctrl+C. Integer types are always finite. Runs on all
+ * cores. */
+apr_status apr_dtype_check_finite(int dtype, const void *data, int64_t n, int64_t *first_bad_element);
+
+/* Memory for tensors that Lua owns: nbytes (> 0) zeroed bytes aligned to 64,
+ * to release with apr_free. NULL (APR_ERR_NOMEM) when allocation fails. */
+void *apr_alloc(size_t nbytes);
 
 /* ===================================================================== */
 /* GGUF files (runtime/formats/gguf.c)                                   */
