@@ -147,4 +147,80 @@ static inline apr_bf16 apr_f32_to_bf16(float f)
     return (apr_bf16)(x >> 16);
 }
 
+/* ------------------------------------------------------------------------
+ * Row converters (runtime/core/quant.c, runtime/core/quantize.c).
+ *
+ * Each converts k elements, a whole number of blocks, between float32 and one
+ * format. They trust their caller: k is a multiple of the block size, the
+ * buffers are large enough, and the quantizers' input is finite. The public
+ * apr_dequantize/apr_quantize check all that and split big arrays over the
+ * worker pool; kernels call these directly on rows they own.
+ * ------------------------------------------------------------------------ */
+
+/* Dequantizers: exact, with the same float operations in the same order as
+ * ggml's reference, so results match it (and the gguf package) bit for bit. */
+void apr_dequantize_row_f16(const apr_f16 *x, float *y, int64_t k);
+void apr_dequantize_row_bf16(const apr_bf16 *x, float *y, int64_t k);
+void apr_dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t k);
+void apr_dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t k);
+void apr_dequantize_row_q5_0(const block_q5_0 *x, float *y, int64_t k);
+void apr_dequantize_row_q5_1(const block_q5_1 *x, float *y, int64_t k);
+void apr_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t k);
+void apr_dequantize_row_q8_1(const block_q8_1 *x, float *y, int64_t k);
+void apr_dequantize_row_q2_K(const block_q2_K *x, float *y, int64_t k);
+void apr_dequantize_row_q3_K(const block_q3_K *x, float *y, int64_t k);
+void apr_dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t k);
+void apr_dequantize_row_q5_K(const block_q5_K *x, float *y, int64_t k);
+void apr_dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t k);
+void apr_dequantize_row_q8_K(const block_q8_K *x, float *y, int64_t k);
+
+/* The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block. */
+static inline void apr_q4_K_scale_min(const uint8_t *scales, int j, uint8_t *sc, uint8_t *m)
+{
+    if (j < 4) {
+        *sc = scales[j] & 63;
+        *m = scales[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4));
+        *m = (uint8_t)((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+    }
+}
+
+/* Rounds to the nearest integer, ties to even, as ggml's nearest_int does
+ * for |v| < 2^22 (adding 1.5 * 2^23 leaves the integer in the mantissa).
+ * Larger magnitudes and NaN saturate instead of returning garbage. */
+static inline int apr_nearest_int(float v)
+{
+    if (!(v < 4194303.f)) v = v == v ? 4194303.f : 0.f;
+    if (v < -4194303.f) v = -4194303.f;
+    float t = v + 12582912.f;
+    int32_t i;
+    memcpy(&i, &t, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* Quantizers of weights: llama.cpp's reference algorithms (quantize_row_*_ref
+ * in ggml-quants.c), so files quantized here match llama-quantize run
+ * without an importance matrix. */
+void apr_quantize_row_f16(const float *x, apr_f16 *y, int64_t k);
+void apr_quantize_row_bf16(const float *x, apr_bf16 *y, int64_t k);
+void apr_quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t k);
+void apr_quantize_row_q4_1(const float *x, block_q4_1 *y, int64_t k);
+void apr_quantize_row_q5_0(const float *x, block_q5_0 *y, int64_t k);
+void apr_quantize_row_q5_1(const float *x, block_q5_1 *y, int64_t k);
+void apr_quantize_row_q4_K(const float *x, block_q4_K *y, int64_t k);
+void apr_quantize_row_q5_K(const float *x, block_q5_K *y, int64_t k);
+void apr_quantize_row_q6_K(const float *x, block_q6_K *y, int64_t k);
+
+/* Quantizers of activations, for the integer dot products of the kernels.
+ *  q8_0: d = amax/127 (stored as f16), q = roundf(x/d): halves round away
+ *        from zero; the multiplication uses 1/d, as ggml does.
+ *  q8_1: as q8_0, plus s = f16(d * sum(q)).
+ *  q8_K: d = max/-127 kept as float32 (max: the element of largest
+ *        magnitude), q = nearest_int(x * -127/max) (ties to even), capped at
+ *        127; bsums[g] = sum of q over elements 16g..16g+15. */
+void apr_quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t k);
+void apr_quantize_row_q8_1(const float *x, block_q8_1 *y, int64_t k);
+void apr_quantize_row_q8_K(const float *x, block_q8_K *y, int64_t k);
+
 #endif
