@@ -192,8 +192,9 @@ typedef enum apr_gguf_type {
  * open). Scalars: `data` points at the little-endian value. Strings: `data`
  * at the bytes (not NUL-terminated), `len` their count. Arrays: `elem_type`
  * is the element type, `len` the element count, and `data` the first
- * element; elements of fixed size are packed, so `data` can be read as a C
- * array; string and array elements are reached with apr_gguf_array_get. */
+ * element; elements of fixed size are packed, so `data` can be read as an
+ * array (it may be unaligned: C code copies with memcpy); string and array
+ * elements are reached with apr_gguf_array_get. */
 typedef struct apr_gguf_value {
     int type;
     int elem_type;
@@ -218,12 +219,18 @@ typedef struct apr_gguf_tensor_info {
 /* Opens and validates path. On failure *out is NULL and the message names the
  * file, the problem and its byte offset. */
 apr_status apr_gguf_open(const char *path, apr_gguf **out);
+/* The same for a GGUF image in memory (size bytes at data), validated the
+ * same way; messages name it "<memory>". The bytes are not copied: they must
+ * outlive the file. Used by the fuzzer and by tests. */
+apr_status apr_gguf_open_memory(const void *data, size_t size, apr_gguf **out);
 void apr_gguf_close(apr_gguf *f);
 
 uint32_t apr_gguf_version(const apr_gguf *f);
 uint64_t apr_gguf_file_size(const apr_gguf *f);
 uint64_t apr_gguf_alignment(const apr_gguf *f);
 uint64_t apr_gguf_data_offset(const apr_gguf *f);   /* start of the tensor data */
+uint64_t apr_gguf_header_size(const apr_gguf *f);   /* end of the tensor infos (<= data offset) */
+const char *apr_gguf_path(const apr_gguf *f);        /* as opened; "<memory>" for open_memory */
 const void *apr_gguf_base(const apr_gguf *f);        /* the mapping's first byte */
 
 int64_t apr_gguf_n_kv(const apr_gguf *f);
@@ -247,6 +254,114 @@ int64_t apr_gguf_n_tensors(const apr_gguf *f);
 apr_status apr_gguf_tensor(const apr_gguf *f, int64_t i, apr_gguf_tensor_info *out);
 /* Index of the tensor called name, or -1 if absent. */
 int64_t apr_gguf_find_tensor(const apr_gguf *f, const char *name);
+
+/* ===================================================================== */
+/* Writing GGUF files (runtime/formats/gguf_write.c)                     */
+/* ===================================================================== */
+
+/* A GGUF file being written: metadata and tensor infos are gathered first,
+ * then apr_gguf_writer_begin lays the file out, writes the header and sizes
+ * the file, and the tensor data is filled in afterwards, in any order and
+ * from any number of threads (apr_gguf_writer_write is a pwrite), so a 20 GB
+ * file is never held in memory. Mistakes (a duplicate key, an unknown type,
+ * a call out of order) fail with APR_ERR_INVALID and leave the writer as it
+ * was. */
+typedef struct apr_gguf_writer apr_gguf_writer;
+
+/* An empty writer for GGUF version 3 with the default alignment (32). The
+ * caller frees it with apr_gguf_writer_free. */
+apr_status apr_gguf_writer_new(apr_gguf_writer **out);
+/* Frees w. A file that was begun but not finished is removed, so a failed
+ * or interrupted write never leaves a plausible-looking file behind. */
+void apr_gguf_writer_free(apr_gguf_writer *w);
+/* 2 or 3 (the encodings are identical for little-endian files). */
+apr_status apr_gguf_writer_set_version(apr_gguf_writer *w, uint32_t version);
+
+/* Metadata, in file order. Keys are non-empty and unique. Setting
+ * general.alignment (a uint32 power of two) sets the layout's alignment. */
+/* An integer of type UINT8..INT64 or BOOL (0/1), range-checked. */
+apr_status apr_gguf_writer_add_int(apr_gguf_writer *w, const char *key, int type, int64_t value);
+/* FLOAT32 or FLOAT64. */
+apr_status apr_gguf_writer_add_float(apr_gguf_writer *w, const char *key, int type, double value);
+/* len bytes of any content (NUL bytes included). */
+apr_status apr_gguf_writer_add_str(apr_gguf_writer *w, const char *key, const char *s, uint64_t len);
+/* An array of n fixed-size elements stored packed at elems (elem_type is
+ * not STRING or ARRAY). */
+apr_status apr_gguf_writer_add_array(apr_gguf_writer *w, const char *key, int elem_type, const void *elems,
+                                     uint64_t n);
+/* An array of n strings; lens NULL means each is NUL-terminated. */
+apr_status apr_gguf_writer_add_str_array(apr_gguf_writer *w, const char *key, const char *const *strs,
+                                         const uint64_t *lens, uint64_t n);
+/* A value of any type given as its encoding (the bytes after the type tag,
+ * nested arrays included); checked as the reader would check it. */
+apr_status apr_gguf_writer_add_raw(apr_gguf_writer *w, const char *key, int type, const void *bytes,
+                                   uint64_t size);
+/* A value read from an open file (apr_gguf_kv, apr_gguf_array_get). */
+apr_status apr_gguf_writer_add_value(apr_gguf_writer *w, const char *key, const apr_gguf_value *v);
+
+/* A tensor of n_dims (1..4) dimensions ne (GGUF order, ne[0] innermost) and
+ * type dtype; its data goes at the next aligned offset after the previous
+ * tensor's. */
+apr_status apr_gguf_writer_add_tensor(apr_gguf_writer *w, const char *name, int dtype, int n_dims,
+                                      const int64_t *ne);
+/* The same at a given offset from the start of the data section (aligned,
+ * overlapping no other tensor): for copying a file's layout exactly. */
+apr_status apr_gguf_writer_add_tensor_at(apr_gguf_writer *w, const char *name, int dtype, int n_dims,
+                                         const int64_t *ne, uint64_t offset);
+
+/* Fixes the layout (no more keys or tensors after this). Called by begin;
+ * call it earlier to read the sizes below before creating the file. */
+apr_status apr_gguf_writer_layout(apr_gguf_writer *w);
+int64_t apr_gguf_writer_n_tensors(const apr_gguf_writer *w);
+/* After layout: where tensor i's data starts in the file (absolute byte
+ * offset) and its size; the data section's start and the file's size.
+ * 0 for a bad i or before layout. */
+uint64_t apr_gguf_writer_tensor_offset(const apr_gguf_writer *w, int64_t i);
+uint64_t apr_gguf_writer_tensor_nbytes(const apr_gguf_writer *w, int64_t i);
+uint64_t apr_gguf_writer_data_offset(const apr_gguf_writer *w);
+uint64_t apr_gguf_writer_file_size(const apr_gguf_writer *w);
+/* The header and its padding (data_offset bytes) in memory, to release with
+ * apr_free: for tests, or for a caller that writes the file itself. */
+apr_status apr_gguf_writer_header(apr_gguf_writer *w, void **bytes, uint64_t *size);
+
+/* Creates path (replacing a file there), writes the header and padding and
+ * extends the file to its final size, so every tensor's bytes exist (zeros
+ * until written). APR_ERR_IO names the path on failure. */
+apr_status apr_gguf_writer_begin(apr_gguf_writer *w, const char *path);
+/* Writes n bytes of tensor i's data at byte `at` of that tensor (at + n <=
+ * its size). Safe to call from several threads at once. */
+apr_status apr_gguf_writer_write(apr_gguf_writer *w, int64_t i, uint64_t at, const void *data, uint64_t n);
+/* The open file's descriptor after begin (-1 otherwise), for callers that
+ * mmap it or pwrite at apr_gguf_writer_tensor_offset themselves. */
+int apr_gguf_writer_fd(const apr_gguf_writer *w);
+/* Flushes and closes the file; fails with APR_ERR_IO (disk full, ...). */
+apr_status apr_gguf_writer_finish(apr_gguf_writer *w);
+
+/* A writer holding f's version, metadata and tensor layout, ready for
+ * apr_gguf_writer_begin. */
+apr_status apr_gguf_writer_from_file(const apr_gguf *f, apr_gguf_writer **out);
+/* Writes f to path byte for byte: header re-encoded by the writer, data
+ * section (padding included) copied. Refuses to overwrite f's own file. */
+apr_status apr_gguf_copy(const apr_gguf *f, const char *path);
+
+/* ===================================================================== */
+/* SHA-256 (runtime/core/sha256.c)                                       */
+/* ===================================================================== */
+
+/* An incremental SHA-256 (FIPS 180-4): feed the bytes in any number of
+ * pieces, then read the digest. */
+typedef struct apr_sha256 apr_sha256;
+
+/* A fresh hash state, or NULL (out of memory); free it with apr_sha256_free. */
+apr_sha256 *apr_sha256_new(void);
+void apr_sha256_free(apr_sha256 *h);
+/* Starts over, as if new. */
+void apr_sha256_reset(apr_sha256 *h);
+void apr_sha256_update(apr_sha256 *h, const void *data, size_t n);
+/* Writes the digest of everything fed so far: 32 bytes to digest, or 64
+ * lower-case hex digits and a NUL to hex (either may be NULL). The state is
+ * then reset. */
+void apr_sha256_final(apr_sha256 *h, uint8_t *digest, char *hex);
 
 /* ===================================================================== */
 /* Models and inference contexts (runtime/model/)                        */

@@ -1,0 +1,72 @@
+/* sha256_test.c — FIPS 180-4 test vectors, any split of the input, and the
+ * SHA-NI path against the portable one where the CPU has it. */
+#include "test.h"
+#include "../../../runtime/core/sha256.c"
+
+static void hex_of(const void *data, size_t n, char hex[65])
+{
+    apr_sha256 *h = apr_sha256_new();
+    apr_sha256_update(h, data, n);
+    apr_sha256_final(h, NULL, hex);
+    apr_sha256_free(h);
+}
+
+TEST(sha256_matches_the_standard_vectors)
+{
+    char hex[65];
+    hex_of("", 0, hex);
+    CHECK_EQ_STR(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    hex_of("abc", 3, hex);
+    CHECK_EQ_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    hex_of(two, strlen(two), hex);
+    CHECK_EQ_STR(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    char *million = malloc(1000000);
+    memset(million, 'a', 1000000);
+    hex_of(million, 1000000, hex);
+    CHECK_EQ_STR(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    free(million);
+}
+
+TEST(sha256_any_split_gives_the_same_digest)
+{
+    uint8_t data[1000];
+    uint32_t x = 12345;  /* seeded LCG */
+    for (size_t i = 0; i < sizeof data; i++) { x = x * 1664525u + 1013904223u; data[i] = (uint8_t)(x >> 24); }
+    char whole[65], parts[65];
+    uint8_t digest[32];
+    hex_of(data, sizeof data, whole);
+    apr_sha256 *h = apr_sha256_new();
+    for (size_t step = 1; step < 200; step += 13) {
+        for (size_t i = 0; i < sizeof data; i += step)
+            apr_sha256_update(h, data + i, i + step <= sizeof data ? step : sizeof data - i);
+        apr_sha256_final(h, digest, parts);  /* also resets */
+        CHECK_EQ_STR(parts, whole);
+    }
+    char nib[3];
+    snprintf(nib, sizeof nib, "%02x", digest[31]);
+    CHECK(memcmp(nib, whole + 62, 2) == 0);
+    apr_sha256_free(h);
+}
+
+TEST(sha256_sha_ni_agrees_with_the_portable_code)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("sha")) SKIP("this CPU has no SHA extensions");
+    uint8_t data[64 * 33];
+    uint32_t x = 99;
+    for (size_t i = 0; i < sizeof data; i++) { x = x * 1664525u + 1013904223u; data[i] = (uint8_t)(x >> 24); }
+    for (size_t blocks = 1; blocks <= 33; blocks += 8) {
+        uint32_t a[8], b[8];
+        memcpy(a, H0, sizeof a);
+        memcpy(b, H0, sizeof b);
+        compress_portable(a, data, blocks);
+        compress_shani(b, data, blocks);
+        CHECK(memcmp(a, b, sizeof a) == 0);
+    }
+    CHECK(pick_compress() == compress_shani);
+#else
+    SKIP("not x86-64");
+#endif
+}
