@@ -526,6 +526,85 @@ apr_status apr_sampler_sample(apr_sampler *s, const float *logits, int32_t *out)
 apr_status apr_sampler_logprobs(const float *logits, int n_vocab, int32_t chosen, int n_top,
                                 float *chosen_logprob, apr_token_logprob *top);
 
+/* ===================================================================== */
+/* HTTP parsing (runtime/server/http_parser.c)                           */
+/* ===================================================================== */
+
+/* An incremental, strict HTTP/1.1 request parser for one connection. It owns
+ * the connection's input buffer: feed it bytes as they arrive, then call
+ * apr_http_parser_next until it says it needs more. Each request is taken
+ * whole out of the front of the buffer, so pipelined requests wait their
+ * turn. Malformed or ambiguous input (bare CR/LF, NUL, obs-fold, bad
+ * methods or versions, duplicate Content-Length, Content-Length with
+ * Transfer-Encoding, unknown codings) is an error with the HTTP status to
+ * answer; after an error the parser stays failed and the connection must be
+ * closed. Not thread-safe: one connection, one thread. */
+typedef struct apr_http_parser apr_http_parser;
+
+typedef struct apr_http_limits {
+    int max_head;          /* bytes of request line + header fields (16384): 414 / 431 over it */
+    int max_headers;       /* header fields, and trailer fields (64): 431 over it */
+    uint64_t max_body;     /* body bytes after de-chunking (8 MiB): 413 over it */
+} apr_http_limits;
+
+/* A header field as received, without surrounding whitespace. Not
+ * NUL-terminated; points into the parser's buffer. */
+typedef struct apr_http_header {
+    const char *name;
+    int name_len;
+    const char *value;
+    int value_len;
+} apr_http_header;
+
+/* What apr_http_parser_next found. Every pointer points into the parser and
+ * stays valid until the next call on it (feed, next or free). */
+typedef struct apr_http_request {
+    const char *method;    /* "GET", case as sent */
+    int method_len;
+    const char *target;    /* "/v1/models?x=1" as sent */
+    int target_len;
+    int version;           /* 10 or 11 (HTTP/1.0, HTTP/1.1) */
+    int n_headers;
+    const apr_http_header *headers;  /* [n_headers], in order received */
+    const char *body;      /* [body_len] bytes, de-chunked; complete only for APR_HTTP_REQUEST */
+    uint64_t body_len;
+    uint64_t content_length;  /* declared length (the decoded length for chunked bodies) */
+    int chunked;           /* the body came chunked */
+    int keep_alive;        /* the connection may carry another request after this one */
+    int expect_continue;   /* the client waits for "100 Continue" before sending the body */
+    uint64_t consumed;     /* bytes of input this request spanned (APR_HTTP_REQUEST) */
+    int status;            /* APR_HTTP_ERROR: the HTTP status to answer (400, 413, 414, 417, 431, 501, 505) */
+    const char *error;     /* APR_HTTP_ERROR: why, one line; NULL otherwise */
+} apr_http_request;
+
+/* apr_http_parser_next's results. */
+typedef enum apr_http_result {
+    APR_HTTP_NEED_MORE = 0,  /* nothing complete yet: feed more bytes */
+    APR_HTTP_HEAD = 1,       /* the head is complete and the body is still arriving (once per request) */
+    APR_HTTP_REQUEST = 2,    /* a whole request */
+    APR_HTTP_ERROR = 3       /* malformed or over a limit: answer status, then close */
+} apr_http_result;
+
+/* Fills l with the defaults above. */
+void apr_http_limits_default(apr_http_limits *l);
+/* A parser with these limits (NULL: the defaults); NULL on a bad limit
+ * (APR_ERR_INVALID) or out of memory. Free with apr_http_parser_free. */
+apr_http_parser *apr_http_parser_new(const apr_http_limits *limits);
+void apr_http_parser_free(apr_http_parser *p);
+/* Appends n received bytes (copied). Fails with APR_ERR_BUSY, buffering
+ * nothing, when the buffer would exceed what one request may need plus a
+ * second request's head: the caller should stop reading until the current
+ * request is answered. The previous request's view becomes invalid. */
+apr_status apr_http_parser_feed(apr_http_parser *p, const void *data, size_t n);
+/* Parses from the front of the buffer; returns an apr_http_result and, for
+ * HEAD, REQUEST and ERROR, fills out. After a REQUEST the next call starts
+ * on the bytes that follow it. */
+int apr_http_parser_next(apr_http_parser *p, apr_http_request *out);
+/* Bytes fed and not yet part of a returned request. */
+size_t apr_http_parser_buffered(const apr_http_parser *p);
+/* 1 if some bytes of a next request have arrived (for the header timeout). */
+int apr_http_parser_started(const apr_http_parser *p);
+
 #ifdef __cplusplus
 }
 #endif
