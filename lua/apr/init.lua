@@ -15,8 +15,13 @@ apr.git_revision = ffi.string(C.apr_git_revision())
 function apr.interrupted() return C.apr_interrupted() ~= 0 end
 function apr.clear_interrupt() C.apr_interrupt_clear() end
 
+-- apr.load(path, opts) -> a model (lua/apr/model.lua), or nil and a message.
+function apr.load(path, opts) return require("apr.model").load(path, opts) end
+
 -- Submodules load when first touched: `apr.server` costs nothing until used.
-local lazy = {}
+local lazy = {
+    tensor = "apr.tensor",
+}
 setmetatable(apr, {
     __index = function(t, k)
         local mod = lazy[k]
