@@ -364,6 +364,124 @@ void apr_sha256_update(apr_sha256 *h, const void *data, size_t n);
 void apr_sha256_final(apr_sha256 *h, uint8_t *digest, char *hex);
 
 /* ===================================================================== */
+/* Tokenizer (runtime/model/tokenizer.c, detok.c)                        */
+/* ===================================================================== */
+
+/* A byte-level BPE tokenizer built from a GGUF file's tokenizer.ggml.*
+ * metadata (docs/tokenizer.md). It copies what it needs, so the file may be
+ * closed afterwards. Immutable once built: any number of threads may
+ * tokenize with one tokenizer at once. */
+typedef struct apr_tokenizer apr_tokenizer;
+
+/* A streaming detokenizer: takes ids one at a time and returns the text
+ * that is complete (see apr_detok_push). One per output stream. */
+typedef struct apr_detok apr_detok;
+
+/* Token types, numbered as GGUF's tokenizer.ggml.token_type. */
+typedef enum apr_token_type {
+    APR_TOKEN_UNDEFINED = 0,
+    APR_TOKEN_NORMAL = 1,
+    APR_TOKEN_UNKNOWN = 2,
+    APR_TOKEN_CONTROL = 3,       /* <|im_start|>, <|endoftext|>: never plain text */
+    APR_TOKEN_USER_DEFINED = 4,  /* added tokens: <tool_call>, <|fim_prefix|> */
+    APR_TOKEN_UNUSED = 5,
+    APR_TOKEN_BYTE = 6
+} apr_token_type;
+
+typedef enum apr_tokenize_flags {
+    /* Recognise the text of control and user-defined tokens ("<|im_end|>")
+     * and emit those tokens. Without it such text is tokenized as plain
+     * text, so user input can never forge a control token. */
+    APR_TOKENIZE_SPECIAL = 1,
+    /* Put the BOS token first (fails with APR_ERR_UNSUPPORTED if the
+     * vocabulary has none). */
+    APR_TOKENIZE_ADD_BOS = 2
+} apr_tokenize_flags;
+
+typedef enum apr_detok_flags {
+    /* Render control tokens as nothing instead of their text. */
+    APR_DETOK_SKIP_CONTROL = 1
+} apr_detok_flags;
+
+/* Builds the tokenizer of f: tokenizer.ggml.model must be "gpt2" (byte-level
+ * BPE) and tokenizer.ggml.pre a split apr implements (qwen2, llama-bpe,
+ * smollm, gpt-2 and their aliases); anything else is APR_ERR_UNSUPPORTED
+ * naming the value. A missing key is APR_ERR_NOT_FOUND naming it; malformed
+ * values APR_ERR_FORMAT. On success the caller frees *out with
+ * apr_tokenizer_free; on failure *out is NULL. */
+apr_status apr_tokenizer_from_gguf(const apr_gguf *f, apr_tokenizer **out);
+void apr_tokenizer_free(apr_tokenizer *t);
+
+/* Vocabulary size (ids are 0 .. n_vocab-1). */
+int32_t apr_tokenizer_n_vocab(const apr_tokenizer *t);
+/* Special ids, -1 when the vocabulary has none. eot is the end of a chat
+ * turn (<|im_end|>, <|eot_id|>), from tokenizer.ggml.eot_token_id or found
+ * by its text. */
+int32_t apr_tokenizer_bos(const apr_tokenizer *t);
+int32_t apr_tokenizer_eos(const apr_tokenizer *t);
+int32_t apr_tokenizer_eot(const apr_tokenizer *t);
+/* tokenizer.ggml.add_bos_token (when absent, 1 for Llama 3's split, else 0):
+ * whether prompts for this model start with BOS. */
+int apr_tokenizer_add_bos(const apr_tokenizer *t);
+/* The tokenizer.ggml.pre value the tokenizer was built with ("qwen2"). */
+const char *apr_tokenizer_pre(const apr_tokenizer *t);
+/* The id of the token whose vocabulary text is exactly text[0..len), or -1. */
+int32_t apr_tokenizer_find(const apr_tokenizer *t, const char *text, size_t len);
+
+/* The token's type (apr_token_type), or -1 for an id out of range. */
+int apr_token_get_type(const apr_tokenizer *t, int32_t id);
+/* 1 for control and user-defined tokens (those APR_TOKENIZE_SPECIAL
+ * recognises), 0 otherwise and for ids out of range. */
+int apr_token_is_special(const apr_tokenizer *t, int32_t id);
+/* 1 if generating the token ends generation: eos, eot, eom, and the control
+ * tokens llama.cpp also treats so (<|endoftext|>, <|im_end|>, <|eot_id|>,
+ * <|fim_pad|>, <|repo_name|>, <|file_sep|>, ...). */
+int apr_token_is_eog(const apr_tokenizer *t, int32_t id);
+/* The token's vocabulary text as stored in the file (byte-level BPE writes
+ * a space as "Ġ"), NUL-terminated and owned by t. APR_ERR_RANGE naming the
+ * id if it is out of range. */
+apr_status apr_token_text(const apr_tokenizer *t, int32_t id, const char **text);
+/* The bytes the token stands for (" hello" for "Ġhello"), owned by t. Not
+ * NUL-terminated and possibly a fragment of a UTF-8 sequence. */
+apr_status apr_token_piece(const apr_tokenizer *t, int32_t id, const char **bytes, size_t *len);
+
+/* Tokenizes text[0..len) (flags: apr_tokenize_flags). Any bytes are
+ * accepted: byte-level BPE encodes invalid UTF-8 byte by byte, so decoding
+ * the ids gives the same bytes back. Writes up to cap ids and sets *n_out
+ * to the number the whole text needs: if *n_out > cap, only the first cap
+ * were written, so call again with a larger buffer (len + 1 ids always
+ * suffice). The text is not normalized (no NFC), as in llama.cpp. Fails
+ * with APR_ERR_RANGE for text over 2 GiB, APR_ERR_NOMEM, or
+ * APR_ERR_CANCELLED on Ctrl+C. */
+apr_status apr_tokenize(const apr_tokenizer *t, const char *text, size_t len, int flags, int32_t *ids, size_t cap,
+                        size_t *n_out);
+
+/* Decodes n ids into buf as UTF-8 text (flags: apr_detok_flags): what a
+ * detokenizer pushed each id in turn and then flushed returns. Invalid or
+ * incomplete UTF-8 becomes U+FFFD. Writes up to cap bytes (no NUL) and sets
+ * *n_out to the length of the whole text, as apr_tokenize does. An id out
+ * of range fails with APR_ERR_RANGE naming it. */
+apr_status apr_detokenize(const apr_tokenizer *t, const int32_t *ids, size_t n, int flags, char *buf, size_t cap,
+                          size_t *n_out);
+
+/* A detokenizer for t (which must outlive it); flags: apr_detok_flags.
+ * Free with apr_detok_free. */
+apr_status apr_detok_new(const apr_tokenizer *t, int flags, apr_detok **out);
+void apr_detok_free(apr_detok *d);
+/* Adds one id and points *text at the text that became complete (*len
+ * bytes, possibly 0, NUL-terminated, valid until the next call on d). An
+ * incomplete UTF-8 sequence at the end is held back until a later id
+ * completes it; bytes that can never be valid UTF-8 come out as U+FFFD, one
+ * per maximal invalid subpart (the Unicode Standard's section 3.9 practice).
+ * An id out of range fails with APR_ERR_RANGE and changes nothing. */
+apr_status apr_detok_push(apr_detok *d, int32_t id, const char **text, size_t *len);
+/* Ends the stream: returns what is held back (an incomplete sequence, as
+ * U+FFFD) and starts over. */
+apr_status apr_detok_flush(apr_detok *d, const char **text, size_t *len);
+/* Drops what is held back and starts over. */
+void apr_detok_reset(apr_detok *d);
+
+/* ===================================================================== */
 /* Models and inference contexts (runtime/model/)                        */
 /* ===================================================================== */
 

@@ -1,0 +1,173 @@
+/* backend.h — the handful of operations a forward pass is written in (internal).
+ *
+ * runtime/model/qwen2.c calls these and nothing else, so a device only has to
+ * provide this table: runtime/backend/cpu/ (the reference: scalar and AVX2,
+ * on the worker pool) and kernels/ (CUDA). docs/model.md walks through the
+ * contract; the rules that shape it:
+ *
+ *  - Weights are uploaded once, in their file formats (apr_weight keeps the
+ *    GGUF block layout; a backend may repack blocks at upload, never expand
+ *    them to f32 whole). On the CPU "upload" keeps a pointer into the mmap.
+ *  - Every buffer an op touches is allocated before decoding starts: the
+ *    activations and the per-token metadata (apr_step) by the context, the
+ *    scratch by the backend's stream (stream_new). Ops allocate nothing, and
+ *    their pointer arguments are the same from one step to the next, so a
+ *    CUDA backend can capture a decode step as a graph and replay it. What
+ *    changes between steps (token ids, positions, KV slots, block tables)
+ *    lives in device memory that `upload` refreshes, never in op arguments;
+ *    only the token count n is a plain integer (one graph per n).
+ *  - Tokens of one pass may belong to different sequences, each at its own
+ *    position (continuous batching): attention reads a token's sequence from
+ *    apr_step, never assumes one sequence per pass.
+ *  - Fusions a GPU wants are in the signatures: a linear layer has up to
+ *    three parts sharing one input (q|k|v), its bias is added in the
+ *    product, a residual add is the product's `accumulate` flag, the gate
+ *    and up products end in the SwiGLU that joins them (matmul_glu), RoPE
+ *    and the KV-cache store are one op.
+ *  - Ops return nothing: a device reports failures at `sync`.
+ *
+ * Arguments come output first: (stream, out, inputs..., weights, sizes). */
+#ifndef APR_BACKEND_BACKEND_H
+#define APR_BACKEND_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apr.h"
+
+typedef struct apr_backend apr_backend;
+typedef struct apr_stream apr_stream;
+
+/* A matrix in its file format: `rows` rows of `cols` elements, row-major,
+ * each row a whole number of blocks of `type`. GGUF's ne[0] is cols (the
+ * input features) and ne[1] is rows (the output features). A vector (a norm
+ * weight, a bias) is a matrix of one row. */
+typedef struct apr_weight {
+    const char *name;      /* the GGUF tensor name, for messages */
+    int type;              /* apr_dtype */
+    int64_t rows, cols;
+    size_t row_bytes;
+    const void *data;      /* on the backend's device, set by weight_upload */
+} apr_weight;
+
+/* A linear layer y = x·Wᵀ + b whose weight may be stored as up to three
+ * matrices with the same input: their outputs are concatenated per token
+ * ([q | k | v], [gate | up]), so one product reads the input once. Parts may
+ * have different types (Q4_K_M files keep attn_v in Q6_K beside a Q4_K
+ * attn_q). A part's bias, if any, is an F32 vector of its rows. */
+#define APR_LINEAR_MAX_PARTS 3
+typedef struct apr_linear {
+    int n_parts;
+    apr_weight part[APR_LINEAR_MAX_PARTS];
+    apr_weight bias[APR_LINEAR_MAX_PARTS];   /* data NULL: no bias */
+    int64_t rows, cols;                      /* rows: the parts' sum */
+} apr_linear;
+
+/* The KV cache: fixed-size blocks of token slots, handed to sequences by
+ * runtime/model/kvcache.c through per-sequence block tables, so a finished
+ * sequence's blocks return to the pool at once and sequences of any mix of
+ * lengths share one allocation. Slot s (= block * block_tokens + offset) of
+ * layer l and KV head h holds one head_dim vector at
+ *   k + l * layer_bytes + ((block * n_head_kv + h) * block_tokens + offset) * row_bytes
+ * so a block of one head is a contiguous [block_tokens][head_dim] tile. */
+typedef struct apr_kv_cache {
+    int type;              /* APR_F16 or APR_Q8_0 */
+    int n_layer, n_head_kv, head_dim;
+    int block_tokens;      /* token slots per block */
+    int n_blocks;
+    size_t row_bytes;      /* one head_dim vector in `type` */
+    size_t layer_bytes;    /* n_blocks * n_head_kv * block_tokens * row_bytes */
+    void *k, *v;           /* [n_layer][n_blocks][n_head_kv][block_tokens][head_dim], on the device */
+} apr_kv_cache;
+
+/* Per-token metadata of one forward pass, in device memory at addresses
+ * fixed for the life of a context (the context uploads new contents before
+ * each pass). Token i is at position pos[i] of sequence seq[i] and attends
+ * to that sequence's positions 0..pos[i], whose slots the sequence's row of
+ * block_table gives (position p: block_table[seq * max_blocks + p / block_tokens]). */
+typedef struct apr_step {
+    int n;                  /* tokens in this pass (a host integer) */
+    int n_out;              /* tokens whose logits are wanted (a host integer) */
+    int max_blocks;         /* columns of block_table */
+    const int32_t *ids;     /* [n] token ids, all in [0, n_vocab) */
+    const int32_t *pos;     /* [n] positions */
+    const int32_t *seq;     /* [n] sequence of each token */
+    const int32_t *slot;    /* [n] the KV slot where token i's key and value go */
+    const int32_t *out;     /* [n_out] indexes of the tokens whose logits are wanted, ascending */
+    const int32_t *block_table; /* [n_seq][max_blocks] block ids */
+} apr_step;
+
+enum apr_rope_style {
+    APR_ROPE_NORM = 0,     /* rotate adjacent pairs (x[2i], x[2i+1]): llama.cpp's LLAMA */
+    APR_ROPE_NEOX = 2      /* rotate halves (x[i], x[i + n_rot/2]): QWEN2 (the GPT-NeoX layout) */
+};
+
+/* Attention geometry and rotary embedding. */
+typedef struct apr_attn_params {
+    int n_head, n_head_kv, head_dim;
+    int n_rot;             /* leading dims of a head that RoPE rotates (head_dim usually) */
+    int rope_style;        /* enum apr_rope_style */
+    float rope_base;       /* theta_i = pos * rope_base^(-2i / n_rot) */
+    float rope_scale;      /* positions are multiplied by this (1: none; linear scaling) */
+    float scale;           /* on q·k before softmax: 1 / sqrt(head_dim) */
+} apr_attn_params;
+
+/* What a stream's scratch must hold: the largest pass a context runs. */
+typedef struct apr_stream_sizes {
+    int n_batch;           /* tokens per pass */
+    int64_t max_cols;      /* widest input of a matmul */
+    int n_ctx;             /* longest sequence attention reads */
+    int n_head, n_head_kv, head_dim;
+} apr_stream_sizes;
+
+struct apr_backend {
+    const char *name;      /* "cpu", "cuda" */
+    int device;            /* apr_device_kind */
+    uint64_t bytes;        /* device memory held now (weights, caches, buffers) */
+
+    /* ---- lifetime and memory (these may fail; ops may not) ---- */
+    void (*destroy)(apr_backend *b);
+    /* Zeroed device memory, aligned to 64 bytes; NULL (message set) on failure. */
+    void *(*alloc)(apr_backend *b, size_t bytes);
+    void (*release)(apr_backend *b, void *p);
+    /* Makes w (type, rows, cols, row_bytes set) usable by the ops: sets
+     * w->data from host bytes that stay valid while the model lives (the
+     * mmap). Fails for a type the backend cannot multiply. */
+    apr_status (*weight_upload)(apr_backend *b, apr_weight *w, const void *host);
+    void (*weight_release)(apr_backend *b, apr_weight *w);
+    /* A queue of ops with its own scratch (one per context). */
+    apr_stream *(*stream_new)(apr_backend *b, const apr_stream_sizes *sizes);
+    void (*stream_free)(apr_stream *s);
+    /* Copies between host and device memory, in stream order. */
+    void (*upload)(apr_stream *s, void *dst, const void *src, size_t bytes);
+    void (*download)(apr_stream *s, void *dst, const void *src, size_t bytes);
+    /* Waits for the stream; reports a failure of any op since the last sync. */
+    apr_status (*sync)(apr_stream *s);
+
+    /* ---- the ops of a forward pass ---- */
+    /* out[i] = row ids[i] of table, as f32.                  out [n][table.cols] */
+    void (*get_rows)(apr_stream *s, float *out, const apr_weight *table, const int32_t *ids, int n);
+    /* out[i] = x[rows[i]].                                   out [n][dim] */
+    void (*gather)(apr_stream *s, float *out, const float *x, const int32_t *rows, int n, int64_t dim);
+    /* out[i] = x[i] / sqrt(mean(x[i]^2) + eps) * w.          out, x [n][w.cols] (out may be x) */
+    void (*rmsnorm)(apr_stream *s, float *out, const float *x, const apr_weight *w, int n, float eps);
+    /* out[i] (+)= x[i]·Wᵀ + b.                               out [n][W.rows], x [n][W.cols] */
+    void (*matmul)(apr_stream *s, float *out, const float *x, const apr_linear *W, int n, int accumulate);
+    /* Rotates q and k of each token of qkv in place ([n][q | k | v], q of
+     * n_head heads, k and v of n_head_kv) at its position, and writes its k
+     * and v into layer `layer` of the cache at its slot. */
+    void (*rope_store)(apr_stream *s, float *qkv, const apr_kv_cache *kv, int layer,
+                       const apr_step *st, const apr_attn_params *p);
+    /* Causal attention of each token's q (in qkv, already rotated) over its
+     * sequence's cached keys and values, softmax in f32.   out [n][n_head * head_dim] */
+    void (*attention)(apr_stream *s, float *out, const float *qkv, const apr_kv_cache *kv, int layer,
+                      const apr_step *st, const apr_attn_params *p);
+    /* SwiGLU's first half: out[i] = silu(x[i]·Gᵀ) * (x[i]·Uᵀ) for W = [G | U],
+     * two parts of equal rows (ffn_gate, ffn_up).          out [n][G.rows], x [n][W.cols] */
+    void (*matmul_glu)(apr_stream *s, float *out, const float *x, const apr_linear *W, int n);
+};
+
+/* The CPU backend with n_threads threads (0: the worker pool's default). */
+apr_backend *apr_backend_cpu_new(int n_threads);
+
+#endif
