@@ -17,9 +17,13 @@ MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu
 LIBDIR    := /usr/lib/$(MULTIARCH)
 
 CFLAGS    ?= -O2 -g
+# Sanitizer builds add their flags here: CFLAGS given on make's command line
+# would replace the includes and defines below, not extend them.
+SANITIZE  ?=
 CFLAGS    += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -D_GNU_SOURCE -fPIC -pthread \
              -Iruntime/include -Iruntime -I/usr/include/luajit-2.1 \
              -DAPR_VERSION='"$(VERSION)"'
+CFLAGS    += $(SANITIZE)
 LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -llz4 -lzstd -lm -ldl -lpthread
 
 # CUDA: compiled whenever the toolkit's nvcc is found; the binary still runs
@@ -103,10 +107,11 @@ test-lua: all
 	./apr run tests/busted.lua $(T)
 
 # AddressSanitizer + UBSan build of the runtime, its C tests, and the apr
-# binary run over the malformed-file corpus (tests/fuzz/corpus/*-bad).
+# binary run over the malformed-file corpus (tests/fixtures/malformed, see
+# tests/malformed/run.sh).
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 test-asan:
-	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" NVCC= \
+	$(MAKE) --no-print-directory BUILD=build/asan SANITIZE="$(ASAN_FLAGS)" NVCC= \
 	    build/asan/test_runtime build/asan/apr
 	@rm -rf build/asan/results && mkdir -p build/asan/results
 	-@ASAN_OPTIONS=detect_leaks=1 build/asan/test_runtime --counts build/asan/results/c.counts
@@ -122,7 +127,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst tests/fuzz/%_fuzz.c,%,$(wildcard tests/fuzz/*_fuzz.c))
 fuzz:
 	$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang NVCC= \
-	    CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build/fuzz/libapr.a
+	    SANITIZE="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build/fuzz/libapr.a
 	@for t in $(FUZZ_TARGETS); do \
 	    clang -O1 -g -fsanitize=fuzzer,address,undefined -Iruntime/include -Iruntime -D_GNU_SOURCE \
 	        tests/fuzz/$${t}_fuzz.c build/fuzz/libapr.a $(LDLIBS) -o build/fuzz/$$t || exit 1; \

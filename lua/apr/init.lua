@@ -18,6 +18,9 @@ function apr.clear_interrupt() C.apr_interrupt_clear() end
 -- apr.load(path, opts) -> a model (lua/apr/model.lua), or nil and a message.
 function apr.load(path, opts) return require("apr.model").load(path, opts) end
 
+-- apr.open(path) -> a GGUF file (lua/apr/file.lua), or nil and a message.
+function apr.open(path) return require("apr.file").open(path) end
+
 -- Submodules load when first touched: `apr.server` costs nothing until used.
 local lazy = {
     tensor = "apr.tensor",

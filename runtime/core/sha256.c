@@ -76,6 +76,7 @@ static void compress_portable(uint32_t state[8], const uint8_t *p, size_t n)
 /* ===================================================================== */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 
 /* The SHA extensions keep the state as two registers, ABEF and CDGH, and
@@ -121,14 +122,22 @@ static void compress_shani(uint32_t state[8], const uint8_t *p, size_t n)
     _mm_storeu_si128((__m128i *)&state[4], _mm_alignr_epi8(dchg, feba, 8));
 }
 
+/* CPUID leaf 7 EBX bit 29: SHA; leaf 1 ECX bit 19: SSE4.1 (asked directly:
+ * __builtin_cpu_supports("sha") is unknown to older compilers). */
+static int have_shani(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19))) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 29) & 1;
+}
+
 /* The SHA-NI path is used only if it agrees with the portable one on two
  * blocks here: a miscompiled or misdetected path costs speed, never a wrong
  * digest. APR_NO_SHANI=1 forces the portable code. */
 static void (*pick_compress(void))(uint32_t *, const uint8_t *, size_t)
 {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("sha") || !__builtin_cpu_supports("sse4.1") || getenv("APR_NO_SHANI"))
-        return compress_portable;
+    if (!have_shani() || getenv("APR_NO_SHANI")) return compress_portable;
     uint8_t blocks[128];
     for (int i = 0; i < 128; i++) blocks[i] = (uint8_t)(i * 37 + 11);
     uint32_t a[8], b[8];

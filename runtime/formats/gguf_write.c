@@ -445,8 +445,10 @@ apr_status apr_gguf_writer_layout(apr_gguf_writer *w)
         } else {
             t->offset = next;
         }
-        uint64_t stop = t->offset + t->nbytes < t->offset ? 0 : gguf_align_up(t->offset + t->nbytes, w->alignment);
-        APR_CHECK(stop && stop <= UINT64_MAX - data_offset, APR_ERR_INVALID,
+        uint64_t last, stop = 0;
+        int over = __builtin_add_overflow(t->offset, t->nbytes, &last);
+        if (!over) stop = gguf_align_up(last, w->alignment);
+        APR_CHECK(!over && (stop || !last) && stop <= UINT64_MAX - data_offset, APR_ERR_INVALID,
                   "gguf writer: tensor '%s' lies beyond 2^64 bytes", t->name);
         next = stop;
         if (stop > end) end = stop;

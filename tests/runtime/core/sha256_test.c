@@ -52,8 +52,7 @@ TEST(sha256_any_split_gives_the_same_digest)
 TEST(sha256_sha_ni_agrees_with_the_portable_code)
 {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("sha")) SKIP("this CPU has no SHA extensions");
+    if (!have_shani()) SKIP("this CPU has no SHA extensions");
     uint8_t data[64 * 33];
     uint32_t x = 99;
     for (size_t i = 0; i < sizeof data; i++) { x = x * 1664525u + 1013904223u; data[i] = (uint8_t)(x >> 24); }

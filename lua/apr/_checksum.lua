@@ -1,0 +1,139 @@
+-- _checksum.lua — SHA-256 of whole model files, and its sidecar cache
+-- (private).
+--
+-- Hashing a 20 GB file takes a while, so the digest is kept in a sidecar
+-- keyed by the file's size and modification time: FILE.sha256 beside the
+-- file when its folder is writable, else $XDG_CACHE_HOME/apr/sha256/ (read-
+-- only fixture folders, system model stores). A sidecar whose size or
+-- mtime no longer match is stale: it is ignored and rewritten.
+--
+-- The sidecar is sha256sum's format plus one comment line:
+--   <64 hex digits>  <file name>
+--   # apr: size=<bytes> mtime=<seconds>.<nanoseconds>
+local core = require "apr.core"
+local C, ffi = core.C, core.ffi
+
+local M = {}
+
+M.CHUNK = 64 * 2 ^ 20  -- bytes hashed between progress updates and Ctrl+C checks
+
+local function stat(path)
+    local uv = require "luv"
+    local st = uv.fs_stat(path)
+    if not st then return nil end
+    return { size = st.size, mtime = string.format("%d.%09d", st.mtime.sec, st.mtime.nsec) }
+end
+
+local function basename(path) return path:match("([^/]+)$") or path end
+
+local function absolute(path)
+    if path:sub(1, 1) == "/" then return path end
+    return (os.getenv("PWD") or ".") .. "/" .. path
+end
+
+local function sha256_hex(data, n)
+    local h = ffi.gc(C.apr_sha256_new(), C.apr_sha256_free)
+    C.apr_sha256_update(h, data, n)
+    local hex = ffi.new("char[65]")
+    C.apr_sha256_final(h, nil, hex)
+    return ffi.string(hex)
+end
+
+-- The cache folder's sidecar for path: named by the hash of its absolute
+-- path, so files of the same name in different folders do not collide.
+local function cache_sidecar(path)
+    local home = os.getenv("XDG_CACHE_HOME")
+    if not home or home == "" then home = (os.getenv("HOME") or "/tmp") .. "/.cache" end
+    local abs = absolute(path)
+    return home .. "/apr/sha256", home .. "/apr/sha256/" .. sha256_hex(abs, #abs) .. ".sha256"
+end
+
+local function read_sidecar(file)
+    local f = io.open(file, "rb")
+    if not f then return nil end
+    local text = f:read("*a")
+    f:close()
+    local hex = text:match("^(%x+)  ")
+    local size, mtime = text:match("\n# apr: size=(%d+) mtime=([%d.]+)")
+    if not hex or #hex ~= 64 or not size then return nil end
+    return { hex = hex:lower(), size = tonumber(size), mtime = mtime }
+end
+
+-- recorded(path) -> hex, fresh: the digest some sidecar holds for path
+-- (beside the file first, then the cache) and whether the file's size and
+-- mtime still match it; nil when there is none.
+function M.recorded(path)
+    local st = stat(path)
+    local best
+    for _, file in ipairs({ path .. ".sha256", select(2, cache_sidecar(path)) }) do
+        local s = read_sidecar(file)
+        if s then
+            local fresh = st and s.size == st.size and s.mtime == st.mtime
+            if fresh then return s.hex, true end
+            best = best or s
+        end
+    end
+    if best then return best.hex, false end
+    return nil
+end
+
+-- store(path, hex): writes the sidecar, beside the file if possible. A
+-- failure to write anywhere only costs the cache, so it is silent.
+function M.store(path, hex)
+    local st = stat(path)
+    if not st then return false end
+    local text = string.format("%s  %s\n# apr: size=%d mtime=%s\n", hex, basename(path), st.size, st.mtime)
+    local dir, cached = cache_sidecar(path)
+    for _, file in ipairs({ path .. ".sha256", cached }) do
+        if file == cached then os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null") end
+        local tmp = file .. ".tmp"
+        local f = io.open(tmp, "wb")
+        if f then
+            local ok = f:write(text) and f:close()
+            if ok and os.rename(tmp, file) then return true end
+            os.remove(tmp)
+        end
+    end
+    return false
+end
+
+-- compute(file) -> hex of the whole mapping of an apr.open file, hashed in
+-- CHUNK pieces with a progress line on a terminal; nil, "interrupted" if
+-- Ctrl+C was pressed.
+function M.compute(file)
+    local base = ffi.cast("const uint8_t *", C.apr_gguf_base(file:handle()))
+    local size = file.size
+    local h = ffi.gc(C.apr_sha256_new(), C.apr_sha256_free)
+    local progress = require("apr._term").progress("SHA256 " .. basename(file.path))
+    local done = 0
+    while done < size do
+        if C.apr_interrupted() ~= 0 then
+            progress.finish()
+            return nil, "interrupted"
+        end
+        local n = math.min(M.CHUNK, size - done)
+        C.apr_sha256_update(h, base + done, n)
+        done = done + n
+        progress.update(done, size)
+    end
+    progress.finish()
+    local hex = ffi.new("char[65]")
+    C.apr_sha256_final(h, nil, hex)
+    return ffi.string(hex)
+end
+
+-- digest(file [, opts]) -> hex: the fresh sidecar's digest, or computed and
+-- stored. opts.cache = false always computes (and refreshes the sidecar).
+function M.digest(file, opts)
+    opts = opts or {}
+    if opts.cache ~= false then
+        local hex, fresh = M.recorded(file.path)
+        if hex and fresh then return hex end
+    end
+    local hex, err = M.compute(file)
+    if not hex then return nil, err end
+    M.store(file.path, hex)
+    return hex
+end
+
+return M

@@ -1,0 +1,186 @@
+-- _model_info.lua — what `apr info`, `inspect` and `verify` say about a
+-- model file: hyperparameters, the file type's name, sizes in human units,
+-- and the tensors an architecture must have (private).
+local M = {}
+
+-- Opens path for a command, or ends it with exit 1 and the reader's one-line
+-- message (which names the file, the problem and its byte offset).
+function M.open(path)
+    local f, err = require("apr.file").open(path)
+    if not f then require("apr.cli").fail("%s", err) end
+    return f
+end
+
+-- llama.cpp's file types (enum llama_ftype in llama.h), as general.file_type
+-- stores them: the name a model's quantization is known by.
+M.FILE_TYPES = {
+    [0] = "F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [7] = "Q8_0", [8] = "Q5_0", [9] = "Q5_1",
+    [10] = "Q2_K", [11] = "Q3_K_S", [12] = "Q3_K_M", [13] = "Q3_K_L", [14] = "Q4_K_S", [15] = "Q4_K_M",
+    [16] = "Q5_K_S", [17] = "Q5_K_M", [18] = "Q6_K", [19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S",
+    [22] = "IQ3_XS", [23] = "IQ3_XXS", [24] = "IQ1_S", [25] = "IQ4_NL", [26] = "IQ3_S", [27] = "IQ3_M",
+    [28] = "IQ2_S", [29] = "IQ2_M", [30] = "IQ4_XS", [31] = "IQ1_M", [32] = "BF16", [36] = "TQ1_0",
+    [37] = "TQ2_0",
+}
+local FTYPE_GUESSED = 1024  -- llama.cpp's flag for a type it inferred
+
+-- Architecture names as their authors write them.
+local ARCH_NAMES = { qwen2 = "Qwen2", llama = "Llama", qwen3 = "Qwen3", mistral = "Mistral", phi3 = "Phi3",
+                     gemma = "Gemma", gemma2 = "Gemma2" }
+
+-- The element type holding most of the bytes: { type, bytes }.
+function M.dominant_type(tensors)
+    local by = {}
+    for _, t in ipairs(tensors) do by[t.type] = (by[t.type] or 0) + t.bytes end
+    local best, bytes = nil, -1
+    for ty, b in pairs(by) do
+        if b > bytes or (b == bytes and ty < best) then best, bytes = ty, b end
+    end
+    return best, bytes
+end
+
+-- quantization(f, tensors) -> "Q4_K_M", from general.file_type, else the
+-- dominant tensor type.
+function M.quantization(f, tensors)
+    local ft = f.metadata["general.file_type"]
+    if type(ft) == "number" then
+        local name = M.FILE_TYPES[ft % FTYPE_GUESSED]
+        if name then return name end
+    end
+    return M.dominant_type(tensors) or "unknown"
+end
+
+-- Hyperparameters from the metadata (nil where absent): the fields
+-- model/qwen2.c reads, under the architecture's prefix.
+function M.hparams(f, tensors)
+    local md = f.metadata
+    local arch = md["general.architecture"]
+    local p = type(arch) == "string" and (arch .. ".") or "?."
+    local hp = {
+        arch = arch,
+        name = md["general.name"],
+        n_layer = md[p .. "block_count"],
+        n_ctx = md[p .. "context_length"],
+        n_embd = md[p .. "embedding_length"],
+        n_ff = md[p .. "feed_forward_length"],
+        n_head = md[p .. "attention.head_count"],
+        n_kv_head = md[p .. "attention.head_count_kv"],
+        head_dim = md[p .. "attention.key_length"],
+        rope_base = md[p .. "rope.freq_base"],
+        rms_eps = md[p .. "attention.layer_norm_rms_epsilon"],
+    }
+    for k, v in pairs(hp) do
+        if k ~= "arch" and k ~= "name" and type(v) ~= "number" then hp[k] = nil end
+    end
+    hp.n_kv_head = hp.n_kv_head or hp.n_head
+    if not hp.head_dim and hp.n_embd and hp.n_head and hp.n_head > 0 then hp.head_dim = hp.n_embd / hp.n_head end
+    local tokens = md["tokenizer.ggml.tokens"]
+    if type(tokens) == "table" then hp.n_vocab = #tokens end
+    for _, t in ipairs(tensors or {}) do
+        if t.name == "token_embd.weight" and t.shape[2] then hp.n_vocab_embd = t.shape[2] end
+    end
+    hp.n_vocab = hp.n_vocab_embd or hp.n_vocab
+    return hp
+end
+
+function M.arch_name(arch)
+    return ARCH_NAMES[arch] or tostring(arch or "unknown")
+end
+
+function M.param_count(tensors)
+    local n = 0
+    for _, t in ipairs(tensors) do n = n + t.elements end
+    return n
+end
+
+-- 19.8 GB, 1.5 MB, 512 bytes: decimal units, as model cards state sizes.
+function M.format_size(bytes)
+    if bytes >= 1e9 then return string.format("%.1f GB", bytes / 1e9) end
+    if bytes >= 1e6 then return string.format("%.1f MB", bytes / 1e6) end
+    if bytes >= 1e3 then return string.format("%.1f KB", bytes / 1e3) end
+    return string.format("%d bytes", bytes)
+end
+
+-- 32.5B, 494M, 1.2M, 7.6K: how parameter counts are quoted.
+function M.format_count(n)
+    local function fmt(x, unit)
+        return (x < 10 and string.format("%.1f", x) or string.format("%.0f", x)) .. unit
+    end
+    if n >= 1e9 then return string.format("%.1fB", n / 1e9) end
+    if n >= 1e6 then return fmt(n / 1e6, "M") end
+    if n >= 1e3 then return fmt(n / 1e3, "K") end
+    return tostring(n)
+end
+
+-- ------------------------------------------------------------------ shapes
+
+-- The tensors a Qwen2 or Llama file must have, with their GGUF shapes
+-- (ne0 first: a weight of [n_in, n_out] maps n_in inputs to n_out outputs),
+-- as llama.cpp's loader (llm_load_tensors) expects them. Returns a list of
+-- { name, shape, optional }, or nil and the reason there are no rules.
+function M.expected_tensors(hp)
+    if hp.arch ~= "qwen2" and hp.arch ~= "llama" then
+        return nil, string.format("no shape rules for architecture '%s'", tostring(hp.arch))
+    end
+    for _, k in ipairs({ "n_layer", "n_embd", "n_ff", "n_head", "n_vocab" }) do
+        if not hp[k] then return nil, string.format("the metadata lacks %s", k) end
+    end
+    local e, q, kv = hp.n_embd, hp.n_head * hp.head_dim, hp.n_kv_head * hp.head_dim
+    local biases_required = hp.arch == "qwen2"
+    local list = {
+        { "token_embd.weight", { e, hp.n_vocab } },
+        { "output_norm.weight", { e } },
+        { "output.weight", { e, hp.n_vocab }, optional = true },  -- absent when tied to token_embd
+    }
+    for i = 0, hp.n_layer - 1 do
+        local b = "blk." .. i .. "."
+        local layer = {
+            { "attn_norm.weight", { e } },
+            { "attn_q.weight", { e, q } },
+            { "attn_k.weight", { e, kv } },
+            { "attn_v.weight", { e, kv } },
+            { "attn_output.weight", { q, e } },
+            { "attn_q.bias", { q }, optional = not biases_required },
+            { "attn_k.bias", { kv }, optional = not biases_required },
+            { "attn_v.bias", { kv }, optional = not biases_required },
+            { "ffn_norm.weight", { e } },
+            { "ffn_gate.weight", { e, hp.n_ff } },
+            { "ffn_up.weight", { e, hp.n_ff } },
+            { "ffn_down.weight", { hp.n_ff, e } },
+        }
+        for _, t in ipairs(layer) do
+            list[#list + 1] = { b .. t[1], t[2], optional = t.optional }
+        end
+    end
+    return list
+end
+
+local function shape_text(s) return "[" .. table.concat(s, ", ") .. "]" end
+M.shape_text = shape_text
+
+-- check_shapes(hp, tensors) -> problems (list of strings), extras (names
+-- the architecture does not use), or nil and why there are no rules.
+function M.check_shapes(hp, tensors)
+    local expected, why = M.expected_tensors(hp)
+    if not expected then return nil, why end
+    local by_name = {}
+    for _, t in ipairs(tensors) do by_name[t.name] = t end
+    local problems, known = {}, {}
+    for _, x in ipairs(expected) do
+        local name, want = x[1], x[2]
+        known[name] = true
+        local t = by_name[name]
+        if not t then
+            if not x.optional then problems[#problems + 1] = string.format("tensor '%s' is missing", name) end
+        elseif shape_text(t.shape) ~= shape_text(want) then
+            problems[#problems + 1] = string.format("tensor '%s' has shape %s, expected %s", name,
+                shape_text(t.shape), shape_text(want))
+        end
+    end
+    local extras = {}
+    for _, t in ipairs(tensors) do
+        if not known[t.name] then extras[#extras + 1] = t.name end
+    end
+    return problems, extras
+end
+
+return M

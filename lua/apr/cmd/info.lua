@@ -1,0 +1,88 @@
+-- apr info FILE: what a model file is (name, format, quantization, size,
+-- parameters, context, architecture, SHA256).
+local cli = require "apr.cli"
+local mi = require "apr._model_info"
+
+local M = {}
+
+M.spec = {
+    usage = "apr info FILE [--json] [--format] [--no-hash]",
+    summary = "Show a model file's name, format, quantization, size, parameters and SHA256.",
+    description = "The SHA256 of a large file takes a while the first time (progress is shown on\n" ..
+                  "a terminal; Ctrl+C stops it); it is then cached in FILE.sha256, or under\n" ..
+                  "$XDG_CACHE_HOME/apr/sha256 when the file's folder is read-only.",
+    options = {
+        { "json", help = "print one JSON object" },
+        { "format", help = "print only the format and version (e.g. GGUF v3): checks the header" },
+        { "no-hash", help = "skip the SHA256" },
+    },
+    positional = { min = 1, max = 1, name = "FILE" },
+    examples = {
+        "apr info models/qwen2.5-coder-32b.gguf",
+        "apr info --format tests/fixtures/models/tiny-q8_0.gguf",
+    },
+}
+
+-- The facts, in the order they are printed.
+local function gather(f, hash)
+    local tensors = f:tensors()
+    local hp = mi.hparams(f, tensors)
+    local params = mi.param_count(tensors)
+    local info = {
+        path = f.path,
+        model = type(hp.name) == "string" and hp.name or (f.path:match("([^/]+)$"):gsub("%.gguf$", "")),
+        format = "GGUF v" .. f.version,
+        quantization = mi.quantization(f, tensors),
+        size = f.size,
+        parameters = params,
+        context_length = hp.n_ctx,
+        architecture = hp.arch,
+        layers = hp.n_layer,
+        embedding_length = hp.n_embd,
+        heads = hp.n_head,
+        kv_heads = hp.n_kv_head,
+        vocab = hp.n_vocab,
+        tensors = #tensors,
+    }
+    if hash then
+        local hex, err = f:sha256()
+        if not hex then cli.fail("%s: SHA256 %s", f.path, err) end
+        info.sha256 = hex
+    end
+    return info
+end
+
+function M.run(opts)
+    local f = mi.open(opts[1])
+    if opts.format then
+        io.stdout:write("GGUF v", f.version, "\n")
+        return 0
+    end
+    local info = gather(f, not opts.no_hash)
+    if opts.json then
+        io.stdout:write(require("cjson").encode(info), "\n")
+        return 0
+    end
+    local lines = {
+        "Model: " .. info.model,
+        "Format: " .. info.format,
+        "Quantization: " .. info.quantization,
+        "Size: " .. mi.format_size(info.size),
+        "Parameters: " .. mi.format_count(info.parameters),
+    }
+    local function add(label, v, unit)
+        if v ~= nil then lines[#lines + 1] = label .. ": " .. tostring(v) .. (unit or "") end
+    end
+    add("Context", info.context_length, " tokens")
+    add("Architecture", info.architecture and mi.arch_name(info.architecture))
+    add("Layers", info.layers)
+    add("Embedding", info.embedding_length)
+    add("Heads", info.heads)
+    add("KV heads", info.kv_heads)
+    add("Vocabulary", info.vocab, " tokens")
+    add("SHA256", info.sha256)
+    io.stdout:write(table.concat(lines, "\n"), "\n")
+    return 0
+end
+
+return M
