@@ -53,6 +53,7 @@ local function read_sidecar(file)
     if not f then return nil end
     local text = f:read("*a")
     f:close()
+    if not text then return nil end  -- a directory, or unreadable
     local hex = text:match("^(%x+)  ")
     local size, mtime = text:match("\n# apr: size=(%d+) mtime=([%d.]+)")
     if not hex or #hex ~= 64 or not size then return nil end

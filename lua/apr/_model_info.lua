@@ -165,6 +165,13 @@ function M.check_shapes(hp, tensors)
     local by_name = {}
     for _, t in ipairs(tensors) do by_name[t.name] = t end
     local problems, known = {}, {}
+    if hp.n_head % hp.n_kv_head ~= 0 then
+        problems[1] = string.format("head_count %d is not a multiple of head_count_kv %d", hp.n_head, hp.n_kv_head)
+    end
+    if hp.head_dim % 1 ~= 0 then
+        problems[#problems + 1] = string.format("embedding_length %d is not a multiple of head_count %d",
+            hp.n_embd, hp.n_head)
+    end
     for _, x in ipairs(expected) do
         local name, want = x[1], x[2]
         known[name] = true

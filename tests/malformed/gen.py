@@ -8,7 +8,9 @@ one-line error of `apr info FILE` must contain; tests/malformed/run.sh and
 tests/lua/malformed_spec.lua check both. Deterministic and standard library
 only: rerun it after changing a case, and commit the output (a few KB).
 
-usage: tests/malformed/gen.py [OUT_DIR]
+usage: tests/malformed/gen.py [OUT_DIR [SEED_DIR]]
+(defaults: tests/fixtures/malformed and tests/fuzz/seeds/gguf; with OUT_DIR
+alone only the malformed files are written)
 """
 import os
 import struct
@@ -260,10 +262,15 @@ def main():
         f.write("# FILE<TAB>fragment of the one-line error `apr info FILE` must print (tests/malformed/gen.py)\n")
         for name, (_, expect) in sorted(bad.items()):
             f.write("%s.gguf\t%s\n" % (name, expect))
+    if len(sys.argv) > 1 and len(sys.argv) < 3:
+        print("%d malformed files in %s" % (len(bad), os.path.relpath(out)))
+        return
     seeds = dict(valid_seeds())
     seeds.update({name: data for name, (data, _) in bad.items()})
-    write_dir(os.path.join(root, "tests", "fuzz", "seeds", "gguf"), seeds)
-    print("%d malformed files in %s, %d fuzzer seeds" % (len(bad), os.path.relpath(out), len(seeds)))
+    seed_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(root, "tests", "fuzz", "seeds", "gguf")
+    write_dir(seed_dir, seeds)
+    print("%d malformed files in %s, %d fuzzer seeds in %s" % (len(bad), os.path.relpath(out), len(seeds),
+                                                              os.path.relpath(seed_dir)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,149 @@
+-- apr verify FILE: structure checks, and optionally the SHA256 and a scan
+-- of every block for NaN/Inf scales. Each check prints ok, FAIL or skip;
+-- any FAIL makes the exit code 1.
+local core = require "apr.core"
+local cli = require "apr.cli"
+local args = require "apr._args"
+local mi = require "apr._model_info"
+local checksum = require "apr._checksum"
+local C, ffi = core.C, core.ffi
+
+local M = {}
+
+M.spec = {
+    usage = "apr verify FILE [--checksum [HEX]] [--deep]",
+    summary = "Check a model file: structure, shapes, SHA256, and NaN/Inf in its blocks.",
+    description = "Structure: the header parses, every tensor lies inside the file at an aligned\n" ..
+                  "offset, every type is known, and for qwen2/llama files every tensor the\n" ..
+                  "architecture needs exists with the shape its hyperparameters give.\n" ..
+                  "--checksum HEX compares the SHA256 with HEX; --checksum alone compares it\n" ..
+                  "with the digest recorded in the sidecar (FILE.sha256, or the cache).\n" ..
+                  "--deep reads every block and fails on a NaN or Inf scale or value.",
+    options = {
+        { "checksum", help = "compare the SHA256 with HEX (the next argument) or the recorded digest" },
+        { "deep", help = "scan every tensor's blocks for NaN/Inf (reads the whole file)" },
+        { "json", help = "print the checks as one JSON object" },
+    },
+    positional = { min = 1, max = 2, name = "FILE" },
+    examples = {
+        "apr verify models/qwen2.5-coder-32b.gguf --checksum",
+        "apr verify tests/fixtures/models/tiny-q8_0.gguf --deep",
+    },
+}
+
+-- FILE and HEX in either order: HEX is the 64-hex-digit argument.
+local function file_and_digest(opts)
+    local file, hex = opts[1], nil
+    if opts[2] then
+        if opts[1]:match("^%x+$") and #opts[1] == 64 then file, hex = opts[2], opts[1] else hex = opts[2] end
+        if not opts.checksum then args.usage_error("unexpected argument '%s'", opts[2]) end
+        if not (hex:match("^%x+$") and #hex == 64) then
+            args.usage_error("--checksum expects 64 hex digits, got '%s'", hex)
+        end
+    end
+    return file, hex and hex:lower()
+end
+
+local function structure_checks(f, report)
+    local tensors = f:tensors()
+    report("ok", "header", string.format("GGUF v%d, %d keys, %d tensors", f.version, #f:keys(), #tensors))
+    report("ok", "tensor data", string.format("%d tensors inside the file (%d bytes), aligned to %d",
+        #tensors, f.size, f.alignment))
+    local seen, names = {}, {}
+    for _, t in ipairs(tensors) do
+        if not seen[t.type] then seen[t.type] = true; names[#names + 1] = t.type end
+    end
+    table.sort(names)
+    report("ok", "types", table.concat(names, ", "))
+    local hp = mi.hparams(f, tensors)
+    local problems, extras = mi.check_shapes(hp, tensors)
+    if not problems then
+        report("skip", "shapes", extras)
+    elseif #problems > 0 then
+        local shown = {}
+        for i = 1, math.min(#problems, 3) do shown[i] = problems[i] end
+        report("FAIL", "shapes", table.concat(shown, "; ") ..
+            (#problems > 3 and string.format(" (and %d more)", #problems - 3) or ""))
+    else
+        local note = #extras > 0 and string.format("; %d other tensors (%s%s)", #extras, extras[1],
+            #extras > 1 and ", ..." or "") or ""
+        report("ok", "shapes", string.format("%s: %d layers, n_embd %d, n_ff %d, %d heads, %d KV heads, vocab %d%s",
+            hp.arch, hp.n_layer, hp.n_embd, hp.n_ff, hp.n_head, hp.n_kv_head, hp.n_vocab, note))
+    end
+    return tensors
+end
+
+local function checksum_check(f, want, report)
+    local source = "given"
+    if not want then
+        local fresh
+        want, fresh = checksum.recorded(f.path)
+        if not want then
+            return report("FAIL", "sha256", "no recorded digest for " .. f.path ..
+                " (run 'apr info' once, or pass the expected digest: --checksum HEX)")
+        end
+        source = fresh and "recorded" or "recorded before the file last changed"
+    end
+    local got, err = checksum.compute(f)
+    if not got then cli.fail("%s: SHA256 %s", f.path, err) end
+    if got == want then
+        checksum.store(f.path, got)
+        report("ok", "sha256", got .. " matches the " .. source .. " digest")
+    else
+        report("FAIL", "sha256", string.format("%s, but the %s digest is %s", got, source, want))
+    end
+end
+
+local bad_box = ffi.new("int64_t[1]")
+
+local function deep_check(f, tensors, report)
+    local progress = require("apr._term").progress("scan")
+    local total, done, skipped, bad = 0, 0, {}, nil
+    for _, t in ipairs(tensors) do total = total + t.bytes end
+    for _, t in ipairs(tensors) do
+        local data = f:tensor_data(t.name)
+        local s = C.apr_dtype_check_finite(t.dtype, data, t.elements, bad_box)
+        if s == C.APR_ERR_CANCELLED then
+            progress.finish()
+            cli.fail("interrupted")
+        elseif s == C.APR_ERR_UNSUPPORTED then
+            skipped[#skipped + 1] = t.name
+        elseif s ~= 0 then
+            local _, msg = core.failure(s)
+            bad = bad or string.format("tensor '%s': %s", t.name, msg)
+        end
+        done = done + t.bytes
+        progress.update(done, total)
+    end
+    progress.finish()
+    if bad then return report("FAIL", "deep", bad) end
+    local note = #skipped > 0 and string.format(" (%d tensors of types apr cannot scan skipped)", #skipped) or ""
+    report("ok", "deep", string.format("%d tensors, %s: no NaN or Inf%s", #tensors - #skipped,
+        mi.format_size(total), note))
+end
+
+function M.run(opts)
+    local path, want = file_and_digest(opts)
+    local f = mi.open(path)
+    local results, failed = {}, 0
+    local function report(status, check, detail)
+        results[#results + 1] = { status = status, check = check, detail = detail }
+        if status == "FAIL" then failed = failed + 1 end
+        if not opts.json then
+            io.stdout:write(string.format("%-5s %-12s %s\n", status, check, detail))
+            io.stdout:flush()
+        end
+    end
+    local tensors = structure_checks(f, report)
+    if opts.checksum then checksum_check(f, want, report) end
+    if opts.deep then deep_check(f, tensors, report) end
+    if opts.json then
+        io.stdout:write(require("cjson").encode({ path = path, ok = failed == 0, checks = results }), "\n")
+    end
+    if failed > 0 then
+        cli.fail("%s: %d of %d checks failed", path, failed, #results)
+    end
+    return 0
+end
+
+return M
