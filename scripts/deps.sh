@@ -30,3 +30,11 @@ if ! $PYENV/bin/python -c "import gguf, sys, importlib.metadata as m; sys.exit(m
     /usr/bin/python3 -m venv --system-site-packages $PYENV
     $PYENV/bin/pip install -q --disable-pip-version-check "gguf==$GGUF_VERSION" >/dev/null
 fi
+
+# The oracle of the tokenizer's cross-check (tests/lua/apr/tokenizer_spec.lua):
+# Hugging Face tokenizers, in the same venv.
+TOKENIZERS_VERSION=0.23.3
+if ! $PYENV/bin/python -c "import sys, importlib.metadata as m; sys.exit(m.version('tokenizers') != '$TOKENIZERS_VERSION')" 2>/dev/null; then
+    echo "installing: tokenizers $TOKENIZERS_VERSION (Python venv in $PYENV)"
+    $PYENV/bin/pip install -q --disable-pip-version-check "tokenizers==$TOKENIZERS_VERSION" >/dev/null
+fi

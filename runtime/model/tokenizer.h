@@ -38,7 +38,7 @@ struct apr_tokenizer {
 
     int32_t byte_token[256];    /* the token of each single byte, -1 if the vocabulary lacks it */
 
-    uint32_t *vocab_slots;      /* open addressing: text -> id + 1 (0 = empty) */
+    uint64_t *vocab_slots;      /* open addressing: hash << 32 | (id + 1); 0 = empty */
     uint32_t vocab_mask;
     apr_merge_slot *merges;     /* open addressing: pair -> rank, merged id */
     uint64_t merge_mask;
