@@ -1,0 +1,205 @@
+/* context.c — inference contexts: buffers, the KV cache, and apr_decode.
+ *
+ * Everything a pass touches is allocated here, once: the activations, the
+ * cache, the per-token metadata (on the device, at fixed addresses, so a
+ * GPU backend can capture a pass as a graph), and the backend's stream.
+ * apr_decode validates a batch, reserves its KV slots, uploads its metadata,
+ * runs the forward pass, checks the logits, and commits the slots; any
+ * failure rolls the reservation back, leaving the cache as it was. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+/* Output rows per product: enough for a decode step of many sequences, and
+ * prompt logits go through in pieces instead of a [n_batch][n_vocab] buffer
+ * (311 MB at 512 tokens of a 152K vocabulary). */
+#define LOGIT_ROWS 16
+
+void apr_context_params_default(apr_context_params *p)
+{
+    *p = (apr_context_params){ .n_ctx = 0, .n_seq = 1, .n_batch = 512, .kv_type = APR_F16 };
+}
+
+static float *alloc_floats(apr_backend *B, size_t n, int *ok)
+{
+    float *p = *ok ? B->alloc(B, n * sizeof(float)) : NULL;
+    if (!p) *ok = 0;
+    return p;
+}
+
+apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_context **out)
+{
+    APR_CHECK(out, APR_ERR_INVALID, "apr_context_new: out is NULL");
+    *out = NULL;
+    APR_CHECK(m, APR_ERR_INVALID, "apr_context_new: model is NULL");
+    APR_CHECK(!m->vocab_only, APR_ERR_INVALID, "%s was loaded with vocab_only: it has no weights to run", m->path);
+    apr_context_params p;
+    apr_context_params_default(&p);
+    if (params) p = *params;
+    const apr_hparams *hp = &m->hp;
+    if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train;
+    APR_CHECK(p.n_ctx > 0 && p.n_ctx <= hp->n_ctx_train, APR_ERR_RANGE,
+              "n_ctx %d is outside [1, %d] (the model's training context)", p.n_ctx, hp->n_ctx_train);
+    APR_CHECK(p.n_seq >= 1 && p.n_seq <= p.n_ctx, APR_ERR_INVALID, "n_seq %d is outside [1, n_ctx %d]", p.n_seq, p.n_ctx);
+    APR_CHECK(p.n_batch >= 1 && p.n_batch <= 1 << 16, APR_ERR_INVALID, "n_batch %d is outside [1, 65536]", p.n_batch);
+    if (p.kv_type == 0) p.kv_type = APR_F16;  /* 0 is F32, which the cache does not offer */
+
+    apr_context *c = calloc(1, sizeof *c);
+    APR_CHECK(c, APR_ERR_NOMEM, "cannot allocate a context");
+    c->model = m;
+    c->p = p;
+    c->B = m->backend;
+    c->attn = (apr_attn_params){
+        .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim, .n_rot = hp->n_rot,
+        .rope_style = hp->rope_style, .rope_base = hp->rope_base, .rope_scale = hp->rope_scale,
+        .scale = 1.0f / sqrtf((float)hp->head_dim),
+    };
+    c->logit_rows = p.n_batch < LOGIT_ROWS ? p.n_batch : LOGIT_ROWS;
+
+    const size_t nb = (size_t)p.n_batch, q_dim = (size_t)hp->n_head * hp->head_dim;
+    const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    int64_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;  /* the widest input of a product */
+    if ((int64_t)q_dim > max_cols) max_cols = (int64_t)q_dim;
+    apr_stream_sizes sizes = {
+        .n_batch = p.n_batch,
+        .max_cols = max_cols,
+        .n_ctx = p.n_ctx, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
+    };
+    apr_status s = apr_kvcache_init(&c->cache, c->B, p.kv_type, hp->n_layer, hp->n_head_kv, hp->head_dim, p.n_ctx,
+                                    p.n_seq);
+    if (s != APR_OK) {
+        free(c);
+        return s;
+    }
+    c->stream = c->B->stream_new(c->B, &sizes);
+    int ok = c->stream != NULL;
+    c->x = alloc_floats(c->B, nb * hp->n_embd, &ok);
+    c->h = alloc_floats(c->B, nb * hp->n_embd, &ok);
+    c->qkv = alloc_floats(c->B, nb * (q_dim + 2 * kv_dim), &ok);
+    c->att = alloc_floats(c->B, nb * q_dim, &ok);
+    c->ff = alloc_floats(c->B, nb * hp->n_ff, &ok);
+    c->logits = alloc_floats(c->B, (size_t)c->logit_rows * hp->n_vocab, &ok);
+    c->meta_bytes = sizeof(int32_t) * (5 * nb + (size_t)p.n_seq * c->cache.max_blocks);
+    c->dev_meta = ok ? c->B->alloc(c->B, c->meta_bytes) : NULL;
+    c->host_meta = calloc(1, c->meta_bytes);
+    if (!ok || !c->dev_meta || !c->host_meta) {
+        apr_context_free(c);
+        return apr_error(APR_ERR_NOMEM, "cannot allocate a context of %d tokens (batch %d): %s", p.n_ctx, p.n_batch,
+                         apr_last_error());
+    }
+    c->step = (apr_step){
+        .max_blocks = c->cache.max_blocks,
+        .ids = c->dev_meta, .pos = c->dev_meta + nb, .seq = c->dev_meta + 2 * nb, .slot = c->dev_meta + 3 * nb,
+        .out = c->dev_meta + 4 * nb, .block_table = c->dev_meta + 5 * nb,
+    };
+    *out = c;
+    return APR_OK;
+}
+
+void apr_context_free(apr_context *c)
+{
+    if (!c) return;
+    apr_backend *B = c->B;
+    B->release(B, c->x);
+    B->release(B, c->h);
+    B->release(B, c->qkv);
+    B->release(B, c->att);
+    B->release(B, c->ff);
+    B->release(B, c->logits);
+    B->release(B, c->dev_meta);
+    if (c->stream) B->stream_free(c->stream);
+    apr_kvcache_release(&c->cache);
+    free(c->host_meta);
+    free(c);
+}
+
+int apr_context_n_ctx(const apr_context *c) { return c ? c->cache.n_ctx : 0; }
+
+int apr_context_seq_len(const apr_context *c, int seq)
+{
+    if (!c || seq < 0 || seq >= c->cache.n_seq) return -1;
+    return apr_kvcache_len(&c->cache, seq);
+}
+
+apr_status apr_context_seq_truncate(apr_context *c, int seq, int from)
+{
+    APR_CHECK(c, APR_ERR_INVALID, "apr_context_seq_truncate: context is NULL");
+    APR_CHECK(seq >= 0 && seq < c->cache.n_seq, APR_ERR_RANGE, "sequence %d is outside [0, %d)", seq, c->cache.n_seq);
+    APR_CHECK(from >= 0, APR_ERR_INVALID, "apr_context_seq_truncate: position %d is negative", from);
+    apr_kvcache_truncate(&c->cache, seq, from);
+    return APR_OK;
+}
+
+/* 1 if all n floats are finite (tests the exponent bits: vectorises). */
+static int all_finite(const float *x, size_t n)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, 4);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
+/* Fills the host copy of the pass's metadata and reserves the KV slots. */
+static apr_status stage(apr_context *c, const apr_batch *b, int *n_out)
+{
+    const int nb = c->p.n_batch, n_vocab = c->model->hp.n_vocab;
+    int32_t *ids = c->host_meta, *pos = ids + nb, *seq = ids + 2 * nb, *slot = ids + 3 * nb, *out = ids + 4 * nb;
+    /* ids and sequences first: nothing is reserved yet when they fail */
+    for (int i = 0; i < b->n; i++) {
+        APR_CHECK(b->ids[i] >= 0 && b->ids[i] < n_vocab, APR_ERR_RANGE,
+                  "token id %d (batch index %d) is outside the vocabulary [0, %d)", b->ids[i], i, n_vocab);
+        const int s = b->seq ? b->seq[i] : 0;
+        APR_CHECK(s >= 0 && s < c->cache.n_seq, APR_ERR_RANGE, "sequence %d (batch index %d) is outside [0, %d)", s, i,
+                  c->cache.n_seq);
+    }
+    *n_out = 0;
+    for (int i = 0; i < b->n; i++) {
+        const int s = b->seq ? b->seq[i] : 0;
+        const int next = c->cache.len[s] + c->cache.pending[s];
+        APR_CHECK(!b->pos || b->pos[i] == next, APR_ERR_INVALID,
+                  "batch index %d: position %d, but sequence %d's next position is %d", i, b->pos[i], s, next);
+        APR_TRY(apr_kvcache_reserve(&c->cache, s, 1));
+        ids[i] = b->ids[i];
+        pos[i] = next;
+        seq[i] = s;
+        slot[i] = apr_kvcache_slot(&c->cache, s, next);
+        if (b->want_logits ? b->want_logits[i] != 0 : i == b->n - 1) out[(*n_out)++] = i;
+    }
+    memcpy(ids + 5 * nb, c->cache.table, sizeof(int32_t) * (size_t)c->cache.n_seq * c->cache.max_blocks);
+    return APR_OK;
+}
+
+apr_status apr_decode(apr_context *c, const apr_batch *b, float *logits_out)
+{
+    APR_CHECK(c && b, APR_ERR_INVALID, "apr_decode: %s is NULL", c ? "batch" : "context");
+    APR_CHECK(b->n >= 0 && b->n <= c->p.n_batch, APR_ERR_INVALID, "a batch of %d tokens exceeds n_batch %d "
+              "(split it into several apr_decode calls)", b->n, c->p.n_batch);
+    if (b->n == 0) return APR_OK;
+    APR_CHECK(b->ids, APR_ERR_INVALID, "apr_decode: batch ids are NULL");
+
+    int n_out = 0;
+    apr_status s = stage(c, b, &n_out);
+    if (s == APR_OK && n_out > 0 && !logits_out)
+        s = apr_error(APR_ERR_INVALID, "apr_decode: %d tokens want logits but logits_out is NULL", n_out);
+    if (s == APR_OK) {
+        c->step.n = b->n;
+        c->step.n_out = n_out;
+        c->B->upload(c->stream, c->dev_meta, c->host_meta, c->meta_bytes);
+        s = apr_qwen2_forward(c, logits_out);
+    }
+    if (s == APR_OK && !all_finite(logits_out, (size_t)n_out * c->model->hp.n_vocab))
+        s = apr_error(APR_ERR_FORMAT, "non-finite logits; the model's weights may be corrupt (apr verify --deep)");
+    if (s != APR_OK) {
+        apr_kvcache_rollback(&c->cache);
+        return s;
+    }
+    apr_kvcache_commit(&c->cache);
+    return APR_OK;
+}

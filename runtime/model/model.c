@@ -1,0 +1,110 @@
+/* model.c — loading a model: the file, its tokenizer, a backend, the weights.
+ *
+ * The GGUF file stays open for the model's life: on the CPU the weights are
+ * its mmap (never copied), and the tokenizer's and template's strings point
+ * into it. */
+#include "model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+void apr_model_params_default(apr_model_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->device = APR_DEVICE_AUTO;
+}
+
+/* The backend for the requested device. AUTO is the CPU until this build
+ * has a CUDA backend (issue 4), which AUTO then prefers when a GPU exists. */
+static apr_status open_backend(apr_model *m, const apr_model_params *p)
+{
+    APR_CHECK(p->device == APR_DEVICE_AUTO || p->device == APR_DEVICE_CPU || p->device == APR_DEVICE_CUDA,
+              APR_ERR_INVALID, "unknown device kind %d", p->device);
+    APR_CHECK(p->device != APR_DEVICE_CUDA, APR_ERR_DEVICE, "%s: this build of apr has no CUDA backend", m->path);
+    m->backend = apr_backend_cpu_new(p->n_threads);
+    return m->backend ? APR_OK : APR_ERR_NOMEM;
+}
+
+apr_status apr_model_load(const char *path, const apr_model_params *params, apr_model **out)
+{
+    APR_CHECK(out, APR_ERR_INVALID, "apr_model_load: out is NULL");
+    *out = NULL;
+    APR_CHECK(path, APR_ERR_INVALID, "apr_model_load: path is NULL");
+    apr_model_params defaults;
+    apr_model_params_default(&defaults);
+    const apr_model_params *p = params ? params : &defaults;
+    APR_CHECK(p->n_threads >= 0, APR_ERR_INVALID, "apr_model_load: n_threads %d is negative", p->n_threads);
+
+    apr_model *m = calloc(1, sizeof *m);
+    APR_CHECK(m, APR_ERR_NOMEM, "cannot allocate a model");
+    m->path = strdup(path);
+    m->vocab_only = p->vocab_only != 0;
+    apr_status s = m->path ? APR_OK : apr_error(APR_ERR_NOMEM, "cannot allocate a model");
+    if (s == APR_OK) s = apr_gguf_open(path, &m->file);
+    if (s == APR_OK) {
+        s = apr_tokenizer_from_gguf(m->file, &m->tok);
+        if (s != APR_OK) s = apr_error(s, "%s: %s", path, apr_last_error());
+    }
+    if (s == APR_OK) {
+        const char *name = "", *tmpl = NULL;
+        apr_gguf_get_str(m->file, "general.name", &name);
+        m->name = strdup(name);
+        if (apr_gguf_get_str(m->file, "tokenizer.chat_template", &tmpl) == APR_OK) m->chat_template = tmpl;
+        if (!m->name) s = apr_error(APR_ERR_NOMEM, "cannot allocate a model");
+    }
+    if (s == APR_OK) {
+        /* a vocabulary file's hyperparameters may be placeholders: only a
+         * model that runs needs them */
+        s = apr_qwen2_hparams(m->file, path, &m->hp);
+        if (m->vocab_only) {
+            if (s != APR_OK) memset(&m->hp, 0, sizeof m->hp);
+            m->hp.n_vocab = apr_tokenizer_n_vocab(m->tok);
+            s = APR_OK;
+        }
+    }
+    if (s == APR_OK && !m->vocab_only) s = open_backend(m, p);
+    if (s == APR_OK && !m->vocab_only) s = apr_qwen2_bind(m);
+    if (s == APR_OK && !m->vocab_only)
+        APR_CHECK(apr_tokenizer_n_vocab(m->tok) <= m->hp.n_vocab, APR_ERR_FORMAT,
+                  "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", path,
+                  apr_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+    if (s != APR_OK) {
+        apr_model_free(m);
+        return s;
+    }
+    *out = m;
+    return APR_OK;
+}
+
+void apr_model_free(apr_model *m)
+{
+    if (!m) return;
+    if (m->backend) m->backend->destroy(m->backend);
+    free(m->layers);
+    apr_tokenizer_free(m->tok);
+    apr_gguf_close(m->file);
+    free(m->name);
+    free(m->path);
+    free(m);
+}
+
+void apr_model_get_info(const apr_model *m, apr_model_info *out)
+{
+    const apr_hparams *hp = &m->hp;
+    *out = (apr_model_info){
+        .arch = hp->arch,
+        .name = m->name,
+        .n_layer = hp->n_layer, .n_embd = hp->n_embd, .n_ff = hp->n_ff,
+        .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
+        .n_vocab = hp->n_vocab, .n_ctx_train = hp->n_ctx_train,
+        .rope_base = hp->rope_base, .rms_eps = hp->rms_eps,
+        .device = m->backend ? m->backend->device : APR_DEVICE_CPU,
+        .weight_bytes = m->weight_bytes,
+    };
+}
+
+const struct apr_tokenizer *apr_model_tokenizer(const apr_model *m) { return m ? m->tok : NULL; }
+
+const char *apr_model_chat_template(const apr_model *m) { return m ? m->chat_template : NULL; }
