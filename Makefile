@@ -121,6 +121,7 @@ test-asan:
 build/asan/apr: $(BUILD)/obj/runtime/main.o $(BUILD)/libapr.a lua/apr/ffi.lua
 	$(CC) $(CFLAGS) -o $@ $(BUILD)/obj/runtime/main.o -Wl,--whole-archive $(BUILD)/libapr.a -Wl,--no-whole-archive \
 	    $(LUAJIT_A) -Wl,--export-dynamic $(LDLIBS)
+	@ln -sfn $(CURDIR)/lua $(dir $@)lua  # apr finds its Lua files beside the executable
 
 # libFuzzer needs clang; the fuzz build has its own object folder.
 FUZZ_SECONDS ?= 60
