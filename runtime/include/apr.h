@@ -162,6 +162,16 @@ apr_status apr_dtype_check_finite(int dtype, const void *data, int64_t n, int64_
 void *apr_alloc(size_t nbytes);
 
 /* ===================================================================== */
+/* Whole files (runtime/core/file.c)                                     */
+/* ===================================================================== */
+
+/* Reads the file at path into memory; a name ending in ".zst" is
+ * decompressed (zstd, all frames). *bytes gets the content plus one NUL past
+ * the end, to release with apr_free; *len its length. APR_ERR_NOT_FOUND /
+ * APR_ERR_IO / APR_ERR_FORMAT (bad zstd) with a message naming the path. */
+apr_status apr_file_read(const char *path, char **bytes, uint64_t *len);
+
+/* ===================================================================== */
 /* GGUF files (runtime/formats/gguf.c)                                   */
 /* ===================================================================== */
 
@@ -343,6 +353,21 @@ apr_status apr_gguf_writer_from_file(const apr_gguf *f, apr_gguf_writer **out);
 /* Writes f to path byte for byte: header re-encoded by the writer, data
  * section (padding included) copied. Refuses to overwrite f's own file. */
 apr_status apr_gguf_copy(const apr_gguf *f, const char *path);
+
+/* ===================================================================== */
+/* Synthetic models (runtime/formats/synth.c)                            */
+/* ===================================================================== */
+
+/* Writes random data into tensor i of w (after apr_gguf_writer_begin): n
+ * elements of type dtype, which must be what the tensor was added with.
+ * F32/F16/BF16 values get the given mean and standard deviation
+ * (approximately normal, bounded by 3.5 std); Q8_0, Q4_0, Q5_0, Q4_K and
+ * Q6_K get random blocks whose decoded values have mean 0 (mean must be 0)
+ * and that std. The bytes depend only on (seed, i), not on the thread
+ * count. Runs on all cores; APR_ERR_CANCELLED on Ctrl+C, APR_ERR_IO from
+ * the writer, APR_ERR_UNSUPPORTED for other types. */
+apr_status apr_synth_fill(apr_gguf_writer *w, int64_t i, int dtype, int64_t n, double mean, double std,
+                          uint64_t seed);
 
 /* ===================================================================== */
 /* SHA-256 (runtime/core/sha256.c)                                       */
