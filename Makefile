@@ -33,10 +33,10 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 ifneq ($(NVCC),)
   CUDA_SRC   := $(wildcard kernels/*.cu)
   CUDA_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
-  CFLAGS     += -DAPR_CUDA -I$(CUDA_HOME)/include
+  CFLAGS     += -DAPR_CUDA -I$(CUDA_HOME)/include -I.
   NVCCFLAGS  ?= -O3 -lineinfo
   NVCCFLAGS  += -std=c++17 -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
-                -Xcompiler -fPIC -Iruntime/include -Iruntime -Ikernels -DAPR_CUDA
+                -Xcompiler -fPIC -Iruntime/include -Iruntime -Ikernels -I. -DAPR_CUDA
   CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -lstdc++
 endif
 

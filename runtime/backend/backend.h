@@ -48,6 +48,8 @@ typedef struct apr_weight {
     int64_t rows, cols;
     size_t row_bytes;
     const void *data;      /* on the backend's device, set by weight_upload */
+    int gather_only;       /* set before upload when only get_rows reads it (token_embd beside
+                              an output.weight): a GPU backend may leave it in host memory */
 } apr_weight;
 
 /* A linear layer y = x·Wᵀ + b whose weight may be stored as up to three
@@ -165,6 +167,22 @@ struct apr_backend {
     /* SwiGLU's first half: out[i] = silu(x[i]·Gᵀ) * (x[i]·Uᵀ) for W = [G | U],
      * two parts of equal rows (ffn_gate, ffn_up).          out [n][G.rows], x [n][W.cols] */
     void (*matmul_glu)(apr_stream *s, float *out, const float *x, const apr_linear *W, int n);
+
+    /* ---- optional (NULL where a backend has no use for them) ---- */
+    /* Recorded passes (CUDA graphs: ~640 kernel launches of a 32B decode
+     * step become one). Before a pass's ops, pass_begin(s, key) returns 1
+     * when it has replayed the ops recorded under key (the caller skips
+     * them), or 0 when the caller must issue them, being recorded; after
+     * the last op, pass_end(s) finishes the recording and runs it. Every
+     * pass of one key must issue the same ops with the same arguments (the
+     * pointers are fixed per context; key carries n and n_out). No upload,
+     * download or sync between the two. */
+    int (*pass_begin)(apr_stream *s, uint64_t key);
+    void (*pass_end)(apr_stream *s);
+    /* ids[i] = the index of the largest logit of row i (ties: the lowest),
+     * on the device, so greedy decoding copies back 4 bytes a token.
+     *                                                       ids [n], logits [n][n_vocab] */
+    void (*argmax)(apr_stream *s, int32_t *ids, const float *logits, int n, int64_t n_vocab);
 };
 
 /* The CPU backend with n_threads threads (0: the worker pool's default). */

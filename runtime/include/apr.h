@@ -60,6 +60,31 @@ const char *apr_compiler(void);      /* e.g. "gcc 12.2.0" */
 int apr_cuda_compiled(void);         /* 1 if built with the CUDA backend */
 
 /* ===================================================================== */
+/* GPU devices (runtime/backend/cuda/device.c)                           */
+/* ===================================================================== */
+
+/* A CUDA device as the driver reports it. */
+typedef struct apr_device_info {
+    char name[256];           /* "NVIDIA H100 80GB HBM3" */
+    int index;
+    int cc_major, cc_minor;   /* compute capability (9.0 for Hopper) */
+    int n_sm;                 /* multiprocessors */
+    uint64_t total_bytes;     /* device memory */
+    uint64_t free_bytes;      /* of which free now (other processes count too) */
+    uint64_t l2_bytes;
+    double peak_bandwidth;    /* bytes/s by the memory clock and bus width (datasheet, not measured) */
+    int driver_version;       /* CUDA version the driver supports, 1000*major + 10*minor */
+    int runtime_version;      /* the CUDA runtime apr was built with */
+    int supported;            /* 1 if apr's kernels run on it (compute capability >= 9.0) */
+} apr_device_info;
+
+/* CUDA devices present: 0 without a GPU, a driver, or a CUDA build. */
+int apr_device_count(void);
+/* Describes device index. APR_ERR_RANGE for no such device, APR_ERR_DEVICE
+ * when the driver fails; *out is zeroed first. */
+apr_status apr_device_get_info(int index, apr_device_info *out);
+
+/* ===================================================================== */
 /* Interrupts (Ctrl+C)                                                   */
 /* ===================================================================== */
 
@@ -592,6 +617,11 @@ typedef struct apr_batch {
  * sequence full (APR_ERR_RANGE: "context of N tokens is full"), a batch
  * over n_batch, or Ctrl+C (APR_ERR_CANCELLED). */
 apr_status apr_decode(apr_context *c, const apr_batch *b, float *logits_out);
+/* apr_decode for greedy decoding: writes, for each token that wants logits,
+ * the id of its largest logit (ties: the lowest id) to ids_out instead of
+ * the logits. On the GPU the choice is made there and only the ids are
+ * copied back (4 bytes a token instead of n_vocab floats). */
+apr_status apr_decode_greedy(apr_context *c, const apr_batch *b, int32_t *ids_out);
 
 /* ===================================================================== */
 /* Sampling (runtime/model/sampler.c)                                    */

@@ -83,6 +83,9 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
     c->att = alloc_floats(c->B, nb * q_dim, &ok);
     c->ff = alloc_floats(c->B, nb * hp->n_ff, &ok);
     c->logits = alloc_floats(c->B, (size_t)c->logit_rows * hp->n_vocab, &ok);
+    c->ids = ok ? c->B->alloc(c->B, sizeof(int32_t) * (size_t)c->logit_rows) : NULL;
+    ok = ok && c->ids;
+    if (ok && !c->B->argmax) ok = (c->host_logits = malloc(sizeof(float) * (size_t)c->logit_rows * hp->n_vocab)) != NULL;
     c->meta_bytes = sizeof(int32_t) * (5 * nb + (size_t)p.n_seq * c->cache.max_blocks);
     c->dev_meta = ok ? c->B->alloc(c->B, c->meta_bytes) : NULL;
     c->host_meta = calloc(1, c->meta_bytes);
@@ -110,6 +113,8 @@ void apr_context_free(apr_context *c)
     B->release(B, c->att);
     B->release(B, c->ff);
     B->release(B, c->logits);
+    B->release(B, c->ids);
+    free(c->host_logits);
     B->release(B, c->dev_meta);
     if (c->stream) B->stream_free(c->stream);
     apr_kvcache_release(&c->cache);
@@ -176,7 +181,8 @@ static apr_status stage(apr_context *c, const apr_batch *b, int *n_out)
     return APR_OK;
 }
 
-apr_status apr_decode(apr_context *c, const apr_batch *b, float *logits_out)
+/* apr_decode and apr_decode_greedy: results to logits_out or ids_out. */
+static apr_status decode(apr_context *c, const apr_batch *b, float *logits_out, int32_t *ids_out)
 {
     APR_CHECK(c && b, APR_ERR_INVALID, "apr_decode: %s is NULL", c ? "batch" : "context");
     APR_CHECK(b->n >= 0 && b->n <= c->p.n_batch, APR_ERR_INVALID, "a batch of %d tokens exceeds n_batch %d "
@@ -186,15 +192,15 @@ apr_status apr_decode(apr_context *c, const apr_batch *b, float *logits_out)
 
     int n_out = 0;
     apr_status s = stage(c, b, &n_out);
-    if (s == APR_OK && n_out > 0 && !logits_out)
+    if (s == APR_OK && n_out > 0 && !logits_out && !ids_out)
         s = apr_error(APR_ERR_INVALID, "apr_decode: %d tokens want logits but logits_out is NULL", n_out);
     if (s == APR_OK) {
         c->step.n = b->n;
         c->step.n_out = n_out;
         c->B->upload(c->stream, c->dev_meta, c->host_meta, c->meta_bytes);
-        s = apr_qwen2_forward(c, logits_out);
+        s = apr_qwen2_forward(c, logits_out, ids_out);
     }
-    if (s == APR_OK && !all_finite(logits_out, (size_t)n_out * c->model->hp.n_vocab))
+    if (s == APR_OK && logits_out && !all_finite(logits_out, (size_t)n_out * c->model->hp.n_vocab))
         s = apr_error(APR_ERR_FORMAT, "non-finite logits; the model's weights may be corrupt (apr verify --deep)");
     if (s != APR_OK) {
         apr_kvcache_rollback(&c->cache);
@@ -202,4 +208,15 @@ apr_status apr_decode(apr_context *c, const apr_batch *b, float *logits_out)
     }
     apr_kvcache_commit(&c->cache);
     return APR_OK;
+}
+
+apr_status apr_decode(apr_context *c, const apr_batch *b, float *logits_out)
+{
+    return decode(c, b, logits_out, NULL);
+}
+
+apr_status apr_decode_greedy(apr_context *c, const apr_batch *b, int32_t *ids_out)
+{
+    APR_CHECK(ids_out, APR_ERR_INVALID, "apr_decode_greedy: ids_out is NULL");
+    return decode(c, b, NULL, ids_out);
 }

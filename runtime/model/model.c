@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda/cuda.h"
 #include "core/error.h"
 
 void apr_model_params_default(apr_model_params *p)
@@ -16,13 +17,18 @@ void apr_model_params_default(apr_model_params *p)
     p->device = APR_DEVICE_AUTO;
 }
 
-/* The backend for the requested device. AUTO is the CPU until this build
- * has a CUDA backend (issue 4), which AUTO then prefers when a GPU exists. */
+/* The backend for the requested device: CUDA when asked (failing clearly
+ * without a GPU) and for AUTO when a device apr's kernels run on exists;
+ * otherwise the CPU. */
 static apr_status open_backend(apr_model *m, const apr_model_params *p)
 {
     APR_CHECK(p->device == APR_DEVICE_AUTO || p->device == APR_DEVICE_CPU || p->device == APR_DEVICE_CUDA,
               APR_ERR_INVALID, "unknown device kind %d", p->device);
-    APR_CHECK(p->device != APR_DEVICE_CUDA, APR_ERR_DEVICE, "%s: this build of apr has no CUDA backend", m->path);
+    if (p->device == APR_DEVICE_CUDA || (p->device == APR_DEVICE_AUTO && apr_cuda_available())) {
+        m->backend = apr_backend_cuda_new(p->gpu_index, p->vram_budget);
+        if (m->backend) return APR_OK;
+        APR_CHECK(p->device != APR_DEVICE_CUDA, APR_ERR_DEVICE, "%s: %s", m->path, apr_last_error());
+    }
     m->backend = apr_backend_cpu_new(p->n_threads);
     return m->backend ? APR_OK : APR_ERR_NOMEM;
 }

@@ -76,6 +76,8 @@ struct apr_context {
     float *att;                /* [n_batch][q_dim] attention's output */
     float *ff;                 /* [n_batch][n_ff] */
     float *logits;             /* [logit_rows][n_vocab] */
+    int32_t *ids;              /* [logit_rows] argmax of each logits row (backends with argmax) */
+    float *host_logits;        /* [logit_rows][n_vocab] on the host, for argmax where the backend has none */
 
     /* the pass's per-token metadata: on the device (step) and staged on the host */
     apr_step step;
@@ -85,7 +87,8 @@ struct apr_context {
 };
 
 /* One forward pass over c->step (already uploaded); writes the logits of
- * the step's `out` tokens to logits_out ([n_out][n_vocab]). */
-apr_status apr_qwen2_forward(apr_context *c, float *logits_out);
+ * the step's `out` tokens to logits_out ([n_out][n_vocab]) and/or the ids
+ * of their largest logits to ids_out ([n_out]); either may be NULL. */
+apr_status apr_qwen2_forward(apr_context *c, float *logits_out, int32_t *ids_out);
 
 #endif

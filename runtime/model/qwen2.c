@@ -122,6 +122,7 @@ apr_status apr_qwen2_hparams(const apr_gguf *f, const char *path, apr_hparams *h
 static apr_status bind_tensor(apr_model *m, apr_weight *w, const char *name, int64_t cols, int64_t rows,
                               int required)
 {
+    const int gather_only = w->gather_only;  /* the caller's hint survives the reset */
     memset(w, 0, sizeof *w);
     const int64_t i = apr_gguf_find_tensor(m->file, name);
     if (i < 0 && !required) return APR_OK;
@@ -147,7 +148,7 @@ static apr_status bind_tensor(apr_model *m, apr_weight *w, const char *name, int
     APR_CHECK(block > 0 && cols % block == 0, APR_ERR_FORMAT, "%s: tensor %s: %lld columns are not whole %s blocks",
               m->path, name, (long long)cols, type);
     *w = (apr_weight){ .name = t.name, .type = t.type, .rows = want1, .cols = cols,
-                       .row_bytes = (size_t)(t.nbytes / (uint64_t)want1) };
+                       .row_bytes = (size_t)(t.nbytes / (uint64_t)want1), .gather_only = gather_only };
     apr_status s = m->backend->weight_upload(m->backend, w, t.data);
     APR_CHECK(s == APR_OK, s, "%s: %s", m->path, apr_last_error());
     m->weight_bytes += t.nbytes;
@@ -187,6 +188,8 @@ apr_status apr_qwen2_bind(apr_model *m)
     APR_CHECK(t.ne[1] > 0 && t.ne[1] <= INT32_MAX, APR_ERR_FORMAT, "%s: token_embd.weight has %lld rows", m->path,
               (long long)t.ne[1]);
     hp->n_vocab = (int)t.ne[1];
+    /* beside its own output matrix, token_embd is only looked up */
+    m->token_embd.gather_only = apr_gguf_find_tensor(m->file, "output.weight") >= 0;
     APR_TRY(bind_tensor(m, &m->token_embd, "token_embd.weight", n_embd, hp->n_vocab, 1));
     APR_TRY(bind_tensor(m, &m->output_norm, "output_norm.weight", n_embd, 0, 1));
     m->output = (apr_linear){ .n_parts = 1, .rows = hp->n_vocab, .cols = n_embd };
@@ -220,7 +223,33 @@ apr_status apr_qwen2_bind(apr_model *m)
 /* The forward pass                                                      */
 /* ===================================================================== */
 
-apr_status apr_qwen2_forward(apr_context *c, float *logits_out)
+/* Copies out the results of wanted tokens o..o+k-1: logits, or the ids of
+ * their largest logits (found on the device when the backend can, so only
+ * the ids cross; else from the logits here). */
+static void copy_results(apr_context *c, float *logits_out, int32_t *ids_out, int o, int k)
+{
+    const apr_backend *B = c->B;
+    const int n_vocab = c->model->hp.n_vocab;
+    if (logits_out)
+        B->download(c->stream, logits_out + (size_t)o * n_vocab, c->logits, sizeof(float) * (size_t)k * n_vocab);
+    if (!ids_out) return;
+    if (B->argmax) {
+        B->download(c->stream, ids_out + o, c->ids, sizeof(int32_t) * (size_t)k);
+        return;
+    }
+    float *lg = c->host_logits;
+    B->download(c->stream, lg, c->logits, sizeof(float) * (size_t)k * n_vocab);
+    B->sync(c->stream);
+    for (int i = 0; i < k; i++) {
+        const float *row = lg + (size_t)i * n_vocab;
+        int best = 0;
+        for (int j = 1; j < n_vocab; j++)
+            if (row[j] > row[best]) best = j;
+        ids_out[o + i] = best;
+    }
+}
+
+apr_status apr_qwen2_forward(apr_context *c, float *logits_out, int32_t *ids_out)
 {
     const apr_model *m = c->model;
     const apr_hparams *hp = &m->hp;
@@ -230,6 +259,15 @@ apr_status apr_qwen2_forward(apr_context *c, float *logits_out)
     const int n = st->n;
     const float eps = hp->rms_eps;
     float *x = c->x, *h = c->h, *qkv = c->qkv, *att = c->att, *ff = c->ff;
+
+    /* A pass whose logits fit one output product is recorded whole, once
+     * per shape, and replayed (backend.h pass_begin: CUDA graphs); its
+     * results are copied out after it. Longer outputs go in pieces. */
+    const int whole = st->n_out <= c->logit_rows;
+    const int record = whole && B->pass_begin != NULL;
+    const uint64_t key = (uint64_t)n << 32 | (uint64_t)st->n_out << 1 | (ids_out != NULL);
+    const int device_argmax = ids_out && B->argmax;
+    if (record && B->pass_begin(s, key)) goto copy_out;
 
     /* x = token_embd[ids]                                           [n][n_embd] */
     B->get_rows(s, x, &m->token_embd, st->ids, n);
@@ -249,7 +287,8 @@ apr_status apr_qwen2_forward(apr_context *c, float *logits_out)
         B->matmul_glu(s, ff, h, &L->ffn_gate_up, n);                /* ff = silu(h Wg) * (h Wu)    [n][n_ff] */
         B->matmul(s, x, ff, &L->ffn_down, n, 1);                    /* x += ff Wdown               [n][n_embd] */
 
-        if (apr_interrupted()) {
+        /* (a recorded pass cannot stop midway: Ctrl+C waits for its end) */
+        if (!record && apr_interrupted()) {
             B->sync(s);
             return apr_error(APR_ERR_CANCELLED, "decode interrupted");
         }
@@ -262,7 +301,11 @@ apr_status apr_qwen2_forward(apr_context *c, float *logits_out)
         B->gather(s, h, x, st->out + o, k, hp->n_embd);
         B->rmsnorm(s, h, h, &m->output_norm, k, eps);
         B->matmul(s, c->logits, h, &m->output, k, 0);
-        B->download(s, logits_out + (size_t)o * hp->n_vocab, c->logits, sizeof(float) * (size_t)k * hp->n_vocab);
+        if (device_argmax) B->argmax(s, c->ids, c->logits, k, hp->n_vocab);  /* ids [k] */
+        if (!whole) copy_results(c, logits_out, ids_out, o, k);
     }
+    if (record) B->pass_end(s);
+copy_out:
+    if (whole) copy_results(c, logits_out, ids_out, 0, st->n_out);
     return B->sync(s);
 }

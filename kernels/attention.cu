@@ -1,0 +1,510 @@
+/* attention.cu — causal attention over the paged KV cache, GQA-aware.
+ *
+ * Decode (flash-decoding): a step reads every key and value of the context
+ * once per KV head, so the keys are split in n_split pieces (blocks of
+ * split x KV head x token) to fill the GPU at long contexts, and the G query
+ * heads that share a KV head (5 for Qwen2.5-32B) are processed by the same
+ * block, so the cache is read once, not G times. A block walks its piece
+ * 256 keys at a time with an online softmax; a second kernel merges the
+ * pieces' (max, sum, output) triples and can quantize the result for the
+ * output projection.
+ *
+ * Prefill (FlashAttention-2's loop): a block takes 64 queries of one head,
+ * walks the keys 64 at a time with mma.sync for Q.K^T and P.V, and keeps
+ * the softmax online in registers; K and V tiles are double-buffered
+ * through cp.async.
+ *
+ * Keys live in blocks of 2^block_shift slots listed by each sequence's
+ * block table (rope.cuh), so every row address goes through the table. */
+#include "attention.cuh"
+#include "common.cuh"
+#include "mma.cuh"
+
+enum { DEC_THREADS = 128, CHUNK = 256 };
+
+/* Row of position p of sequence `table`, KV head h. */
+static __device__ __forceinline__ size_t kv_row(const apr_cuda_kv &kv, const int32_t *table, int p, int h)
+{
+    int bt = 1 << kv.block_shift;
+    return ((size_t)table[p >> kv.block_shift] * kv.n_kv + h) * bt + (p & (bt - 1));
+}
+
+/* ------------------------------------------------------------------ decode */
+
+struct dec_args {
+    const float *qkv;
+    apr_cuda_tokens tk;
+    apr_cuda_kv kv;
+    int n_head, n_split;
+    float scale;
+    float *part_o;    /* [n_tok][n_head][n_split][hd] */
+    float2 *part_ml;  /* [n_tok][n_head][n_split]: running max and sum */
+};
+
+/* Padded index of dimension d in shared q: each quarter of a head starts
+ * 4 floats further, so the four lanes of a key read different banks. */
+template <int HD> static __device__ __forceinline__ int qpad(int d) { return d + 4 * (d / (HD / 4)); }
+
+template <int HD, int G>
+static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
+{
+    constexpr int QS = HD + 16, DQ = HD / 4, DPL = HD / 32;
+    __shared__ __align__(16) float qs[G][QS];
+    __shared__ float sc[G][CHUNK];
+    __shared__ float red[4][G][HD];
+    __shared__ float corr_s[G];
+    __shared__ float2 ml_s[G];
+
+    const int split_i = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int len = a.tk.pos[t] + 1;
+    const int per = (APR_DIV_UP(len, a.n_split) + 31) & ~31;
+    const int p0 = split_i * per, p_end = min(p0 + per, len);
+    const size_t part = ((size_t)t * a.n_head + kvh * G) * a.n_split + split_i;
+    if (p0 >= len) {
+        if (tid < G) a.part_ml[part + (size_t)tid * a.n_split] = make_float2(-INFINITY, 0.0f);
+        return;
+    }
+    const int32_t *table = a.tk.block_table + (size_t)a.tk.seq[t] * a.tk.max_blocks;
+    const __half *kc = (const __half *)a.kv.k, *vc = (const __half *)a.kv.v;
+    const int row_len = (a.n_head + 2 * a.kv.n_kv) * HD;
+
+    for (int e = tid; e < G * HD; e += DEC_THREADS) {
+        int g = e / HD, d = e % HD;
+        qs[g][qpad<HD>(d)] = a.qkv[(size_t)t * row_len + (kvh * G + g) * HD + d] * a.scale;
+    }
+
+    if (tid < G) ml_s[tid] = make_float2(-INFINITY, 0.0f);
+    float acc[G][DPL];
+#pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+        for (int i = 0; i < DPL; i++) acc[g][i] = 0.0f;
+    const int sub = lane & 3;
+    for (int c0 = p0; c0 < p_end; c0 += CHUNK) {
+        const int n = min(CHUNK, p_end - c0);
+        __syncthreads(); /* q is in place; the previous chunk's weights are used */
+
+        /* scores: four lanes per key, each a quarter of the dimensions */
+        for (int pb = warp * 8; pb < n; pb += 32) {
+            int p = pb + (lane >> 2);
+            float s[G];
+#pragma unroll
+            for (int g = 0; g < G; g++) s[g] = 0.0f;
+            if (p < n) {
+                const uint4 *kr = (const uint4 *)(kc + kv_row(a.kv, table, c0 + p, kvh) * HD + sub * DQ);
+#pragma unroll
+                for (int c = 0; c < DQ / 8; c++) {
+                    uint4 raw = __ldg(kr + c);
+                    const __half2 *h2 = (const __half2 *)&raw;
+                    float kf[8];
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        float2 f = __half22float2(h2[i]);
+                        kf[2 * i] = f.x;
+                        kf[2 * i + 1] = f.y;
+                    }
+#pragma unroll
+                    for (int g = 0; g < G; g++) {
+                        const float4 *qv = (const float4 *)&qs[g][qpad<HD>(sub * DQ) + 8 * c];
+                        float4 q0 = qv[0], q1 = qv[1];
+                        s[g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
+                                q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
+                    }
+                }
+            }
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                s[g] += __shfl_xor_sync(0xffffffffu, s[g], 1);
+                s[g] += __shfl_xor_sync(0xffffffffu, s[g], 2);
+            }
+            if (sub == 0 && p < n) {
+#pragma unroll
+                for (int g = 0; g < G; g++) sc[g][p] = s[g];
+            }
+        }
+        __syncthreads();
+
+        /* online softmax: a warp per head turns scores into weights */
+        for (int g = warp; g < G; g += 4) {
+            float m = -INFINITY;
+            for (int p = lane; p < n; p += 32) m = fmaxf(m, sc[g][p]);
+            m = warp_max(m);
+            float2 ml = ml_s[g];
+            float m_new = fmaxf(m, ml.x);
+            float l = 0.0f;
+            for (int p = lane; p < n; p += 32) {
+                float e = __expf(sc[g][p] - m_new);
+                sc[g][p] = e;
+                l += e;
+            }
+            l = warp_sum(l);
+            if (lane == 0) {
+                float c = __expf(ml.x - m_new);
+                corr_s[g] = c;
+                ml_s[g] = make_float2(m_new, ml.y * c + l);
+            }
+        }
+        __syncthreads();
+        /* every thread rescales its accumulators and its heads' sums */
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float c = corr_s[g];
+#pragma unroll
+            for (int i = 0; i < DPL; i++) acc[g][i] *= c;
+        }
+
+        /* P.V: warp w takes keys w, w+4, ...; a lane owns DPL dimensions */
+#pragma unroll 4
+        for (int p = warp; p < n; p += 4) {
+            const __half *vr = vc + kv_row(a.kv, table, c0 + p, kvh) * HD + lane * DPL;
+            float vf[DPL];
+            if (DPL == 4) {
+                uint2 raw = __ldg((const uint2 *)vr);
+                float2 f0 = __half22float2(*(const __half2 *)&raw.x), f1 = __half22float2(*(const __half2 *)&raw.y);
+                vf[0] = f0.x;
+                vf[1] = f0.y;
+                vf[DPL > 2 ? 2 : 0] = f1.x;
+                vf[DPL > 3 ? 3 : 0] = f1.y;
+            } else {
+                uint32_t raw = __ldg((const unsigned int *)vr);
+                float2 f0 = __half22float2(*(const __half2 *)&raw);
+                vf[0] = f0.x;
+                vf[DPL > 1 ? 1 : 0] = f0.y;
+            }
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                float w = sc[g][p];
+#pragma unroll
+                for (int i = 0; i < DPL; i++) acc[g][i] += w * vf[i];
+            }
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+        for (int i = 0; i < DPL; i++) red[warp][g][lane * DPL + i] = acc[g][i];
+    __syncthreads();
+    for (int e = tid; e < G * HD; e += DEC_THREADS) {
+        int g = e / HD, d = e % HD;
+        float o = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
+        a.part_o[(part + (size_t)g * a.n_split) * HD + d] = o;
+    }
+    if (tid < G) a.part_ml[part + (size_t)tid * a.n_split] = ml_s[tid];
+}
+
+/* Merges the splits of one (token, head); quantizes the head's chunks. */
+template <int HD>
+static __global__ void __launch_bounds__(HD) attn_combine(const float *part_o, const float2 *part_ml, int n_head,
+                                                          int n_split, float *out, int8_t *q8, float4 *meta)
+{
+    __shared__ float o_s[HD];
+    const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+    const size_t part = ((size_t)t * n_head + h) * n_split;
+    float m = -INFINITY;
+    for (int j = 0; j < n_split; j++) m = fmaxf(m, part_ml[part + j].x);
+    float l = 0.0f, o = 0.0f;
+    for (int j = 0; j < n_split; j++) {
+        float2 v = part_ml[part + j];
+        if (v.y == 0.0f) continue;
+        float w = __expf(v.x - m);
+        l += w * v.y;
+        o += w * part_o[(part + j) * HD + d];
+    }
+    o /= l;
+    const int cols = n_head * HD;
+    out[(size_t)t * cols + h * HD + d] = o;
+    if (!q8) return;
+    o_s[d] = o;
+    __syncthreads();
+    int w = d >> 5, lane = d & 31;
+    if (w < HD / 64)
+        q8_chunk(o_s[64 * w + lane], o_s[64 * w + 32 + lane], (h * HD) / 64 + w, q8 + (size_t)t * cols,
+                 (float4 *)meta + (size_t)t * (cols / 32));
+}
+
+/* ------------------------------------------------------------------ prefill */
+
+enum { FQ = 64, FK = 64, F_THREADS = 128 };
+
+struct pre_args {
+    const __half *q;
+    apr_cuda_tokens tk;
+    apr_cuda_kv kv;
+    int n, n_head;
+    float scale_log2;
+    float *out;
+    __half *out16;
+};
+
+/* One query row the slow, exact way: a warp walks the row's keys one at a
+ * time (lanes over the dimensions). For tiles that mix sequences. */
+template <int HD>
+static __device__ void attend_row(const pre_args &a, int tok, int h, int kvh)
+{
+    constexpr int DPL = HD / 32;
+    const int lane = threadIdx.x & 31, q_dim = a.n_head * HD;
+    const int32_t *table = a.tk.block_table + (size_t)a.tk.seq[tok] * a.tk.max_blocks;
+    const __half *kc = (const __half *)a.kv.k, *vc = (const __half *)a.kv.v;
+    float q[DPL], o[DPL];
+#pragma unroll
+    for (int i = 0; i < DPL; i++) {
+        q[i] = __half2float(a.q[(size_t)tok * q_dim + h * HD + lane * DPL + i]);
+        o[i] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int p = 0; p <= a.tk.pos[tok]; p++) {
+        size_t r = kv_row(a.kv, table, p, kvh) * HD + lane * DPL;
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) s += q[i] * __half2float(kc[r + i]);
+        s = warp_sum(s) * a.scale_log2;
+        float m_new = fmaxf(m, s), c = exp2f(m - m_new), w = exp2f(s - m_new);
+        l = l * c + w;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) o[i] = o[i] * c + w * __half2float(vc[r + i]);
+        m = m_new;
+    }
+#pragma unroll
+    for (int i = 0; i < DPL; i++) {
+        size_t e = (size_t)tok * q_dim + h * HD + lane * DPL + i;
+        a.out[e] = o[i] / l;
+        if (a.out16) a.out16[e] = __float2half_rn(o[i] / l);
+    }
+}
+
+template <int HD>
+static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
+{
+    constexpr int LD = HD + 8;
+    extern __shared__ uint4 smem_u4[];
+    __half *qsm = (__half *)smem_u4;   /* [FQ][LD] */
+    __half *ksm = qsm + FQ * LD;       /* [2][FK][LD] */
+    __half *vsm = ksm + 2 * FK * LD;   /* [2][FK][LD] */
+    const int qt = blockIdx.x, h = blockIdx.y, kvh = h / (a.n_head / a.kv.n_kv);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int q0 = qt * FQ, rows = min(FQ, a.n - q0);
+    const int seq0 = a.tk.seq[q0], pos0 = a.tk.pos[q0];
+
+    /* the fast path needs one sequence at consecutive positions */
+    bool same = true;
+    for (int r = tid; r < rows; r += F_THREADS)
+        same = same && a.tk.seq[q0 + r] == seq0 && a.tk.pos[q0 + r] == pos0 + r;
+    if (!__syncthreads_and(same)) {
+        for (int r = warp; r < rows; r += F_THREADS / 32) attend_row<HD>(a, q0 + r, h, kvh);
+        return;
+    }
+    const int last_pos = pos0 + rows - 1;
+    const int n_kt = last_pos / FK + 1;
+    const int32_t *table = a.tk.block_table + (size_t)seq0 * a.tk.max_blocks;
+    const __half *kc = (const __half *)a.kv.k, *vc = (const __half *)a.kv.v;
+
+    for (int c = tid; c < FQ * HD / 8; c += F_THREADS) {
+        int r = c / (HD / 8), col = (c % (HD / 8)) * 8;
+        bool valid = r < rows;
+        const __half *src = a.q + ((size_t)(valid ? q0 + r : q0) * a.n_head + h) * HD + col;
+        cp_async16(qsm + r * LD + col, src, valid);
+    }
+    auto issue_kv = [&](int kt, int st) {
+        for (int c = tid; c < FK * HD / 8; c += F_THREADS) {
+            int r = c / (HD / 8), col = (c % (HD / 8)) * 8;
+            int key = kt * FK + r;
+            bool valid = key <= last_pos;
+            size_t off = kv_row(a.kv, table, valid ? key : 0, kvh) * HD + col;
+            cp_async16(ksm + (st * FK + r) * LD + col, kc + off, valid);
+            cp_async16(vsm + (st * FK + r) * LD + col, vc + off, valid);
+        }
+        cp_async_commit();
+    };
+    issue_kv(0, 0);
+
+    uint32_t qf[HD / 16][4];
+    float o[HD / 8][4];
+#pragma unroll
+    for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
+    const int r_lo = warp * 16 + (lane >> 2); /* this lane's rows: r_lo and r_lo + 8 */
+    const int qpos[2] = {pos0 + r_lo, pos0 + r_lo + 8};
+
+    for (int kt = 0; kt < n_kt; kt++) {
+        const int st = kt & 1;
+        cp_async_wait_all();
+        __syncthreads();
+        if (kt == 0) {
+#pragma unroll
+            for (int kc2 = 0; kc2 < HD / 16; kc2++)
+                ldmatrix_x4(qf[kc2], qsm + (warp * 16 + (lane & 15)) * LD + kc2 * 16 + (lane >> 4) * 8);
+        }
+        if (kt + 1 < n_kt) issue_kv(kt + 1, st ^ 1);
+        const __half *kb = ksm + st * FK * LD, *vb = vsm + st * FK * LD;
+
+        /* S = Q K^T for 16 rows x 64 keys */
+        float s[FK / 8][4];
+#pragma unroll
+        for (int j = 0; j < FK / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+        for (int kc2 = 0; kc2 < HD / 16; kc2++) {
+#pragma unroll
+            for (int np = 0; np < FK / 16; np++) {
+                uint32_t b[4];
+                ldmatrix_x4(b, kb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * LD + kc2 * 16 + ((lane >> 3) & 1) * 8);
+                mma16816(s[2 * np], qf[kc2], b[0], b[1]);
+                mma16816(s[2 * np + 1], qf[kc2], b[2], b[3]);
+            }
+        }
+
+        /* causal mask, online softmax in base 2 */
+        const bool diag = (kt + 1) * FK - 1 > pos0;
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < FK / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int key = kt * FK + 8 * j + (lane & 3) * 2 + (e & 1);
+                float v = s[j][e] * a.scale_log2;
+                if (diag && key > qpos[e >> 1]) v = -INFINITY;
+                s[j][e] = v;
+                mx[e >> 1] = fmaxf(mx[e >> 1], v);
+            }
+        float corr[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float mnew = fmaxf(mrow[r], mx[r]);
+            corr[r] = mnew == -INFINITY ? 1.0f : exp2f(mrow[r] - mnew);
+            mrow[r] = mnew;
+            lrow[r] *= corr[r];
+        }
+#pragma unroll
+        for (int j = 0; j < FK / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float mm = mrow[e >> 1];
+                float p = mm == -INFINITY ? 0.0f : exp2f(s[j][e] - mm);
+                s[j][e] = p;
+                lrow[e >> 1] += p;
+            }
+#pragma unroll
+        for (int i = 0; i < HD / 8; i++) {
+            o[i][0] *= corr[0];
+            o[i][1] *= corr[0];
+            o[i][2] *= corr[1];
+            o[i][3] *= corr[1];
+        }
+
+        /* O += P V */
+#pragma unroll
+        for (int kc2 = 0; kc2 < FK / 16; kc2++) {
+            uint32_t pa[4] = {pack_half2(s[2 * kc2][0], s[2 * kc2][1]), pack_half2(s[2 * kc2][2], s[2 * kc2][3]),
+                              pack_half2(s[2 * kc2 + 1][0], s[2 * kc2 + 1][1]),
+                              pack_half2(s[2 * kc2 + 1][2], s[2 * kc2 + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < HD / 16; dp++) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, vb + (kc2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
+                mma16816(o[2 * dp], pa, b[0], b[1]);
+                mma16816(o[2 * dp + 1], pa, b[2], b[3]);
+            }
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+        lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+        lrow[r] = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
+    }
+    const int q_dim = a.n_head * HD;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int row = r_lo + 8 * r;
+        if (row >= rows) continue;
+        size_t base = (size_t)(q0 + row) * q_dim + h * HD + (lane & 3) * 2;
+#pragma unroll
+        for (int i = 0; i < HD / 8; i++) {
+            float v0 = o[i][2 * r] * lrow[r], v1 = o[i][2 * r + 1] * lrow[r];
+            *(float2 *)(a.out + base + 8 * i) = make_float2(v0, v1);
+            if (a.out16) *(uint32_t *)(a.out16 + base + 8 * i) = pack_half2(v0, v1);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- launchers */
+
+template <int HD>
+static apr_status launch_decode(const dec_args &a, int G, int n_tok, cudaStream_t stream)
+{
+    dim3 grid(a.n_split, a.kv.n_kv, n_tok);
+    switch (G) {
+#define CASE(g) case g: attn_decode<HD, g><<<grid, DEC_THREADS, 0, stream>>>(a); break;
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#undef CASE
+    default: return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: %d query heads per KV head (at most 8)", G);
+    }
+    APR_CUDA_LAUNCHED();
+    return APR_OK;
+}
+
+template <int HD>
+static apr_status launch_prefill(const pre_args &a, cudaStream_t stream)
+{
+    int smem = (FQ + 4 * FK) * (HD + 8) * 2;
+    APR_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    dim3 grid(APR_DIV_UP(a.n, FQ), a.n_head);
+    attn_prefill<HD><<<grid, F_THREADS, smem, stream>>>(a);
+    APR_CUDA_LAUNCHED();
+    return APR_OK;
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+extern "C" size_t apr_cuda_attention_scratch_bytes(int n_tok, int n_head, int n_split, int hd)
+{
+    size_t parts = (size_t)n_tok * n_head * n_split;
+    return ((parts * hd * sizeof(float) + 255) & ~(size_t)255) + parts * sizeof(float2);
+}
+
+extern "C" apr_status apr_cuda_attention_decode(const float *qkv, apr_cuda_tokens tk, apr_cuda_kv kv, int n_tok,
+                                                int n_head, float scale, int n_split, void *scratch, float *out_f32,
+                                                apr_cuda_q8 out_q8, cudaStream_t stream)
+{
+    if (n_tok <= 0) return APR_OK;
+    const int hd = kv.hd;
+    if (n_split < 1 || n_head % kv.n_kv || (hd != 64 && hd != 128))
+        return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: %d splits, %d/%d heads of %d", n_split, n_head, kv.n_kv,
+                         hd);
+    size_t parts = (size_t)n_tok * n_head * n_split;
+    dec_args a;
+    a.qkv = qkv;
+    a.tk = tk;
+    a.kv = kv;
+    a.n_head = n_head;
+    a.n_split = n_split;
+    a.scale = scale;
+    a.part_o = (float *)scratch;
+    a.part_ml = (float2 *)((char *)scratch + ((parts * hd * sizeof(float) + 255) & ~(size_t)255));
+    const int G = n_head / kv.n_kv;
+    APR_TRY(hd == 128 ? launch_decode<128>(a, G, n_tok, stream) : launch_decode<64>(a, G, n_tok, stream));
+    dim3 grid(n_head, n_tok);
+    if (hd == 128)
+        attn_combine<128><<<grid, 128, 0, stream>>>(a.part_o, a.part_ml, n_head, n_split, out_f32, out_q8.q,
+                                                   (float4 *)out_q8.meta);
+    else
+        attn_combine<64><<<grid, 64, 0, stream>>>(a.part_o, a.part_ml, n_head, n_split, out_f32, out_q8.q,
+                                                 (float4 *)out_q8.meta);
+    APR_CUDA_LAUNCHED();
+    return APR_OK;
+}
+
+extern "C" apr_status apr_cuda_attention_prefill(const void *q_f16, apr_cuda_tokens tk, apr_cuda_kv kv, int n,
+                                                 int n_head, float scale, float *out_f32, void *out_f16,
+                                                 cudaStream_t stream)
+{
+    if (n <= 0) return APR_OK;
+    if (n_head % kv.n_kv || (kv.hd != 64 && kv.hd != 128))
+        return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: %d/%d heads of %d", n_head, kv.n_kv, kv.hd);
+    pre_args a = {(const __half *)q_f16, tk, kv, n, n_head, scale * 1.4426950408889634f, out_f32, (__half *)out_f16};
+    return kv.hd == 128 ? launch_prefill<128>(a, stream) : launch_prefill<64>(a, stream);
+}

@@ -1,0 +1,27 @@
+/* gemm.cuh — quantized matrix times many vectors, for prefill (C and CUDA). */
+#ifndef APR_KERNELS_GEMM_CUH
+#define APR_KERNELS_GEMM_CUH
+
+#include <cuda_runtime_api.h>
+
+#include "qmat.cuh"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* out[t*ld_out + r] = W[r] . x_t (+ bias[r]) (+ resid[t*ld_resid + r]) for
+ * n_tok tokens whose inputs are f16 rows x + t*cols. out may equal resid. */
+apr_status apr_cuda_gemm(const apr_cuda_qmat *w, const void *x_f16, int n_tok, float *out, int ld_out,
+                         const float *bias, const float *resid, int ld_resid, cudaStream_t stream);
+
+/* out[t*ld_out + f] = silu(gate_f . x_t) * (up_f . x_t), and the same as
+ * f16 in out_f16 when not NULL. gate and up: one format, rows % 64 == 0. */
+apr_status apr_cuda_gemm_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, const void *x_f16, int n_tok,
+                                float *out, int ld_out, void *out_f16, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

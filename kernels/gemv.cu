@@ -1,0 +1,243 @@
+/* gemv.cu — decode's matrix-vector products on quantized weights.
+ *
+ * Decode reads every weight once per step, so these kernels are bound by
+ * memory bandwidth: each warp owns R rows, each lane one unit (32 weights,
+ * one 16-byte load of quants plus a shared header or scale word) at a time,
+ * U units deep so that several loads are in flight before the first use.
+ * The activations are int8 (quantize.cu), so a unit's dot product is eight
+ * dp4a instructions plus the block scales: w.x = s*dx*sum(q*qx) - m*sum(x)
+ * for each run of 16 (qunit.cuh).
+ *
+ * Several matrices sharing an input (q, k, v) go in one launch so that the
+ * small ones (k and v have 1024 rows for Qwen2.5-32B) still fill the GPU;
+ * the gate and up products of a row meet in the same warp, which applies
+ * SwiGLU before anything is written. */
+#include "common.cuh"
+#include "gemv.cuh"
+#include "qunit.cuh"
+
+enum { WARPS = 8 };
+
+struct xin {
+    const int8_t *q;
+    const float4 *meta;
+    const float *f;
+    int cols;
+};
+
+struct seg_dev {
+    apr_cuda_gemv_seg s[APR_CUDA_GEMV_MAX_SEG];
+    int block_end[APR_CUDA_GEMV_MAX_SEG]; /* cumulative blocks */
+    int n_seg;
+};
+
+/* ------------------------------------------------------------------ row bodies */
+
+/* acc[r][t] += W[rows[r]] . x_t over the whole row, quantized weights. */
+template <int DT, int NT, int R>
+static __device__ __forceinline__ void dot_q(const apr_cuda_qmat &w, const int *rows, const xin &x, float (&acc)[R][NT])
+{
+    constexpr int U = NT * R <= 2 ? 4 : 2;
+    const int lane = threadIdx.x & 31, upr = w.cols / 32;
+    for (int base = 0; base < upr; base += 32 * U) {
+        qraw raw[U][R];
+#pragma unroll
+        for (int k = 0; k < U; k++) {
+            int u = base + 32 * k + lane;
+            if (u < upr) {
+#pragma unroll
+                for (int r = 0; r < R; r++) raw[k][r] = load_unit<DT>(w, rows[r], u);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < U; k++) {
+            int u = base + 32 * k + lane;
+            if (u < upr) {
+                qunit qu[R];
+#pragma unroll
+                for (int r = 0; r < R; r++) qu[r] = decode_unit<DT>(raw[k][r], u);
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    const int4 *xp = (const int4 *)(x.q + (size_t)t * x.cols + 32 * u);
+                    int4 xa = __ldg(xp), xb = __ldg(xp + 1);
+                    float4 m = __ldg(x.meta + (size_t)t * (x.cols / 32) + u);
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        int ia = __dp4a((int)qu[r].a[0], xa.x, 0);
+                        ia = __dp4a((int)qu[r].a[1], xa.y, ia);
+                        ia = __dp4a((int)qu[r].a[2], xa.z, ia);
+                        ia = __dp4a((int)qu[r].a[3], xa.w, ia);
+                        int ib = __dp4a((int)qu[r].b[0], xb.x, 0);
+                        ib = __dp4a((int)qu[r].b[1], xb.y, ib);
+                        ib = __dp4a((int)qu[r].b[2], xb.z, ib);
+                        ib = __dp4a((int)qu[r].b[3], xb.w, ib);
+                        float v = qu[r].sa * m.x * (float)ia + qu[r].sb * m.z * (float)ib;
+                        if (!qsigned<DT>::value) v -= qu[r].ma * m.y + qu[r].mb * m.w;
+                        acc[r][t] += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+static __device__ __forceinline__ float plain_at(int dt, const uint4 &v, int k)
+{
+    /* element k (0..7) of a 16-byte load of f16 or bf16 */
+    uint32_t word = k < 2 ? v.x : k < 4 ? v.y : k < 6 ? v.z : v.w;
+    uint16_t h = (uint16_t)(word >> (16 * (k & 1)));
+    return dt == APR_F16 ? h2f(h) : __uint_as_float((uint32_t)h << 16);
+}
+
+/* acc[r][t] += W[rows[r]] . x_t for F16, BF16 and F32 weights (f32 x). */
+template <int DT, int NT, int R>
+static __device__ __forceinline__ void dot_plain(const apr_cuda_qmat &w, const int *rows, const xin &x, float (&acc)[R][NT])
+{
+    constexpr int EB = DT == APR_F32 ? 4 : 2, PER = 16 / EB; /* elements per 16-byte load */
+    const int lane = threadIdx.x & 31;
+    for (int c = lane * PER; c < w.cols; c += 32 * PER) {
+        float wv[R][PER];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            uint4 v = ldg16(w.q + ((size_t)rows[r] * w.cols + c) * EB);
+#pragma unroll
+            for (int k = 0; k < PER; k++) {
+                if (DT == APR_F32) wv[r][k] = __uint_as_float(k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w);
+                else wv[r][k] = plain_at(DT, v, k);
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+#pragma unroll
+            for (int k = 0; k < PER; k += 4) {
+                float4 xv = __ldg((const float4 *)(x.f + (size_t)t * x.cols + c + k));
+#pragma unroll
+                for (int r = 0; r < R; r++)
+                    acc[r][t] += wv[r][k] * xv.x + wv[r][k + 1] * xv.y + wv[r][k + 2] * xv.z + wv[r][k + 3] * xv.w;
+            }
+        }
+    }
+}
+
+template <int NT, int R>
+static __device__ __forceinline__ void dot_any(const apr_cuda_qmat &w, const int *rows, const xin &x, float (&acc)[R][NT])
+{
+    switch (w.dtype) {
+#define CASE(DT) case DT: dot_q<DT, NT, R>(w, rows, x, acc); break;
+        APR_CUDA_FOR_EACH_QTYPE(CASE)
+#undef CASE
+    case APR_F16: dot_plain<APR_F16, NT, R>(w, rows, x, acc); break;
+    case APR_BF16: dot_plain<APR_BF16, NT, R>(w, rows, x, acc); break;
+    case APR_F32: dot_plain<APR_F32, NT, R>(w, rows, x, acc); break;
+    default: break;
+    }
+}
+
+/* ------------------------------------------------------------------ kernels */
+
+template <int NT, int R>
+static __global__ void __launch_bounds__(WARPS * 32) gemv_segs(seg_dev sd, xin x, int n_tok)
+{
+    int b = blockIdx.x, si = 0;
+    while (si + 1 < sd.n_seg && b >= sd.block_end[si]) si++;
+    const apr_cuda_gemv_seg &s = sd.s[si];
+    int first = (b - (si ? sd.block_end[si - 1] : 0)) * WARPS * R;
+    int r0 = first + (threadIdx.x >> 5) * R;
+    if (r0 >= s.w.rows) return;
+    int rows[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) rows[r] = min(r0 + r, s.w.rows - 1);
+    float acc[R][NT] = {};
+    dot_any<NT, R>(s.w, rows, x, acc);
+    int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float v = warp_sum(acc[r][t]);
+            if (lane == (r * NT + t) % 32 && t < n_tok && r0 + r < s.w.rows) {
+                int row = r0 + r;
+                if (s.bias) v += s.bias[row];
+                if (s.resid) v += s.resid[(size_t)t * s.ld_resid + row];
+                s.out[(size_t)t * s.ld_out + row] = v;
+            }
+        }
+    }
+}
+
+template <int NT>
+static __global__ void __launch_bounds__(WARPS * 32) gemv_swiglu(apr_cuda_qmat gate, apr_cuda_qmat up, float *out,
+                                                                 int ld_out, xin x, int n_tok)
+{
+    int f = blockIdx.x * WARPS + (threadIdx.x >> 5);
+    if (f >= gate.rows) return;
+    float g[1][NT] = {}, u[1][NT] = {};
+    dot_any<NT, 1>(gate, &f, x, g);
+    dot_any<NT, 1>(up, &f, x, u);
+    int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        float gv = warp_sum(g[0][t]), uv = warp_sum(u[0][t]);
+        if (lane == t && t < n_tok) out[(size_t)t * ld_out + f] = silu(gv) * uv;
+    }
+}
+
+/* ---------------------------------------------------------------- launchers */
+
+template <int NT, int R>
+static apr_status launch_segs(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, const xin &x, cudaStream_t stream)
+{
+    seg_dev sd;
+    int blocks = 0;
+    sd.n_seg = n_seg;
+    for (int i = 0; i < n_seg; i++) {
+        sd.s[i] = segs[i];
+        blocks += APR_DIV_UP(segs[i].w.rows, WARPS * R);
+        sd.block_end[i] = blocks;
+    }
+    gemv_segs<NT, R><<<blocks, WARPS * 32, 0, stream>>>(sd, x, n_tok);
+    APR_CUDA_LAUNCHED();
+    return APR_OK;
+}
+
+static int tokens_bucket(int n) { return n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8; }
+
+static xin make_x(apr_cuda_q8 xq, const float *xf, int cols)
+{
+    xin x = {xq.q, (const float4 *)xq.meta, xf, cols};
+    return x;
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+extern "C" apr_status apr_cuda_gemv(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, apr_cuda_q8 xq,
+                                    const float *xf, cudaStream_t stream)
+{
+    if (n_seg < 1 || n_seg > APR_CUDA_GEMV_MAX_SEG || n_tok < 1 || n_tok > APR_CUDA_GEMV_MAX_TOKENS)
+        return apr_error(APR_ERR_INVALID, "apr_cuda_gemv: %d segments, %d tokens", n_seg, n_tok);
+    xin x = make_x(xq, xf, segs[0].w.cols);
+    switch (tokens_bucket(n_tok)) {
+    case 1: return launch_segs<1, 1>(segs, n_seg, n_tok, x, stream);
+    case 2: return launch_segs<2, 1>(segs, n_seg, n_tok, x, stream);
+    case 4: return launch_segs<4, 2>(segs, n_seg, n_tok, x, stream);
+    default: return launch_segs<8, 2>(segs, n_seg, n_tok, x, stream);
+    }
+}
+
+extern "C" apr_status apr_cuda_gemv_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, float *out, int ld_out,
+                                           int n_tok, apr_cuda_q8 xq, const float *xf, cudaStream_t stream)
+{
+    if (n_tok < 1 || n_tok > APR_CUDA_GEMV_MAX_TOKENS || gate->rows != up->rows || gate->cols != up->cols)
+        return apr_error(APR_ERR_INVALID, "apr_cuda_gemv_swiglu: %d tokens, gate %d x %d, up %d x %d", n_tok,
+                         gate->rows, gate->cols, up->rows, up->cols);
+    xin x = make_x(xq, xf, gate->cols);
+    int grid = APR_DIV_UP(gate->rows, WARPS);
+    switch (tokens_bucket(n_tok)) {
+    case 1: gemv_swiglu<1><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
+    case 2: gemv_swiglu<2><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
+    case 4: gemv_swiglu<4><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
+    default: gemv_swiglu<8><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
+    }
+    APR_CUDA_LAUNCHED();
+    return APR_OK;
+}

@@ -1,0 +1,43 @@
+/* gemv.cuh — quantized matrix times a few vectors, for decode (C and CUDA). */
+#ifndef APR_KERNELS_GEMV_CUH
+#define APR_KERNELS_GEMV_CUH
+
+#include <cuda_runtime_api.h>
+
+#include "qmat.cuh"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One matrix of a launch and what happens to its results: for token t and
+ * row r, out[t*ld_out + r] = W[r] . x_t (+ bias[r]) (+ resid[t*ld_resid + r]).
+ * out may equal resid (an in-place residual add). */
+typedef struct apr_cuda_gemv_seg {
+    apr_cuda_qmat w;
+    float *out;
+    int ld_out;
+    const float *bias;    /* [rows] or NULL */
+    const float *resid;   /* or NULL */
+    int ld_resid;
+} apr_cuda_gemv_seg;
+
+enum { APR_CUDA_GEMV_MAX_SEG = 3, APR_CUDA_GEMV_MAX_TOKENS = 8 };
+
+/* Products of up to three matrices with the same input in one launch (q, k
+ * and v of a layer), for n_tok tokens (1..8). Quantized weights read xq
+ * (apr_cuda_quantize_rmsnorm_q8); F16/BF16/F32 weights read xf ([n][cols]
+ * f32). All segments take the same cols. */
+apr_status apr_cuda_gemv(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, apr_cuda_q8 xq, const float *xf,
+                         cudaStream_t stream);
+
+/* The feed-forward's first half: out[t*ld_out + f] = silu(gate_f . x_t) *
+ * (up_f . x_t) for every row f of gate (up has the same shape). */
+apr_status apr_cuda_gemv_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, float *out, int ld_out, int n_tok,
+                                apr_cuda_q8 xq, const float *xf, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,112 @@
+/* cuda.h — what the files of the CUDA backend share (internal).
+ *
+ *   backend.c  the table: device memory under a budget, streams, graphs
+ *   weights.c  weight upload: staging, repacking (kernels/repack.cu), host-resident tables
+ *   ops.c      the forward pass's ops, mapped onto kernels/ entry points
+ *   device.c   finding and describing devices (apr_device_* in apr.h)
+ *
+ * Every op runs on the stream's CUDA stream and returns nothing: the first
+ * failure of a pass is kept in the stream and returned by sync (backend.h). */
+#ifndef APR_BACKEND_CUDA_CUDA_H
+#define APR_BACKEND_CUDA_CUDA_H
+
+#include "backend/backend.h"
+
+/* The CUDA backend on device gpu_index; vram_budget caps the bytes it
+ * allocates (0: no cap). NULL with APR_ERR_DEVICE when there is no such
+ * device or the build has no CUDA. */
+apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget);
+
+/* 1 if this build has the CUDA backend and a CUDA device is present. */
+int apr_cuda_available(void);
+
+#ifdef APR_CUDA
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/qmat.cuh"
+#include "kernels/rope.cuh"
+
+/* Graphs recorded per pass shape. */
+#define CUDA_MAX_GRAPHS 24
+
+typedef struct cuda_alloc {
+    void *p;
+    size_t bytes;
+    int host;              /* pinned, mapped host memory (counts for nothing against the budget) */
+} cuda_alloc;
+
+typedef struct cuda_backend {
+    apr_backend base;
+    int dev;
+    uint64_t budget;       /* 0: none */
+    uint64_t host_bytes;   /* pinned host memory held for weights */
+    cuda_alloc *allocs;    /* every live allocation, for its size at release */
+    int n_allocs, cap_allocs;
+    int n_sm;
+} cuda_backend;
+
+/* Which intermediate form of an activation buffer a kernel has already left
+ * in the stream's scratch: the next product can skip converting it. Valid
+ * only until the next op (see ops.c). */
+typedef struct cuda_memo {
+    const float *q8_of;    /* q8 holds the int8 form of this buffer */
+    const float *f16_of;   /* f16_buf (x16 or y16) holds its f16 form */
+    const void *f16_buf;
+} cuda_memo;
+
+struct apr_stream {
+    cuda_backend *b;
+    cudaStream_t cs;
+    apr_stream_sizes sizes;
+    apr_cuda_q8 q8;        /* [n_batch][max_cols] int8 + meta */
+    void *x16, *y16;       /* [n_batch][max_cols] f16: inputs of prefill products */
+    void *q16;             /* [n_batch][n_head * head_dim] f16: rotated queries for prefill attention */
+    void *att_scratch;     /* flash-decoding partial results */
+    int n_split;           /* pieces a decode step's keys are cut into */
+    cuda_memo memo;
+    /* the first failure since the last sync */
+    apr_status status;
+    char message[512];
+    /* graphs */
+    int capturing;         /* index of the graph being recorded, or -1 */
+    struct {
+        uint64_t key;
+        cudaGraphExec_t exec;
+    } graphs[CUDA_MAX_GRAPHS];
+    int n_graphs;
+};
+
+/* Device memory (or, when host is set, pinned host memory mapped into the
+ * device's address space), counted in b->base.bytes / b->host_bytes. */
+void *apr_cuda_alloc(cuda_backend *b, size_t bytes, int host);
+void apr_cuda_release(cuda_backend *b, void *p);
+
+/* Keeps the first failure of a pass (status and message) for sync. */
+void apr_cuda_record(apr_stream *s, apr_status st);
+
+/* The kernels' view of an uploaded weight. */
+apr_cuda_qmat apr_cuda_weight_qmat(const apr_weight *w);
+
+apr_status apr_cuda_weight_upload(apr_backend *b, apr_weight *w, const void *host);
+void apr_cuda_weight_release(apr_backend *b, apr_weight *w);
+
+/* The ops (ops.c). */
+void apr_cuda_op_get_rows(apr_stream *s, float *out, const apr_weight *table, const int32_t *ids, int n);
+void apr_cuda_op_gather(apr_stream *s, float *out, const float *x, const int32_t *rows, int n, int64_t dim);
+void apr_cuda_op_rmsnorm(apr_stream *s, float *out, const float *x, const apr_weight *w, int n, float eps);
+void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_linear *W, int n, int accumulate);
+void apr_cuda_op_rope_store(apr_stream *s, float *qkv, const apr_kv_cache *kv, int layer, const apr_step *st,
+                            const apr_attn_params *p);
+void apr_cuda_op_attention(apr_stream *s, float *out, const float *qkv, const apr_kv_cache *kv, int layer,
+                           const apr_step *st, const apr_attn_params *p);
+void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr_linear *W, int n);
+void apr_cuda_op_argmax(apr_stream *s, int32_t *ids, const float *logits, int n, int64_t n_vocab);
+
+/* Tokens up to this many take the decode kernels (matrix-vector, split
+ * attention); more take the prefill ones (tensor cores). */
+#define CUDA_DECODE_MAX 8
+
+#endif /* APR_CUDA */
+
+#endif

@@ -1,0 +1,204 @@
+/* ops.c — the forward pass's ops (backend.h) on the GPU.
+ *
+ * Each op is one or two kernels from kernels/. Up to CUDA_DECODE_MAX tokens
+ * a pass is a decode step and reads every weight once: int8 activations and
+ * matrix-vector kernels (gemv.cu), split attention (attention.cu). Longer
+ * passes are prefill: f16 activations on tensor cores (gemm.cu, the flash
+ * loop of attention.cu).
+ *
+ * Activations cross the interface as f32, but the products want them int8
+ * (decode) or f16 (prefill). The op that produces a product's input writes
+ * that form too, into the stream's scratch, and notes it in the memo: the
+ * RMSNorm before q|k|v and gate|up, attention before the output projection,
+ * SwiGLU's prefill epilogue before the down projection. The next op uses it
+ * instead of converting again. A memo lives exactly one op: every op clears
+ * it on entry, so a stale form can never be read. */
+#include "backend/cuda/cuda.h"
+
+#include "core/error.h"
+
+#ifdef APR_CUDA
+
+#include "kernels/attention.cuh"
+#include "kernels/embed.cuh"
+#include "kernels/gemm.cuh"
+#include "kernels/gemv.cuh"
+#include "kernels/quantize.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/sampling.cuh"
+
+/* ===================================================================== */
+/* Helpers                                                               */
+/* ===================================================================== */
+
+/* The memo left by the previous op, cleared for this one. */
+static cuda_memo take_memo(apr_stream *s)
+{
+    cuda_memo m = s->memo;
+    s->memo = (cuda_memo){ 0 };
+    return m;
+}
+
+static apr_cuda_q8 q8_for(apr_stream *s, int64_t cols)
+{
+    apr_cuda_q8 q = s->q8;
+    q.cols = (int)cols;
+    return q;
+}
+
+/* x as int8 for a decode product (converted unless the memo has it). */
+static apr_cuda_q8 input_q8(apr_stream *s, const cuda_memo *m, const float *x, int n, int64_t cols)
+{
+    apr_cuda_q8 q = q8_for(s, cols);
+    if (m->q8_of != x) apr_cuda_record(s, apr_cuda_quantize_rmsnorm_q8(x, (int)cols, NULL, 0, n, (int)cols, q, NULL, s->cs));
+    return q;
+}
+
+/* x as f16 for a prefill product. */
+static const void *input_f16(apr_stream *s, const cuda_memo *m, const float *x, int n, int64_t cols)
+{
+    if (m->f16_of == x) return m->f16_buf;
+    apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, (int)cols, NULL, 0, n, (int)cols, s->x16, NULL, s->cs));
+    return s->x16;
+}
+
+static int is_quantized(int type) { return type != APR_F32 && type != APR_F16 && type != APR_BF16; }
+
+static apr_cuda_kv layer_kv(apr_stream *s, const apr_kv_cache *kv, int layer)
+{
+    int shift = 0;
+    while ((1 << shift) < kv->block_tokens) shift++;
+    if ((1 << shift) != kv->block_tokens || kv->type != APR_F16)
+        apr_cuda_record(s, apr_error(APR_ERR_UNSUPPORTED, "the CUDA backend needs an F16 KV cache in blocks of a "
+                                                          "power of two (%s, %d)",
+                                     apr_dtype_name(kv->type), kv->block_tokens));
+    return (apr_cuda_kv){
+        .k = (uint8_t *)kv->k + (size_t)layer * kv->layer_bytes,
+        .v = (uint8_t *)kv->v + (size_t)layer * kv->layer_bytes,
+        .n_kv = kv->n_head_kv, .hd = kv->head_dim, .block_shift = shift,
+    };
+}
+
+static apr_cuda_tokens step_tokens(const apr_step *st)
+{
+    return (apr_cuda_tokens){ .pos = st->pos, .seq = st->seq, .slot = st->slot, .block_table = st->block_table,
+                              .max_blocks = st->max_blocks };
+}
+
+/* ===================================================================== */
+/* The ops                                                               */
+/* ===================================================================== */
+
+void apr_cuda_op_get_rows(apr_stream *s, float *out, const apr_weight *table, const int32_t *ids, int n)
+{
+    take_memo(s);
+    apr_cuda_qmat w = apr_cuda_weight_qmat(table);
+    apr_cuda_record(s, apr_cuda_embed(&w, ids, n, out, s->cs));
+}
+
+void apr_cuda_op_gather(apr_stream *s, float *out, const float *x, const int32_t *rows, int n, int64_t dim)
+{
+    take_memo(s);
+    apr_cuda_record(s, apr_cuda_embed_gather(out, x, rows, n, dim, s->cs));
+}
+
+void apr_cuda_op_rmsnorm(apr_stream *s, float *out, const float *x, const apr_weight *w, int n, float eps)
+{
+    take_memo(s);
+    const int cols = (int)w->cols;
+    if (n <= CUDA_DECODE_MAX) {
+        apr_cuda_record(s, apr_cuda_quantize_rmsnorm_q8(x, cols, w->data, eps, n, cols, q8_for(s, cols), out, s->cs));
+        s->memo.q8_of = out;
+    } else {
+        apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, cols, w->data, eps, n, cols, s->x16, out, s->cs));
+        s->memo.f16_of = out;
+        s->memo.f16_buf = s->x16;
+    }
+}
+
+void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_linear *W, int n, int accumulate)
+{
+    cuda_memo m = take_memo(s);
+    if (n <= 0) return;
+    if (n <= CUDA_DECODE_MAX) {
+        apr_cuda_gemv_seg seg[APR_LINEAR_MAX_PARTS];
+        int need_q8 = 0;
+        int64_t row = 0;
+        for (int i = 0; i < W->n_parts; i++) {
+            float *o = out + row;
+            seg[i] = (apr_cuda_gemv_seg){
+                .w = apr_cuda_weight_qmat(&W->part[i]), .out = o, .ld_out = (int)W->rows,
+                .bias = W->bias[i].data, .resid = accumulate ? o : NULL, .ld_resid = (int)W->rows,
+            };
+            need_q8 |= is_quantized(W->part[i].type);
+            row += W->part[i].rows;
+        }
+        apr_cuda_q8 q = need_q8 ? input_q8(s, &m, x, n, W->cols) : q8_for(s, W->cols);
+        apr_cuda_record(s, apr_cuda_gemv(seg, W->n_parts, n, q, x, s->cs));
+        return;
+    }
+    const void *x16 = input_f16(s, &m, x, n, W->cols);
+    int64_t row = 0;
+    for (int i = 0; i < W->n_parts; i++) {
+        apr_cuda_qmat w = apr_cuda_weight_qmat(&W->part[i]);
+        float *o = out + row;
+        apr_cuda_record(s, apr_cuda_gemm(&w, x16, n, o, (int)W->rows, W->bias[i].data, accumulate ? o : NULL,
+                                         (int)W->rows, s->cs));
+        row += W->part[i].rows;
+    }
+}
+
+void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr_linear *W, int n)
+{
+    cuda_memo m = take_memo(s);
+    if (n <= 0) return;
+    apr_cuda_qmat gate = apr_cuda_weight_qmat(&W->part[0]), up = apr_cuda_weight_qmat(&W->part[1]);
+    if (n <= CUDA_DECODE_MAX) {
+        apr_cuda_q8 q = input_q8(s, &m, x, n, W->cols);
+        apr_cuda_record(s, apr_cuda_gemv_swiglu(&gate, &up, out, gate.rows, n, q, x, s->cs));
+        return;
+    }
+    const void *x16 = input_f16(s, &m, x, n, W->cols);
+    /* the f16 copy goes to the other buffer: x16 may be this product's input */
+    void *y16 = x16 == s->x16 ? s->y16 : s->x16;
+    apr_cuda_record(s, apr_cuda_gemm_swiglu(&gate, &up, x16, n, out, gate.rows, y16, s->cs));
+    s->memo.f16_of = out;
+    s->memo.f16_buf = y16;
+}
+
+void apr_cuda_op_rope_store(apr_stream *s, float *qkv, const apr_kv_cache *kv, int layer, const apr_step *st,
+                            const apr_attn_params *p)
+{
+    take_memo(s);
+    apr_cuda_rope r = {
+        .n_head = p->n_head, .n_kv = p->n_head_kv, .hd = p->head_dim, .n_rot = p->n_rot,
+        .neox = p->rope_style == APR_ROPE_NEOX, .base = p->rope_base, .scale = p->rope_scale,
+    };
+    apr_cuda_record(s, apr_cuda_rope_store(qkv, st->n, r, step_tokens(st), layer_kv(s, kv, layer),
+                                           st->n > CUDA_DECODE_MAX ? s->q16 : NULL, s->cs));
+}
+
+void apr_cuda_op_attention(apr_stream *s, float *out, const float *qkv, const apr_kv_cache *kv, int layer,
+                           const apr_step *st, const apr_attn_params *p)
+{
+    take_memo(s);
+    const int n = st->n, q_dim = p->n_head * p->head_dim;
+    if (n <= CUDA_DECODE_MAX) {
+        apr_cuda_record(s, apr_cuda_attention_decode(qkv, step_tokens(st), layer_kv(s, kv, layer), n, p->n_head,
+                                                     p->scale, s->n_split, s->att_scratch, out, q8_for(s, q_dim), s->cs));
+        s->memo.q8_of = out;
+    } else {
+        apr_cuda_record(s, apr_cuda_attention_prefill(s->q16, step_tokens(st), layer_kv(s, kv, layer), n, p->n_head,
+                                                      p->scale, out, s->x16, s->cs));
+        s->memo.f16_of = out;
+        s->memo.f16_buf = s->x16;
+    }
+}
+
+void apr_cuda_op_argmax(apr_stream *s, int32_t *ids, const float *logits, int n, int64_t n_vocab)
+{
+    take_memo(s);
+    apr_cuda_record(s, apr_cuda_sampling_argmax(logits, (int)n_vocab, n, ids, s->cs));
+}
+
+#endif /* APR_CUDA */

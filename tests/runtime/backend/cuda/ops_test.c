@@ -1,0 +1,521 @@
+/* ops_test.c — every op of the CUDA backend against the CPU backend (the
+ * reference) or a float64 product, on random data; skipped without a GPU.
+ *
+ * Tolerances follow the arithmetic: products of quantized weights meet int8
+ * activations in decode (up to 8 tokens: 2% of the output's norm; measured
+ * near 0.6%) and f16 activations in prefill (0.5%); embedding rows are
+ * exact to float rounding; attention reads the same f16 cache as the CPU
+ * and differs by f32 (decode) or f16 (prefill) rounding of q, P and V. Each
+ * check uses fresh random inputs, and outputs are poisoned with NaN first
+ * so an unwritten element fails. */
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda.h"
+
+#ifdef APR_CUDA
+#include <cuda_runtime_api.h>
+
+static uint64_t rng_state;
+static float rnd(void) /* uniform in [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((rng_state >> 40) / (double)(1 << 24)) * 2 - 1;
+}
+
+static float *rnd_floats(size_t n, float scale)
+{
+    float *x = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) x[i] = rnd() * scale;
+    return x;
+}
+
+/* The pair of backends; NULL gpu: no device. */
+typedef struct {
+    apr_backend *cpu, *gpu;
+    apr_stream *cs, *gs;
+} pair;
+
+static int open_pair(pair *p, const apr_stream_sizes *z)
+{
+    memset(p, 0, sizeof *p);
+    p->gpu = apr_backend_cuda_new(0, 0);
+    if (!p->gpu) return 0;
+    p->cpu = apr_backend_cpu_new(2);
+    p->cs = p->cpu->stream_new(p->cpu, z);
+    p->gs = p->gpu->stream_new(p->gpu, z);
+    CHECK(p->cs && p->gs);
+    return p->cs && p->gs;
+}
+
+static void close_pair(pair *p)
+{
+    if (p->gs) p->gpu->stream_free(p->gs);
+    if (p->cs) p->cpu->stream_free(p->cs);
+    if (p->gpu) p->gpu->destroy(p->gpu);
+    if (p->cpu) p->cpu->destroy(p->cpu);
+}
+
+/* Device copies of host data through the backend's own alloc. */
+static void *dev_copy(pair *p, const void *host, size_t bytes)
+{
+    void *d = p->gpu->alloc(p->gpu, bytes);
+    if (d) cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice);
+    else test_fail(__FILE__, __LINE__, "alloc: %s", apr_last_error());
+    return d;
+}
+
+static float *dev_floats(pair *p, size_t n)
+{
+    float *d = p->gpu->alloc(p->gpu, n * sizeof(float));
+    if (d) cudaMemset(d, 0xff, n * sizeof(float)); /* NaN: unwritten elements show */
+    return d;
+}
+
+static void to_host(float *dst, const float *dev, size_t n) { cudaMemcpy(dst, dev, n * sizeof(float), cudaMemcpyDeviceToHost); }
+
+/* ||a - b|| / ||b||, NaN anywhere making it infinite. */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double e = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return r > 0 ? sqrt(e / r) : sqrt(e);
+}
+
+typedef struct {
+    apr_weight cw, gw;  /* the CPU's view (host bytes) and the GPU's (uploaded) */
+    void *bytes;
+    float *exact;       /* [rows][cols] dequantized */
+} tw;
+
+static int make_weight(pair *p, tw *t, int type, int64_t rows, int64_t cols, int gather_only)
+{
+    const int64_t n = rows * cols;
+    float *src = rnd_floats((size_t)n, 1.0f / sqrtf((float)cols));
+    uint64_t bytes = 0;
+    apr_dtype_nbytes(type, n, &bytes);
+    t->bytes = malloc(bytes);
+    t->exact = malloc(sizeof(float) * (size_t)n);
+    int ok = apr_quantize(type, src, t->bytes, n) == APR_OK && apr_dequantize(type, t->bytes, t->exact, n) == APR_OK;
+    free(src);
+    t->cw = (apr_weight){ .name = "w", .type = type, .rows = rows, .cols = cols,
+                          .row_bytes = (size_t)(bytes / (uint64_t)rows), .gather_only = gather_only };
+    t->gw = t->cw;
+    ok = ok && p->cpu->weight_upload(p->cpu, &t->cw, t->bytes) == APR_OK;
+    ok = ok && p->gpu->weight_upload(p->gpu, &t->gw, t->bytes) == APR_OK;
+    if (!ok) test_fail(__FILE__, __LINE__, "weight %s %lldx%lld: %s", apr_dtype_name(type), (long long)rows,
+                       (long long)cols, apr_last_error());
+    return ok;
+}
+
+static void free_weight(pair *p, tw *t)
+{
+    p->gpu->weight_release(p->gpu, &t->gw);
+    free(t->bytes);
+    free(t->exact);
+}
+
+static const int qtypes[] = { APR_Q4_K, APR_Q5_K, APR_Q6_K, APR_Q8_0, APR_Q4_0, APR_Q4_1, APR_Q5_0, APR_Q5_1,
+                              APR_F16, APR_BF16, APR_F32 };
+#define N_QTYPES (int)(sizeof qtypes / sizeof qtypes[0])
+
+static int is_float(int type) { return type == APR_F32 || type == APR_F16 || type == APR_BF16; }
+
+/* ===================================================================== */
+/* Embedding rows                                                        */
+/* ===================================================================== */
+
+TEST(cuda_get_rows_every_type_is_exact)
+{
+    apr_stream_sizes z = { .n_batch = 16, .max_cols = 512, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
+    pair p;
+    if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    rng_state = 11;
+    for (int ti = 0; ti < N_QTYPES; ti++) {
+        for (int host = 0; host < 2; host++) {
+            tw t;
+            const int rows = 300, cols = 512, n = 7;
+            if (!make_weight(&p, &t, qtypes[ti], rows, cols, host)) break;
+            int32_t ids[7] = { 0, 299, 17, 17, 150, 1, 298 };
+            int32_t *dids = dev_copy(&p, ids, sizeof ids);
+            float *dout = dev_floats(&p, (size_t)n * cols), *out = malloc(sizeof(float) * n * cols);
+            p.gpu->get_rows(p.gs, dout, &t.gw, dids, n);
+            CHECK(p.gpu->sync(p.gs) == APR_OK);
+            to_host(out, dout, (size_t)n * cols);
+            double worst = 0;
+            for (int i = 0; i < n; i++) {
+                double e = rel_err(out + (size_t)i * cols, t.exact + (size_t)ids[i] * cols, cols);
+                if (e > worst) worst = e;
+            }
+            if (!(worst <= 1e-6))
+                test_fail(__FILE__, __LINE__, "get_rows %s (host %d): error %.3g", apr_dtype_name(qtypes[ti]), host, worst);
+            p.gpu->release(p.gpu, dids);
+            p.gpu->release(p.gpu, dout);
+            free(out);
+            free_weight(&p, &t);
+        }
+    }
+    close_pair(&p);
+}
+
+/* ===================================================================== */
+/* Products                                                              */
+/* ===================================================================== */
+
+/* out = x W^T (+ b) in float64 from the dequantized weights. */
+static void reference(float *out, const float *x, const tw *parts, const float *const *bias, int n_parts, int n,
+                      int64_t cols, int64_t total_rows, const float *acc)
+{
+    for (int t = 0; t < n; t++) {
+        int64_t row0 = 0;
+        for (int k = 0; k < n_parts; k++) {
+            for (int64_t r = 0; r < parts[k].cw.rows; r++) {
+                double s = 0;
+                for (int64_t c = 0; c < cols; c++) s += (double)x[t * cols + c] * parts[k].exact[r * cols + c];
+                if (bias && bias[k]) s += bias[k][r];
+                if (acc) s += acc[t * total_rows + row0 + r];
+                out[t * total_rows + row0 + r] = (float)s;
+            }
+            row0 += parts[k].cw.rows;
+        }
+    }
+}
+
+TEST(cuda_matmul_every_type_decode_and_prefill)
+{
+    const int64_t cols = 768, rows = 384;
+    apr_stream_sizes z = { .n_batch = 160, .max_cols = cols, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
+    pair p;
+    if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    rng_state = 21;
+    static const int ns[] = { 1, 2, 3, 5, 8, 9, 150 };
+    for (int ti = 0; ti < N_QTYPES; ti++) {
+        tw t;
+        if (!make_weight(&p, &t, qtypes[ti], rows, cols, 0)) break;
+        apr_linear L = { .n_parts = 1, .rows = rows, .cols = cols };
+        L.part[0] = t.gw;
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            const int n = ns[ni];
+            float *x = rnd_floats((size_t)n * cols, 1.0f), *want = malloc(sizeof(float) * n * rows);
+            float *got = malloc(sizeof(float) * n * rows);
+            reference(want, x, &t, NULL, 1, n, cols, rows, NULL);
+            float *dx = dev_copy(&p, x, sizeof(float) * n * cols), *dout = dev_floats(&p, (size_t)n * rows);
+            p.gpu->matmul(p.gs, dout, dx, &L, n, 0);
+            CHECK(p.gpu->sync(p.gs) == APR_OK);
+            to_host(got, dout, (size_t)n * rows);
+            double tol = is_float(qtypes[ti]) ? (n <= CUDA_DECODE_MAX ? 1e-5 : 2e-3) : (n <= CUDA_DECODE_MAX ? 2e-2 : 5e-3);
+            double e = rel_err(got, want, (size_t)n * rows);
+            if (!(e <= tol))
+                test_fail(__FILE__, __LINE__, "matmul %s n=%d: error %.3g (tol %.3g)", apr_dtype_name(qtypes[ti]), n, e, tol);
+            p.gpu->release(p.gpu, dx);
+            p.gpu->release(p.gpu, dout);
+            free(x);
+            free(want);
+            free(got);
+        }
+        free_weight(&p, &t);
+    }
+    close_pair(&p);
+}
+
+/* q|k|v of mixed types with biases, and the residual add. */
+TEST(cuda_matmul_parts_bias_and_accumulate)
+{
+    const int64_t cols = 512;
+    apr_stream_sizes z = { .n_batch = 200, .max_cols = cols, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
+    pair p;
+    if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    rng_state = 31;
+    tw parts[3];
+    const int types[3] = { APR_Q4_K, APR_Q4_K, APR_Q6_K };
+    const int64_t prow[3] = { 512, 128, 128 }, rows = 768;
+    int ok = 1;
+    for (int k = 0; k < 3; k++) ok = ok && make_weight(&p, &parts[k], types[k], prow[k], cols, 0);
+    REQUIRE(ok);
+    float *bias[3];
+    apr_linear L = { .n_parts = 3, .rows = rows, .cols = cols };
+    for (int k = 0; k < 3; k++) {
+        bias[k] = rnd_floats((size_t)prow[k], 0.5f);
+        L.part[k] = parts[k].gw;
+        L.bias[k] = (apr_weight){ .name = "b", .type = APR_F32, .rows = 1, .cols = prow[k], .row_bytes = 4 * prow[k] };
+        REQUIRE(p.gpu->weight_upload(p.gpu, &L.bias[k], bias[k]) == APR_OK);
+    }
+    static const int ns[] = { 1, 4, 8, 40, 200 };
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        const int n = ns[ni];
+        for (int accumulate = 0; accumulate < 2; accumulate++) {
+            float *x = rnd_floats((size_t)n * cols, 1.0f), *acc = rnd_floats((size_t)n * rows, 1.0f);
+            float *want = malloc(sizeof(float) * n * rows), *got = malloc(sizeof(float) * n * rows);
+            reference(want, x, parts, (const float *const *)bias, 3, n, cols, rows, accumulate ? acc : NULL);
+            float *dx = dev_copy(&p, x, sizeof(float) * n * cols);
+            float *dout = accumulate ? dev_copy(&p, acc, sizeof(float) * n * rows) : dev_floats(&p, (size_t)n * rows);
+            p.gpu->matmul(p.gs, dout, dx, &L, n, accumulate);
+            CHECK(p.gpu->sync(p.gs) == APR_OK);
+            to_host(got, dout, (size_t)n * rows);
+            double e = rel_err(got, want, (size_t)n * rows), tol = n <= CUDA_DECODE_MAX ? 2e-2 : 5e-3;
+            if (!(e <= tol)) test_fail(__FILE__, __LINE__, "q|k|v n=%d acc=%d: error %.3g", n, accumulate, e);
+            p.gpu->release(p.gpu, dx);
+            p.gpu->release(p.gpu, dout);
+            free(x);
+            free(acc);
+            free(want);
+            free(got);
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        p.gpu->weight_release(p.gpu, &L.bias[k]);
+        free(bias[k]);
+        free_weight(&p, &parts[k]);
+    }
+    close_pair(&p);
+}
+
+TEST(cuda_matmul_glu_decode_and_prefill)
+{
+    const int64_t cols = 512, ff = 640;
+    apr_stream_sizes z = { .n_batch = 140, .max_cols = ff, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
+    pair p;
+    if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    rng_state = 41;
+    static const int types[] = { APR_Q4_K, APR_Q8_0, APR_F16 };
+    for (int ti = 0; ti < 3; ti++) {
+        tw g, u;
+        REQUIRE(make_weight(&p, &g, types[ti], ff, cols, 0) && make_weight(&p, &u, types[ti], ff, cols, 0));
+        apr_linear L = { .n_parts = 2, .rows = 2 * ff, .cols = cols };
+        L.part[0] = g.gw;
+        L.part[1] = u.gw;
+        static const int ns[] = { 1, 3, 8, 130 };
+        for (size_t ni = 0; ni < 4; ni++) {
+            const int n = ns[ni];
+            float *x = rnd_floats((size_t)n * cols, 2.0f), *gw = malloc(sizeof(float) * n * ff);
+            float *uw = malloc(sizeof(float) * n * ff), *want = malloc(sizeof(float) * n * ff);
+            float *got = malloc(sizeof(float) * n * ff);
+            reference(gw, x, &g, NULL, 1, n, cols, ff, NULL);
+            reference(uw, x, &u, NULL, 1, n, cols, ff, NULL);
+            for (int i = 0; i < n * ff; i++) want[i] = gw[i] / (1.0f + expf(-gw[i])) * uw[i];
+            float *dx = dev_copy(&p, x, sizeof(float) * n * cols), *dout = dev_floats(&p, (size_t)n * ff);
+            p.gpu->matmul_glu(p.gs, dout, dx, &L, n);
+            CHECK(p.gpu->sync(p.gs) == APR_OK);
+            to_host(got, dout, (size_t)n * ff);
+            double e = rel_err(got, want, (size_t)n * ff);
+            double tol = types[ti] == APR_F16 ? (n <= CUDA_DECODE_MAX ? 1e-5 : 4e-3) : (n <= CUDA_DECODE_MAX ? 3e-2 : 8e-3);
+            if (!(e <= tol)) test_fail(__FILE__, __LINE__, "glu %s n=%d: error %.3g", apr_dtype_name(types[ti]), n, e);
+            p.gpu->release(p.gpu, dx);
+            p.gpu->release(p.gpu, dout);
+            free(x);
+            free(gw);
+            free(uw);
+            free(want);
+            free(got);
+        }
+        free_weight(&p, &g);
+        free_weight(&p, &u);
+    }
+    close_pair(&p);
+}
+
+TEST(cuda_rmsnorm_and_argmax)
+{
+    const int64_t cols = 1280;
+    apr_stream_sizes z = { .n_batch = 32, .max_cols = cols, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
+    pair p;
+    if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    rng_state = 51;
+    float *g = rnd_floats((size_t)cols, 1.0f);
+    apr_weight cw = { .name = "g", .type = APR_F32, .rows = 1, .cols = cols, .row_bytes = 4 * cols }, gw = cw;
+    REQUIRE(p.cpu->weight_upload(p.cpu, &cw, g) == APR_OK && p.gpu->weight_upload(p.gpu, &gw, g) == APR_OK);
+    static const int ns[] = { 1, 8, 32 };
+    for (int ni = 0; ni < 3; ni++) {
+        const int n = ns[ni];
+        float *x = rnd_floats((size_t)n * cols, 3.0f), *want = malloc(sizeof(float) * n * cols);
+        float *got = malloc(sizeof(float) * n * cols);
+        p.cpu->rmsnorm(p.cs, want, x, &cw, n, 1e-6f);
+        float *dx = dev_copy(&p, x, sizeof(float) * n * cols), *dout = dev_floats(&p, (size_t)n * cols);
+        p.gpu->rmsnorm(p.gs, dout, dx, &gw, n, 1e-6f);
+        CHECK(p.gpu->sync(p.gs) == APR_OK);
+        to_host(got, dout, (size_t)n * cols);
+        double e = rel_err(got, want, (size_t)n * cols);
+        if (!(e <= 1e-6)) test_fail(__FILE__, __LINE__, "rmsnorm n=%d: error %.3g", n, e);
+        /* argmax of each row, with a tie planted in row 0 */
+        x[5] = x[900] = 100.0f;
+        int32_t want_id[32], got_id[32];
+        for (int t = 0; t < n; t++) {
+            int best = 0;
+            for (int c = 1; c < cols; c++)
+                if (x[t * cols + c] > x[t * cols + best]) best = c;
+            want_id[t] = best;
+        }
+        cudaMemcpy(dx, x, sizeof(float) * n * cols, cudaMemcpyHostToDevice);
+        int32_t *dids = p.gpu->alloc(p.gpu, sizeof got_id);
+        p.gpu->argmax(p.gs, dids, dx, n, cols);
+        CHECK(p.gpu->sync(p.gs) == APR_OK);
+        cudaMemcpy(got_id, dids, sizeof(int32_t) * n, cudaMemcpyDeviceToHost);
+        for (int t = 0; t < n; t++) CHECK_EQ_INT(got_id[t], want_id[t]);
+        p.gpu->release(p.gpu, dids);
+        p.gpu->release(p.gpu, dx);
+        p.gpu->release(p.gpu, dout);
+        free(x);
+        free(want);
+        free(got);
+    }
+    free(g);
+    close_pair(&p);
+}
+
+/* ===================================================================== */
+/* RoPE, the cache, attention                                            */
+/* ===================================================================== */
+
+/* One backend's side of an attention run: cache, step metadata, buffers. */
+typedef struct {
+    apr_kv_cache kv;
+    apr_step st;
+    int32_t *meta;       /* ids pos seq slot out table, as apr_step points into */
+    float *qkv, *out;
+} side;
+
+enum { BT = 32, MAXB = 16, NSEQ = 2, NB = 300 };
+
+static int open_side(apr_backend *b, side *s, const apr_attn_params *a)
+{
+    memset(s, 0, sizeof *s);
+    s->kv = (apr_kv_cache){ .type = APR_F16, .n_layer = 1, .n_head_kv = a->n_head_kv, .head_dim = a->head_dim,
+                            .block_tokens = BT, .n_blocks = NSEQ * MAXB, .row_bytes = 2 * (size_t)a->head_dim };
+    s->kv.layer_bytes = (size_t)s->kv.n_blocks * a->n_head_kv * BT * s->kv.row_bytes;
+    s->kv.k = b->alloc(b, s->kv.layer_bytes);
+    s->kv.v = b->alloc(b, s->kv.layer_bytes);
+    s->meta = b->alloc(b, sizeof(int32_t) * (5 * NB + NSEQ * MAXB));
+    const size_t row = (size_t)(a->n_head + 2 * a->n_head_kv) * a->head_dim;
+    s->qkv = b->alloc(b, sizeof(float) * NB * row);
+    s->out = b->alloc(b, sizeof(float) * NB * a->n_head * a->head_dim);
+    s->st = (apr_step){ .max_blocks = MAXB, .ids = s->meta, .pos = s->meta + NB, .seq = s->meta + 2 * NB,
+                        .slot = s->meta + 3 * NB, .out = s->meta + 4 * NB, .block_table = s->meta + 5 * NB };
+    return s->kv.k && s->kv.v && s->meta && s->qkv && s->out;
+}
+
+static void close_side(apr_backend *b, side *s)
+{
+    b->release(b, s->kv.k);
+    b->release(b, s->kv.v);
+    b->release(b, s->meta);
+    b->release(b, s->qkv);
+    b->release(b, s->out);
+}
+
+/* Runs passes of (seq, count) token runs through rope_store + attention on
+ * both backends and compares q|k|v after RoPE and the attention output. */
+static void attention_case(int n_head, int n_kv, int hd, int neox)
+{
+    apr_attn_params a = { .n_head = n_head, .n_head_kv = n_kv, .head_dim = hd, .n_rot = hd,
+                          .rope_style = neox ? APR_ROPE_NEOX : APR_ROPE_NORM, .rope_base = 1e6f, .rope_scale = 1,
+                          .scale = 1.0f / sqrtf((float)hd) };
+    apr_stream_sizes z = { .n_batch = NB, .max_cols = 1024, .n_ctx = MAXB * BT, .n_head = n_head, .n_head_kv = n_kv,
+                           .head_dim = hd };
+    pair p;
+    if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    side c, g;
+    REQUIRE(open_side(p.cpu, &c, &a) && open_side(p.gpu, &g, &a));
+    /* block tables: the sequences' blocks interleaved, so pages are not contiguous */
+    int32_t host[5 * NB + NSEQ * MAXB];
+    for (int s = 0; s < NSEQ; s++)
+        for (int k = 0; k < MAXB; k++) host[5 * NB + s * MAXB + k] = (MAXB - 1 - k) * NSEQ + s;
+    int len[NSEQ] = { 0, 0 };
+    /* passes: a prompt of 200 (prefill path), decode steps, a mixed pass of
+     * both sequences, a 2-token decode pass, a prompt of 60 for seq 1 */
+    static const int passes[][3] = { { 200, 0, 0 }, { 1, 0, 0 }, { 1, 0, 0 }, { 3, 0, 1 }, { 2, 1, 0 }, { 0, 60, 0 },
+                                     { 1, 1, 0 }, { 20, 20, 0 }, { 12, 12, 1 } };
+    const size_t row = (size_t)(n_head + 2 * n_kv) * hd, q_dim = (size_t)n_head * hd;
+    for (size_t pi = 0; pi < sizeof passes / sizeof passes[0]; pi++) {
+        int n = 0;
+        int32_t *pos = host + NB, *seq = host + 2 * NB, *slot = host + 3 * NB;
+        for (int s = 0; s < NSEQ; s++)
+            for (int i = 0; i < passes[pi][s]; i++, n++) {
+                int p_ = len[s]++;
+                pos[n] = p_;
+                seq[n] = s;
+                slot[n] = host[5 * NB + s * MAXB + p_ / BT] * BT + p_ % BT;
+                host[n] = 0;
+                host[4 * NB + n] = n;
+            }
+        if (passes[pi][2]) { /* mixed order: swap neighbours, so positions and sequences interleave */
+            for (int i = 0; i + 1 < n; i += 2) {
+                int32_t t;
+                for (int f = 1; f <= 3; f++) {
+                    t = host[f * NB + i];
+                    host[f * NB + i] = host[f * NB + i + 1];
+                    host[f * NB + i + 1] = t;
+                }
+            }
+        }
+        c.st.n = g.st.n = n;
+        memcpy(c.meta, host, sizeof host);
+        cudaMemcpy(g.meta, host, sizeof host, cudaMemcpyHostToDevice);
+        float *qkv = rnd_floats((size_t)n * row, 2.0f);
+        memcpy(c.qkv, qkv, sizeof(float) * n * row);
+        cudaMemcpy(g.qkv, qkv, sizeof(float) * n * row, cudaMemcpyHostToDevice);
+        cudaMemset(g.out, 0xff, sizeof(float) * n * q_dim);
+        p.cpu->rope_store(p.cs, c.qkv, &c.kv, 0, &c.st, &a);
+        p.cpu->attention(p.cs, c.out, c.qkv, &c.kv, 0, &c.st, &a);
+        p.gpu->rope_store(p.gs, g.qkv, &g.kv, 0, &g.st, &a);
+        p.gpu->attention(p.gs, g.out, g.qkv, &g.kv, 0, &g.st, &a);
+        if (p.gpu->sync(p.gs) != APR_OK) {
+            test_fail(__FILE__, __LINE__, "pass %zu: %s", pi, apr_last_error());
+            break;
+        }
+        float *got = malloc(sizeof(float) * n * row);
+        to_host(got, g.qkv, (size_t)n * row);
+        double e = rel_err(got, c.qkv, (size_t)n * row);
+        if (!(e <= 1e-6)) test_fail(__FILE__, __LINE__, "rope h%d/%d d%d pass %zu: error %.3g", n_head, n_kv, hd, pi, e);
+        to_host(got, g.out, (size_t)n * q_dim);
+        e = rel_err(got, c.out, (size_t)n * q_dim);
+        double tol = n <= CUDA_DECODE_MAX ? 1e-4 : 3e-3;
+        if (!(e <= tol))
+            test_fail(__FILE__, __LINE__, "attention h%d/%d d%d pass %zu (n=%d): error %.3g", n_head, n_kv, hd, pi, n, e);
+        free(got);
+        free(qkv);
+    }
+    close_side(p.cpu, &c);
+    close_side(p.gpu, &g);
+    close_pair(&p);
+}
+
+TEST(cuda_attention_gqa5_hd128_neox) { rng_state = 61; attention_case(10, 2, 128, 1); }
+TEST(cuda_attention_gqa2_hd64_norm) { rng_state = 62; attention_case(4, 2, 64, 0); }
+TEST(cuda_attention_gqa7_hd64_neox) { rng_state = 63; attention_case(14, 2, 64, 1); }
+
+/* ===================================================================== */
+/* Memory                                                                */
+/* ===================================================================== */
+
+TEST(cuda_vram_budget_refuses_what_exceeds_it)
+{
+    apr_backend *b = apr_backend_cuda_new(0, 64 << 20);
+    if (!b) SKIP("no CUDA device");
+    void *a = b->alloc(b, 40 << 20);
+    CHECK(a != NULL);
+    void *c = b->alloc(b, 40 << 20);
+    CHECK(c == NULL);
+    CHECK(strstr(apr_last_error(), "VRAM budget") != NULL);
+    CHECK(b->bytes >= (40u << 20) && b->bytes < (41u << 20));
+    b->release(b, a);
+    CHECK_EQ_INT(b->bytes, 0);
+    b->destroy(b);
+}
+
+#else
+
+TEST(cuda_backend_absent_without_nvcc)
+{
+    CHECK(apr_backend_cuda_new(0, 0) == NULL);
+    SKIP("built without CUDA");
+}
+
+#endif
