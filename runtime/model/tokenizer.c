@@ -366,7 +366,7 @@ static apr_status index_specials(apr_tokenizer *t)
  * after which a code model has finished a file). */
 static const char *const eog_texts[] = {
     "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|end_of_text|>",
-    "<EOT>", "_<EOT>", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    "<EOT>", "_<EOT>", "<\uFF5Cend\u2581of\u2581sentence\uFF5C>",   /* DeepSeek's */
     "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 };
 /* Candidates for eot when the file does not name it, in order of preference. */
