@@ -24,6 +24,7 @@ function apr.open(path) return require("apr.file").open(path) end
 -- Submodules load when first touched: `apr.server` costs nothing until used.
 local lazy = {
     tensor = "apr.tensor",
+    tokenizer = "apr.tokenizer",
 }
 setmetatable(apr, {
     __index = function(t, k)
