@@ -778,6 +778,116 @@ size_t apr_http_parser_buffered(const apr_http_parser *p);
 /* 1 if some bytes of a next request have arrived (for the header timeout). */
 int apr_http_parser_started(const apr_http_parser *p);
 
+/* ===================================================================== */
+/* Engine (runtime/engine/engine.c)                                      */
+/* ===================================================================== */
+
+/* A scheduler thread that owns an inference context of n_seq sequences and
+ * runs continuous batching over it: every step, all running requests
+ * advance together in one apr_decode batch (the next token of those
+ * generating, prompt chunks of those just admitted), a new request joins at
+ * the next step, and a finished or cancelled one frees its sequence and KV
+ * cache at once. Requests go in through a locked queue (apr_engine_submit);
+ * results come back as events (apr_engine_poll), and the file descriptor
+ * apr_engine_fd becomes readable whenever some are waiting, so an event loop
+ * can watch it without blocking. Each sequence may hold n_ctx / n_seq
+ * tokens. Batching does not change results: a sequence only ever attends
+ * to its own tokens. The functions below may be called from any one thread
+ * (the event loop's); failures inside the engine travel in the events. */
+typedef struct apr_engine apr_engine;
+
+typedef struct apr_engine_params {
+    int n_seq;             /* sequences decoded together (4) */
+    int n_ctx;             /* KV slots of all sequences together (0 = the model's training context) */
+    int n_batch;           /* most tokens one step decodes (512; at least n_seq) */
+    int max_queue;         /* requests that may wait for a free sequence (64) before submit is BUSY */
+    int kv_type;           /* apr_dtype of the KV cache (0: the context's default) */
+} apr_engine_params;
+
+/* A generation request. Everything is copied by apr_engine_submit. */
+typedef struct apr_engine_request {
+    const int32_t *prompt;    /* [n_prompt] token ids, n_prompt >= 1 */
+    int n_prompt;
+    int max_tokens;           /* generate at most this many (>= 1); fewer if the sequence's room ends first */
+    apr_sampler_params sampling;  /* penalties see the prompt's last penalty_last_n tokens and the generated ones */
+    int logprobs;             /* 1: each token event carries the token's log-probability */
+    int top_logprobs;         /* and the n most likely alternatives, 0..20 (implies logprobs) */
+    int ignore_eog;           /* 1: end-of-generation tokens (apr_token_is_eog) do not stop it */
+    const int32_t *stop_ids;  /* [n_stop_ids] further tokens that stop it */
+    int n_stop_ids;
+    const int32_t *bias_ids;  /* [n_bias] logit bias (apr_sampler_set_logit_bias) */
+    const float *bias;
+    int n_bias;
+} apr_engine_request;
+
+typedef enum apr_finish_reason {
+    APR_FINISH_NONE = 0,       /* the request goes on */
+    APR_FINISH_STOP = 1,       /* it produced a stop token */
+    APR_FINISH_LENGTH = 2,     /* max_tokens or the sequence's room reached */
+    APR_FINISH_CANCELLED = 3,  /* apr_engine_cancel */
+    APR_FINISH_ERROR = 4       /* status and message say why */
+} apr_finish_reason;
+
+enum { APR_ENGINE_MAX_TOP = 20 };
+
+/* One result. A request yields token events, the last of which has finish
+ * set; a request cancelled or failed ends with a final event whose token is
+ * -1. Nothing follows an event with finish != APR_FINISH_NONE. */
+typedef struct apr_engine_event {
+    uint64_t id;              /* the request (apr_engine_submit's *id) */
+    int32_t token;            /* the generated token, or -1 */
+    int stop_token;           /* 1: token is the stop token that ended the request (not text) */
+    float logprob;            /* the token's log-probability (when requested) */
+    int n_top;                /* entries of top */
+    apr_token_logprob top[20];  /* most likely alternatives, most likely first */
+    int finish;               /* apr_finish_reason */
+    int n_prompt;             /* the request's prompt tokens */
+    int n_generated;          /* tokens generated so far */
+    int status;               /* APR_FINISH_ERROR: the apr_status */
+    char message[256];        /* APR_FINISH_ERROR: why, NUL-terminated */
+} apr_engine_event;
+
+/* Published after every step; a consistent snapshot. */
+typedef struct apr_engine_stats {
+    int n_seq, n_ctx, n_ctx_seq;        /* sequences, KV slots, slots per sequence */
+    int running, queued;                /* requests decoding, and waiting for a sequence */
+    int kv_tokens_used, kv_tokens_total;  /* KV slots holding tokens, and all of them */
+    int kv_blocks_used, kv_blocks_total;  /* paged KV cache blocks owned by sequences, and all of them */
+    int batch_tokens_last;              /* tokens in the last step's batch */
+    uint64_t steps, submitted, tokens_prompt, tokens_generated;  /* totals since creation */
+} apr_engine_stats;
+
+/* Fills p with the defaults above. */
+void apr_engine_params_default(apr_engine_params *p);
+/* Fills r with an empty prompt, max_tokens 16 and the sampler's defaults. */
+void apr_engine_request_default(apr_engine_request *r);
+/* Creates the context (n_seq sequences, n_ctx slots) for m and starts the
+ * thread. m must outlive the engine. Fails as apr_context_new does, with
+ * APR_ERR_INVALID for bad parameters (naming them), APR_ERR_NOMEM or
+ * APR_ERR_IO (no eventfd); *out is then NULL. */
+apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine **out);
+/* Stops the thread (requests in flight are dropped without events), frees
+ * the context and everything else. To drain first, wait until every
+ * submitted request has had its final event. */
+void apr_engine_free(apr_engine *e);
+/* The eventfd that is readable while events are waiting; owned by e. */
+int apr_engine_fd(const apr_engine *e);
+/* Queues a request and writes its id (> 0) to *id. Fails, queueing nothing
+ * and *id = 0, with APR_ERR_INVALID for a bad request or sampling parameter
+ * (naming it), APR_ERR_RANGE for a token id outside the vocabulary or a
+ * prompt that does not fit a sequence's n_ctx / n_seq slots, APR_ERR_BUSY
+ * when max_queue requests already wait (answer 503 and retry later). */
+apr_status apr_engine_submit(apr_engine *e, const apr_engine_request *r, uint64_t *id);
+/* Asks for a request to stop: it ends with an APR_FINISH_CANCELLED event
+ * (unless it finished first) and its sequence is freed at the next step.
+ * Unknown or finished ids are ignored. */
+apr_status apr_engine_cancel(apr_engine *e, uint64_t id);
+/* Moves up to max waiting events to out, oldest first, and returns how many
+ * (0 if none). Never blocks. */
+int apr_engine_poll(apr_engine *e, apr_engine_event *out, int max);
+/* A snapshot of the counters. */
+void apr_engine_get_stats(apr_engine *e, apr_engine_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,292 @@
+/* engine_test.c — continuous batching on the tiny fixture model. */
+#include "test.h"
+#include "apr.h"
+
+#include <poll.h>
+#include <stdlib.h>
+
+#define MODEL "tests/fixtures/models/tiny-q8_0.gguf"
+#define MAX_GEN 64
+
+typedef struct result {
+    uint64_t id;
+    int32_t tokens[MAX_GEN];
+    int n;
+    int finish, stop_token, n_generated;
+    char message[256];
+} result;
+
+static apr_model *load(void)
+{
+    apr_model_params p;
+    apr_model_params_default(&p);
+    p.device = APR_DEVICE_CPU;
+    apr_model *m = NULL;
+    if (apr_model_load(MODEL, &p, &m) != APR_OK) return NULL;
+    return m;
+}
+
+static apr_engine *engine(apr_model *m, int n_seq, int n_ctx, int max_queue)
+{
+    apr_engine_params p;
+    apr_engine_params_default(&p);
+    p.n_seq = n_seq;
+    p.n_ctx = n_ctx;
+    p.max_queue = max_queue;
+    apr_engine *e = NULL;
+    if (apr_engine_new(m, &p, &e) != APR_OK) return NULL;
+    return e;
+}
+
+/* Waits on the engine's fd (as an event loop would) until every request
+ * in results[0..n) has its final event; 0 on timeout. */
+static int collect(apr_engine *e, result *results, int n)
+{
+    static apr_engine_event ev[64];
+    int left = n;
+    while (left > 0) {
+        struct pollfd pfd = { apr_engine_fd(e), POLLIN, 0 };
+        if (poll(&pfd, 1, 20000) <= 0) return 0;
+        int k;
+        while ((k = apr_engine_poll(e, ev, 64)) > 0) {
+            for (int i = 0; i < k; i++) {
+                for (int r = 0; r < n; r++) {
+                    result *res = &results[r];
+                    if (res->id != ev[i].id) continue;
+                    if (ev[i].token >= 0 && res->n < MAX_GEN) res->tokens[res->n++] = ev[i].token;
+                    if (ev[i].finish != APR_FINISH_NONE) {
+                        res->finish = ev[i].finish;
+                        res->stop_token = ev[i].stop_token;
+                        res->n_generated = ev[i].n_generated;
+                        snprintf(res->message, sizeof res->message, "%s", ev[i].message);
+                        left--;
+                    }
+                }
+            }
+        }
+    }
+    return 1;
+}
+
+static void prompt_of(int r, int32_t *ids, int *n)
+{
+    /* Distinct prompts of different lengths, ids below the tiny vocabulary. */
+    *n = 3 + r % 5;
+    for (int i = 0; i < *n; i++) ids[i] = (int32_t)(17 + 97 * r + 31 * i) % 2000;
+}
+
+static apr_status submit_greedy(apr_engine *e, int r, int max_tokens, result *out)
+{
+    int32_t ids[16];
+    int n;
+    prompt_of(r, ids, &n);
+    apr_engine_request q;
+    apr_engine_request_default(&q);
+    q.prompt = ids;
+    q.n_prompt = n;
+    q.max_tokens = max_tokens;
+    q.sampling.temperature = 0;
+    q.ignore_eog = 1;
+    memset(out, 0, sizeof *out);
+    return apr_engine_submit(e, &q, &out->id);
+}
+
+/* Batching must not change results: greedy requests decoded together give
+ * exactly the tokens each gives alone. */
+TEST(engine_batched_greedy_equals_alone)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    enum { N = 8, GEN = 12 };
+    result alone[N], together[N];
+
+    apr_engine *e1 = engine(m, 1, 512, 64);
+    REQUIRE(e1 != NULL);
+    for (int r = 0; r < N; r++) {
+        REQUIRE(submit_greedy(e1, r, GEN, &alone[r]) == APR_OK);
+        REQUIRE(collect(e1, &alone[r], 1));
+        CHECK_EQ_INT(alone[r].finish, APR_FINISH_LENGTH);
+        CHECK_EQ_INT(alone[r].n, GEN);
+    }
+    apr_engine_free(e1);
+
+    apr_engine *e = engine(m, 4, 1024, 64);
+    REQUIRE(e != NULL);
+    for (int r = 0; r < N; r++) REQUIRE(submit_greedy(e, r, GEN, &together[r]) == APR_OK);
+    REQUIRE(collect(e, together, N));
+    for (int r = 0; r < N; r++) {
+        CHECK_EQ_INT(together[r].finish, APR_FINISH_LENGTH);
+        CHECK_EQ_INT(together[r].n, GEN);
+        CHECK_EQ_INT(together[r].n_generated, GEN);
+        CHECK(memcmp(alone[r].tokens, together[r].tokens, GEN * sizeof(int32_t)) == 0);
+    }
+    apr_engine_stats st;
+    apr_engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.n_seq, 4);
+    CHECK_EQ_INT(st.n_ctx_seq, 256);
+    CHECK_EQ_INT(st.tokens_generated, N * GEN);
+    CHECK(st.submitted == N);
+    /* Four sequences decoded side by side: far fewer steps than tokens. */
+    CHECK(st.steps < (uint64_t)(N * GEN));
+    apr_engine_free(e);
+    apr_model_free(m);
+}
+
+TEST(engine_cancel_frees_the_sequence)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    apr_engine *e = engine(m, 1, 512, 4);
+    REQUIRE(e != NULL);
+    result a, b;
+    REQUIRE(submit_greedy(e, 1, 400, &a) == APR_OK);
+    REQUIRE(submit_greedy(e, 2, 3, &b) == APR_OK);  /* waits for a's sequence */
+    CHECK_EQ_INT(apr_engine_cancel(e, a.id), APR_OK);
+    CHECK_EQ_INT(apr_engine_cancel(e, 999999), APR_OK);  /* unknown: ignored */
+    result both[2] = { a, b };
+    REQUIRE(collect(e, both, 2));
+    CHECK_EQ_INT(both[0].finish, APR_FINISH_CANCELLED);
+    CHECK(both[0].n < 400);
+    CHECK_EQ_INT(both[1].finish, APR_FINISH_LENGTH);
+    CHECK_EQ_INT(both[1].n, 3);
+    apr_engine_stats st;
+    apr_engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.running, 0);
+    CHECK_EQ_INT(st.kv_tokens_used, 0);
+    CHECK_EQ_INT(st.kv_blocks_used, 0);
+    CHECK(st.kv_blocks_total > 0);
+    apr_engine_free(e);
+    apr_model_free(m);
+}
+
+TEST(engine_queue_limit_is_busy)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    apr_engine *e = engine(m, 1, 512, 1);
+    REQUIRE(e != NULL);
+    result r[3];
+    /* One may run, one may wait; the engine thread may not have taken the
+     * first yet, so the free sequence counts as room too. */
+    CHECK_EQ_INT(submit_greedy(e, 0, 200, &r[0]), APR_OK);
+    CHECK_EQ_INT(submit_greedy(e, 1, 200, &r[1]), APR_OK);
+    apr_status st = submit_greedy(e, 2, 200, &r[2]);
+    CHECK_EQ_INT(st, APR_ERR_BUSY);
+    CHECK(strstr(apr_last_error(), "busy") != NULL);
+    CHECK(r[2].id == 0);
+    apr_engine_cancel(e, r[0].id);
+    apr_engine_cancel(e, r[1].id);
+    REQUIRE(collect(e, r, 2));
+    apr_engine_free(e);
+    apr_model_free(m);
+}
+
+TEST(engine_rejects_bad_requests)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    apr_engine *e = engine(m, 2, 64, 4);
+    REQUIRE(e != NULL);
+    apr_engine_request q;
+    apr_engine_request_default(&q);
+    uint64_t id = 7;
+    int32_t ids[40] = { 0 };
+    q.prompt = ids;
+    q.n_prompt = 0;
+    CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_INVALID);
+    CHECK(id == 0);
+    q.n_prompt = 2;
+    ids[1] = 1 << 20;
+    CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_RANGE);
+    CHECK(strstr(apr_last_error(), "1048576") != NULL);
+    ids[1] = 5;
+    q.n_prompt = 32;  /* 64 slots / 2 sequences: no room to generate */
+    CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_RANGE);
+    q.n_prompt = 2;
+    q.top_logprobs = 21;
+    CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_INVALID);
+    q.top_logprobs = 0;
+    q.sampling.top_p = 7;
+    CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_INVALID);
+    q.sampling.top_p = 1;
+    q.max_tokens = 0;
+    CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_INVALID);
+    apr_engine_free(e);
+    apr_engine_free(NULL);
+
+    apr_engine_params p;
+    apr_engine_params_default(&p);
+    p.n_seq = 0;
+    apr_engine *bad = (apr_engine *)1;
+    CHECK_EQ_INT(apr_engine_new(m, &p, &bad), APR_ERR_INVALID);
+    CHECK(bad == NULL);
+    apr_model_free(m);
+}
+
+/* A stop token ends the request, flagged as not part of the text; the room
+ * of a sequence caps max_tokens; logprobs come sorted. */
+TEST(engine_stop_ids_room_and_logprobs)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    apr_engine *e = engine(m, 2, 64, 4);
+    REQUIRE(e != NULL);
+    result first;
+    REQUIRE(submit_greedy(e, 3, 8, &first) == APR_OK);
+    REQUIRE(collect(e, &first, 1));
+    REQUIRE(first.n == 8);
+
+    int32_t ids[16];
+    int n;
+    prompt_of(3, ids, &n);
+    apr_engine_request q;
+    apr_engine_request_default(&q);
+    q.prompt = ids;
+    q.n_prompt = n;
+    q.max_tokens = 8;
+    q.sampling.temperature = 0;
+    q.ignore_eog = 1;
+    q.stop_ids = &first.tokens[4];
+    q.n_stop_ids = 1;
+    q.top_logprobs = 3;
+    result stopped;
+    memset(&stopped, 0, sizeof stopped);
+    REQUIRE(apr_engine_submit(e, &q, &stopped.id) == APR_OK);
+    REQUIRE(collect(e, &stopped, 1));
+    CHECK_EQ_INT(stopped.finish, APR_FINISH_STOP);
+    CHECK_EQ_INT(stopped.stop_token, 1);
+    /* The stop token may appear earlier in the greedy sequence too. */
+    int expect = 0;
+    while (first.tokens[expect] != first.tokens[4]) expect++;
+    CHECK_EQ_INT(stopped.n, expect + 1);
+
+    /* 32 slots per sequence: a 7-token prompt leaves room for 25 tokens. */
+    q.stop_ids = NULL;
+    q.n_stop_ids = 0;
+    q.max_tokens = 1000;
+    result capped;
+    memset(&capped, 0, sizeof capped);
+    REQUIRE(apr_engine_submit(e, &q, &capped.id) == APR_OK);
+    REQUIRE(collect(e, &capped, 1));
+    CHECK_EQ_INT(capped.finish, APR_FINISH_LENGTH);
+    CHECK_EQ_INT(capped.n_generated, 32 - n);
+
+    static apr_engine_event ev[8];
+    q.max_tokens = 1;
+    uint64_t id;
+    REQUIRE(apr_engine_submit(e, &q, &id) == APR_OK);
+    int got = 0;
+    for (int tries = 0; tries < 2000 && !got; tries++) {
+        struct pollfd pfd = { apr_engine_fd(e), POLLIN, 0 };
+        poll(&pfd, 1, 10);
+        got = apr_engine_poll(e, ev, 8);
+    }
+    REQUIRE(got == 1);
+    CHECK(ev[0].id == id);
+    CHECK_EQ_INT(ev[0].n_top, 3);
+    CHECK(ev[0].top[0].logprob >= ev[0].top[1].logprob && ev[0].top[1].logprob >= ev[0].top[2].logprob);
+    CHECK(ev[0].logprob <= 0);
+    CHECK_EQ_INT(ev[0].top[0].id, ev[0].token);  /* greedy picks the most likely */
+    apr_engine_free(e);
+    apr_model_free(m);
+}
