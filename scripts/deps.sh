@@ -6,7 +6,7 @@ set -e
 cd "$(dirname "$0")/.."
 PKGS="build-essential clang libclang-rt-14-dev luajit libluajit-5.1-dev libuv1-dev liblz4-dev libzstd-dev
 libcurl4-openssl-dev lua-cjson lua-luv lua-busted python3 python3-pip python3-jinja2 python3-numpy python3-venv zstd xz-utils
-patchelf curl ca-certificates"
+patchelf curl ca-certificates prometheus"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -37,4 +37,12 @@ TOKENIZERS_VERSION=0.23.3
 if ! $PYENV/bin/python -c "import sys, importlib.metadata as m; sys.exit(m.version('tokenizers') != '$TOKENIZERS_VERSION')" 2>/dev/null; then
     echo "installing: tokenizers $TOKENIZERS_VERSION (Python venv in $PYENV)"
     $PYENV/bin/pip install -q --disable-pip-version-check "tokenizers==$TOKENIZERS_VERSION" >/dev/null
+fi
+
+# The `openai` client from PyPI, which tests/lua/apr/server/openai_spec.lua
+# points at `apr serve` (prometheus above brings promtool for /metrics).
+OPENAI_VERSION=3.57.0
+if ! $PYENV/bin/python -c "import sys, importlib.metadata as m; sys.exit(m.version('openai') != '$OPENAI_VERSION')" 2>/dev/null; then
+    echo "installing: openai $OPENAI_VERSION (Python venv in $PYENV)"
+    $PYENV/bin/pip install -q --disable-pip-version-check "openai==$OPENAI_VERSION" >/dev/null
 fi

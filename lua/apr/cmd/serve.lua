@@ -1,0 +1,128 @@
+-- apr serve MODEL: an OpenAI-compatible HTTP server (docs/server.md).
+local cli = require "apr.cli"
+
+local M = {}
+
+M.spec = {
+    usage = "apr serve MODEL [options]",
+    summary = "Serve a model over an OpenAI-compatible HTTP API, with continuous batching.",
+    description =
+        "Endpoints: POST /v1/completions, POST /v1/chat/completions (streaming with\n" ..
+        "\"stream\": true), GET /v1/models, GET /health, POST /tokenize, POST /detokenize,\n" ..
+        "GET /metrics (Prometheus), POST /admin/reload. With --api-key every path but\n" ..
+        "/health needs 'Authorization: Bearer KEY'. SIGTERM/SIGINT drain and exit 0;\n" ..
+        "SIGHUP reloads the model file. --port 0 picks a free port (logged at start).",
+    positional = { min = 1, max = 1, name = "MODEL" },
+    options = {
+        { "host", value = "ADDR", default = "127.0.0.1", help = "address to listen on (0.0.0.0: every interface)" },
+        { "port", value = "N", type = "integer", min = 0, max = 65535, default = 8080, help = "port to listen on" },
+        { "gpu", help = "run the model on the GPU (same as --device cuda)" },
+        { "device", value = "NAME", choices = { "auto", "cpu", "cuda" }, default = "auto", help = "where the model runs" },
+        { "threads", value = "N", type = "integer", min = 0, default = 0, help = "CPU threads (0: all)" },
+        { "ctx", value = "N", type = "integer", min = 0, default = 0,
+          help = "KV cache slots of all requests together (0: the model's training context, at most 32768)" },
+        { "parallel", value = "N", type = "integer", min = 1, max = 1024, default = 4,
+          help = "requests decoded together; each may hold ctx/parallel tokens" },
+        { "batch", value = "N", type = "integer", min = 1, default = 512, help = "most tokens one batched step decodes" },
+        { "queue", value = "N", type = "integer", min = 0, default = 64,
+          help = "requests that may wait for a free slot before 503" },
+        { "api-key", value = "KEY", help = "require 'Authorization: Bearer KEY' (also $APR_API_KEY)" },
+        { "routes", value = "FILE.lua", help = "a Lua script that adds or overrides routes" },
+        { "log-format", value = "FORMAT", choices = { "text", "json" }, default = "text", help = "log lines on stderr" },
+        { "log-level", value = "LEVEL", choices = { "debug", "info", "warn", "error" }, default = "info",
+          help = "least important log lines shown" },
+        { "max-body", value = "SIZE", type = "size", default = 8 * 2 ^ 20, help = "largest request body (413 above)" },
+        { "max-connections", value = "N", type = "integer", min = 1, default = 1024,
+          help = "open connections before new ones get 503" },
+        { "shutdown-timeout", value = "S", type = "number", min = 0, default = 30,
+          help = "seconds requests in progress get to finish on SIGTERM/SIGINT" },
+        { "header-timeout", value = "S", type = "number", min = 0.01, default = 10,
+          help = "seconds a request's head may take to arrive (408 after)" },
+        { "idle-timeout", value = "S", type = "number", min = 0.01, default = 60,
+          help = "seconds an idle keep-alive connection stays open" },
+    },
+    examples = {
+        "apr serve models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --port 8080",
+        "apr serve model.gguf --gpu --parallel 16 --ctx 32768 --api-key sk-local",
+        "curl localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'",
+    },
+}
+
+-- The default context: the model's own, capped so that a 128k-context
+-- model does not take its whole KV cache on a laptop.
+local DEFAULT_CTX_CAP = 32768
+
+function M.run(opts)
+    local uv = require "luv"
+    local server = require "apr.server"
+    local path = opts[1]
+    local f = io.open(path, "rb")
+    if not f then cli.fail("cannot open %s", path) end
+    f:close()
+    if opts.routes then
+        local rf = io.open(opts.routes, "rb")
+        if not rf then cli.fail("cannot open the routes script %s", opts.routes) end
+        rf:close()
+    end
+    local device = opts.gpu and "cuda" or opts.device
+    if opts.gpu and opts.device ~= "auto" and opts.device ~= "cuda" then
+        require("apr._args").usage_error("--gpu contradicts --device %s", opts.device)
+    end
+    local api_key = opts.api_key or os.getenv("APR_API_KEY")
+    if api_key == "" then api_key = nil end
+    math.randomseed(os.time() + math.floor(uv.hrtime() % 1e9))
+
+    local exit_code
+    local srv
+    local function stop(code)
+        exit_code = code
+        uv.stop()
+    end
+    local ctx = opts.ctx
+    if ctx == 0 then ctx = nil end
+    local err
+    srv, err = server.start({
+        model = path, host = opts.host, port = opts.port, device = device, threads = opts.threads,
+        ctx = ctx, ctx_cap = DEFAULT_CTX_CAP, parallel = opts.parallel, batch = opts.batch, queue = opts.queue,
+        api_key = api_key, routes = opts.routes, log_format = opts.log_format, log_level = opts.log_level,
+        max_body = opts.max_body, max_connections = opts.max_connections,
+        header_timeout = opts.header_timeout, idle_timeout = opts.idle_timeout,
+        on_fatal = function(msg)
+            io.stderr:write("apr serve: ", msg, "\n")
+            stop(1)
+        end,
+    })
+    if not srv then cli.fail("%s", err) end
+
+    -- Signals arrive through libuv, as loop events: the handlers run
+    -- between callbacks, never in the middle of one.
+    local signals = {}
+    local function on(name, fn)
+        local s = uv.new_signal()
+        s:start(name, fn)
+        signals[#signals + 1] = s
+    end
+    local function shutdown()
+        if srv.stopping then
+            -- A second signal: stop waiting.
+            return stop(0)
+        end
+        srv:shutdown(opts.shutdown_timeout, function(code) stop(code) end)
+    end
+    on("sigterm", shutdown)
+    on("sigint", shutdown)
+    on("sighup", function()
+        srv:reload(nil, function(ok, rerr)
+            if not ok then srv:log("error", "reload on SIGHUP failed", { { "error", rerr } }) end
+        end)
+    end)
+
+    uv.run("default")
+    for _, s in ipairs(signals) do s:close() end
+    -- Close whatever is left and let libuv run the close callbacks.
+    uv.walk(function(h) if not h:is_closing() then h:close() end end)
+    uv.run("nowait")
+    return exit_code or 0
+end
+
+return M

@@ -1,0 +1,359 @@
+-- server/init.lua — `apr serve` put together: the HTTP server, the routes,
+-- the model and its engine, metrics, logging, hot reload and shutdown.
+--
+--   local server = require "apr.server"
+--   local s = assert(server.start{ model = "m.gguf", port = 0, parallel = 4 })
+--   s:reload()                     -- load the file again beside the old one
+--   s:shutdown(30, os.exit)        -- drain, then call back with the exit code
+--
+-- The model loads after the server listens, so /health can say 503 until it
+-- is ready. A reload loads the new model beside the old one and switches new
+-- requests to it in one assignment; requests already running finish on the
+-- old engine, which is freed when its last one ends. Connections never
+-- notice.
+local uv = require "luv"
+local json = require "apr.json"
+local http = require "apr.server.http"
+local router = require "apr.server.router"
+local metrics = require "apr.server.metrics"
+local openai = require "apr.server.openai"
+local engine = require "apr.server.engine"
+
+local M = {}
+
+------------------------------------------------------------------ logging
+
+local LEVELS = { debug = 10, info = 20, warn = 30, error = 40 }
+
+local function iso_time()
+    local t = uv.gettimeofday and select(1, uv.gettimeofday()) or os.time()
+    return os.date("!%Y-%m-%dT%H:%M:%SZ", t)
+end
+
+-- A logger writing lines to stderr: "TIME LEVEL message key=value ..." or
+-- one JSON object per line (--log-format json).
+local function new_logger(format, min_level)
+    local min = LEVELS[min_level or "info"] or 20
+    return function(level, msg, fields)
+        if (LEVELS[level] or 20) < min then return end
+        local line
+        if format == "json" then
+            local o = json.object()
+            o.ts, o.level, o.msg = iso_time(), level, msg
+            for _, kv in ipairs(fields or {}) do o[kv[1]] = kv[2] end
+            line = json.encode(o, { separators = { ",", ":" } })
+        else
+            local parts = { iso_time(), level:upper(), msg }
+            for _, kv in ipairs(fields or {}) do parts[#parts + 1] = kv[1] .. "=" .. tostring(kv[2]) end
+            line = table.concat(parts, " ")
+        end
+        io.stderr:write(line, "\n")
+        io.stderr:flush()
+    end
+end
+
+------------------------------------------------------------------ loading
+
+local function model_name(path)
+    return (path:match("([^/]+)$") or path):gsub("%.gguf$", "")
+end
+
+-- Loads the model file; cb(model) or cb(nil, message). With model.wrap
+-- available the file loads on libuv's thread pool, so the loop keeps
+-- answering (/health says 503) meanwhile; otherwise it loads here.
+local function load_model(path, opts, cb)
+    local model_mod = require "apr.model"
+    local load_opts = { device = opts.device, threads = opts.threads }
+    if not model_mod.wrap then
+        local m, err = model_mod.load(path, load_opts)
+        return cb(m, err)
+    end
+    local work = uv.new_work(function(home, p, device, threads)
+        package.path = home .. "/lua/?.lua;" .. home .. "/lua/?/init.lua;" .. package.path
+        local ffi = require "apr.ffi"
+        local C = ffi.C
+        local params = ffi.new("apr_model_params")
+        C.apr_model_params_default(params)
+        local devices = { auto = C.APR_DEVICE_AUTO, cpu = C.APR_DEVICE_CPU, cuda = C.APR_DEVICE_CUDA }
+        params.device = devices[device] or C.APR_DEVICE_AUTO
+        params.n_threads = threads
+        local box = ffi.new("apr_model *[1]")
+        local st = C.apr_model_load(p, params, box)
+        if st ~= 0 then return 0, ffi.string(C.apr_last_error()) end
+        -- A pointer crosses Lua states as a number (addresses fit in 48 bits).
+        return tonumber(ffi.cast("uintptr_t", box[0])), ""
+    end, function(addr, err)
+        if addr == 0 then return cb(nil, err) end
+        local ffi = require "ffi"
+        local ok, m = pcall(model_mod.wrap, ffi.cast("apr_model *", addr), path, load_opts)
+        if not ok then return cb(nil, tostring(m)) end
+        cb(m)
+    end)
+    local home = rawget(_G, "APR_HOME") or os.getenv("APR_HOME") or "."
+    work:queue(home, path, opts.device or "auto", opts.threads or 0)
+end
+
+------------------------------------------------------------------ the server
+
+local Server = {}
+Server.__index = Server
+
+function Server:log(level, msg, fields) self.logger(level, msg, fields) end
+
+-- The engine new requests go to (nil while the first model loads).
+function Server:engine() return self.current and self.current.engine end
+
+function Server:_metrics()
+    local reg = metrics.new()
+    local m = {}
+    m.requests = reg:counter("apr_http_requests_total", "HTTP requests answered, by route and status.",
+        { "route", "status" })
+    m.duration = reg:histogram("apr_http_request_duration_seconds",
+        "Time from a request's arrival to the end of its answer, by route.", nil, { "route" })
+    m.prompt_tokens = reg:counter("apr_prompt_tokens_total", "Prompt tokens of finished generations.")
+    m.generated_tokens = reg:counter("apr_generated_tokens_total", "Tokens generated.")
+    m.ttft = reg:histogram("apr_time_to_first_token_seconds",
+        "Time from a generation request's arrival to its first token.")
+    m.itl = reg:histogram("apr_inter_token_latency_seconds", "Time between consecutive tokens of a generation.")
+    local function engines()
+        local list = {}
+        if self.current then list[#list + 1] = self.current.engine end
+        for e in pairs(self.retiring) do list[#list + 1] = e end
+        return list
+    end
+    local function sum(field)
+        return function(set)
+            local total = 0
+            for _, e in ipairs(engines()) do total = total + e:stats()[field] end
+            set(total)
+        end
+    end
+    reg:gauge("apr_requests_running", "Generation requests decoding now.", {}, sum("running"))
+    reg:gauge("apr_requests_queued", "Generation requests waiting for a free sequence.", {}, sum("queued"))
+    reg:gauge("apr_kv_cache_used_tokens", "KV cache slots holding tokens.", {}, sum("kv_tokens_used"))
+    reg:gauge("apr_kv_cache_total_tokens", "KV cache slots of the loaded models.", {}, sum("kv_tokens_total"))
+    reg:gauge("apr_kv_cache_used_blocks", "Paged KV cache blocks owned by requests.", {}, sum("kv_blocks_used"))
+    reg:gauge("apr_kv_cache_total_blocks", "Paged KV cache blocks of the loaded models.", {}, sum("kv_blocks_total"))
+    reg:gauge("apr_http_connections", "Open client connections.", {}, function(set)
+        set(self.http and self.http:connections() or 0)
+    end)
+    reg:gauge("apr_model_ready", "1 when a model is loaded and serving.", {}, function(set)
+        set(self.current and 1 or 0)
+    end)
+    reg:gauge("apr_gpu_memory_used_bytes", "Bytes of model weights on the GPU (0 on the CPU).", {}, function(set)
+        local cur = self.current
+        local info = cur and cur.model.info
+        set(info and info.device == "cuda" and (info.weight_bytes or 0) or 0)
+    end)
+    m.reloads = reg:counter("apr_model_reloads_total", "Hot reloads, by outcome.", { "outcome" })
+    self.registry, self.metrics = reg, m
+end
+
+-- The access log line and the request counters.
+function Server:_on_response(req, res)
+    local dur = (uv.hrtime() - (req.t_start or uv.hrtime())) * 1e-9
+    local route = req.route or "unmatched"
+    local status = res.status or 0
+    self.metrics.requests:inc(1, route, tostring(status))
+    self.metrics.duration:observe(dur, route)
+    self:log(status >= 500 and "warn" or "info", "request", {
+        { "peer", req.peer or "" }, { "method", req.method or "" }, { "path", req.path or "" },
+        { "status", status }, { "bytes", res.bytes or 0 }, { "duration_s", string.format("%.4f", dur) },
+        res.aborted and { "aborted", res.aborted } or nil,
+    })
+end
+
+-- The object route scripts get as `model`: tokenize, detokenize, generate
+-- and chat on whatever model is current when called (generate and chat
+-- must be called from a handler; they wait for the engine's tokens).
+function Server:_model_facade()
+    local srv = self
+    local facade = {}
+    local function eng()
+        local e = srv:engine()
+        if not e then router.fail(503, "the model is loading; retry shortly", nil, "model_loading") end
+        return e
+    end
+    function facade:tokenize(text, o) return eng().model:tokenize(text, o) end
+    function facade:detokenize(ids) return eng().model:detokenize(ids) end
+    function facade:render(messages, o) return eng().model:render(messages, o) end
+    function facade:generate(prompt, o) return eng():generate(prompt, o) end
+    function facade:chat(messages, o)
+        local e = eng()
+        o = o or {}
+        local prompt = e.model:render(messages, { tools = o.tools })
+        local go = {}
+        for k, v in pairs(o) do if k ~= "tools" then go[k] = v end end
+        go.special = true
+        return e:generate(prompt, go)
+    end
+    return setmetatable(facade, { __index = function(_, k)
+        local cur = srv.current
+        if k == "info" then return cur and cur.model.info end
+        if k == "name" then return cur and cur.name end
+        if k == "engine" then return cur and cur.engine end
+    end })
+end
+
+function Server:_routes()
+    local app = router.new({ api_key = self.opts.api_key })
+    local srv = self
+    app:get("/health", function(req, res)
+        if srv.current then
+            res:json(200, { status = "ok" })
+        else
+            res:header("Retry-After", 1)
+            res:json(503, { status = "loading" })
+        end
+    end)
+    app:get("/metrics", function(req, res)
+        res:send(200, srv.registry:render(), { ["Content-Type"] = metrics.content_type })
+    end)
+    app:post("/admin/reload", function(req, res)
+        local path = srv.path
+        if req.body ~= "" then
+            local body = req.json
+            if not json.is_object(body) then router.fail(400, "the request body must be a JSON object") end
+            if body.model ~= nil and body.model ~= json.null then
+                if type(body.model) ~= "string" then router.fail(400, "'model' must be a path", "model") end
+                path = body.model
+            end
+        end
+        local ok, err = http.await(function(done) srv:reload(path, done) end)
+        if not ok then
+            router.fail(err == "busy" and 409 or 500, err == "busy" and "a reload is already in progress" or err)
+        end
+        res:json(200, { status = "reloaded", model = srv.current.name })
+    end)
+    openai.install(app, {
+        engine = function() return srv:engine() end,
+        model_name = function() return srv.current and srv.current.name or "" end,
+        loaded_at = function() return srv.current and srv.current.loaded_at or os.time() end,
+        metrics = self.metrics,
+    })
+    if self.opts.routes then
+        local chunk, err = loadfile(self.opts.routes)
+        if not chunk then return nil, err end
+        local ok, rerr = pcall(chunk, app, self:_model_facade(), self)
+        if not ok then return nil, string.format("%s: %s", self.opts.routes, tostring(rerr)) end
+    end
+    self.app = app
+    return app
+end
+
+-- start(opts) -> server, or nil and a message (the port is taken, the
+-- routes script fails to load). opts: model (path), host, port, device,
+-- threads, ctx, parallel, batch, queue, api_key, routes, log_format,
+-- log_level, max_body, shutdown_timeout, header_timeout, idle_timeout,
+-- max_connections; on_ready(server) runs when the first model is serving,
+-- on_fatal(message) if it cannot be loaded.
+function M.start(opts)
+    local self = setmetatable({
+        opts = opts, path = opts.model, retiring = {},
+        logger = new_logger(opts.log_format or "text", opts.log_level),
+    }, Server)
+    self:_metrics()
+    local app, err = self:_routes()
+    if not app then return nil, err end
+    local h, lerr = http.listen({
+        host = opts.host, port = opts.port, handler = app:handler(),
+        error_body = router.error_body,
+        max_body = opts.max_body, max_connections = opts.max_connections,
+        header_timeout = opts.header_timeout, idle_timeout = opts.idle_timeout,
+        body_timeout = opts.body_timeout,
+        log = function(level, msg) self:log(level, msg) end,
+        on_response = function(req, res) self:_on_response(req, res) end,
+    })
+    if not h then return nil, lerr end
+    self.http = h
+    self:log("info", "listening", { { "url", string.format("http://%s:%d", h.host, h.port) },
+        { "port", h.port } })
+    self:reload(opts.model, function(ok, rerr)
+        if ok then
+            if opts.on_ready then opts.on_ready(self) end
+        elseif opts.on_fatal then
+            opts.on_fatal(rerr)
+        end
+    end)
+    return self
+end
+
+-- reload([path], cb): loads path (default: the current file) beside the
+-- current model, then switches to it; cb(true) or cb(nil, message), with
+-- "busy" while another reload runs.
+function Server:reload(path, cb)
+    cb = cb or function() end
+    if self.loading then return cb(nil, "busy") end
+    if self.stopping then return cb(nil, "the server is shutting down") end
+    path = path or self.path
+    self.loading = true
+    local t0 = uv.hrtime()
+    self:log("info", "loading model", { { "path", path } })
+    load_model(path, self.opts, function(model, err)
+        local eng
+        if model then
+            local n_train = model.info.n_ctx_train > 0 and model.info.n_ctx_train or 4096
+            local ctx = self.opts.ctx or math.min(n_train, self.opts.ctx_cap or 32768)
+            eng, err = engine.new(model, { parallel = self.opts.parallel, ctx = ctx,
+                                          batch = self.opts.batch, queue = self.opts.queue })
+        end
+        self.loading = false
+        if not eng then
+            self.metrics.reloads:inc(1, "failed")
+            self:log("error", "cannot load model", { { "path", path }, { "error", err } })
+            return cb(nil, err)
+        end
+        local old = self.current
+        self.current = { model = model, engine = eng, name = model_name(path), path = path, loaded_at = os.time() }
+        self.path = path
+        local st = eng:stats()
+        self:log("info", "model ready", { { "path", path }, { "device", model.info.device },
+            { "parallel", st.n_seq }, { "ctx", st.n_ctx }, { "ctx_per_request", st.n_ctx_seq },
+            { "seconds", string.format("%.2f", (uv.hrtime() - t0) * 1e-9) } })
+        if old then
+            self.metrics.reloads:inc(1, "ok")
+            self.retiring[old.engine] = true
+            old.engine:retire(function()
+                self.retiring[old.engine] = nil
+                self:log("info", "previous model freed", { { "path", old.path } })
+                old.model, old.engine = nil, nil
+                collectgarbage()
+                collectgarbage()
+            end)
+        end
+        cb(true)
+    end)
+end
+
+-- shutdown(timeout, cb): stops accepting, lets answers in progress finish
+-- for up to timeout seconds, cuts what is left, frees the engines, then
+-- cb(0).
+function Server:shutdown(timeout, cb)
+    if self.stopping then return end
+    self.stopping = true
+    self:log("info", "shutting down", { { "timeout_s", timeout } })
+    local finished = false
+    local timer = uv.new_timer()
+    local function finish(forced)
+        if finished then return end
+        finished = true
+        timer:stop()
+        timer:close()
+        if forced then self.http:close() end
+        local engines = {}
+        if self.current then engines[#engines + 1] = self.current.engine end
+        for e in pairs(self.retiring) do engines[#engines + 1] = e end
+        for _, e in ipairs(engines) do
+            for _, gen in pairs(e.live) do gen:cancel() end
+            e:retire()
+        end
+        self.current = nil
+        self:log("info", forced and "stopped (timeout: requests cut)" or "stopped")
+        cb(0)
+    end
+    timer:start(math.floor(timeout * 1000), 0, function() finish(true) end)
+    self.http:drain(function() finish(false) end)
+end
+
+M.Server = Server
+return M

@@ -1,0 +1,226 @@
+-- server/router.lua — routes, the API key, and errors in OpenAI's format.
+--
+--   local app = router.new{ api_key = "sk-..." }
+--   app:get("/v1/models", function(req, res) res:json(200, {...}) end)
+--   app:post("/v1/things/:id", function(req, res) local body = req.json ... end)
+--   http.listen{ handler = app:handler(), error_body = router.error_body }
+--
+-- Every failure reaches the client as OpenAI's error object,
+--   {"error": {"message": ..., "type": ..., "param": ..., "code": ...}},
+-- with the status that fits: 400 for a body that is not valid UTF-8 or JSON
+-- or has bad fields (router.fail(400, msg, param)), 401 for a missing or
+-- wrong key (every path but the public ones, /health by default), 404 for
+-- an unknown path, 405 with Allow for a known path and the wrong method, 500
+-- with the message for a handler that raised (the server stays up).
+local json = require "apr.json"
+local utf8 = require "apr._utf8"
+
+local M = {}
+
+------------------------------------------------------------------ errors
+
+local HttpError = {}
+HttpError.__index = HttpError
+HttpError.__tostring = function(e) return e.message end
+
+-- fail(status, message [, param [, code [, type]]]) raises an error that
+-- becomes this status and error object (from a handler or from req.json).
+function M.fail(status, message, param, code, etype)
+    error(setmetatable({ status = status, message = message, param = param, code = code, type = etype,
+                         headers = nil }, HttpError), 0)
+end
+
+function M.is_error(e) return getmetatable(e) == HttpError end
+
+local function default_type(status)
+    if status == 429 then return "rate_limit_error" end
+    if status >= 500 then return "server_error" end
+    return "invalid_request_error"
+end
+
+-- The error object, as a JSON string, and its content type: the server's
+-- answer to anything that goes wrong (http.lua calls it for parse errors).
+function M.error_body(status, message, param, code, etype)
+    local err = json.object()
+    err.message = message
+    err.type = etype or default_type(status)
+    err.param = param == nil and json.null or param
+    err.code = code == nil and json.null or code
+    local body = json.object()
+    body.error = err
+    return json.encode(body, { separators = { ",", ":" } }), "application/json"
+end
+
+------------------------------------------------------------------ requests
+
+-- req.json: the body decoded on first use, key order kept (chat templates
+-- see tool arguments in the order the client sent them).
+local function decode_body(req)
+    local body = req.body or ""
+    if body == "" then M.fail(400, "the request body is empty; expected a JSON object") end
+    local ok, at = utf8.validate(body)
+    if not ok then M.fail(400, string.format("the request body is not valid UTF-8 (byte %d)", at)) end
+    local value, err = json.decode(body)
+    if value == nil then M.fail(400, "the request body is not valid JSON: " .. tostring(err)) end
+    return value
+end
+
+local Request = {}
+function Request.__index(req, k)
+    if k == "json" then
+        local v = decode_body(req)
+        rawset(req, "json", v)
+        return v
+    end
+end
+
+------------------------------------------------------------------ the router
+
+local Router = {}
+Router.__index = Router
+
+-- new{ api_key = KEY or nil, public = { ["/health"] = true } }
+function M.new(opts)
+    opts = opts or {}
+    return setmetatable({
+        api_key = opts.api_key,
+        public = opts.public or { ["/health"] = true },
+        exact = {},      -- path -> { METHOD = fn }
+        patterns = {},   -- { segments, methods } for paths with :params
+        before = opts.before,  -- fn(req, res) -> true if it answered
+    }, Router)
+end
+
+local function split(path)
+    local segs = {}
+    for seg in path:gmatch("[^/]+") do segs[#segs + 1] = seg end
+    return segs
+end
+
+-- app:route(method, path, fn): a later route for the same method and path
+-- replaces the earlier one (route scripts override built-in endpoints).
+function Router:route(method, path, fn)
+    assert(type(path) == "string" and path:sub(1, 1) == "/", "route path must start with /")
+    assert(type(fn) == "function", "route handler must be a function")
+    method = method:upper()
+    if not path:find("/:", 1, true) then
+        self.exact[path] = self.exact[path] or { path = path, methods = {} }
+        self.exact[path].methods[method] = fn
+        return self
+    end
+    for _, p in ipairs(self.patterns) do
+        if p.path == path then
+            p.methods[method] = fn
+            return self
+        end
+    end
+    self.patterns[#self.patterns + 1] = { path = path, segs = split(path), methods = { [method] = fn } }
+    return self
+end
+
+function Router:get(path, fn) return self:route("GET", path, fn) end
+function Router:post(path, fn) return self:route("POST", path, fn) end
+function Router:put(path, fn) return self:route("PUT", path, fn) end
+function Router:delete(path, fn) return self:route("DELETE", path, fn) end
+
+-- The route of path ({ path =, methods = }) and the captured :params, or nil.
+function Router:match(path)
+    local m = self.exact[path]
+    if m then return m, {} end
+    local segs = split(path)
+    for _, p in ipairs(self.patterns) do
+        if #p.segs == #segs then
+            local params = {}
+            for i, s in ipairs(p.segs) do
+                if s:sub(1, 1) == ":" then
+                    params[s:sub(2)] = segs[i]
+                elseif s ~= segs[i] then
+                    params = nil
+                    break
+                end
+            end
+            if params then return p, params end
+        end
+    end
+end
+
+-- Compares in time independent of where the strings differ.
+local function same_secret(a, b)
+    if type(a) ~= "string" or #a ~= #b then return false end
+    local diff = 0
+    for i = 1, #a do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
+    return diff == 0
+end
+
+function Router:authorized(req)
+    if not self.api_key or self.public[req.path] then return true end
+    local auth = req.headers["authorization"] or ""
+    local token = auth:match("^[Bb]earer%s+(%S+)%s*$")
+    return same_secret(token, self.api_key)
+end
+
+local function allow_list(methods)
+    local list = {}
+    for m in pairs(methods) do list[#list + 1] = m end
+    if methods.GET and not methods.HEAD then list[#list + 1] = "HEAD" end
+    table.sort(list)
+    return table.concat(list, ", ")
+end
+
+-- Answers an error raised by a handler or by the router itself.
+local function answer_error(res, e)
+    if res.finished or res.closed then return end
+    if M.is_error(e) then
+        if e.headers then
+            for k, v in pairs(e.headers) do res:header(k, v) end
+        end
+        return res:error(e.status, e.message, e.param, e.code, e.type)
+    end
+    local msg = tostring(e)
+    if not res.started then return res:error(500, msg) end
+    -- Half an answer is out: cut the connection rather than end it cleanly.
+    res.conn:abort("handler failed mid-response: " .. msg)
+end
+
+-- Handles one request (in its coroutine): the function to give http.listen.
+function Router:dispatch(req, res)
+    setmetatable(req, Request)
+    req.app = self
+    if not self:authorized(req) then
+        local has = req.headers["authorization"]
+        return res:error(401, has and "Incorrect API key provided." or
+            "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.",
+            nil, "invalid_api_key")
+    end
+    local route, params = self:match(req.path)
+    if not route then
+        return res:error(404, string.format("Unknown request URL: %s %s", req.method, req.path), nil, "unknown_url")
+    end
+    local methods = route.methods
+    local fn = methods[req.method] or (req.method == "HEAD" and methods.GET)
+    if not fn then
+        res:header("Allow", allow_list(methods))
+        return res:error(405, string.format("Method %s is not allowed on %s", req.method, req.path),
+            nil, "method_not_allowed")
+    end
+    req.params = params
+    req.route = route.path
+    local ok, err = xpcall(fn, function(e)
+        if M.is_error(e) then return e end
+        return debug.traceback(tostring(e), 2)
+    end, req, res)
+    if not ok then
+        if not M.is_error(err) then
+            local where = res.conn and res.conn.server
+            if where then where:log("error", string.format("%s %s: %s", req.method, req.path, err)) end
+            err = err:match("^[^\n]*")  -- the message, not the traceback
+        end
+        answer_error(res, err)
+    end
+end
+
+function Router:handler()
+    return function(req, res) return self:dispatch(req, res) end
+end
+
+return M
