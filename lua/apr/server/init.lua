@@ -39,7 +39,9 @@ local function new_logger(format, min_level)
         local line
         if format == "json" then
             local o = json.object()
-            o.ts, o.level, o.msg = iso_time(), level, msg
+            o.ts = iso_time()  -- one key at a time: the order of keys is the order set
+            o.level = level
+            o.msg = msg
             for _, kv in ipairs(fields or {}) do o[kv[1]] = kv[2] end
             line = json.encode(o, { separators = { ",", ":" } })
         else
