@@ -1,0 +1,233 @@
+-- apr chat [MODEL]: an interactive, multi-turn conversation.
+local cli = require "apr.cli"
+local term = require "apr._term"
+local pass = require "apr.cmd.pass"
+
+local M = {}
+
+M.spec = {
+    usage = "apr chat [MODEL] [options]",
+    summary = "Chat with a model: multi-turn, streamed, history saved to a file.",
+    description =
+        "Each line you type is a user turn; the answer streams back. The conversation\n" ..
+        "stays in the model's context, so a turn only processes its new tokens. After\n" ..
+        "every turn the conversation is saved as JSON to --history (default\n" ..
+        "$XDG_STATE_HOME/apr/chat_history.json, else ~/.local/state/apr/).\n" ..
+        "Commands: /clear (start over), /save [PATH], /load PATH, /exit (or Ctrl+D), /help.\n" ..
+        "Ctrl+C stops the answer being written, not the session. With stdin not a\n" ..
+        "terminal, each line is a turn and only the answers are printed.",
+    positional = { min = 0, max = 1, name = "MODEL" },
+    options = {
+        { "system", value = "TEXT", help = "the system message" },
+        { "history", value = "PATH", help = "where the conversation is saved" },
+        { "resume", help = "continue the conversation saved in --history" },
+        { "max-tokens", short = "n", value = "N", type = "integer", min = 1, default = 2048, help = "most tokens per answer" },
+        -- Qwen2.5's own generation_config.json defaults.
+        { "temperature", short = "t", value = "T", type = "number", min = 0, default = 0.7, help = "0 = greedy" },
+        { "top-k", value = "K", type = "integer", min = 0, default = 20, help = "sample among the K most likely (0 = all)" },
+        { "top-p", value = "P", type = "number", min = 0, max = 1, default = 0.8, help = "nucleus sampling mass" },
+        { "min-p", value = "P", type = "number", min = 0, max = 1, help = "drop tokens below P x the best" },
+        { "repeat-penalty", value = "X", type = "number", default = 1.05, help = "llama.cpp's repetition penalty" },
+        { "seed", short = "s", value = "N", type = "integer", min = 0, help = "random seed (same seed, same answers)" },
+        { "ctx", value = "N", type = "integer", min = 1, help = "context size in tokens [default: min(model's, 4096)]" },
+        { "threads", value = "N", type = "integer", min = 1, help = "CPU threads [default: all]" },
+        { "device", value = "NAME", choices = { "auto", "cpu", "cuda" }, default = "auto", help = "where to run" },
+        { "gpu", help = "run on the GPU (fail if there is none)" },
+        { "verbose", short = "v", help = "timings after each answer, on stderr" },
+    },
+    examples = {
+        "apr chat",
+        "apr chat --system 'Answer in one sentence.' --history /tmp/talk.json",
+        "printf 'Hi\\nWhat did I just say?\\n' | apr chat --temperature 0",
+    },
+}
+
+local function state_dir()
+    local base = os.getenv("XDG_STATE_HOME")
+    if not base or base == "" then
+        local home = os.getenv("HOME")
+        if not home or home == "" then return nil end
+        base = home .. "/.local/state"
+    end
+    return base .. "/apr"
+end
+
+local function mkdir_for(path)
+    local dir = path:match("^(.*)/[^/]*$")
+    if dir and dir ~= "" then os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null") end
+end
+
+local json = require "apr.json"
+
+-- The conversation as JSON: an array even when empty, keys in the order
+-- people read them.
+local function encode(messages)
+    local list = json.array()
+    for i, msg in ipairs(messages) do
+        local o = json.object()
+        o.role, o.content = msg.role, msg.content
+        list[i] = o
+    end
+    local doc = json.object()
+    doc.messages = list
+    return json.encode(doc, { indent = 2 })
+end
+
+-- save(path, messages) -> true, or nil and a message. Written to a temporary
+-- file and renamed, so a crash never leaves half a conversation.
+local function save(path, messages)
+    mkdir_for(path)
+    local tmp = path .. ".tmp"
+    local f, err = io.open(tmp, "wb")
+    if not f then return nil, err end
+    local ok, werr = f:write(encode(messages), "\n")
+    f:close()
+    if not ok then os.remove(tmp) return nil, werr end
+    local renamed, rerr = os.rename(tmp, path)
+    if not renamed then os.remove(tmp) return nil, rerr end
+    return true
+end
+
+-- load(path) -> messages, or nil and a message saying what is wrong.
+local function load(path)
+    local f, err = io.open(path, "rb")
+    if not f then return nil, err end
+    local text = f:read("*a")
+    f:close()
+    local doc, err2 = json.decode(text)
+    if doc == nil then return nil, string.format("%s: not JSON (%s)", path, tostring(err2)) end
+    local list = type(doc) == "table" and (doc.messages or doc) or nil
+    if type(list) ~= "table" then return nil, path .. ": expected {\"messages\": [...]}" end
+    local messages = {}
+    for i, msg in ipairs(list) do
+        if type(msg) ~= "table" or type(msg.role) ~= "string" or type(msg.content) ~= "string" then
+            return nil, string.format("%s: message %d lacks a string role and content", path, i)
+        end
+        messages[i] = { role = msg.role, content = msg.content }
+    end
+    return messages
+end
+
+-- Drops the oldest turns (never the system message or the newest user turn)
+-- until the rendered conversation leaves room for an answer.
+local function fit(m, messages, room)
+    while true do
+        local ids = m:tokenize(m:render(messages), { special = true })
+        if #ids + room <= m.n_ctx then return true end
+        local first = (messages[1] and messages[1].role == "system") and 2 or 1
+        if first >= #messages then return #ids < m.n_ctx end
+        table.remove(messages, first)
+    end
+end
+
+local HELP = "commands: /clear, /save [PATH], /load PATH, /exit (or Ctrl+D), /help\n"
+
+function M.run(opts)
+    local apr = require "apr"
+    local tty = term.isatty(0)
+    local history = opts.history
+    if not history then
+        local dir = state_dir()
+        history = dir and (dir .. "/chat_history.json") or nil
+    end
+    local m = pass.load_model(opts)
+    local gen_opts = pass.generation_options(opts)
+    gen_opts.ignore_eos = nil
+
+    local function fresh()
+        return opts.system and { { role = "system", content = opts.system } } or {}
+    end
+    local messages = fresh()
+    if opts.resume and history then
+        local loaded, err = load(history)
+        if not loaded then cli.fail("%s", err) end
+        messages = loaded
+    end
+
+    local input_history = tty and state_dir() and (state_dir() .. "/chat_input_history")
+    if input_history then term.load_history(input_history) end
+    if tty then
+        io.stdout:write(string.format("apr chat — %s. /help for commands, Ctrl+D to leave.\n",
+            m.info.name ~= "" and m.info.name or m.path))
+    end
+
+    local function note(fmt, ...)
+        io.stderr:write(string.format(fmt, ...), "\n")
+    end
+
+    while true do
+        local line = term.readline(tty and ">>> " or "")
+        if line == nil then break end
+        apr.clear_interrupt()
+        if tty and line ~= "" then term.add_history(line) end
+        local cmd, arg = line:match("^/(%a+)%s*(.-)%s*$")
+        if cmd == "exit" or cmd == "quit" then
+            break
+        elseif cmd == "help" then
+            io.stdout:write(HELP)
+        elseif cmd == "clear" then
+            messages = fresh()
+            note("(conversation cleared)")
+        elseif cmd == "save" then
+            local path = arg ~= "" and arg or history
+            if not path then
+                note("/save: give a path (no default history location: HOME is not set)")
+            else
+                local ok, err = save(path, messages)
+                if ok then note("(saved %d messages to %s)", #messages, path) else note("/save: %s", err) end
+            end
+        elseif cmd == "load" then
+            if arg == "" then
+                note("/load: give a path")
+            else
+                local loaded, err = load(arg)
+                if loaded then
+                    messages = loaded
+                    note("(loaded %d messages from %s)", #messages, arg)
+                else
+                    note("/load: %s", err)
+                end
+            end
+        elseif cmd then
+            note("unknown command /%s; %s", cmd, HELP:gsub("\n$", ""))
+        elseif line:match("%S") then
+            messages[#messages + 1] = { role = "user", content = line }
+            if not fit(m, messages, math.min(opts.max_tokens, math.floor(m.n_ctx / 4))) then
+                table.remove(messages)
+                note("this message alone does not fit the context of %d tokens (use --ctx)", m.n_ctx)
+            else
+                local ok, gen = pcall(m.chat, m, messages, gen_opts)
+                if not ok then cli.fail("%s", tostring(gen)) end
+                local parts = {}
+                local ok2, err = pcall(function()
+                    for t in gen do
+                        if t.text ~= "" then
+                            io.stdout:write(t.text)
+                            io.stdout:flush()
+                            parts[#parts + 1] = t.text
+                        end
+                    end
+                end)
+                if not ok2 then cli.fail("%s", tostring(err)) end
+                io.stdout:write("\n")
+                io.stdout:flush()
+                -- An interrupted answer stays in the conversation as far as
+                -- it got, so the context and the history agree.
+                messages[#messages + 1] = { role = "assistant", content = table.concat(parts) }
+                if gen.summary.finish_reason == "interrupted" then
+                    apr.clear_interrupt()
+                    note("(interrupted)")
+                end
+                if opts.verbose then pass.report(gen.summary) end
+                if history then
+                    local saved, err2 = save(history, messages)
+                    if not saved then note("cannot save the history to %s: %s", history, err2) end
+                end
+            end
+        end
+    end
+    if input_history then term.save_history(input_history) end
+    return 0
+end
+
+return M
