@@ -1,0 +1,92 @@
+-- serve_helper.lua — starts `apr serve` on a free loopback port for a spec,
+-- and stops it (always: call stop in teardown).
+--
+--   local s = serve.start("--parallel 4")       -- the tiny fixture model
+--   client.request(s.port, "GET", "/health")
+--   local code = s:stop()                       -- SIGTERM, waits, exit code
+local uv = require "luv"
+local h = require "tests.lua.helpers"
+
+local M = {}
+
+M.MODEL = "tests/fixtures/models/tiny-q8_0.gguf"
+
+local Server = {}
+Server.__index = Server
+
+local function sleep(ms)
+    local t = uv.new_timer()
+    t:start(ms, 0, function() t:close() end)
+    uv.run("default")
+end
+M.sleep = sleep
+
+local function slurp(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+-- start(args [, model]) -> server with .port, .pid, .log(); raises if it
+-- does not become ready within 20 s. --port 0 lets the kernel pick a free
+-- port, which the server logs.
+function M.start(args, model)
+    local dir = h.tmpdir()
+    local self = setmetatable({ dir = dir, log_path = dir .. "/log", pid_path = dir .. "/pid",
+                                code_path = dir .. "/code" }, Server)
+    local cmd = string.format("( %s serve %s --port 0 %s 2>%s >/dev/null & echo $! > %s; wait $!; echo $? > %s ) " ..
+        ">/dev/null 2>&1 </dev/null &", h.apr_bin, model or M.MODEL, args or "", self.log_path, self.pid_path,
+        self.code_path)
+    os.execute(cmd)
+    for _ = 1, 400 do
+        local log = slurp(self.log_path) or ""
+        self.pid = self.pid or tonumber(slurp(self.pid_path) or "")
+        local port = log:match("port=(%d+)")
+        if port and log:find("model ready", 1, true) then
+            self.port = tonumber(port)
+            return self
+        end
+        if slurp(self.code_path) then break end
+        sleep(50)
+    end
+    local log = slurp(self.log_path) or ""
+    self:kill()
+    error("apr serve did not start: " .. log)
+end
+
+function Server:log() return slurp(self.log_path) or "" end
+
+function Server:signal(name)
+    if self.pid then os.execute(string.format("kill -%s %d 2>/dev/null", name, self.pid)) end
+end
+
+-- The exit code once the process has ended, or nil after timeout seconds.
+function Server:wait(timeout)
+    for _ = 1, math.floor((timeout or 10) * 20) do
+        local code = slurp(self.code_path)
+        if code and code ~= "" then return tonumber(code) end
+        sleep(50)
+    end
+end
+
+-- SIGTERM, then the exit code (SIGKILL after 10 s: then nil).
+function Server:stop()
+    if self.stopped then return self.code end
+    self.stopped = true
+    self:signal("TERM")
+    self.code = self:wait(10)
+    if not self.code then self:kill() end
+    h.rmtree(self.dir)
+    return self.code
+end
+
+function Server:kill()
+    self.stopped = true
+    self:signal("KILL")
+    self:wait(2)
+    pcall(h.rmtree, self.dir)
+end
+
+return M
