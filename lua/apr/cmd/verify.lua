@@ -74,7 +74,7 @@ local function structure_checks(f, report)
 end
 
 local function checksum_check(f, want, report)
-    local source = "given"
+    local source = "given digest"
     if not want then
         local fresh
         want, fresh = checksum.recorded(f.path)
@@ -82,15 +82,15 @@ local function checksum_check(f, want, report)
             return report("FAIL", "sha256", "no recorded digest for " .. f.path ..
                 " (run 'apr info' once, or pass the expected digest: --checksum HEX)")
         end
-        source = fresh and "recorded" or "recorded before the file last changed"
+        source = fresh and "recorded digest" or "digest recorded before the file last changed"
     end
     local got, err = checksum.compute(f)
     if not got then cli.fail("%s: SHA256 %s", f.path, err) end
     if got == want then
         checksum.store(f.path, got)
-        report("ok", "sha256", got .. " matches the " .. source .. " digest")
+        report("ok", "sha256", got .. " matches the " .. source)
     else
-        report("FAIL", "sha256", string.format("%s, but the %s digest is %s", got, source, want))
+        report("FAIL", "sha256", string.format("%s, but the %s is %s", got, source, want))
     end
 end
 

@@ -81,7 +81,7 @@ describe("apr verify", function()
         f:close()
         r = h.apr("verify --checksum " .. path)
         assert.equal(1, r.code)
-        assert.truthy(r.out:find("but the recorded before the file last changed digest is " .. Q8_SHA, 1, true), r.out)
+        assert.truthy(r.out:find("but the digest recorded before the file last changed is " .. Q8_SHA, 1, true), r.out)
         h.rmtree(dir)
     end)
 
