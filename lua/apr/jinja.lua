@@ -189,7 +189,15 @@ jinja.from_lua = from_lua
 ------------------------------------------------------------------ errors
 
 local function failure(err)
-    if type(err) ~= "table" then err = { kind = "internal", message = tostring(err) } end
+    if type(err) ~= "table" then
+        -- Expressions thousands of operators long recurse deeper than Lua's
+        -- stack allows; that is a limit of the template, not a bug.
+        if tostring(err):find("stack overflow", 1, true) then
+            err = { kind = "limit", message = "template nested too deeply (Lua stack overflow)" }
+        else
+            err = { kind = "internal", message = tostring(err) }
+        end
+    end
     local msg = err.message or "unknown error"
     if err.kind == "syntax" then msg = "syntax error: " .. msg end
     if err.kind == "internal" then msg = "internal error: " .. msg end
@@ -212,7 +220,8 @@ for name in pairs(jinja.tests) do test_names[name] = true end
 function jinja.compile(source, opts)
     if type(source) ~= "string" then error("jinja.compile: source must be a string", 2) end
     local ok, body = pcall(function()
-        return parser.parse(lexer.tokenize(source, opts), filter_names, test_names)
+        local tree = parser.parse(lexer.tokenize(source, opts), filter_names, test_names)
+        return runtime.fold(tree, { filters = jinja.filters, tests = jinja.tests })
     end)
     if not ok then return failure(body) end
     return setmetatable({ body = body, source = source }, Template)

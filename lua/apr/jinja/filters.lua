@@ -229,7 +229,8 @@ F.int = function(v, a, k)
         if f and f == f and f ~= math.huge and f ~= -math.huge then n = f >= 0 and math.floor(f) or -math.floor(-f) end
     end
     if n == nil then return p.default end
-    return n == 0 and 0 or n
+    if type(n) == "number" then return V.int_result(n) end
+    return n
 end
 F.float = function(v, a, k)
     local p = bind("float", { { "default", V.make_float(0) } }, a, k)
@@ -240,10 +241,7 @@ F.float = function(v, a, k)
 end
 F.abs = function(v)
     local n, is_float = V.num(v)
-    if not n then
-        V.check_defined(v)
-        raise("type", "bad operand type for abs(): '%s'", V.type_name(v))
-    end
+    if not n then raise("type", "bad operand type for abs(): '%s'", V.type_name(v)) end
     if is_float then return V.make_float(math.abs(n)) end
     return math.abs(n)
 end
@@ -278,7 +276,7 @@ end
 F.round = function(v, a, k)
     local p = bind("round", { { "precision", 0 }, { "method", "common" } }, a, k)
     local n, is_float = V.num(v)
-    if not n then V.check_defined(v); raise("type", "type %s doesn't define __round__ method", V.type_name(v)) end
+    if not n then raise("type", "type %s doesn't define __round__ method", V.type_name(v)) end
     local prec = V.to_int(p.precision) or 0
     local method = p.method
     if method ~= "common" and method ~= "ceil" and method ~= "floor" then
@@ -333,7 +331,8 @@ F.first = function(v)
 end
 F.last = function(v)
     local k = kind(v)
-    if k ~= "list" and k ~= "tuple" and k ~= "str" and k ~= "dict" and k ~= "markup" then
+    if k == "undefined" then return V.undefined(nil, nil, "No last item, sequence was empty.") end
+    if k ~= "list" and k ~= "tuple" and k ~= "str" and k ~= "dict" and k ~= "markup" and k ~= "view" then
         V.check_defined(v)
         raise("type", "'%s' object is not reversible", V.type_name(v))
     end
@@ -530,23 +529,26 @@ end
 
 -- map(attribute=..., default=...) or map('filter', args...)
 F.map = function(v, a, k, rt)
-    local func
-    if #a == 0 and k and k.attribute ~= nil then
-        for _, key in ipairs(json.keys(k)) do
-            if key ~= "attribute" and key ~= "default" then
-                raise("filter_argument", "Unexpected keyword argument '%s'", key)
-            end
-        end
-        func = attrgetter(rt, k.attribute, nil, k.default)
-    else
-        local name = a[1]
-        if name == nil then raise("filter_argument", "map requires a filter argument") end
-        local f = rt.filters[name]
-        if not f then raise("runtime", "No filter named '%s'.", tostring(name)) end
-        local rest = { unpack(a, 2) }
-        func = function(item) return f(item, rest, k, rt) end
-    end
     return V.iterator("generator", function()
+        -- all of it lazy, as jinja2's generator: nothing happens for a
+        -- falsy value, and argument errors surface only when consumed
+        if not V.truth(v) then return {} end
+        local func
+        if #a == 0 and k and k.attribute ~= nil then
+            for _, key in ipairs(json.keys(k)) do
+                if key ~= "attribute" and key ~= "default" then
+                    raise("filter_argument", "Unexpected keyword argument '%s'", key)
+                end
+            end
+            func = attrgetter(rt, k.attribute, nil, k.default)
+        else
+            local name = a[1]
+            if name == nil then raise("filter_argument", "map requires a filter argument") end
+            local f = rt.filters[name]
+            if not f then raise("runtime", "No filter named '%s'.", tostring(name)) end
+            local rest = { unpack(a, 2) }
+            func = function(item) return f(item, rest, k, rt) end
+        end
         local out = {}
         for i, item in ipairs(V.iterate(v)) do out[i] = func(item) end
         return out

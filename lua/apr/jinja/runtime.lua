@@ -78,10 +78,61 @@ end
 
 -- obj.name, as the sandbox resolves it: a Python attribute (method) first,
 -- then the item obj[name].
+-- markupsafe.Markup's str methods return Markup and escape their string
+-- arguments (Markup("<b>").replace("b", "<i>") gives "<<i>>"... escaped).
+local MARKUP_METHODS = {
+    capitalize = true, title = true, lower = true, upper = true, replace = true, ljust = true,
+    rjust = true, lstrip = true, rstrip = true, center = true, strip = true, swapcase = true,
+    zfill = true, split = true, rsplit = true, splitlines = true, partition = true,
+    rpartition = true, join = true, format = true,
+}
+
+local function to_markup(v)
+    local k = kind(v)
+    if k == "str" then return V.markup(v) end
+    if k == "list" or k == "tuple" then
+        local out = {}
+        for i = 1, #v do out[i] = to_markup(v[i]) end
+        return k == "list" and V.list(out) or V.tuple(out)
+    end
+    return v
+end
+
+local function escape_arg(v)
+    local k = kind(v)
+    if k == "str" then return V.html_escape(v) end
+    if k == "markup" then return v.text end
+    if k == "list" or k == "tuple" then
+        local out = {}
+        for i = 1, #v do out[i] = escape_arg(v[i]) end
+        return k == "list" and V.list(out) or V.tuple(out)
+    end
+    return v
+end
+
+function Render:markup_method(obj, name)
+    local m = methods.lookup(obj.text, "str", name)
+    if not m or not MARKUP_METHODS[name] then return m end
+    return V.builtin("Markup." .. name, function(args, kwargs, rt)
+        local escaped = {}
+        for i = 1, #args do escaped[i] = escape_arg(args[i]) end
+        if kwargs then
+            local kw = json.object()
+            for _, key in ipairs(json.keys(kwargs)) do kw[key] = escape_arg(kwargs[key]) end
+            kwargs = kw
+        end
+        return to_markup(m.fn(escaped, kwargs, rt))
+    end)
+end
+
 function Render:getattr(obj, name)
     local k = kind(obj)
     if k == "undefined" then V.fail_undefined(obj) end
-    if k == "markup" then obj, k = obj.text, "str" end
+    if k == "markup" then
+        local m = self:markup_method(obj, name)
+        if m then return m end
+        obj, k = obj.text, "str"
+    end
     if k == "dict" then
         local m, why = methods.lookup(obj, k, name)
         if m then return m end
@@ -128,7 +179,11 @@ end
 function Render:getitem(obj, key)
     local k = kind(obj)
     if k == "undefined" then V.fail_undefined(obj) end
-    if k == "markup" then obj, k = obj.text, "str" end
+    if k == "markup" then
+        local i = seq_index(utf8.len(obj.text), key)
+        if i then return V.slice(obj, i - 1, i) end
+        obj, k = obj.text, "str"
+    end
     key = V.unwrap_markup(key)
     if k == "dict" then
         local v = rawget(obj, V.dict_key(key))
@@ -341,6 +396,89 @@ function Render:run_for(node, scope, iterable, depth)
     end
 end
 
+------------------------------------------------------------------ constant folding
+
+-- Filters jinja2 cannot fold at compile time (they take the context).
+local CONTEXT_FILTERS = { map = true, select = true, reject = true, selectattr = true, rejectattr = true }
+
+-- Raised while folding when an expression turns out not to be constant
+-- (jinja2's nodes.Impossible).
+local IMPOSSIBLE = { kind = "impossible", message = "not a constant" }
+
+function Render:impossible_if(cond)
+    if self.folding and cond then error(IMPOSSIBLE, 0) end
+end
+
+-- Values jinja2 can write into the code it generates (has_safe_repr).
+local function safe_repr(v, depth)
+    if depth > 100 then return false end
+    local k = kind(v)
+    if k == "none" or k == "bool" or k == "int" or k == "float" or k == "str" or k == "markup" then return true end
+    if k == "list" or k == "tuple" then
+        for i = 1, #v do
+            if not safe_repr(v[i], depth + 1) then return false end
+        end
+        return true
+    end
+    if k == "dict" then
+        for _, key in ipairs(json.keys(v)) do
+            if not (safe_repr(key, depth + 1) and safe_repr(v[key], depth + 1)) then return false end
+        end
+        return true
+    end
+    return false
+end
+
+local EXPRESSION = {
+    const = true, name = true, list = true, tuple = true, dict = true, getattr = true, getitem = true,
+    slice = true, call = true, filter = true, test = true, ["not"] = true, neg = true, pos = true,
+    binop = true, concat = true, compare = true, ["and"] = true, ["or"] = true, condexpr = true,
+}
+
+-- M.fold(body, env): jinja2's optimizer, which matters here only because
+-- it changes what slicing a non-sequence gives. Bottom-up, each expression
+-- that evaluates without reading a variable or calling a function (as
+-- jinja2's as_const does: `false and x` qualifies, short-circuiting) to a
+-- value jinja2 can embed becomes a const node; a {{ }} output is folded
+-- whatever its value (jinja2 prints it while compiling).
+function M.fold(body, env)
+    local r = setmetatable({
+        buf = {}, size = 0, line = 1, folding = true,
+        fuel = 100000, max_steps = 100000, max_output = 1024 * 1024, max_macro_depth = 10,
+        macro_depth = 0, filters = env.filters, tests = env.tests,
+    }, Render)
+    r.getattr_fn = function(obj, name) return r:getattr(obj, name) end
+    r.getitem_fn = function(obj, key) return r:getitem(obj, key) end
+    local empty = {}
+
+    local function try_fold(node, any_value)
+        if node.type == "const" then return node end
+        local ok, v = pcall(r.eval, r, node, empty)
+        if ok and v ~= nil and (any_value or safe_repr(v, 0)) then
+            return { type = "const", line = node.line, value = v }
+        end
+        return node
+    end
+
+    local visit
+    local function visit_field(parent, key, child, in_output)
+        if type(child) ~= "table" then return end
+        visit(child)
+        if EXPRESSION[child.type] then
+            parent[key] = try_fold(child, in_output)
+        end
+    end
+    function visit(node)
+        for key, child in pairs(node) do
+            if type(child) == "table" then
+                visit_field(node, key, child, node.type == "output" and key == "expr")
+            end
+        end
+    end
+    visit(body)
+    return body
+end
+
 ------------------------------------------------------------------ statements
 
 local EXEC = {}
@@ -428,7 +566,10 @@ function EVAL.const(self, node)
     return v
 end
 
-function EVAL.name(self, node, scope) return lookup(scope, node.name) end
+function EVAL.name(self, node, scope)
+    self:impossible_if(true)
+    return lookup(scope, node.name)
+end
 
 function EVAL.list(self, node, scope)
     local out = {}
@@ -472,9 +613,16 @@ function EVAL.getitem(self, node, scope)
         if k == "list" or k == "tuple" or k == "str" or k == "markup" then
             return V.slice(obj, start, stop, step)
         end
-        return V.undefined("slice", obj,
-            string.format("%s has no element slice(%s, %s, %s)", V.object_type_repr(obj),
-                V.repr(start or null), V.repr(stop or null), V.repr(step or null)))
+        -- jinja2 compiles slicing to a plain Python subscript, so slicing
+        -- anything else fails as Python fails; but its constant folding
+        -- (M.fold) goes through the sandbox's getitem, which gives
+        -- Undefined instead.
+        if self.folding then
+            return V.undefined("slice", obj, string.format("%s has no element slice(%s, %s, %s)",
+                V.object_type_repr(obj), V.repr(start or null), V.repr(stop or null), V.repr(step or null)))
+        end
+        if k == "dict" then raise("type", "unhashable type: 'slice'") end
+        raise("type", "'%s' object is not subscriptable", V.type_name(obj))
     end
     return self:getitem(obj, self:eval(key, scope))
 end
@@ -501,6 +649,7 @@ function Render:call_args(node, scope)
 end
 
 function EVAL.call(self, node, scope)
+    self:impossible_if(true)
     local fn = self:eval(node.node, scope)
     local args, kwargs = self:call_args(node, scope)
     self.line = node.line
@@ -528,6 +677,7 @@ function Render:test_fn(node)
 end
 
 function EVAL.filter(self, node, scope)
+    self:impossible_if(CONTEXT_FILTERS[node.name] or node.dyn_args or node.dyn_kwargs)
     local value = self:eval(node.node, scope)
     local args, kwargs = self:call_args(node, scope)
     self.line = node.line
@@ -537,6 +687,7 @@ function EVAL.filter(self, node, scope)
 end
 
 function EVAL.test(self, node, scope)
+    self:impossible_if(node.dyn_args or node.dyn_kwargs)
     local value = self:eval(node.node, scope)
     local args, kwargs = self:call_args(node, scope)
     self.line = node.line
@@ -625,7 +776,12 @@ function M.run(body, scope, env, limits)
     local ok, err = pcall(r.exec, r, body, scope)
     if not ok then
         if type(err) ~= "table" then
-            err = { kind = "internal", message = tostring(err) }
+            local msg = tostring(err)
+            if msg:find("stack overflow", 1, true) then
+                err = { kind = "limit", message = "template nested too deeply (Lua stack overflow)" }
+            else
+                err = { kind = "internal", message = msg }
+            end
         end
         err.line = err.line or r.line
         error(err, 0)

@@ -210,6 +210,19 @@ local function make_float(x)
 end
 V.make_float = make_float
 
+-- An arithmetic result. Integers past 2^53 are boxed with their digits
+-- (exact for what a double holds; Python's arbitrary precision is not
+-- emulated beyond that).
+local function number_result(x, is_float)
+    if is_float then return make_float(x) end
+    if x == 0 then return 0 end
+    if (x >= 2 ^ 53 or x <= -2 ^ 53) and x > -huge and x < huge then
+        return json.bigint(format("%.0f", x))
+    end
+    return x
+end
+V.int_result = function(x) return number_result(x, false) end
+
 -- The number in v and whether it is a float; nil for non-numbers. bool
 -- counts as int, as in Python.
 local function num(v)
@@ -229,6 +242,7 @@ V.num = num
 
 -- Python's int(): text (optionally with base) or a number (truncated).
 function V.to_int(v, base)
+    if getmetatable(v) == Markup then v = v.text end
     if type(v) == "string" then
         local s = utf8.strip(v):gsub("_", ""):lower()
         base = base or 10
@@ -248,10 +262,11 @@ function V.to_int(v, base)
     end
     local n = num(v)
     if not n or n ~= n or n == huge or n == -huge then return nil end
-    return n >= 0 and floor(n) or -floor(-n)
+    return number_result(n >= 0 and floor(n) or -floor(-n), false)
 end
 
 function V.to_float(v)
+    if getmetatable(v) == Markup then v = v.text end
     if type(v) == "string" then
         local s = utf8.strip(v):lower():gsub("_", "")
         if s == "inf" or s == "+inf" or s == "infinity" or s == "+infinity" then return huge end
@@ -555,7 +570,6 @@ function V.contains(container, item)
     local k = kind(container)
     if k == "str" then
         if kind(item) ~= "str" then
-            check_defined(item)
             raise("type", "'in <string>' requires string as left operand, not %s", V.type_name(item))
         end
         return container:find(item, 1, true) ~= nil
@@ -588,11 +602,6 @@ local function operand_error(sym, a, b)
     raise("type", "unsupported operand type(s) for %s: '%s' and '%s'", sym, V.type_name(a), V.type_name(b))
 end
 
-local function number_result(x, is_float)
-    if is_float then return make_float(x) end
-    if x == 0 then return 0 end
-    return x
-end
 
 local function repeat_seq(seq, n, limit)
     n = n > 0 and n or 0
@@ -625,6 +634,30 @@ end
 
 local markup_arith
 
+-- Python's divmod for floats (Objects/floatobject.c): fmod is exact, and
+-- the quotient is rounded so that div * y + mod == x; the signs follow the
+-- divisor. Exact for integers below 2^53 as well.
+local function py_divmod(x, y)
+    local mod = math.fmod(x, y)
+    local div = (x - mod) / y
+    if mod ~= 0 then
+        if (y < 0) ~= (mod < 0) then
+            mod = mod + y
+            div = div - 1
+        end
+    else
+        mod = y < 0 and -0.0 or 0.0
+    end
+    local floordiv
+    if div ~= 0 then
+        floordiv = floor(div)
+        if div - floordiv > 0.5 then floordiv = floordiv + 1 end
+    else
+        floordiv = (x / y < 0) and -0.0 or 0.0
+    end
+    return floordiv, mod
+end
+
 -- Binary arithmetic: op is add sub mul div floordiv mod pow. limit caps the
 -- size of strings and lists built by + and *.
 function V.arith(op, a, b, limit)
@@ -643,14 +676,10 @@ function V.arith(op, a, b, limit)
             if y == 0 then
                 raise("zero_division", f and "float floor division by zero" or "integer division or modulo by zero")
             end
-            if op == "floordiv" then return number_result(floor(x / y), f) end
-            local r = x - floor(x / y) * y
-            if f then
-                -- Python's float modulo takes the sign of the divisor, -0.0 included.
-                if r == 0 then r = y < 0 and -0.0 or 0.0 end
-                return make_float(r)
-            end
-            return number_result(r, false)
+            local div, mod = py_divmod(x, y)
+            if op == "floordiv" then return number_result(div, f) end
+            if f then return make_float(mod) end
+            return number_result(mod, false)
         elseif op == "pow" then
             if not f and y < 0 then
                 if x == 0 then raise("zero_division", "0.0 cannot be raised to a negative power") end
@@ -730,7 +759,7 @@ function V.neg(v)
         raise("type", "bad operand type for unary -: '%s'", V.type_name(v))
     end
     if f then return make_float(-x) end
-    return x == 0 and 0 or -x
+    return number_result(-x, false)
 end
 
 function V.pos(v)
@@ -740,7 +769,7 @@ function V.pos(v)
         raise("type", "bad operand type for unary +: '%s'", V.type_name(v))
     end
     if f then return make_float(x) end
-    return x
+    return number_result(x, false)
 end
 
 ------------------------------------------------------------------ printf-style formatting
@@ -748,10 +777,13 @@ end
 -- fmt % args, Python's printf-style formatting: %s %r %a %c %d %i %u %o
 -- %x %X %e %E %f %F %g %G %%, with flags, width, precision and %(key)s.
 function V.percent_format(fmt, args)
+    -- As CPython's str %: a tuple is the argument list; anything else is one
+    -- argument, and a subscriptable one (dict, list, Undefined) may also
+    -- serve %(key)s lookups and excuses unused arguments.
     local list, mapping
     local ka = kind(args)
     if ka == "tuple" then list = args
-    elseif ka == "dict" then mapping = args; list = { args }
+    elseif ka == "dict" or ka == "list" or ka == "undefined" then mapping = args; list = { args }
     else list = { args } end
     local used = 0
     local function next_arg()
@@ -794,6 +826,8 @@ function V.percent_format(fmt, args)
             local arg
             if key then
                 if not mapping then raise("type", "format requires a mapping") end
+                check_defined(mapping)
+                if kind(mapping) ~= "dict" then raise("type", "list indices must be integers or slices, not str") end
                 arg = rawget(mapping, key)
                 if arg == nil then raise("key", "'%s'", key) end
             else

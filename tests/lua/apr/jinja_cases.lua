@@ -11,7 +11,7 @@ local vars = J[==[{"s": "Hello, World", "n": 42, "f": 1.5, "fi": 2.0, "neg": -3,
  "ws": "  \t padded \n ", "cjk": "　全角　", "users": [{"name": "bob", "age": 30, "tags": ["a"]}, {"name": "Alice", "age": 25}, {"name": "carol", "age": 30, "x": null}],
  "msgs": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": 1, "b": [true, null, 1.0]}}}]}, {"role": "tool", "content": "42"}],
  "big": 12345678901234567890, "exp": 1e25, "small": 1e-7, "strs": ["b", "A", "c", "a"], "mixed": [1, 2.5, true], "nested": [[1, 2], [3, 4]]}]==]
-return { vars = vars, snippets = {
+local M = { vars = vars, snippets = {
  -- output and literals
  "{{ s }}|{{ n }}|{{ f }}|{{ fi }}|{{ neg }}|{{ t }}|{{ no }}|{{ nul }}|{{ l }}|{{ d }}|{{ e }}|{{ ed }}",
  "{{ big }} {{ exp }} {{ small }} {{ 0.1 + 0.2 }} {{ 1/3 }} {{ 10/2 }} {{ 2**-1 }} {{ 2**0.5 }}",
@@ -137,3 +137,44 @@ return { vars = vars, snippets = {
  "{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", "{% macro m(a) %}{% endmacro %}{{ m(b=1) }}", "{{ 'x'.nosuchmethod() }}", "{{ n() }}", "{{ [1,2][1:2:0] }}",
  "{{ {[1]: 2} }}", "{{ 'abc' | int(base=2) }}", "{{ loop.index }}", "{{ l[1.5] }}|", "{{ l['a'] }}|", "{{ s[99] }}|", "{{ s.x.y }}",
 }}
+
+-- Random expressions over literals, the variables above, operators,
+-- filters, tests, methods and subscripts: the differential test renders
+-- them with both engines.
+local LIT = { "0", "1", "-3", "7", "2.5", "1.0", "-0.5", "1e20", "''", "'a'", "'ab c'", "'日本'", "' x '", "'A,b'",
+    "none", "true", "false", "[]", "[1, 2]", "['b', 'a']", "[1, 'a']", "{}", "{'a': 1}", "{'b': [1], 'a': 'x'}",
+    "(1, 2)", "(1,)", "x", "undefined_v", "l", "d", "s", "n", "f" }
+local BIN = { "+", "-", "*", "/", "//", "%", "~", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "and", "or" }
+local FILTERS = { "length", "first", "last", "list", "join(',')", "upper", "lower", "trim", "string", "int", "float",
+    "abs", "round", "round(1)", "default('d')", "tojson", "sort", "reverse|list", "unique|list", "min", "max", "sum",
+    "items|list", "dictsort", "capitalize", "title", "wordcount", "count", "replace('a', 'b')", "center(5)",
+    "batch(2)|list", "select|list", "reject('odd')|list", "map('string')|list", "string|length", "list|length", "e", "safe" }
+local TESTS = { "defined", "none", "string", "number", "integer", "float", "mapping", "sequence", "iterable", "boolean",
+    "odd", "even", "divisibleby(2)", "in([1, 2])", "eq(1)", "sameas(none)", "true", "false", "undefined", "callable",
+    "lower", "upper" }
+local POSTFIX = { ".upper()", ".split()", ".strip()", ".get('a')", ".items()|list", ".keys()|list", ".startswith('a')",
+    ".replace('a', 'b')", ".count('a')", ".a", "[0]", "[-1]", "[1:]", "[::-1]", "['a']", ".title()", ".values()|list",
+    ".join(['x', 'y'])" }
+
+local function pick(t) return t[math.random(#t)] end
+
+local function expression(depth)
+    local r = math.random(depth > 2 and 1 or 8)
+    if r <= 2 then return pick(LIT)
+    elseif r == 3 then return "(" .. expression(depth + 1) .. " " .. pick(BIN) .. " " .. expression(depth + 1) .. ")"
+    elseif r == 4 then return "(" .. expression(depth + 1) .. ")|" .. pick(FILTERS)
+    elseif r == 5 then
+        return "(" .. expression(depth + 1) .. " is " .. (math.random(3) == 1 and "not " or "") .. pick(TESTS) .. ")"
+    elseif r == 6 then return "(" .. expression(depth + 1) .. ")" .. pick(POSTFIX)
+    elseif r == 7 then
+        return "(" .. expression(depth + 1) .. " if " .. expression(depth + 1) .. " else " .. expression(depth + 1) .. ")"
+    end
+    return (math.random(2) == 1 and "not " or "-") .. "(" .. expression(depth + 1) .. ")"
+end
+
+M.expression_vars = J[==[{"x": 3, "l": [3, 1, 2], "d": {"b": 2, "a": 1}, "s": "Hello", "n": null, "f": 1.5}]==]
+
+-- A random expression (math.random: seed it first).
+function M.random_expression() return expression(0) end
+
+return M

@@ -166,4 +166,14 @@ describe("apr.jinja against python3-jinja2", function()
         local mismatches = oracle.compare(list)
         assert.equal("", table.concat(mismatches, "\n\n"))
     end)
+
+    it("agrees on 2000 seeded random expressions", function()
+        if not oracle.available() then return pending("python3-jinja2 not installed (make deps)") end
+        math.randomseed(1234)
+        local list = {}
+        for i = 1, 2000 do
+            list[i] = { template = "{{ " .. cases.random_expression() .. " }}", vars = cases.expression_vars }
+        end
+        assert.equal("", table.concat(oracle.compare(list), "\n\n"))
+    end)
 end)
