@@ -1,0 +1,299 @@
+-- serve_load.lua — `apr serve` measured the way a client sees it: streaming
+-- requests over loopback HTTP, timed at the client.
+--
+--   apr run bench/serve_load.lua --model MODEL.gguf [--serve "--parallel 16"] [mode options]
+--   apr run bench/serve_load.lua --url http://127.0.0.1:8080 [--api-key KEY] [mode options]
+--
+-- With --model it starts `apr serve MODEL --port 0 SERVE-ARGS` itself and
+-- stops it at the end; with --url it uses a server already running.
+--
+-- --mode load (default): --clients 64 concurrent streaming clients send
+--   --requests 20 chat requests each (keep-alive, --max-tokens 32); prints
+--   failed requests (must be 0), p50/p99 time to first token and
+--   inter-token latency, and tokens/s.
+-- --mode gpu: the issue's GPU figures (run on the GPU machine with
+--   --serve "--gpu --parallel 16 --ctx 32768"):
+--   1. one stream of --tokens 128: inter-token latency p50 and p99 (target
+--      p99 <= 1.5 x p50);
+--   2. 16 concurrent streams of 128 tokens: aggregate tokens/s and its ratio
+--      to one stream's (target >= 8x), median time to first token;
+--   3. a 32-token prompt with max_tokens 1, 20 times: median time to the
+--      first byte of the answer (target <= 33 ms).
+-- --json prints the figures as one JSON object on the last line too.
+local uv = require "luv"
+local json = require "apr.json"
+
+local function now() return uv.hrtime() * 1e-9 end
+
+------------------------------------------------------------------ options
+
+local opts = { mode = "load", clients = 64, requests = 20, max_tokens = 32, tokens = 128, serve = "" }
+do
+    local i = 1
+    while i <= #arg do
+        local a = arg[i]
+        local k = a:match("^%-%-(.+)$")
+        if not k then error("unexpected argument " .. a) end
+        k = k:gsub("-", "_")
+        if k == "json" then
+            opts.json = true
+        else
+            i = i + 1
+            local v = arg[i] or error("--" .. k .. " needs a value")
+            opts[k] = tonumber(v) or v
+        end
+        i = i + 1
+    end
+end
+if not opts.model and not opts.url then
+    io.stderr:write("usage: apr run bench/serve_load.lua (--model MODEL.gguf [--serve ARGS] | --url URL) " ..
+                    "[--mode load|gpu] [--clients N] [--requests N] [--max-tokens N] [--tokens N] [--api-key KEY] [--json]\n")
+    os.exit(2)
+end
+
+------------------------------------------------------------------ the server
+
+local server_proc
+local function start_server()
+    local stderr = uv.new_pipe(false)
+    local args = { "serve", opts.model, "--port", "0" }
+    for w in tostring(opts.serve):gmatch("%S+") do args[#args + 1] = w end
+    local exe = (rawget(_G, "APR_HOME") or ".") .. "/apr"
+    local port, log = nil, ""
+    server_proc = uv.spawn(exe, { args = args, stdio = { nil, nil, stderr } }, function(code)
+        if not port then
+            io.stderr:write("apr serve exited (", tostring(code), "):\n", log, "\n")
+            os.exit(1)
+        end
+    end)
+    stderr:read_start(function(_, data)
+        if not data then return end
+        log = log .. data
+        if not port and log:find("model ready", 1, true) then
+            port = tonumber(log:match("port=(%d+)"))
+            uv.stop()
+        end
+    end)
+    uv.run("default")
+    return "127.0.0.1", port
+end
+
+local host, port
+if opts.url then
+    host, port = opts.url:match("^http://([^:/]+):?(%d*)")
+    port = tonumber(port) or 80
+else
+    host, port = start_server()
+end
+
+------------------------------------------------------------------ a streaming client
+
+-- One connection that sends requests one after another (keep-alive) and
+-- records, per request, the time of the first byte, of each SSE event with
+-- text, and whether it ended with [DONE].
+local function request_bytes(body)
+    local head = { "POST /v1/chat/completions HTTP/1.1", "Host: " .. host, "Content-Type: application/json",
+                   "Content-Length: " .. #body }
+    if opts.api_key then head[#head + 1] = "Authorization: Bearer " .. opts.api_key end
+    return table.concat(head, "\r\n") .. "\r\n\r\n" .. body
+end
+
+local function chat_body(prompt, max_tokens, stream)
+    return json.encode({ messages = { { role = "user", content = prompt } }, max_tokens = max_tokens,
+                         temperature = 0, stream = stream, ignore_eos = true })
+end
+
+-- Feeds response bytes into r (one response): head, then a chunked body
+-- (its data goes through the SSE parser) or a Content-Length one. Returns
+-- true when the response is complete.
+local function feed(r, data, t)
+    r.buf = r.buf .. data
+    if not r.head_done then
+        local e = r.buf:find("\r\n\r\n", 1, true)
+        if not e then return false end
+        local head = r.buf:sub(1, e - 1)
+        r.status = tonumber(head:match("^HTTP/1%.1 (%d+)"))
+        r.length = tonumber(head:lower():match("\ncontent%-length: *(%d+)"))
+        r.head_done, r.buf, r.sse = true, r.buf:sub(e + 4), ""
+    end
+    if r.length then
+        return #r.buf >= r.length
+    end
+    while true do  -- chunked
+        local lf = r.buf:find("\r\n", 1, true)
+        if not lf then return false end
+        local size = tonumber(r.buf:sub(1, lf - 1), 16)
+        if not size then error("bad chunk from server") end
+        if size == 0 then return #r.buf >= lf + 3 end
+        if #r.buf < lf + 1 + size + 2 then return false end
+        r.sse = r.sse .. r.buf:sub(lf + 2, lf + 1 + size)
+        r.buf = r.buf:sub(lf + size + 4)
+        while true do
+            local ev_end = r.sse:find("\n\n", 1, true)
+            if not ev_end then break end
+            local payload = r.sse:sub(1, ev_end - 1):match("^data: (.*)$")
+            r.sse = r.sse:sub(ev_end + 2)
+            if payload == "[DONE]" then
+                r.done_marker = true
+            elseif payload then
+                local ev = json.decode(payload)
+                local d = ev and ev.choices and ev.choices[1] and ev.choices[1].delta
+                if d and type(d.content) == "string" and d.content ~= "" then r.events[#r.events + 1] = t end
+            end
+        end
+    end
+end
+
+-- run_client(bodies, on_done): sends each body in turn on one connection;
+-- on_done(results).
+local function run_client(bodies, on_done)
+    local tcp = uv.new_tcp()
+    local results, current, idx, finished = {}, nil, 0, false
+    local function done()
+        if finished then return end
+        finished = true
+        if not tcp:is_closing() then tcp:close() end
+        on_done(results)
+    end
+    local function next_request()
+        idx = idx + 1
+        if idx > #bodies then return done() end
+        current = { t0 = now(), events = {}, ok = false, buf = "", stream = bodies[idx]:find('"stream":true', 1, true) }
+        results[idx] = current
+        tcp:write(request_bytes(bodies[idx]))
+    end
+    local function fail(why)
+        if current and not current.t_end then current.error = why end
+        for j = idx + 1, #bodies do results[j] = { error = "not sent: " .. tostring(why), events = {} } end
+        done()
+    end
+    tcp:nodelay(true)
+    tcp:connect(host, port, function(err)
+        if err then return fail(err) end
+        tcp:read_start(function(rerr, data)
+            if rerr or not data then return fail(rerr or "closed") end
+            local t = now()
+            current.t_first_byte = current.t_first_byte or t
+            local ok, complete = pcall(feed, current, data, t)
+            if not ok then return fail(complete) end
+            if complete then
+                current.t_end = t
+                current.ok = current.status == 200 and (not current.stream or current.done_marker == true)
+                if not current.ok then current.error = "HTTP " .. tostring(current.status) end
+                next_request()
+            end
+        end)
+        next_request()
+    end)
+end
+
+------------------------------------------------------------------ statistics
+
+local function quantile(list, q)
+    if #list == 0 then return 0 / 0 end
+    local s = {}
+    for i, v in ipairs(list) do s[i] = v end
+    table.sort(s)
+    local k = math.max(1, math.min(#s, math.ceil(q * #s)))
+    return s[k]
+end
+
+local function ms(x) return string.format("%.1f ms", x * 1000) end
+
+-- Runs n clients, each with its bodies; returns all results and wall time.
+local function run_clients(list_of_bodies)
+    local all, left = {}, #list_of_bodies
+    local t0 = now()
+    for _, bodies in ipairs(list_of_bodies) do
+        run_client(bodies, function(results)
+            for _, r in ipairs(results) do all[#all + 1] = r end
+            left = left - 1
+            if left == 0 then uv.stop() end
+        end)
+    end
+    uv.run("default")
+    return all, now() - t0
+end
+
+local function summarize(results)
+    local ttft, itl, failed, tokens = {}, {}, 0, 0
+    for _, r in ipairs(results) do
+        if not r.ok then
+            failed = failed + 1
+        else
+            if r.events[1] then ttft[#ttft + 1] = r.events[1] - r.t0 end
+            for i = 2, #r.events do itl[#itl + 1] = r.events[i] - r.events[i - 1] end
+            tokens = tokens + #r.events
+        end
+    end
+    return { ttft = ttft, itl = itl, failed = failed, tokens = tokens }
+end
+
+------------------------------------------------------------------ modes
+
+local figures = {}
+
+if opts.mode == "load" then
+    local lists = {}
+    for c = 1, opts.clients do
+        local bodies = {}
+        for r = 1, opts.requests do
+            bodies[r] = chat_body(string.format("Client %d, request %d: tell me something.", c, r), opts.max_tokens, true)
+        end
+        lists[c] = bodies
+    end
+    local results, wall = run_clients(lists)
+    local s = summarize(results)
+    figures = {
+        requests = #results, failed = s.failed, tokens = s.tokens, seconds = wall,
+        tokens_per_s = s.tokens / wall,
+        ttft_p50 = quantile(s.ttft, 0.5), ttft_p99 = quantile(s.ttft, 0.99),
+        itl_p50 = quantile(s.itl, 0.5), itl_p99 = quantile(s.itl, 0.99),
+    }
+    print(string.format("%d clients x %d requests (max_tokens %d): %d failed", opts.clients, opts.requests,
+        opts.max_tokens, s.failed))
+    print(string.format("time to first token: p50 %s, p99 %s", ms(figures.ttft_p50), ms(figures.ttft_p99)))
+    print(string.format("inter-token latency: p50 %s, p99 %s", ms(figures.itl_p50), ms(figures.itl_p99)))
+    print(string.format("%d streamed tokens in %.1f s: %.1f tokens/s", s.tokens, wall, figures.tokens_per_s))
+elseif opts.mode == "gpu" then
+    -- 1. One stream.
+    local one, one_wall = run_clients({ { chat_body("Write a long story about the sea.", opts.tokens, true) } })
+    local s1 = summarize(one)
+    local one_tps = s1.tokens / (one[1].t_end - one[1].events[1])
+    figures.one_itl_p50, figures.one_itl_p99 = quantile(s1.itl, 0.5), quantile(s1.itl, 0.99)
+    figures.one_tokens_per_s = one_tps
+    print(string.format("one stream of %d tokens: inter-token p50 %s, p99 %s (p99/p50 %.2f, target <= 1.5); %.1f tokens/s",
+        opts.tokens, ms(figures.one_itl_p50), ms(figures.one_itl_p99), figures.one_itl_p99 / figures.one_itl_p50, one_tps))
+    -- 2. Sixteen streams.
+    local lists = {}
+    for c = 1, 16 do lists[c] = { chat_body("Story number " .. c .. " about the sea.", opts.tokens, true) } end
+    local many, wall = run_clients(lists)
+    local s16 = summarize(many)
+    figures.streams16_failed = s16.failed
+    figures.streams16_tokens_per_s = s16.tokens / wall
+    figures.streams16_ratio = figures.streams16_tokens_per_s / one_tps
+    figures.streams16_ttft_p50 = quantile(s16.ttft, 0.5)
+    print(string.format("16 streams of %d tokens: %.1f tokens/s in aggregate (%.1fx one stream, target >= 8x), " ..
+        "time to first token median %s, %d failed", opts.tokens, figures.streams16_tokens_per_s, figures.streams16_ratio,
+        ms(figures.streams16_ttft_p50), s16.failed))
+    -- 3. First byte of a 32-token prompt, max_tokens 1 (not streamed).
+    local words = {}
+    for i = 1, 26 do words[i] = ({ "the", "sea", "was", "calm" })[i % 4 + 1] end
+    local prompt = table.concat(words, " ")
+    local firsts = {}
+    for _ = 1, 20 do
+        local r = run_clients({ { chat_body(prompt, 1, false) } })[1]
+        firsts[#firsts + 1] = (r.t_first_byte or 0 / 0) - r.t0
+    end
+    figures.first_byte_p50 = quantile(firsts, 0.5)
+    print(string.format("~32-token prompt, max_tokens 1: first byte median %s (target <= 33 ms)", ms(figures.first_byte_p50)))
+else
+    error("--mode must be load or gpu")
+end
+
+if opts.json then print(json.encode(figures)) end
+if server_proc then
+    server_proc:kill("sigterm")
+    uv.run("default")
+end
+return (figures.failed or figures.streams16_failed or 0) == 0 and 0 or 1
