@@ -128,6 +128,8 @@ struct apr_backend {
     uint64_t bytes;        /* device memory held now (weights, caches, buffers) */
 
     /* ---- lifetime and memory (these may fail; ops may not) ---- */
+    /* Frees the backend and what weight_upload made (streams and alloc'd
+     * buffers are freed by their owners first). */
     void (*destroy)(apr_backend *b);
     /* Zeroed device memory, aligned to 64 bytes; NULL (message set) on failure. */
     void *(*alloc)(apr_backend *b, size_t bytes);

@@ -214,83 +214,185 @@ AVX2 static void unpack_q6_K(unpacked *w, const void *row, int64_t nb)
 }
 
 /* ===================================================================== */
-/* Tiles: one unpacked row times T tokens                                */
+/* Decode: one weight row times one token, straight from the blocks      */
 /* ===================================================================== */
 
-/* sum over the row's blocks of dw * mw-free dot, plus the offsets mw * ds */
-AVX2_INLINE void tile32(const unpacked *w, int64_t nb, const cpu_act *a, int t0, const int T, const int is_signed,
-                        float *res)
+/* A token's result must not depend on the path that computed it (tile or
+ * straight from the blocks), or on the batch around it: the server batches
+ * sequences together, and each must get the logits it would get alone. So
+ * both paths perform the same float operations in the same order: one
+ * accumulator over the blocks in order, then the offsets by offset_sum. */
+AVX2_INLINE __m256 step32(__m256 acc, __m256i u, __m256i q, float scale)
 {
-    const int64_t K = a->cols;
-    for (int t = 0; t < T; t++) {
-        const float *da = a->d + (t0 + t) * nb;
-        float *prod = w->prod + t * nb;
-        int64_t b = 0;
-        for (; b + 8 <= nb; b += 8)
-            _mm256_storeu_ps(prod + b, _mm256_mul_ps(_mm256_loadu_ps(w->dw + b), _mm256_loadu_ps(da + b)));
-        for (; b < nb; b++) prod[b] = w->dw[b] * da[b];
-    }
-    __m256 acc[TILE];
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i u = _mm256_load_si256((const __m256i *)(w->u + 32 * b)), s = u;
-        if (is_signed) u = _mm256_sign_epi8(u, u);
-        for (int t = 0; t < T; t++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + (t0 + t) * K + 32 * b));
-            if (is_signed) q = _mm256_sign_epi8(q, s);
-            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), ones);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(w->prod + t * nb + b), acc[t]);
-        }
-    }
-    for (int t = 0; t < T; t++) {
-        float off = 0;
-        if (!is_signed) {
-            const float *ds = a->ds + (t0 + t) * nb;
-            __m256 o = _mm256_setzero_ps();
-            int64_t b = 0;
-            for (; b + 8 <= nb; b += 8) o = _mm256_fmadd_ps(_mm256_loadu_ps(w->mw + b), _mm256_loadu_ps(ds + b), o);
-            off = hsum_ps(o);
-            for (; b < nb; b++) off += w->mw[b] * ds[b];
-        }
-        res[t] = hsum_ps(acc[t]) + off;
-    }
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), _mm256_set1_epi16(1));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale), acc);
 }
 
-/* K formats: per 256-element block, int32 sums of scale * (quants . input)
- * and of the min (Q4_K/Q5_K) or offset (Q6_K, -32 per quant) terms. */
-AVX2_INLINE void tileK(const unpacked *w, int64_t nk, const cpu_act *a, int t0, const int T, const int is_q6,
-                       float *res)
+/* sum of mw[b] * ds[b]: eight lanes over the blocks, then the rest */
+AVX2_INLINE float offset_sum(const float *mw, const float *ds, int64_t nb)
 {
-    const int64_t K = a->cols;
-    __m256 acc[TILE];
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t B = 0; B < nk; B++) {
-        __m256i isum[TILE];
-        for (int t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
-        for (int j = 0; j < 8; j++) {
-            const __m256i u = _mm256_load_si256((const __m256i *)(w->u + 256 * B + 32 * j));
-            const __m256i sc = w->sc[8 * B + j];
-            for (int t = 0; t < T; t++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(a->q + (t0 + t) * K + 256 * B + 32 * j));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), sc));
-            }
-        }
-        for (int t = 0; t < T; t++) {
-            const int64_t i = (t0 + t) * nk + B;
-            const __m256i bs = _mm256_loadu_si256((const __m256i *)(a->bsums + 16 * i));
-            const __m256i m = _mm256_madd_epi16(bs, w->mins[B]);
-            const float da = a->d[i];
-            if (is_q6) {
-                const __m256i v = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(m, 5));
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(w->d[B] * da), acc[t]);
-            } else {
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(w->d[B] * da), acc[t]);
-                acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_set1_ps(w->dmin[B] * da), acc[t]);
-            }
-        }
+    __m256 o = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) o = _mm256_fmadd_ps(_mm256_loadu_ps(mw + b), _mm256_loadu_ps(ds + b), o);
+    float off = hsum_ps(o);
+    for (; b < nb; b++) off += mw[b] * ds[b];
+    return off;
+}
+
+AVX2_INLINE __m256i unsigned_q4_0(const block_q4_0 *x) { return nibbles32(x->qs); }
+AVX2_INLINE __m256i unsigned_q4_1(const block_q4_1 *x) { return nibbles32(x->qs); }
+AVX2_INLINE __m256i unsigned_q5_0(const block_q5_0 *x) { return _mm256_or_si256(nibbles32(x->qs), fifth_bits32(x->qh)); }
+AVX2_INLINE __m256i unsigned_q5_1(const block_q5_1 *x) { return _mm256_or_si256(nibbles32(x->qs), fifth_bits32(x->qh)); }
+AVX2_INLINE float offset_q4_0(const block_q4_0 *x, float dw) { return -8 * dw; }
+AVX2_INLINE float offset_q4_1(const block_q4_1 *x, float dw) { return f16(x->m); }
+AVX2_INLINE float offset_q5_0(const block_q5_0 *x, float dw) { return -16 * dw; }
+AVX2_INLINE float offset_q5_1(const block_q5_1 *x, float dw) { return f16(x->m); }
+
+/* mw: scratch for the row's offsets, [cols / 32] */
+#define VEC32(name)                                                                             \
+    AVX2 static float vec_##name(const void *row, const cpu_act *a, int t, float *mw)           \
+    {                                                                                           \
+        const block_##name *x = row;                                                            \
+        const int64_t nb = a->cols / 32;                                                        \
+        const int8_t *q = a->q + t * a->cols;                                                   \
+        const float *d = a->d + t * nb;                                                         \
+        __m256 acc = _mm256_setzero_ps();                                                       \
+        for (int64_t b = 0; b < nb; b++) {                                                      \
+            const float dw = f16(x[b].d);                                                       \
+            acc = step32(acc, unsigned_##name(x + b), _mm256_loadu_si256((const __m256i *)(q + 32 * b)), dw * d[b]); \
+            mw[b] = offset_##name(x + b, dw);                                                   \
+        }                                                                                       \
+        return hsum_ps(acc) + offset_sum(mw, a->ds + t * nb, nb);                               \
     }
-    for (int t = 0; t < T; t++) res[t] = hsum_ps(acc[t]);
+
+VEC32(q4_0)
+VEC32(q4_1)
+VEC32(q5_0)
+VEC32(q5_1)
+
+/* Q8_0's quants are signed: |w| times a with w's sign. */
+AVX2 static float vec_q8_0(const void *row, const cpu_act *a, int t, float *mw)
+{
+    const block_q8_0 *x = row;
+    const int64_t nb = a->cols / 32;
+    const int8_t *q = a->q + t * a->cols;
+    const float *d = a->d + t * nb;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        const __m256i qv = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(q + 32 * b)), w);
+        acc = step32(acc, _mm256_sign_epi8(w, w), qv, f16(x[b].d) * d[b]);
+    }
+    return hsum_ps(acc);
+}
+
+/* The eight 6-bit scales and mins of a Q4_K/Q5_K block; the mins as 16
+ * int16 (each twice) to meet the input's sums of 16. */
+AVX2_INLINE __m256i k_scales(const uint8_t *s, uint8_t sc[8])
+{
+    uint8_t m[8];
+    for (int j = 0; j < 8; j++) apr_q4_K_scale_min(s, j, &sc[j], &m[j]);
+    uint64_t mm;
+    memcpy(&mm, m, 8);
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    return _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)mm), dup));
+}
+
+/* sc * (u . a) for 32 quants, as 8 int32 */
+AVX2_INLINE __m256i kdot(__m256i u, const int8_t *q, __m256i sc)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)q)), sc);
+}
+
+AVX2_INLINE float vec_q45_K(const void *row, const cpu_act *a, int t, const int has_qh)
+{
+    const int64_t nk = a->cols / 256;
+    const int8_t *q = a->q + t * a->cols;
+    const float *d = a->d + t * nk;
+    const int16_t *bs = a->bsums + t * (a->cols / 16);
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t B = 0; B < nk; B++) {
+        const uint8_t *qs, *scales;
+        apr_f16 dd, dmin;
+        __m256i qh = _mm256_setzero_si256();
+        if (has_qh) {
+            const block_q5_K *x = (const block_q5_K *)row + B;
+            qs = x->qs, scales = x->scales, dd = x->d, dmin = x->dmin;
+            qh = _mm256_loadu_si256((const __m256i *)x->qh);
+        } else {
+            const block_q4_K *x = (const block_q4_K *)row + B;
+            qs = x->qs, scales = x->scales, dd = x->d, dmin = x->dmin;
+        }
+        uint8_t sc[8];
+        const __m256i mins = k_scales(scales, sc);
+        const int8_t *qb = q + 256 * B;
+        __m256i isum0 = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+            __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if (has_qh) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
+            }
+            isum0 = _mm256_add_epi32(isum0, kdot(lo, qb + 64 * g, _mm256_set1_epi16(sc[2 * g])));
+            isum1 = _mm256_add_epi32(isum1, kdot(hi, qb + 64 * g + 32, _mm256_set1_epi16(sc[2 * g + 1])));
+        }
+        const __m256i imin = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs + 16 * B)), mins);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum0, isum1)), _mm256_set1_ps(f16(dd) * d[B]), acc);
+        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_set1_ps(f16(dmin) * d[B]), acc);
+    }
+    return hsum_ps(acc);
+}
+
+AVX2 static float vec_q4_K(const void *row, const cpu_act *a, int t, float *mw) { return vec_q45_K(row, a, t, 0); }
+AVX2 static float vec_q5_K(const void *row, const cpu_act *a, int t, float *mw) { return vec_q45_K(row, a, t, 1); }
+
+/* Q6_K: 32 quants at a time meet the scales of their two halves of 16:
+ * shuffle masks that spread scale pair s over the 16 pair sums. */
+static const uint8_t q6_pair_mask[8][16] = {
+#define P(s) { 2 * s, 2 * s, 2 * s, 2 * s, 2 * s, 2 * s, 2 * s, 2 * s, \
+               2 * s + 1, 2 * s + 1, 2 * s + 1, 2 * s + 1, 2 * s + 1, 2 * s + 1, 2 * s + 1, 2 * s + 1 }
+    P(0), P(1), P(2), P(3), P(4), P(5), P(6), P(7)
+#undef P
+};
+
+AVX2 static float vec_q6_K(const void *row, const cpu_act *a, int t, float *mw)
+{
+    const block_q6_K *x = row;
+    const int64_t nk = a->cols / 256;
+    const int8_t *q = a->q + t * a->cols;
+    const float *d = a->d + t * nk;
+    const int16_t *bs = a->bsums + t * (a->cols / 16);
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t B = 0; B < nk; B++, x++) {
+        const __m128i scales = _mm_loadu_si128((const __m128i *)x->scales);
+        const int8_t *qb = q + 256 * B;
+        __m256i isum0 = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+#define HIGH(shift) _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, shift), m2), 4)
+#define SC(s) _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, _mm_loadu_si128((const __m128i *)q6_pair_mask[s])))
+            const __m256i u0 = _mm256_or_si256(_mm256_and_si256(l0, m4), HIGH(0));
+            const __m256i u1 = _mm256_or_si256(_mm256_and_si256(l1, m4), HIGH(2));
+            const __m256i u2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), HIGH(4));
+            const __m256i u3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), HIGH(6));
+            isum0 = _mm256_add_epi32(isum0, kdot(u0, qb + 128 * h, SC(4 * h)));
+            isum1 = _mm256_add_epi32(isum1, kdot(u1, qb + 128 * h + 32, SC(4 * h + 1)));
+            isum0 = _mm256_add_epi32(isum0, kdot(u2, qb + 128 * h + 64, SC(4 * h + 2)));
+            isum1 = _mm256_add_epi32(isum1, kdot(u3, qb + 128 * h + 96, SC(4 * h + 3)));
+#undef HIGH
+#undef SC
+        }
+        /* the -32 offset of every quant, through the input's sums of 16 */
+        const __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs + 16 * B)), _mm256_cvtepi8_epi16(scales));
+        const __m256i isum = _mm256_sub_epi32(_mm256_add_epi32(isum0, isum1), _mm256_slli_epi32(off, 5));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(x->d) * d[B]), acc);
+    }
+    return hsum_ps(acc);
 }
 
 /* Float weights: f32 products with the unquantized input. */
@@ -309,19 +411,93 @@ AVX2_INLINE float load1(const void *row, int type, int64_t i)
     return apr_bf16_to_f32(((const apr_bf16 *)row)[i]);
 }
 
-AVX2_INLINE void tile_float(const void *row, int type, const cpu_act *a, int t0, const int T, float *res)
+/* ===================================================================== */
+/* Prompts: one unpacked row times TILE tokens                           */
+/* ===================================================================== */
+
+AVX2_INLINE void tile32(const unpacked *w, int64_t nb, const cpu_act *a, int t0, const int is_signed, float *res)
 {
     const int64_t K = a->cols;
+    /* dw * da of each block and token, so the inner loop only loads it */
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < TILE; t++) {
+        const float *da = a->d + (t0 + t) * nb;
+        float *prod = w->prod + t * nb;
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8)
+            _mm256_storeu_ps(prod + b, _mm256_mul_ps(_mm256_loadu_ps(w->dw + b), _mm256_loadu_ps(da + b)));
+        for (; b < nb; b++) prod[b] = w->dw[b] * da[b];
+    }
     __m256 acc[TILE];
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < TILE; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *q = a->q + t0 * K;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i u = _mm256_load_si256((const __m256i *)(w->u + 32 * b)), s = u;
+        if (is_signed) u = _mm256_sign_epi8(u, u);
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TILE; t++) {
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + t * K + 32 * b));
+            if (is_signed) qv = _mm256_sign_epi8(qv, s);
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, qv), ones);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(w->prod + t * nb + b), acc[t]);
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < TILE; t++) res[t] = hsum_ps(acc[t]) + (is_signed ? 0 : offset_sum(w->mw, a->ds + (t0 + t) * nb, nb));
+}
+
+AVX2_INLINE void tileK(const unpacked *w, int64_t nk, const cpu_act *a, int t0, const int is_q6, float *res)
+{
+    const int64_t K = a->cols;
+    const int8_t *q = a->q + t0 * K;
+    __m256 acc[TILE];
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < TILE; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t B = 0; B < nk; B++) {
+        __m256i isum[TILE];
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TILE; t++) isum[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const __m256i u = _mm256_load_si256((const __m256i *)(w->u + 256 * B + 32 * j));
+            const __m256i sc = w->sc[8 * B + j];
+            _Pragma("GCC unroll 4")
+            for (int t = 0; t < TILE; t++) isum[t] = _mm256_add_epi32(isum[t], kdot(u, q + t * K + 256 * B + 32 * j, sc));
+        }
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TILE; t++) {
+            const int64_t i = (t0 + t) * nk + B;
+            const __m256i m = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(a->bsums + 16 * i)), w->mins[B]);
+            const float da = a->d[i];
+            if (is_q6) {
+                const __m256i v = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(m, 5));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(w->d[B] * da), acc[t]);
+            } else {
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(w->d[B] * da), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_set1_ps(w->dmin[B] * da), acc[t]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int t = 0; t < TILE; t++) res[t] = hsum_ps(acc[t]);
+}
+
+AVX2_INLINE void tile_float(const void *row, int type, const cpu_act *a, int t0, int T, float *res)
+{
+    const int64_t K = a->cols;
+    __m256 acc[TILE] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+    const float *x = a->x + t0 * K;
     int64_t i = 0;
     for (; i + 8 <= K; i += 8) {
         const __m256 v = load8(row, type, i);
-        for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(v, _mm256_loadu_ps(a->x + (t0 + t) * K + i), acc[t]);
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < TILE; t++)
+            if (t < T) acc[t] = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + t * K + i), acc[t]);
     }
     for (int t = 0; t < T; t++) {
         res[t] = hsum_ps(acc[t]);
-        for (int64_t j = i; j < K; j++) res[t] += load1(row, type, j) * a->x[(t0 + t) * K + j];
+        for (int64_t j = i; j < K; j++) res[t] += load1(row, type, j) * x[t * K + j];
     }
 }
 
@@ -329,69 +505,52 @@ AVX2_INLINE void tile_float(const void *row, int type, const cpu_act *a, int t0,
 /* The kernels                                                           */
 /* ===================================================================== */
 
-/* Runs TILE_CALL(T) for tiles of T = 4, 3, 2 or 1 tokens (T a constant in
- * each branch, so the tile code is unrolled), storing res[0..T). */
-#define FOR_TILES(t_begin, t_end, TILE_CALL)                               \
-    for (int t0 = (t_begin); t0 < (t_end); t0 += TILE) {                   \
-        float res[TILE];                                                   \
-        const int T = (t_end) - t0 < TILE ? (t_end) - t0 : TILE;           \
-        switch (T) {                                                       \
-        case 4: TILE_CALL(4); break;                                       \
-        case 3: TILE_CALL(3); break;                                       \
-        case 2: TILE_CALL(2); break;                                       \
-        default: TILE_CALL(1); break;                                      \
-        }                                                                  \
-        for (int t = 0; t < T; t++) cpu_store(g, t0 + t, r, res[t]);       \
+/* Tokens in chunks of CHUNK; each row unpacked once per chunk, then tiles
+ * of TILE tokens from the unpacked row, and the chunk's last n % TILE
+ * tokens (and passes of fewer than TILE tokens: decode) straight from the
+ * blocks. */
+#define GEMM_Q(name, unpack_call, tile_call)                                                  \
+    AVX2 static void gemm_##name(const cpu_gemm *g, int64_t r0, int64_t r1, void *scratch)    \
+    {                                                                                         \
+        const int64_t nb = g->cols / 32;                                                      \
+        unpacked w = carve(scratch, g->cols);                                                 \
+        for (int c = 0; c < g->n; c += CHUNK) {                                               \
+            const int c_end = c + CHUNK < g->n ? c + CHUNK : g->n;                            \
+            const int tiled = c + (c_end - c) / TILE * TILE;                                  \
+            for (int64_t r = r0; r < r1; r++) {                                               \
+                const uint8_t *row = g->w + r * g->row_bytes;                                 \
+                if (tiled > c) unpack_call;                                                   \
+                for (int t0 = c; t0 < tiled; t0 += TILE) {                                    \
+                    float res[TILE];                                                          \
+                    tile_call;                                                                \
+                    for (int t = 0; t < TILE; t++) cpu_store(g, t0 + t, r, res[t]);           \
+                }                                                                             \
+                for (int t = tiled; t < c_end; t++) cpu_store(g, t, r, vec_##name(row, g->a, t, w.mw)); \
+            }                                                                                 \
+        }                                                                                     \
     }
 
-#define GEMM_32(name, FLAG)                                                         \
-    AVX2 static void gemm_##name(const cpu_gemm *g, int64_t r0, int64_t r1, void *scratch) \
-    {                                                                                    \
-        unpacked w = carve(scratch, g->cols);                                            \
-        const int64_t nb = g->cols / 32;                                                 \
-        const int flag = (FLAG);                                                         \
-        for (int c = 0; c < g->n; c += CHUNK) {                                          \
-            const int c_end = c + CHUNK < g->n ? c + CHUNK : g->n;                       \
-            for (int64_t r = r0; r < r1; r++) {                                          \
-                unpack_##name(&w, g->w + r * g->row_bytes, nb);                          \
-                FOR_TILES(c, c_end, TILE32_CALL)                                         \
-            }                                                                            \
-        }                                                                                \
-    }
-#define TILE32_CALL(T_) tile32(&w, nb, g->a, t0, T_, flag, res)
+GEMM_Q(q4_0, unpack_q4_0(&w, row, nb), tile32(&w, nb, g->a, t0, 0, res))
+GEMM_Q(q4_1, unpack_q4_1(&w, row, nb), tile32(&w, nb, g->a, t0, 0, res))
+GEMM_Q(q5_0, unpack_q5_0(&w, row, nb), tile32(&w, nb, g->a, t0, 0, res))
+GEMM_Q(q5_1, unpack_q5_1(&w, row, nb), tile32(&w, nb, g->a, t0, 0, res))
+GEMM_Q(q8_0, unpack_q8_0(&w, row, nb), tile32(&w, nb, g->a, t0, 1, res))
+GEMM_Q(q4_K, unpack_q4_K(&w, row, nb), tileK(&w, nb / 8, g->a, t0, 0, res))
+GEMM_Q(q5_K, unpack_q5_K(&w, row, nb), tileK(&w, nb / 8, g->a, t0, 0, res))
+GEMM_Q(q6_K, unpack_q6_K(&w, row, nb), tileK(&w, nb / 8, g->a, t0, 1, res))
 
-#define GEMM_K(name, FLAG)                                                              \
-    AVX2 static void gemm_##name(const cpu_gemm *g, int64_t r0, int64_t r1, void *scratch) \
-    {                                                                                    \
-        unpacked w = carve(scratch, g->cols);                                            \
-        const int64_t nb = g->cols / 32;                                                 \
-        const int flag = (FLAG);                                                         \
-        for (int c = 0; c < g->n; c += CHUNK) {                                          \
-            const int c_end = c + CHUNK < g->n ? c + CHUNK : g->n;                       \
-            for (int64_t r = r0; r < r1; r++) {                                          \
-                unpack_##name(&w, g->w + r * g->row_bytes, nb);                          \
-                FOR_TILES(c, c_end, TILEK_CALL)                                          \
-            }                                                                            \
-        }                                                                                \
-    }
-#define TILEK_CALL(T_) tileK(&w, nb / 8, g->a, t0, T_, flag, res)
-
-/* FLAG: Q8_0's quants are signed; Q6_K has offsets instead of mins */
-GEMM_32(q4_0, 0)
-GEMM_32(q4_1, 0)
-GEMM_32(q5_0, 0)
-GEMM_32(q5_1, 0)
-GEMM_32(q8_0, 1)
-GEMM_K(q4_K, 0)
-GEMM_K(q5_K, 0)
-GEMM_K(q6_K, 1)
-
-#define TILEF_CALL(T_) tile_float(g->w + r * g->row_bytes, type, g->a, t0, T_, res)
 AVX2 static void gemm_float(const cpu_gemm *g, int64_t r0, int64_t r1, int type)
 {
     for (int c = 0; c < g->n; c += CHUNK) {
         const int c_end = c + CHUNK < g->n ? c + CHUNK : g->n;
-        for (int64_t r = r0; r < r1; r++) { FOR_TILES(c, c_end, TILEF_CALL) }
+        for (int64_t r = r0; r < r1; r++) {
+            for (int t0 = c; t0 < c_end; t0 += TILE) {
+                float res[TILE];
+                const int T = c_end - t0 < TILE ? c_end - t0 : TILE;
+                tile_float(g->w + r * g->row_bytes, type, g->a, t0, T, res);
+                for (int t = 0; t < T; t++) cpu_store(g, t0 + t, r, res[t]);
+            }
+        }
     }
 }
 

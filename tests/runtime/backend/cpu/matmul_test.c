@@ -129,6 +129,38 @@ TEST(cpu_matmul_every_type_matches_float64_on_both_isas)
     b->destroy(b);
 }
 
+/* A token's result is the same bits whatever batch it is in and wherever
+ * it is in the batch (the tile and single-token paths do the same float
+ * operations): sequences batched together get what they would get alone. */
+TEST(cpu_matmul_result_of_a_token_does_not_depend_on_its_batch)
+{
+    rng_state = 11;
+    const int64_t rows = 19, cols = 768;
+    apr_backend *b = apr_backend_cpu_new(2);
+    REQUIRE(b);
+    apr_stream_sizes z = { .n_batch = 70, .max_cols = cols, .n_ctx = 16, .n_head = 1, .n_head_kv = 1, .head_dim = 8 };
+    apr_stream *s = b->stream_new(b, &z);
+    REQUIRE(s);
+    float *x = malloc(sizeof(float) * 70 * cols), *y = malloc(sizeof(float) * 70 * rows), one[19];
+    for (int i = 0; i < 70 * cols; i++) x[i] = rnd() * 2;
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        test_weight t;
+        make_weight(&t, types[ti], rows, cols);
+        apr_linear L = { .n_parts = 1, .part = { t.w }, .rows = rows, .cols = cols };
+        b->matmul(s, y, x, &L, 70, 0);
+        int differ = 0;
+        for (int tok = 0; tok < 70; tok++) {
+            b->matmul(s, one, x + tok * cols, &L, 1, 0);
+            differ += memcmp(one, y + tok * rows, sizeof one) != 0;
+        }
+        if (differ) test_fail(__FILE__, __LINE__, "%s: %d of 70 tokens differ alone", apr_dtype_name(types[ti]), differ);
+        free_weight(&t);
+    }
+    free(x); free(y);
+    b->stream_free(s);
+    b->destroy(b);
+}
+
 TEST(cpu_matmul_parts_concatenate_and_glu_joins_gate_and_up)
 {
     rng_state = 7;

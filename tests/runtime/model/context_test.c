@@ -1,0 +1,258 @@
+/* context_test.c — apr_decode: bad batches fail and leave the cache as it
+ * was; a token's logits do not depend on the batch around it (other
+ * sequences, positions in the batch) or on the cache having been truncated
+ * and refilled; the scalar and AVX2 kernels agree. On tiny-q8_0.gguf. */
+#include "test.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "backend/cpu/cpu.h"
+#include "model_fixture.h"
+
+#define V 2048  /* the tiny models' vocabulary */
+
+static int32_t tok(int i) { return (int32_t)((i * 7919 + 13) % 2000); }
+
+/* Decodes n tokens of sequence seq (positions next..) with every logit. */
+static apr_status run(apr_context *c, int seq, const int32_t *ids, int n, float *logits)
+{
+    int32_t seqs[64];
+    int8_t want[64];
+    for (int i = 0; i < n; i++) seqs[i] = seq, want[i] = 1;
+    apr_batch b = { .n = n, .ids = ids, .seq = seqs, .want_logits = want };
+    return apr_decode(c, &b, logits);
+}
+
+TEST(decode_rejects_bad_ids_and_leaves_the_cache_alone)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
+    REQUIRE(m);
+    apr_context *c = fixture_context(m, 64, 1, 16);
+    REQUIRE(c);
+    static float logits[4 * V], again[4 * V];
+    int32_t ok[3] = { 1, 2, 3 }, bad[3] = { 1, V, 3 }, negative[2] = { 4, -1 };
+    apr_batch b = { .n = 3, .ids = bad };
+    CHECK_EQ_INT(apr_decode(c, &b, logits), APR_ERR_RANGE);
+    CHECK(strstr(apr_last_error(), "2048") != NULL);
+    CHECK(strstr(apr_last_error(), "batch index 1") != NULL);
+    b = (apr_batch){ .n = 2, .ids = negative };
+    CHECK_EQ_INT(apr_decode(c, &b, logits), APR_ERR_RANGE);
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 0);
+    /* a sequence outside the context */
+    int32_t seq5[1] = { 5 };
+    b = (apr_batch){ .n = 1, .ids = ok, .seq = seq5 };
+    CHECK_EQ_INT(apr_decode(c, &b, logits), APR_ERR_RANGE);
+    /* a position that is not the sequence's next */
+    int32_t pos[3] = { 0, 2, 3 };
+    b = (apr_batch){ .n = 3, .ids = ok, .pos = pos };
+    CHECK_EQ_INT(apr_decode(c, &b, logits), APR_ERR_INVALID);
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 0);
+    /* the cache is as new: the same tokens give what a fresh context gives */
+    REQUIRE(run(c, 0, ok, 3, logits) == APR_OK);
+    apr_context *fresh = fixture_context(m, 64, 1, 16);
+    REQUIRE(fresh);
+    REQUIRE(run(fresh, 0, ok, 3, again) == APR_OK);
+    CHECK(memcmp(logits, again, sizeof(float) * 3 * V) == 0);
+    apr_context_free(fresh);
+    apr_context_free(c);
+    apr_model_free(m);
+}
+
+TEST(decode_empty_batch_oversized_batch_and_full_context)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
+    REQUIRE(m);
+    apr_context *c = fixture_context(m, 40, 1, 8);
+    REQUIRE(c);
+    static float logits[8 * V];
+    int32_t ids[41];
+    for (int i = 0; i < 41; i++) ids[i] = tok(i);
+    /* empty: nothing happens */
+    logits[0] = 12345;
+    apr_batch empty = { .n = 0, .ids = ids };
+    CHECK_EQ_INT(apr_decode(c, &empty, logits), APR_OK);
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 0);
+    CHECK(logits[0] == 12345);
+    /* more than n_batch: the caller's mistake (split the prompt) */
+    apr_batch nine = { .n = 9, .ids = ids };
+    CHECK_EQ_INT(apr_decode(c, &nine, logits), APR_ERR_INVALID);
+    CHECK(strstr(apr_last_error(), "n_batch 8") != NULL);
+    /* fill the 40 slots in batches of 8, then one more token is refused */
+    for (int i = 0; i < 40; i += 8) {
+        apr_batch b = { .n = 8, .ids = ids + i };
+        REQUIRE(apr_decode(c, &b, logits) == APR_OK);
+    }
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 40);
+    CHECK_EQ_INT(apr_context_n_ctx(c), 40);
+    apr_batch one = { .n = 1, .ids = ids + 40 };
+    CHECK_EQ_INT(apr_decode(c, &one, logits), APR_ERR_RANGE);
+    CHECK(strstr(apr_last_error(), "context of 40 tokens is full") != NULL);
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 40);
+    /* after truncation there is room again */
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 0, 39), APR_OK);
+    CHECK_EQ_INT(apr_decode(c, &one, logits), APR_OK);
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 40);
+    apr_context_free(c);
+    apr_model_free(m);
+}
+
+/* Three sequences decoded together, their tokens interleaved, then one
+ * token each, give bit for bit the logits each gets alone. */
+static void check_batch_independence(const char *path)
+{
+    apr_model *m = fixture_load(path, 2);
+    REQUIRE(m);
+    enum { NS = 3, STEPS = 2 };
+    const int len[NS] = { 5, 3, 9 };
+    int32_t ids[NS][16];
+    for (int s = 0; s < NS; s++)
+        for (int i = 0; i < len[s] + STEPS; i++) ids[s][i] = tok(100 * s + i);
+    float *alone = malloc(sizeof(float) * NS * 16 * V), *together = malloc(sizeof(float) * 32 * V);
+    REQUIRE(alone && together);
+    for (int s = 0; s < NS; s++) {
+        apr_context *c = fixture_context(m, 64, 1, 16);
+        REQUIRE(c);
+        REQUIRE(run(c, 0, ids[s], len[s], alone + (size_t)s * 16 * V) == APR_OK);
+        for (int k = 0; k < STEPS; k++)
+            REQUIRE(run(c, 0, &ids[s][len[s] + k], 1, alone + ((size_t)s * 16 + len[s] + k) * V) == APR_OK);
+        apr_context_free(c);
+    }
+    apr_context *c = fixture_context(m, 64, NS, 32);
+    REQUIRE(c);
+    /* the prompts, round robin */
+    int32_t bid[32], bseq[32], where[32];
+    int8_t want[32];
+    int n = 0;
+    for (int i = 0; i < 9; i++)
+        for (int s = 0; s < NS; s++)
+            if (i < len[s]) bid[n] = ids[s][i], bseq[n] = s, where[n] = s * 16 + i, want[n++] = 1;
+    apr_batch b = { .n = n, .ids = bid, .seq = bseq, .want_logits = want };
+    REQUIRE(apr_decode(c, &b, together) == APR_OK);
+    int differ = 0;
+    for (int i = 0; i < n; i++)
+        differ += memcmp(together + (size_t)i * V, alone + (size_t)where[i] * V, sizeof(float) * V) != 0;
+    CHECK_EQ_INT(differ, 0);
+    /* decode steps: one token of each sequence per batch */
+    for (int k = 0; k < STEPS; k++) {
+        for (int s = 0; s < NS; s++) bid[s] = ids[s][len[s] + k], bseq[s] = s, want[s] = 1;
+        b = (apr_batch){ .n = NS, .ids = bid, .seq = bseq, .want_logits = want };
+        REQUIRE(apr_decode(c, &b, together) == APR_OK);
+        for (int s = 0; s < NS; s++)
+            CHECK(memcmp(together + (size_t)s * V, alone + ((size_t)s * 16 + len[s] + k) * V, sizeof(float) * V) == 0);
+    }
+    for (int s = 0; s < NS; s++) CHECK_EQ_INT(apr_context_seq_len(c, s), len[s] + STEPS);
+    apr_context_free(c);
+    free(alone);
+    free(together);
+    apr_model_free(m);
+}
+
+TEST(decode_batches_of_several_sequences_match_each_alone_bit_for_bit)
+{
+    check_batch_independence(FIXTURE_TINY_Q8);
+    check_batch_independence(FIXTURE_TINY_Q4KM);
+    check_batch_independence(FIXTURE_TINY_F16);
+}
+
+TEST(decode_after_truncate_repeats_the_logits)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q4KM, 2);
+    REQUIRE(m);
+    apr_context *c = fixture_context(m, 128, 1, 64);
+    REQUIRE(c);
+    int32_t ids[48];
+    for (int i = 0; i < 48; i++) ids[i] = tok(i);
+    float *first = malloc(sizeof(float) * 48 * V), *second = malloc(sizeof(float) * 48 * V);
+    REQUIRE(first && second);
+    REQUIRE(run(c, 0, ids, 40, first) == APR_OK);
+    for (int i = 40; i < 48; i++) REQUIRE(run(c, 0, ids + i, 1, first + (size_t)i * V) == APR_OK);
+    /* back to 31 tokens (into the first block: block 1 is freed), then again */
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 0, 31), APR_OK);
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 31);
+    REQUIRE(run(c, 0, ids + 31, 17, second + (size_t)31 * V) == APR_OK);
+    CHECK(memcmp(first + (size_t)31 * V, second + (size_t)31 * V, sizeof(float) * 17 * V) == 0);
+    /* all of it */
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 0, 0), APR_OK);
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 0);
+    REQUIRE(run(c, 0, ids, 40, second) == APR_OK);
+    CHECK(memcmp(first, second, sizeof(float) * 40 * V) == 0);
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 3, 0), APR_ERR_RANGE);
+    apr_context_free(c);
+    free(first);
+    free(second);
+    apr_model_free(m);
+}
+
+TEST(decode_scalar_and_avx2_kernels_agree_on_a_model)
+{
+    if (!apr_cpu_has_avx2()) SKIP("no AVX2 on this CPU");
+    const char *paths[] = { FIXTURE_TINY_Q8, FIXTURE_TINY_Q4KM, FIXTURE_TINY_F16 };
+    int32_t ids[12];
+    for (int i = 0; i < 12; i++) ids[i] = tok(i);
+    static float a[12 * V], s[12 * V];
+    for (int p = 0; p < 3; p++) {
+        apr_model *m = fixture_load(paths[p], 2);
+        REQUIRE(m);
+        for (int isa = CPU_SCALAR; isa <= CPU_AVX2; isa++) {
+            int old = apr_cpu_set_isa(isa);
+            apr_context *c = fixture_context(m, 64, 1, 16);
+            REQUIRE(c);
+            REQUIRE(run(c, 0, ids, 12, isa == CPU_AVX2 ? a : s) == APR_OK);
+            apr_context_free(c);
+            apr_cpu_set_isa(old);
+        }
+        double max_diff = 0, max_abs = 0;
+        for (int i = 0; i < 12 * V; i++) {
+            max_diff = fmax(max_diff, fabs((double)a[i] - s[i]));
+            max_abs = fmax(max_abs, fabs((double)s[i]));
+        }
+        if (!(max_diff <= 1e-4 * max_abs))
+            test_fail(__FILE__, __LINE__, "%s: scalar vs AVX2 differ by %.3g (max |logit| %.3g)", paths[p], max_diff,
+                      max_abs);
+        apr_model_free(m);
+    }
+}
+
+TEST(decode_nan_in_weights_is_reported_not_returned)
+{
+    /* the first block scale of attn_q in layer 0 becomes a NaN half */
+    const char *path = fixture_tmp("nan-weight.gguf");
+    fixture_edit e = { .poke_tensor = "blk.0.attn_q.weight", .poke_at = 0, .poke_value = 0x7e00 };
+    REQUIRE(fixture_copy(FIXTURE_TINY_Q8, path, &e) == 0);
+    apr_model *m = fixture_load(path, 2);
+    REQUIRE(m);
+    apr_context *c = fixture_context(m, 64, 1, 16);
+    REQUIRE(c);
+    static float logits[V];
+    int32_t ids[2] = { 3, 4 };
+    apr_batch b = { .n = 2, .ids = ids };
+    CHECK_EQ_INT(apr_decode(c, &b, logits), APR_ERR_FORMAT);
+    CHECK(strstr(apr_last_error(), "non-finite logits") != NULL);
+    CHECK(strstr(apr_last_error(), "apr verify --deep") != NULL);
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 0);
+    apr_context_free(c);
+    apr_model_free(m);
+    remove(path);
+}
+
+TEST(decode_ctrl_c_cancels_and_leaves_the_cache_alone)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
+    REQUIRE(m);
+    apr_context *c = fixture_context(m, 64, 1, 16);
+    REQUIRE(c);
+    static float logits[V];
+    int32_t ids[4] = { 3, 4, 5, 6 };
+    apr_batch b = { .n = 4, .ids = ids };
+    apr_interrupt_install();
+    raise(SIGINT);  /* the first Ctrl+C only raises the flag */
+    CHECK_EQ_INT(apr_decode(c, &b, logits), APR_ERR_CANCELLED);
+    apr_interrupt_clear();
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 0);
+    CHECK_EQ_INT(apr_decode(c, &b, logits), APR_OK);
+    CHECK_EQ_INT(apr_context_seq_len(c, 0), 4);
+    apr_context_free(c);
+    apr_model_free(m);
+}
