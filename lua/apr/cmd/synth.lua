@@ -41,7 +41,10 @@ function M.run(opts)
     })
     bar.finish()
     if not result then
-        if err == "interrupted" then cli.fail("interrupted; %s was not written", out) end
+        if err == "interrupted" then
+            io.stderr:write(string.format("apr synth: interrupted; %s was not written\n", out))
+            return 130
+        end
         cli.fail("%s", err)
     end
     io.stdout:write(string.format("wrote %s: %s %s, %d tensors, %s in %.1f s (%.0f MB/s)\n", out, plan.preset,

@@ -83,6 +83,22 @@ describe("apr synth", function()
         assert.equal(ref["tokenizer.ggml.eos_token_id"], f.metadata["tokenizer.ggml.eos_token_id"])
     end)
 
+    it("stops on Ctrl+C with exit code 130 and leaves no file behind", function()
+        -- the 0.5B file (400 MB) takes seconds to write; interrupt it early
+        local cmd = string.format("%s synth --preset qwen2.5-coder-0.5b --layout q8_0 %s/big.gguf 2>%s/err & " ..
+            "pid=$!; sleep 0.5; kill -INT $pid; wait $pid; echo $?", h.apr_bin, dir, dir)
+        local p = assert(io.popen(cmd))
+        local code = tonumber(p:read("*a"))
+        p:close()
+        assert.equal(130, code)
+        assert.equal(string.format("apr synth: interrupted; %s/big.gguf was not written\n", dir),
+            h.read_file(dir .. "/err"))
+        os.remove(dir .. "/err")
+        p = assert(io.popen("ls " .. dir))
+        assert.equal("", p:read("*a"))
+        p:close()
+    end)
+
     it("fails with one line and leaves no file behind", function()
         local out = dir .. "/x.gguf"
         local r = synth("--preset tiny --vocab " .. dir .. "/missing.json " .. out)
