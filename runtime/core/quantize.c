@@ -19,7 +19,6 @@
 #endif
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
-static inline int imax(int a, int b) { return a > b ? a : b; }
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Below this magnitude a group counts as all zeros (ggml's GROUP_MAX_EPS). */
