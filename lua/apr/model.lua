@@ -91,7 +91,16 @@ function M.load(path, opts)
     p.vram_budget = opts.vram_budget or 0
     local status = C.apr_model_load(path, p, model_box)
     if status ~= 0 then return core.failure(status) end
-    local handle = ffi.gc(model_box[0], C.apr_model_free)
+    return M.wrap(model_box[0], path, opts)
+end
+
+-- wrap(handle, path [, opts]) -> model: the model object around an
+-- apr_model * loaded elsewhere (`apr serve` loads on a worker thread so its
+-- event loop keeps answering). It takes ownership: the model is freed when
+-- the object is collected. opts as for load (ctx, vocab_only).
+function M.wrap(handle, path, opts)
+    opts = opts or {}
+    handle = ffi.gc(ffi.cast("apr_model *", handle), C.apr_model_free)
     local info = info_table(handle)
     local self = setmetatable({
         handle = handle,

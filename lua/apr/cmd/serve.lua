@@ -56,9 +56,10 @@ function M.run(opts)
     local uv = require "luv"
     local server = require "apr.server"
     local path = opts[1]
-    local f = io.open(path, "rb")
-    if not f then cli.fail("cannot open %s", path) end
-    f:close()
+    -- Checked without opening: the model loads on a worker thread, and
+    -- nothing here should block (a named pipe would).
+    local readable, aerr = uv.fs_access(path, "R")
+    if not readable then cli.fail("cannot open %s: %s", path, tostring(aerr)) end
     if opts.routes then
         local rf = io.open(opts.routes, "rb")
         if not rf then cli.fail("cannot open the routes script %s", opts.routes) end

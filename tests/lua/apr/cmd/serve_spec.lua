@@ -268,6 +268,32 @@ describe("apr serve with an API key, a small queue and a routes script", functio
 end)
 
 describe("apr serve lifecycle", function()
+    it("answers 503 while the model loads, and exits 1 when it cannot be loaded", function()
+        -- A named pipe: opening it blocks the loader until a writer comes,
+        -- so the server is listening with no model yet.
+        local fifo = os.tmpname()
+        os.remove(fifo)
+        assert(os.execute("mkfifo " .. fifo) == 0)
+        local s = serve.start("", fifo, "loading model")
+        local ok, err = pcall(function()
+            local h = get(s.port, "/health")
+            assert.equal(503, h.status)
+            assert.equal("loading", h.json.status)
+            assert.is_not_nil(h.headers["retry-after"])
+            local r = post(s.port, "/v1/completions", { prompt = "x" })
+            assert.equal(503, r.status)
+            assert.equal("model_loading", r.json.error.code)
+            assert.same({}, get(s.port, "/v1/models").json.data)
+            -- Let the loader through: the pipe holds no GGUF file.
+            os.execute("printf 'not a gguf' > " .. fifo)
+            assert.equal(1, s:wait(10))
+            assert.truthy(s:log():find("cannot load model", 1, true))
+        end)
+        s:stop()
+        os.remove(fifo)
+        assert(ok, err)
+    end)
+
     it("drains on SIGTERM: the stream in progress finishes, then exit 0", function()
         local s = serve.start("--parallel 2 --ctx 2048")
         local ok, err = pcall(function()

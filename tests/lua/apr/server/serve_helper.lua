@@ -29,10 +29,10 @@ local function slurp(path)
     return s
 end
 
--- start(args [, model]) -> server with .port, .pid, .log(); raises if it
--- does not become ready within 20 s. --port 0 lets the kernel pick a free
--- port, which the server logs.
-function M.start(args, model)
+-- start(args [, model [, wait_for]]) -> server with .port, .pid, .log();
+-- raises if it does not log wait_for ("model ready") within 20 s. --port 0
+-- lets the kernel pick a free port, which the server logs.
+function M.start(args, model, wait_for)
     local dir = h.tmpdir()
     local self = setmetatable({ dir = dir, log_path = dir .. "/log", pid_path = dir .. "/pid",
                                 code_path = dir .. "/code" }, Server)
@@ -44,7 +44,7 @@ function M.start(args, model)
         local log = slurp(self.log_path) or ""
         self.pid = self.pid or tonumber(slurp(self.pid_path) or "")
         local port = log:match("port=(%d+)")
-        if port and log:find("model ready", 1, true) then
+        if port and log:find(wait_for or "model ready", 1, true) then
             self.port = tonumber(port)
             return self
         end
