@@ -1,6 +1,6 @@
 -- model.lua — apr.load: a model, its tokenizer, and text generation.
 --
---   local m = assert(apr.load("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", { ctx = 4096 }))
+--   local m = assert(apr.load("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", { ctx = 4096 }))
 --   for t in m:generate("fn main() {", { max_tokens = 32 }) do io.write(t.text) end
 --   for t in m:chat({ { role = "user", content = "Hi" } }) do io.write(t.text) end
 --   local logits = m:forward(m:tokenize("Hello"))   -- F32 [n_vocab, n]; logits:row(-1)
@@ -359,7 +359,7 @@ function Model:generate(prompt, opts)
     local ok, err = self:_decode(ids, common + 1, #ids, "last")
     local t1 = now()
     summary.timings.prompt_s = t1 - t0
-    summary.timings.prompt_tps = (#ids - common) / math.max(t1 - t0, 1e-9)
+    summary.timings.prompt_tps = (#self.cached - common) / math.max(t1 - t0, 1e-9)
     if not ok and err ~= "cancelled" then
         self:_truncate(0)
         error(err, 2)
@@ -484,7 +484,7 @@ end
 -- The default model: <name>.gguf in $APR_MODELS, else in models/ under
 -- APR_HOME, where `make model` writes it (scripts/fetch_model.sh holds the
 -- same name).
-M.DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+M.DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 
 function M.models_dir()
     local dir = os.getenv("APR_MODELS")

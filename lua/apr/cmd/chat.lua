@@ -65,7 +65,8 @@ local function encode(messages)
     local list = json.array()
     for i, msg in ipairs(messages) do
         local o = json.object()
-        o.role, o.content = msg.role, msg.content
+        o.role = msg.role
+        o.content = msg.content
         list[i] = o
     end
     local doc = json.object()

@@ -37,7 +37,7 @@ M.spec = {
     examples = {
         "echo 'fn fibonacci(n: u64) -> u64 {' | apr pass",
         "apr pass --raw --prompt 'def quicksort(xs):' --max-tokens 128",
-        "apr pass models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf < question.txt > answer.md",
+        "apr pass models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf < question.txt > answer.md",
     },
 }
 

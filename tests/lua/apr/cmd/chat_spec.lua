@@ -2,7 +2,9 @@
 -- reuse, /save, /load, /clear, /exit, the history file.
 local h = require "tests.lua.helpers"
 
-local TINY = "tests/fixtures/models/tiny-q8_0.gguf"
+local fixtures = require "tests.lua.model_fixtures"
+
+local TINY = fixtures.TINY
 local json = require "cjson"
 
 local function read_json(path)
@@ -77,6 +79,28 @@ describe("apr chat", function()
         assert.equal(0, r.code, r.err)
         local saved = read_json(dir .. "/h.json").messages
         assert.is_true(#saved < 12, "old turns were dropped")
+    end)
+
+    it("stops the answer on Ctrl+C and goes on with the next line", function()
+        -- A prompt of ~28K tokens keeps the tiny model busy for seconds, so
+        -- the signal lands while the first answer is being worked on.
+        local model = fixtures.long_context_copy(dir)
+        local input = dir .. "/in.txt"
+        local f = assert(io.open(input, "w"))
+        f:write(string.rep("word ", 14000), "\n/clear\nSecond\n")
+        f:close()
+        local p = assert(io.popen(string.format(
+            "%s chat %s --history %s/h.json --ctx 32768 --temperature 0 --max-tokens 5 < %s > %s/out 2> %s/err & " ..
+            "pid=$!; sleep 0.5; kill -INT $pid; wait $pid; echo $?", h.apr_bin, model, dir, input, dir, dir)))
+        local code = p:read("*a")
+        p:close()
+        local err = h.read_file(dir .. "/err")
+        assert.equal("0\n", code, err)
+        assert.truthy(err:find("(interrupted)", 1, true), err)
+        local saved = read_json(dir .. "/h.json").messages
+        assert.equal(2, #saved)
+        assert.equal("Second", saved[1].content)
+        assert.is_true(#saved[2].content > 0)
     end)
 
     it("ends at end of input with exit 0", function()

@@ -2,24 +2,10 @@
 -- long outputs, Ctrl+C, and a real answer from the default model.
 local h = require "tests.lua.helpers"
 
-local TINY = "tests/fixtures/models/tiny-q8_0.gguf"
+local fixtures = require "tests.lua.model_fixtures"
 
--- The tiny model declares a training context of 4096, which the runtime
--- will not exceed. Long outputs are tested on a copy that declares 32768
--- (qwen2.context_length patched in place: key, type uint32, value).
-local function long_context_copy(dir)
-    local bytes = assert(io.open(TINY, "rb")):read("*a")
-    local key = "qwen2.context_length"
-    local at = assert(bytes:find(key, 1, true), "no context_length key")
-    local value_at = at + #key + 4   -- the uint32 type tag, then the value
-    assert(bytes:sub(at + #key, at + #key + 3) == "\4\0\0\0", "context_length is not a uint32")
-    assert(bytes:sub(value_at, value_at + 3) == "\0\16\0\0", "context_length is not 4096")
-    local path = dir .. "/tiny-32k.gguf"
-    local f = assert(io.open(path, "wb"))
-    f:write(bytes:sub(1, value_at - 1), "\0\128\0\0", bytes:sub(value_at + 4))
-    f:close()
-    return path
-end
+local TINY = fixtures.TINY
+local long_context_copy = fixtures.long_context_copy
 
 local function sh(cmd)
     local p = assert(io.popen(cmd))
