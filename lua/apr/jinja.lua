@@ -18,6 +18,7 @@
 local lexer = require "apr.jinja.lexer"
 local parser = require "apr.jinja.parser"
 local runtime = require "apr.jinja.runtime"
+local scopes = require "apr.jinja.scopes"
 local V = require "apr.jinja.value"
 local json = require "apr.json"
 
@@ -221,6 +222,7 @@ function jinja.compile(source, opts)
     if type(source) ~= "string" then error("jinja.compile: source must be a string", 2) end
     local ok, body = pcall(function()
         local tree = parser.parse(lexer.tokenize(source, opts), filter_names, test_names)
+        scopes.analyze(tree)
         return runtime.fold(tree, { filters = jinja.filters, tests = jinja.tests })
     end)
     if not ok then return failure(body) end

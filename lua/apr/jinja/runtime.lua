@@ -68,6 +68,16 @@ local function new_scope(parent)
 end
 M.new_scope = new_scope
 
+-- A scope for a new jinja2 frame: the names jinja/scopes.lua found to start
+-- out undefined there are bound to Undefined, hiding outer values.
+local function frame_scope(parent, undefined_names)
+    local scope = new_scope(parent)
+    if undefined_names then
+        for _, name in ipairs(undefined_names) do scope[name] = V.undefined(name) end
+    end
+    return scope
+end
+
 local function lookup(scope, name)
     local v = scope[name]
     if v == nil then return V.undefined(name) end
@@ -237,7 +247,7 @@ function Render:call_macro(macro, args, kwargs)
         raise("limit", "macro calls nested deeper than %d", self.max_macro_depth)
     end
     local node = macro.node
-    local scope = new_scope(macro.scope)
+    local scope = frame_scope(macro.scope, node.undefined)
     local params = node.params
     local extra = {}
     for i = 1, #args do
@@ -368,31 +378,37 @@ function Render:run_for(node, scope, iterable, depth)
     local items = V.iterate(iterable)
     if node.filter then
         local kept = {}
-        local fscope = new_scope(scope)
         for _, item in ipairs(items) do
             self:step()
+            local fscope = frame_scope(scope, node.filter_undefined)
             self:assign(node.target, item, fscope)
             if V.truth(self:eval(node.filter, fscope)) then kept[#kept + 1] = item end
         end
         items = kept
     end
-    if #items == 0 then
-        return self:exec(node.else_, new_scope(scope))
-    end
     local loop = setmetatable({
         items = items, length = #items, index0 = 0, depth = depth,
         node = node, scope = scope,
     }, Loop)
+    -- jinja2 runs the else block unless some iteration reached the end of
+    -- the body: an empty loop, but also one whose every iteration ended in
+    -- break or continue (its generated code clears the flag last thing in
+    -- the body).
+    local completed = false
     -- Each iteration starts from the enclosing scope: what the body assigns
     -- is gone at the next iteration (jinja2 does the same).
     for i = 1, #items do
         self:step()
         loop.index0 = i - 1
-        local iter_scope = new_scope(scope)
+        local iter_scope = frame_scope(scope, node.body_undefined)
         iter_scope.loop = loop
         self:assign(node.target, items[i], iter_scope)
         local sig = self:exec(node.body, iter_scope)
         if sig == BREAK then break end
+        if sig == nil then completed = true end
+    end
+    if not completed then
+        return self:exec(node.else_, frame_scope(scope, node.else_undefined))
     end
 end
 
@@ -497,15 +513,19 @@ EXEC["if"] = function(self, node, scope)
 end
 
 EXEC["for"] = function(self, node, scope)
-    self:run_for(node, scope, self:eval(node.iter, scope), 1)
+    -- a break or continue in the else block belongs to an enclosing loop
+    return self:run_for(node, scope, self:eval(node.iter, scope), 1)
 end
 
 function EXEC.set(self, node, scope)
     self:assign(node.target, self:eval(node.expr, scope), scope)
 end
 
+-- Block set, filter and with bodies run inline in jinja2: a break or
+-- continue inside one leaves the enclosing loop, dropping the block.
 function EXEC.set_block(self, node, scope)
-    local text = self:capture(self.exec, self, node.body, new_scope(scope))
+    local text, sig = self:capture(self.exec, self, node.body, frame_scope(scope, node.undefined))
+    if sig then return sig end
     local value = text
     if node.filter then value = self:apply_filters(node.filter, text, scope) end
     self:assign(node.target, value, scope)
@@ -526,12 +546,13 @@ function EXEC.call_block(self, node, scope)
 end
 
 function EXEC.filter_block(self, node, scope)
-    local text = self:capture(self.exec, self, node.body, new_scope(scope))
+    local text, sig = self:capture(self.exec, self, node.body, frame_scope(scope, node.undefined))
+    if sig then return sig end
     self:write(V.str(self:apply_filters(node.filter, text, scope)))
 end
 
 EXEC.with = function(self, node, scope)
-    local inner = new_scope(scope)
+    local inner = frame_scope(scope, node.undefined)
     for i, target in ipairs(node.targets) do
         self:assign(target, self:eval(node.values[i], scope), inner)
     end
@@ -542,7 +563,7 @@ EXEC["break"] = function() return BREAK end
 EXEC["continue"] = function() return CONTINUE end
 
 function EXEC.scope(self, node, scope)
-    return self:exec(node.body, scope)
+    return self:exec(node.body, frame_scope(scope, node.undefined))
 end
 
 -- Runs a statement list; returns "break"/"continue" when one of those
@@ -773,6 +794,9 @@ function M.run(body, scope, env, limits)
     }, Render)
     r.getattr_fn = function(obj, name) return r:getattr(obj, name) end
     r.getitem_fn = function(obj, key) return r:getitem(obj, key) end
+    if body.undefined then
+        for _, name in ipairs(body.undefined) do scope[name] = V.undefined(name) end
+    end
     local ok, err = pcall(r.exec, r, body, scope)
     if not ok then
         if type(err) ~= "table" then

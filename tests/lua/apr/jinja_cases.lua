@@ -177,4 +177,67 @@ M.expression_vars = J[==[{"x": 3, "l": [3, 1, 2], "d": {"b": 2, "a": 1}, "s": "H
 -- A random expression (math.random: seed it first).
 function M.random_expression() return expression(0) end
 
+-- Random templates: nested if/for/set/macro/with/filter blocks, loop
+-- variables, namespaces, break/continue, comments and raw blocks, with
+-- random whitespace control and indentation between the tags.
+local TEXT = { "", "x", " ", "\n", "  ", "\t", "a b", "\n  ", "  \n", "\n\n", " y\n", "é", "}", "{", "%" }
+local SIGNS = { "", "", "", "-", "+" }
+local NAMES = { "a", "b", "i", "x", "l", "s", "ns.v", "loop.index", "loop.first", "loop.length", "loop.revindex" }
+local VALUES = { "1", "'t'", "a ~ 'z'", "b + 1", "i * 2", "l | length", "x", "[1, 2]", "none", "s.upper()",
+    "ns.v + 1", "loop.index0 if loop is defined else -1", "a is defined", "b | default(0) + 1" }
+
+local function tag(body, close)
+    local open = "{%" .. pick(SIGNS)
+    local close_sign = pick(SIGNS)
+    return open .. " " .. body .. " " .. close_sign .. "%}" .. (close or "")
+end
+
+local function text()
+    local t = pick(TEXT)
+    if math.random(3) == 1 then t = t .. pick(TEXT) end
+    return t
+end
+
+local block
+
+local function statement(depth, in_loop)
+    local r = math.random(depth > 3 and 4 or 14)
+    if r <= 2 then return text()
+    elseif r == 3 then return "{{" .. pick(SIGNS):gsub("%+", "") .. " " .. pick(NAMES) .. " " .. pick(SIGNS):gsub("%+", "") .. "}}"
+    elseif r == 4 then return tag("set " .. pick({ "a", "b", "x" }) .. " = " .. pick(VALUES))
+    elseif r == 5 then return tag("set ns.v = " .. pick(VALUES))
+    elseif r == 6 then
+        return tag("if " .. pick(VALUES)) .. block(depth + 1, in_loop)
+            .. (math.random(2) == 1 and tag("elif " .. pick(VALUES)) .. block(depth + 1, in_loop) or "")
+            .. (math.random(2) == 1 and tag("else") .. block(depth + 1, in_loop) or "") .. tag("endif")
+    elseif r == 7 or r == 8 then
+        local iter = pick({ "l", "[1, 2, 3]", "range(3)", "s", "[]", "d", "d.items()" })
+        local target = iter == "d.items()" and "k, v" or "i"
+        return tag("for " .. target .. " in " .. iter .. (math.random(4) == 1 and " if i != 2" or ""))
+            .. block(depth + 1, true)
+            .. (math.random(3) == 1 and tag("else") .. block(depth + 1, in_loop) or "") .. tag("endfor")
+    elseif r == 9 and in_loop then return tag(pick({ "break", "continue" }))
+    elseif r == 10 then
+        return tag("macro m(p, q=2)") .. block(depth + 1, false) .. "{{ p }}{{ q }}" .. tag("endmacro")
+            .. "{{ m(" .. pick(VALUES) .. ") }}"
+    elseif r == 11 then return tag("with a = " .. pick(VALUES)) .. block(depth + 1, in_loop) .. tag("endwith")
+    elseif r == 12 then return tag("filter upper") .. block(depth + 1, in_loop) .. tag("endfilter")
+    elseif r == 13 then return "{#" .. pick(SIGNS) .. " c " .. pick(SIGNS) .. "#}"
+    end
+    return tag("set b") .. block(depth + 1, in_loop) .. tag("endset") .. "[{{ b }}]"
+end
+
+function block(depth, in_loop)
+    local out = {}
+    for i = 1, math.random(1, 4) do out[i] = statement(depth, in_loop) end
+    return table.concat(out)
+end
+
+M.template_vars = J[==[{"l": [3, 1, 2], "d": {"b": 2, "a": 1}, "s": "ab", "x": 5}]==]
+
+-- A random template (math.random: seed it first).
+function M.random_template()
+    return "{% set ns = namespace(v=0) %}" .. block(0, false) .. "|{{ a }}|{{ b }}|{{ ns.v }}"
+end
+
 return M
