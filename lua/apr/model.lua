@@ -252,7 +252,7 @@ local GEN_OPTS = {
     max_tokens = "number", temperature = "number", top_k = "number", top_p = "number", min_p = "number",
     repeat_penalty = "number", presence_penalty = "number", frequency_penalty = "number",
     penalty_last_n = "number", seed = "number", stop = "table", raw = "boolean", special = "boolean",
-    ignore_eos = "boolean", logit_bias = "table", logprobs = "number", tools = "table",
+    ignore_eos = "boolean", logit_bias = "table", logprobs = "number",
 }
 
 local function check_gen_opts(opts, level)
@@ -266,6 +266,9 @@ local function check_gen_opts(opts, level)
     if opts.max_tokens and (opts.max_tokens < 0 or opts.max_tokens ~= math.floor(opts.max_tokens)) then
         error("generate: max_tokens must be a whole number >= 0", level + 1)
     end
+    if opts.logprobs and (opts.logprobs < 0 or opts.logprobs ~= math.floor(opts.logprobs)) then
+        error("generate: logprobs must be a whole number >= 0", level + 1)
+    end
 end
 
 -- A seed for generation when the caller gives none: different per call, and
@@ -277,13 +280,13 @@ local function fresh_seed()
 end
 
 -- The prompt as ids: a string is tokenized (control tokens in it are
--- recognised unless opts.special == false), with BOS first when the model
--- asks for one and the prompt does not start with it.
+-- recognised unless opts.special == false or opts.raw), with BOS first when
+-- the model asks for one, the prompt does not start with it, and not raw.
 function Model:_prompt_ids(prompt, opts, level)
     local ids
     if type(prompt) == "string" then
         if prompt == "" then error("generate: the prompt is empty", level + 1) end
-        local special = opts.special ~= false
+        local special = opts.special ~= false and not opts.raw
         local known = self.cached_pieces and self.cached_special == special and table.concat(self.cached_pieces)
         if known and #prompt > #known and prompt:sub(1, #known) == known then
             -- The prompt continues exactly what the context holds (the last
@@ -307,7 +310,7 @@ function Model:_prompt_ids(prompt, opts, level)
         error("generate: the prompt must be a string or an array of token ids", level + 1)
     end
     local bos = self.tokenizer.bos
-    if self.tokenizer.add_bos and bos and bos >= 0 and ids[1] ~= bos then table.insert(ids, 1, bos) end
+    if self.tokenizer.add_bos and not opts.raw and bos and ids[1] ~= bos then table.insert(ids, 1, bos) end
     if #ids == 0 then error("generate: the prompt is empty", level + 1) end
     for i, id in ipairs(ids) do
         if type(id) ~= "number" or id ~= math.floor(id) then
@@ -319,7 +322,9 @@ end
 
 -- generate(prompt, opts) -> an iterator of { id =, text = } (a callable
 -- object: `for t in m:generate(...)`). t.text is the text that became final
--- with this token (possibly ""); concatenated they are the completion. After
+-- with this token (possibly ""); concatenated they are the completion. With
+-- opts.logprobs = n, t.logprob and t.top_logprobs ({ id =, logprob = }, n of
+-- them) give the raw model's log-probabilities at that step. After
 -- the loop, the iterator's `summary` holds finish_reason ("stop": end of
 -- generation token or stop string; "length": max_tokens or the context is
 -- full; "interrupted": Ctrl+C), stop_reason (eos, stop, max_tokens, context,
@@ -365,7 +370,7 @@ function Model:generate(prompt, opts)
         error(err, 2)
     end
     if ok and type(prompt) == "string" then
-        self.cached_pieces, self.cached_special = { prompt }, opts.special ~= false
+        self.cached_pieces, self.cached_special = { prompt }, opts.special ~= false and not opts.raw
     end
     -- The prompt's tail enters the penalty window, as in llama.cpp (the
     -- runtime has checked every id by now).
@@ -404,6 +409,12 @@ function Model:generate(prompt, opts)
             error(serr, 0)
         end
         summary.n_generated = summary.n_generated + 1
+        local item = { id = id }
+        if opts.logprobs then
+            -- The sampler left the logits as they were: these are the raw
+            -- model's log-probabilities, as OpenAI reports them.
+            item.logprob, item.top_logprobs = sampler.logprobs(model.logits, n_vocab, id, opts.logprobs)
+        end
         local eog = not opts.ignore_eos and model.tokenizer:is_eog(id)
         local piece = eog and "" or decoder:push(id)
         local text, stopped = stop:push(piece)
@@ -432,7 +443,8 @@ function Model:generate(prompt, opts)
         decode_s = decode_s + (now() - t_start)
         text_parts[#text_parts + 1] = text
         if ending then finish(ending[1], ending[2]) end
-        return { id = id, text = text }
+        item.text = text
+        return item
     end
 
     if done then finish(summary.finish_reason, summary.stop_reason) end

@@ -23,4 +23,19 @@ function M.long_context_copy(dir)
     return path
 end
 
+-- A copy of the tiny model in `dir` without a chat template: the key is
+-- renamed in place (same length), so the file stays valid.
+function M.without_template_copy(dir)
+    local f = assert(io.open(M.TINY, "rb"))
+    local bytes = f:read("*a")
+    f:close()
+    local key = "tokenizer.chat_template"
+    local at = assert(bytes:find(key, 1, true), "no chat template key")
+    local path = dir .. "/tiny-no-template.gguf"
+    f = assert(io.open(path, "wb"))
+    f:write(bytes:sub(1, at - 1), "tokenizer.chat_templatX", bytes:sub(at + #key))
+    f:close()
+    return path
+end
+
 return M

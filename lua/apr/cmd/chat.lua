@@ -199,6 +199,7 @@ function M.run(opts)
             else
                 local ok, gen = pcall(m.chat, m, messages, gen_opts)
                 if not ok then cli.fail("%s", tostring(gen)) end
+                pass.print_notes(m)
                 local parts = {}
                 local ok2, err = pcall(function()
                     for t in gen do

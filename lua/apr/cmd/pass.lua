@@ -74,6 +74,14 @@ function M.generation_options(opts)
     }
 end
 
+-- Remarks the model object made (a missing chat template replaced by
+-- ChatML), each printed once, on stderr.
+function M.print_notes(m)
+    local notes = m.notes or {}
+    for i = (m.notes_printed or 0) + 1, #notes do io.stderr:write("note: ", notes[i], "\n") end
+    m.notes_printed = #notes
+end
+
 function M.report(s)
     local t = s.timings
     io.stderr:write(string.format(
@@ -103,9 +111,7 @@ function M.run(opts)
         return m:chat(messages, gen_opts)
     end)
     if not ok then cli.fail("%s", tostring(gen)) end
-    if opts.verbose then
-        for _, note in ipairs(m.notes or {}) do io.stderr:write("note: ", note, "\n") end
-    end
+    M.print_notes(m)
 
     local out = io.stdout
     local last = ""

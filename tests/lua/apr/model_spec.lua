@@ -95,6 +95,25 @@ describe("a model", function()
         assert.are_not.same(a, c)
     end)
 
+    it("reports the raw log-probabilities of each step when asked", function()
+        local gen = m:generate("Hello", { max_tokens = 3, temperature = 0, ignore_eos = true, logprobs = 4 })
+        for t in gen do
+            assert.equal(4, #t.top_logprobs)
+            -- greedy: the chosen token is the likeliest one
+            assert.equal(t.id, t.top_logprobs[1].id)
+            assert.near(t.top_logprobs[1].logprob, t.logprob, 1e-6)
+            assert.is_true(t.logprob <= 0)
+            for i = 2, 4 do assert.is_true(t.top_logprobs[i].logprob <= t.top_logprobs[i - 1].logprob) end
+        end
+    end)
+
+    it("tokenizes a raw prompt as plain text", function()
+        local _, _, special = collect(m:generate("<|im_start|>", { max_tokens = 1, temperature = 0 }))
+        local _, _, raw = collect(m:generate("<|im_start|>", { max_tokens = 1, temperature = 0, raw = true }))
+        assert.equal(1, special.n_prompt)
+        assert.is_true(raw.n_prompt > 1)
+    end)
+
     it("returns the logits of every position as an F32 [n_vocab, n] tensor", function()
         local ids = m:tokenize("abc def")
         local t = m:forward(ids)

@@ -50,6 +50,17 @@ describe("apr pass", function()
         assert.truthy(r.err:find("tokens/s", 1, true))
     end)
 
+    it("falls back to ChatML, with a note, for a model without a chat template", function()
+        local dir = h.tmpdir()
+        local r = h.apr("pass " .. fixtures.without_template_copy(dir) .. " --max-tokens 2 --verbose", "Hi")
+        h.rmtree(dir)
+        assert.equal(0, r.code, r.err)
+        assert.truthy(r.err:find("has no chat template; using ChatML", 1, true), r.err)
+        -- ChatML gives the same prompt as the tiny model's own template
+        local own = h.apr("pass " .. TINY .. " --max-tokens 2 --verbose", "Hi")
+        assert.equal(own.err:match("prompt: (%d+) tokens"), r.err:match("prompt: (%d+) tokens"))
+    end)
+
     it("repeats itself for the same seed when sampling", function()
         local args = "pass " .. TINY .. " --raw --max-tokens 16 --ignore-eos --temperature 0.9 --top-p 0.9 --seed "
         local a, b, c = h.apr(args .. "5", "Once"), h.apr(args .. "5", "Once"), h.apr(args .. "6", "Once")
