@@ -32,6 +32,7 @@
 #include <sys/eventfd.h>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "model/model.h"  /* the context's paged cache, for its block counts */
 
 /* ------------------------------------------------------------------ */
@@ -86,6 +87,8 @@ struct apr_engine {
     int32_t *b_ids, *b_pos, *b_seq;  /* [n_batch] the step's batch */
     int8_t *b_logits;         /* [n_batch] */
     int *row_seq;             /* [n_seq] which sequence each logits row belongs to */
+    apr_engine_event *row_ev; /* [n_seq] the event each row's sampling produced */
+    int *row_done;            /* [n_seq] 1 if that row's sequence finished */
     float *logits;            /* [n_seq, n_vocab] f32 */
 };
 
@@ -255,8 +258,9 @@ static int build_batch(apr_engine *e, int *n_rows, int *n_prompt_tokens)
     return n;
 }
 
-/* Samples one sequence's next token from its logits row and posts the
- * event; returns 1 if the sequence is finished. (Lock not held.) */
+/* Samples one sequence's next token from its logits row and fills its
+ * event; returns 1 if the sequence is finished. Touches only j (lock not
+ * held; may run on a worker thread). */
 static int sample_one(apr_engine *e, job *j, const float *logits, apr_engine_event *ev)
 {
     int32_t id;
@@ -306,6 +310,19 @@ static void publish_locked(apr_engine *e)
     e->stats.kv_blocks_total = blocks + kv->n_free;
 }
 
+/* Samples logits rows [begin, end): each row belongs to its own sequence,
+ * sampler and event, so rows run on the worker pool side by side (with
+ * 16 sequences and a 152k vocabulary, sampling one after another would
+ * take milliseconds per step). */
+static void sample_rows(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    apr_engine *e = ctx;
+    for (int64_t r = begin; r < end; r++) {
+        job *j = e->running[e->row_seq[r]];
+        e->row_done[r] = sample_one(e, j, e->logits + (size_t)r * e->n_vocab, &e->row_ev[r]);
+    }
+}
+
 /* Runs one step over the running sequences (lock not held). */
 static void step(apr_engine *e)
 {
@@ -314,6 +331,10 @@ static void step(apr_engine *e)
     if (n == 0) return;
     apr_batch b = { n, e->b_ids, e->b_pos, e->b_seq, e->b_logits };
     apr_status st = apr_decode(e->ctx, &b, e->logits);
+    if (st == APR_OK) {
+        if (rows > 1) apr_parallel_for(rows, 1, sample_rows, e);
+        else sample_rows(e, 0, rows, 0);
+    }
 
     pthread_mutex_lock(&e->lock);
     if (st != APR_OK) {
@@ -333,12 +354,9 @@ static void step(apr_engine *e)
         }
     } else {
         for (int r = 0; r < rows; r++) {
-            job *j = e->running[e->row_seq[r]];
-            apr_engine_event ev;
-            int done = sample_one(e, j, e->logits + (size_t)r * e->n_vocab, &ev);
-            post_locked(e, &ev);
+            post_locked(e, &e->row_ev[r]);
             e->stats.tokens_generated++;
-            if (done) release(e, j);
+            if (e->row_done[r]) release(e, e->running[e->row_seq[r]]);
         }
     }
     e->stats.tokens_prompt += (uint64_t)prompt;
@@ -449,10 +467,13 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
     e->b_seq = malloc((size_t)e->n_batch * sizeof *e->b_seq);
     e->b_logits = malloc((size_t)e->n_batch);
     e->row_seq = malloc((size_t)e->n_seq * sizeof *e->row_seq);
+    e->row_ev = malloc((size_t)e->n_seq * sizeof *e->row_ev);
+    e->row_done = malloc((size_t)e->n_seq * sizeof *e->row_done);
     e->logits = malloc((size_t)e->n_seq * (size_t)e->n_vocab * sizeof *e->logits);
     e->cap_cancels = 64;
     e->cancels = malloc((size_t)e->cap_cancels * sizeof *e->cancels);
-    if (!e->running || !e->b_ids || !e->b_pos || !e->b_seq || !e->b_logits || !e->row_seq || !e->logits ||
+    if (!e->running || !e->b_ids || !e->b_pos || !e->b_seq || !e->b_logits || !e->row_seq || !e->row_ev ||
+        !e->row_done || !e->logits ||
         !e->cancels) {
         apr_engine_free(e);
         return apr_error(APR_ERR_NOMEM, "engine: out of memory for %d sequences of %d logits", p->n_seq, e->n_vocab);
@@ -496,6 +517,8 @@ void apr_engine_free(apr_engine *e)
     free(e->b_seq);
     free(e->b_logits);
     free(e->row_seq);
+    free(e->row_ev);
+    free(e->row_done);
     free(e->logits);
     free(e->cancels);
     free(e->events);
