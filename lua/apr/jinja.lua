@@ -19,6 +19,7 @@ local lexer = require "apr.jinja.lexer"
 local parser = require "apr.jinja.parser"
 local runtime = require "apr.jinja.runtime"
 local scopes = require "apr.jinja.scopes"
+local fold = require "apr.jinja.fold"
 local V = require "apr.jinja.value"
 local json = require "apr.json"
 
@@ -223,7 +224,7 @@ function jinja.compile(source, opts)
     local ok, body = pcall(function()
         local tree = parser.parse(lexer.tokenize(source, opts), filter_names, test_names)
         scopes.analyze(tree)
-        return runtime.fold(tree, { filters = jinja.filters, tests = jinja.tests })
+        return fold.fold(tree, { filters = jinja.filters, tests = jinja.tests })
     end)
     if not ok then return failure(body) end
     return setmetatable({ body = body, source = source }, Template)

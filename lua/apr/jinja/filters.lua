@@ -10,6 +10,7 @@ local V = require "apr.jinja.value"
 local json = require "apr.json"
 local utf8 = require "apr._utf8"
 local methods = require "apr.jinja.methods"
+local format = require "apr.jinja.format"
 
 local F = {}
 
@@ -206,8 +207,8 @@ F.format = function(v, a, k)
     if #a > 0 and k and next(k) then
         raise("filter_argument", "can't handle positional and keyword arguments at the same time")
     end
-    if k and next(k) then return V.percent_format(to_str(v), k) end
-    return V.percent_format(to_str(v), V.tuple(a))
+    if k and next(k) then return format.percent(to_str(v), k) end
+    return format.percent(to_str(v), V.tuple(a))
 end
 -- markupsafe.escape: Markup passes unchanged, anything else is escaped.
 F.escape = function(v)

@@ -224,118 +224,6 @@ local function fill_char(v)
     return v
 end
 
------------------------------------------------------------------- str.format
-
--- Applies a format spec ([[fill]align][sign][0][width][,][.prec][type]).
-local function format_spec(v, spec)
-    if spec == "" then return V.str(v) end
-    local fill, align, rest = spec:match("^(.?)([<>=^])(.*)$")
-    if not align then fill, align, rest = "", nil, spec end
-    local sign, zero, width, comma, prec, typ = rest:match("^([-+ ]?)(0?)(%d*)(,?)%.?(%d*)([%a%%]?)$")
-    if not sign then raise("value", "Invalid format specifier '%s'", spec) end
-    if fill == "" then fill = zero == "0" and "0" or " " end
-    local text
-    local n, is_float = V.num(v)
-    if typ == "" and type(v) == "string" then typ = "s" end
-    if typ == "s" then
-        text = V.str(v)
-        if prec ~= "" then text = table.concat(utf8.chars(text), "", 1, math.min(tonumber(prec), utf8.len(text))) end
-        align = align or "<"
-    elseif n then
-        if typ == "" then
-            if prec ~= "" then typ = "g" elseif is_float then text = json.float_repr(n) else text = json.int_repr(n) end
-        end
-        if not text then
-            if typ == "d" then text = string.format("%d", n)
-            elseif typ == "%" then text = string.format("%." .. (prec ~= "" and prec or "6") .. "f%%", n * 100)
-            elseif typ:match("^[eEfFgGxXob]$") then
-                if typ == "b" then
-                    local bits, x = {}, math.floor(math.abs(n))
-                    repeat bits[#bits + 1] = tostring(x % 2); x = math.floor(x / 2) until x == 0
-                    text = (n < 0 and "-" or "") .. string.reverse(concat(bits))
-                elseif typ:match("[xXo]") then text = string.format("%" .. typ, n)
-                else text = string.format("%." .. (prec ~= "" and prec or "6") .. typ, n) end
-            else
-                raise("value", "Unknown format code '%s' for number", typ)
-            end
-        end
-        if comma == "," then
-            local int, rest2 = text:match("^(-?%d+)(.*)$")
-            if int then
-                int = int:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^(-?),", "%1")
-                text = int .. rest2
-            end
-        end
-        if sign == "+" and n >= 0 then text = "+" .. text elseif sign == " " and n >= 0 then text = " " .. text end
-        align = align or ">"
-    else
-        raise("value", "Unknown format code '%s' for object of type '%s'", typ, V.type_name(v))
-    end
-    local w = tonumber(width) or 0
-    if align == "=" then
-        local s, digits = text:match("^([-+ ]?)(.*)$")
-        return s .. pad(digits, w - #s, fill, "right")
-    end
-    return pad(text, w, fill, align == "<" and "left" or align == ">" and "right" or "center")
-end
-M.format_spec = format_spec
-
--- Python's str.format for {}, {0}, {name}, {name.attr}, {0[key]}, !r/!s
--- conversions and format specs; getattr is the sandbox's attribute lookup.
-function M.format(fmt, args, kwargs, getattr, getitem)
-    local auto = 0
-    local out = {}
-    local i = 1
-    while i <= #fmt do
-        local c = sub(fmt, i, i)
-        if c == "{" and sub(fmt, i + 1, i + 1) == "{" then
-            out[#out + 1] = "{"; i = i + 2
-        elseif c == "}" and sub(fmt, i + 1, i + 1) == "}" then
-            out[#out + 1] = "}"; i = i + 2
-        elseif c == "}" then
-            raise("value", "Single '}' encountered in format string")
-        elseif c == "{" then
-            local close = find(fmt, "}", i, true)
-            if not close then raise("value", "Single '{' encountered in format string") end
-            local field = sub(fmt, i + 1, close - 1)
-            local name, conv, spec = field:match("^([^!:]*)!?([rsa]?):?(.*)$")
-            local head, tail = name:match("^([^.%[]*)(.*)$")
-            local v
-            if head == "" then
-                v = args[auto + 1]
-                auto = auto + 1
-                if v == nil then raise("index", "Replacement index %d out of range for positional args tuple", auto - 1) end
-            elseif head:match("^%d+$") then
-                v = args[tonumber(head) + 1]
-                if v == nil then raise("index", "Replacement index %s out of range for positional args tuple", head) end
-            else
-                v = kwargs and kwargs[head]
-                if v == nil then raise("key", "'%s'", head) end
-            end
-            while tail ~= "" do
-                local attr, rest = tail:match("^%.([%w_]+)(.*)$")
-                if attr then
-                    v = getattr(v, attr)
-                else
-                    local key
-                    key, rest = tail:match("^%[([^%]]+)%](.*)$")
-                    if not key then raise("value", "Invalid format field '%s'", name) end
-                    v = getitem(v, tonumber(key) or key)
-                end
-                tail = rest
-            end
-            if conv == "r" or conv == "a" then v = V.repr(v) elseif conv == "s" then v = V.str(v) end
-            out[#out + 1] = format_spec(v, spec)
-            i = close + 1
-        else
-            local j = find(fmt, "[{}]", i)
-            out[#out + 1] = sub(fmt, i, (j or #fmt + 1) - 1)
-            i = j or #fmt + 1
-        end
-    end
-    return concat(out)
-end
-
 ------------------------------------------------------------------ the tables
 
 local STR = {}
@@ -548,7 +436,9 @@ STR.istitle = function(s)
 end
 
 -- str.format needs the sandbox's attribute lookup; the runtime installs it.
-STR.format = function(s, a, k, rt) return M.format(s, a, k, rt.getattr_fn, rt.getitem_fn) end
+STR.format = function(s, a, k, rt)
+    return require("apr.jinja.format").format(s, a, k, rt.getattr_fn, rt.getitem_fn)
+end
 
 -- Names str has in Python but this module leaves out: calling one says so.
 local STR_MISSING = {

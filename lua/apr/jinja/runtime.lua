@@ -417,82 +417,12 @@ end
 -- Filters jinja2 cannot fold at compile time (they take the context).
 local CONTEXT_FILTERS = { map = true, select = true, reject = true, selectattr = true, rejectattr = true }
 
--- Raised while folding when an expression turns out not to be constant
--- (jinja2's nodes.Impossible).
-local IMPOSSIBLE = { kind = "impossible", message = "not a constant" }
+-- Raised while folding (jinja/fold.lua) when an expression turns out not to
+-- be constant (jinja2's nodes.Impossible).
+M.IMPOSSIBLE = { kind = "impossible", message = "not a constant" }
 
 function Render:impossible_if(cond)
-    if self.folding and cond then error(IMPOSSIBLE, 0) end
-end
-
--- Values jinja2 can write into the code it generates (has_safe_repr).
-local function safe_repr(v, depth)
-    if depth > 100 then return false end
-    local k = kind(v)
-    if k == "none" or k == "bool" or k == "int" or k == "float" or k == "str" or k == "markup" then return true end
-    if k == "list" or k == "tuple" then
-        for i = 1, #v do
-            if not safe_repr(v[i], depth + 1) then return false end
-        end
-        return true
-    end
-    if k == "dict" then
-        for _, key in ipairs(json.keys(v)) do
-            if not (safe_repr(key, depth + 1) and safe_repr(v[key], depth + 1)) then return false end
-        end
-        return true
-    end
-    return false
-end
-
-local EXPRESSION = {
-    const = true, name = true, list = true, tuple = true, dict = true, getattr = true, getitem = true,
-    slice = true, call = true, filter = true, test = true, ["not"] = true, neg = true, pos = true,
-    binop = true, concat = true, compare = true, ["and"] = true, ["or"] = true, condexpr = true,
-}
-
--- M.fold(body, env): jinja2's optimizer, which matters here only because
--- it changes what slicing a non-sequence gives. Bottom-up, each expression
--- that evaluates without reading a variable or calling a function (as
--- jinja2's as_const does: `false and x` qualifies, short-circuiting) to a
--- value jinja2 can embed becomes a const node; a {{ }} output is folded
--- whatever its value (jinja2 prints it while compiling).
-function M.fold(body, env)
-    local r = setmetatable({
-        buf = {}, size = 0, line = 1, folding = true,
-        fuel = 100000, max_steps = 100000, max_output = 1024 * 1024, max_macro_depth = 10,
-        macro_depth = 0, filters = env.filters, tests = env.tests,
-    }, Render)
-    r.getattr_fn = function(obj, name) return r:getattr(obj, name) end
-    r.getitem_fn = function(obj, key) return r:getitem(obj, key) end
-    local empty = {}
-
-    local function try_fold(node, any_value)
-        if node.type == "const" then return node end
-        local ok, v = pcall(r.eval, r, node, empty)
-        if ok and v ~= nil and (any_value or safe_repr(v, 0)) then
-            return { type = "const", line = node.line, value = v }
-        end
-        return node
-    end
-
-    local visit
-    local function visit_field(parent, key, child, in_output)
-        if type(child) ~= "table" then return end
-        visit(child)
-        if EXPRESSION[child.type] then
-            parent[key] = try_fold(child, in_output)
-        end
-    end
-    function visit(node)
-        for key, child in pairs(node) do
-            if type(child) == "table" then
-                visit_field(node, key, child, node.type == "output" and key == "expr")
-            end
-        end
-    end
-    visit(body)
-    return body
+    if self.folding and cond then error(M.IMPOSSIBLE, 0) end
 end
 
 ------------------------------------------------------------------ statements
@@ -782,18 +712,25 @@ end
 
 ------------------------------------------------------------------ entry
 
--- M.run(body, scope, env, limits) -> text. env: { filters, tests };
--- limits: max_output, max_steps, max_macro_depth. Errors propagate as
--- tables with kind, message and (set here) line.
-function M.run(body, scope, env, limits)
+-- M.renderer(env, limits) -> a render state. env: { filters, tests };
+-- limits: max_output, max_steps, max_macro_depth, now. With folding set,
+-- expressions evaluate as jinja2's compile-time as_const does.
+function M.renderer(env, limits, folding)
     local r = setmetatable({
-        buf = {}, size = 0, line = 1,
+        buf = {}, size = 0, line = 1, folding = folding,
         fuel = limits.max_steps, max_steps = limits.max_steps,
         max_output = limits.max_output, max_macro_depth = limits.max_macro_depth,
         macro_depth = 0, filters = env.filters, tests = env.tests, now = limits.now,
     }, Render)
     r.getattr_fn = function(obj, name) return r:getattr(obj, name) end
     r.getitem_fn = function(obj, key) return r:getitem(obj, key) end
+    return r
+end
+
+-- M.run(body, scope, env, limits) -> text. Errors propagate as tables with
+-- kind, message and (set here) line.
+function M.run(body, scope, env, limits)
+    local r = M.renderer(env, limits)
     if body.undefined then
         for _, name in ipairs(body.undefined) do scope[name] = V.undefined(name) end
     end

@@ -634,6 +634,11 @@ end
 
 local markup_arith
 
+-- str % args lives in jinja/format.lua (required on use: it needs this module).
+local function percent_format(fmt, args)
+    return require("apr.jinja.format").percent(fmt, args)
+end
+
 -- Python's divmod for floats (Objects/floatobject.c): fmod is exact, and
 -- the quotient is rounded so that div * y + mod == x; the signs follow the
 -- divisor. Exact for integers below 2^53 as well.
@@ -717,7 +722,7 @@ function V.arith(op, a, b, limit)
             raise("type", "can't multiply sequence by non-int of type '%s'", V.type_name(b))
         end
     elseif op == "mod" and ka == "str" then
-        return V.percent_format(a, b)
+        return percent_format(a, b)
     end
     operand_error(sym, a, b)
 end
@@ -747,7 +752,7 @@ function markup_arith(op, a, b, ka, kb, limit)
         else
             args = esc(b)
         end
-        return V.markup(V.percent_format(a.text, args))
+        return V.markup(percent_format(a.text, args))
     end
     return V.arith(op, unwrap(a), unwrap(b), limit)
 end
@@ -770,110 +775,6 @@ function V.pos(v)
     end
     if f then return make_float(x) end
     return number_result(x, false)
-end
-
------------------------------------------------------------------- printf-style formatting
-
--- fmt % args, Python's printf-style formatting: %s %r %a %c %d %i %u %o
--- %x %X %e %E %f %F %g %G %%, with flags, width, precision and %(key)s.
-function V.percent_format(fmt, args)
-    -- As CPython's str %: a tuple is the argument list; anything else is one
-    -- argument, and a subscriptable one (dict, list, Undefined) may also
-    -- serve %(key)s lookups and excuses unused arguments.
-    local list, mapping
-    local ka = kind(args)
-    if ka == "tuple" then list = args
-    elseif ka == "dict" or ka == "list" or ka == "undefined" then mapping = args; list = { args }
-    else list = { args } end
-    local used = 0
-    local function next_arg()
-        used = used + 1
-        if used > #list then raise("type", "not enough arguments for format string") end
-        return list[used]
-    end
-    local out = {}
-    local i = 1
-    while i <= #fmt do
-        local j = fmt:find("%", i, true)
-        if not j then out[#out + 1] = sub(fmt, i); break end
-        out[#out + 1] = sub(fmt, i, j - 1)
-        local p = j + 1
-        local key
-        if sub(fmt, p, p) == "(" then
-            local close = fmt:find(")", p, true)
-            if not close then raise("value", "incomplete format key") end
-            key = sub(fmt, p + 1, close - 1)
-            p = close + 1
-        end
-        local flags = fmt:match("^[-+ #0]*", p)
-        p = p + #flags
-        local width = fmt:match("^%*", p) or fmt:match("^%d*", p)
-        p = p + #width
-        local prec = ""
-        if sub(fmt, p, p) == "." then
-            prec = "." .. (fmt:match("^%*", p + 1) or fmt:match("^%d*", p + 1))
-            p = p + #prec
-        end
-        p = p + #fmt:match("^[hlL]*", p)
-        local conv = sub(fmt, p, p)
-        if conv == "" then raise("value", "incomplete format") end
-        i = p + 1
-        if conv == "%" then
-            out[#out + 1] = "%"
-        else
-            if width == "*" then width = tostring(num(next_arg())) end
-            if prec == ".*" then prec = "." .. tostring(num(next_arg())) end
-            local arg
-            if key then
-                if not mapping then raise("type", "format requires a mapping") end
-                check_defined(mapping)
-                if kind(mapping) ~= "dict" then raise("type", "list indices must be integers or slices, not str") end
-                arg = rawget(mapping, key)
-                if arg == nil then raise("key", "'%s'", key) end
-            else
-                arg = next_arg()
-            end
-            local text
-            if conv == "s" or conv == "r" or conv == "a" then
-                text = conv == "s" and to_str(arg) or to_repr(arg)
-                if #prec > 1 then text = concat(utf8.chars(text), "", 1, math.min(tonumber(sub(prec, 2)), utf8.len(text))) end
-            elseif conv == "c" then
-                text = type(arg) == "string" and arg or utf8.encode(num(arg) or 0)
-            elseif conv:match("^[diouxXeEfFgG]$") then
-                local n = num(arg)
-                if not n then
-                    check_defined(arg)
-                    raise("type", "%%%s format: a real number is required, not %s", conv, V.type_name(arg))
-                end
-                local f = flags:gsub("[-0]", "")
-                if conv == "d" or conv == "i" or conv == "u" then
-                    text = format("%" .. f:gsub("#", "") .. ".0f", n >= 0 and floor(n) or -floor(-n))
-                elseif conv:match("[xXo]") then
-                    text = format("%" .. f .. conv, floor(n))
-                else
-                    text = format("%" .. f .. (prec ~= "" and prec or ".6") .. conv, n)
-                end
-                local w = tonumber(width) or 0
-                if flags:find("0", 1, true) and not flags:find("-", 1, true) and #text < w then
-                    local sign, digits = text:match("^([-+ ]?)(.*)$")
-                    text = sign .. string.rep("0", w - #text) .. digits
-                end
-            else
-                raise("value", "unsupported format character '%s' (0x%x) at index %d", conv, byte(conv), p - 1)
-            end
-            local w = tonumber(width) or 0
-            local len = utf8.len(text)
-            if len < w then
-                if flags:find("-", 1, true) then text = text .. string.rep(" ", w - len)
-                else text = string.rep(" ", w - len) .. text end
-            end
-            out[#out + 1] = text
-        end
-    end
-    if used < #list and not mapping then
-        raise("type", "not all arguments converted during string formatting")
-    end
-    return concat(out)
 end
 
 return V
