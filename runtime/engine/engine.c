@@ -47,6 +47,7 @@ typedef struct job {
     int max_tokens;           /* after clamping to the sequence's room */
     int logprobs, top_logprobs;
     int ignore_eog;
+    int plain_greedy;         /* argmax of the raw logits: no penalties, bias or logprobs */
     int32_t *stop_ids;        /* [n_stop_ids] */
     int n_stop_ids;
     apr_sampler *sampler;
@@ -85,10 +86,12 @@ struct apr_engine {
     /* Engine thread only. */
     job **running;            /* [n_seq], NULL where the sequence is free */
     int32_t *b_ids, *b_pos, *b_seq;  /* [n_batch] the step's batch */
+    int32_t *argmax;          /* [n_seq] ids apr_decode_greedy chose */
     int8_t *b_logits;         /* [n_batch] */
     int *row_seq;             /* [n_seq] which sequence each logits row belongs to */
     apr_engine_event *row_ev; /* [n_seq] the event each row's sampling produced */
     int *row_done;            /* [n_seq] 1 if that row's sequence finished */
+    int step_greedy;          /* this step decoded with apr_decode_greedy */
     float *logits;            /* [n_seq, n_vocab] f32 */
 };
 
@@ -261,10 +264,10 @@ static int build_batch(apr_engine *e, int *n_rows, int *n_prompt_tokens)
 /* Samples one sequence's next token from its logits row and fills its
  * event; returns 1 if the sequence is finished. Touches only j (lock not
  * held; may run on a worker thread). */
-static int sample_one(apr_engine *e, job *j, const float *logits, apr_engine_event *ev)
+static int sample_one(apr_engine *e, job *j, const float *logits, int32_t chosen, apr_engine_event *ev)
 {
-    int32_t id;
-    apr_status st = apr_sampler_sample(j->sampler, logits, &id);
+    int32_t id = chosen;
+    apr_status st = logits ? apr_sampler_sample(j->sampler, logits, &id) : APR_OK;
     if (st != APR_OK) {
         error_event(ev, j, st, apr_last_error());
         return 1;
@@ -319,7 +322,8 @@ static void sample_rows(void *ctx, int64_t begin, int64_t end, int thread)
     apr_engine *e = ctx;
     for (int64_t r = begin; r < end; r++) {
         job *j = e->running[e->row_seq[r]];
-        e->row_done[r] = sample_one(e, j, e->logits + (size_t)r * e->n_vocab, &e->row_ev[r]);
+        const float *logits = e->step_greedy ? NULL : e->logits + (size_t)r * e->n_vocab;
+        e->row_done[r] = sample_one(e, j, logits, e->argmax[r], &e->row_ev[r]);
     }
 }
 
@@ -330,7 +334,13 @@ static void step(apr_engine *e)
     int n = build_batch(e, &rows, &prompt);
     if (n == 0) return;
     apr_batch b = { n, e->b_ids, e->b_pos, e->b_seq, e->b_logits };
-    apr_status st = apr_decode(e->ctx, &b, e->logits);
+    /* When every row only wants the argmax, the choice is made where the
+     * logits are (on the GPU: 4 bytes a row come back instead of n_vocab
+     * floats). Its tie rule is the sampler's, so the tokens are the same
+     * whichever way a row went. */
+    e->step_greedy = 1;
+    for (int r = 0; r < rows && e->step_greedy; r++) e->step_greedy = e->running[e->row_seq[r]]->plain_greedy;
+    apr_status st = e->step_greedy ? apr_decode_greedy(e->ctx, &b, e->argmax) : apr_decode(e->ctx, &b, e->logits);
     if (st == APR_OK) {
         if (rows > 1) apr_parallel_for(rows, 1, sample_rows, e);
         else sample_rows(e, 0, rows, 0);
@@ -469,11 +479,12 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
     e->row_seq = malloc((size_t)e->n_seq * sizeof *e->row_seq);
     e->row_ev = malloc((size_t)e->n_seq * sizeof *e->row_ev);
     e->row_done = malloc((size_t)e->n_seq * sizeof *e->row_done);
+    e->argmax = malloc((size_t)e->n_seq * sizeof *e->argmax);
     e->logits = malloc((size_t)e->n_seq * (size_t)e->n_vocab * sizeof *e->logits);
     e->cap_cancels = 64;
     e->cancels = malloc((size_t)e->cap_cancels * sizeof *e->cancels);
     if (!e->running || !e->b_ids || !e->b_pos || !e->b_seq || !e->b_logits || !e->row_seq || !e->row_ev ||
-        !e->row_done || !e->logits ||
+        !e->row_done || !e->argmax || !e->logits ||
         !e->cancels) {
         apr_engine_free(e);
         return apr_error(APR_ERR_NOMEM, "engine: out of memory for %d sequences of %d logits", p->n_seq, e->n_vocab);
@@ -519,6 +530,7 @@ void apr_engine_free(apr_engine *e)
     free(e->row_seq);
     free(e->row_ev);
     free(e->row_done);
+    free(e->argmax);
     free(e->logits);
     free(e->cancels);
     free(e->events);
@@ -561,6 +573,10 @@ apr_status apr_engine_submit(apr_engine *e, const apr_engine_request *r, uint64_
     j->logprobs = r->logprobs || r->top_logprobs > 0;
     j->top_logprobs = r->top_logprobs;
     j->ignore_eog = r->ignore_eog;
+    const apr_sampler_params *sp = &r->sampling;
+    j->plain_greedy = sp->temperature <= 0 && !j->logprobs && r->n_bias == 0 &&
+                      (sp->penalty_last_n == 0 || (sp->repeat_penalty == 1 && sp->presence_penalty == 0 &&
+                                                   sp->frequency_penalty == 0));
     j->prompt = malloc((size_t)r->n_prompt * sizeof *j->prompt);
     j->n_stop_ids = r->n_stop_ids;
     if (r->n_stop_ids) j->stop_ids = malloc((size_t)r->n_stop_ids * sizeof *j->stop_ids);

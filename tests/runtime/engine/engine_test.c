@@ -290,3 +290,39 @@ TEST(engine_stop_ids_room_and_logprobs)
     apr_engine_free(e);
     apr_model_free(m);
 }
+
+/* A plain greedy request decodes with apr_decode_greedy when alone and with
+ * logits and the sampler when it shares a step with a logprobs request:
+ * both ways must pick the same tokens. */
+TEST(engine_greedy_paths_agree)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    enum { GEN = 16 };
+    apr_engine *e = engine(m, 2, 512, 4);
+    REQUIRE(e != NULL);
+    result alone;
+    REQUIRE(submit_greedy(e, 5, GEN, &alone) == APR_OK);
+    REQUIRE(collect(e, &alone, 1));
+    REQUIRE(alone.n == GEN);
+
+    result pair[2];
+    int32_t ids[16];
+    int n;
+    prompt_of(6, ids, &n);
+    apr_engine_request q;
+    apr_engine_request_default(&q);
+    q.prompt = ids;
+    q.n_prompt = n;
+    q.max_tokens = GEN + 8;  /* outlives the other, so every step is mixed */
+    q.top_logprobs = 1;
+    q.ignore_eog = 1;
+    memset(&pair[0], 0, sizeof pair[0]);
+    REQUIRE(apr_engine_submit(e, &q, &pair[0].id) == APR_OK);
+    REQUIRE(submit_greedy(e, 5, GEN, &pair[1]) == APR_OK);
+    REQUIRE(collect(e, pair, 2));
+    CHECK_EQ_INT(pair[1].n, GEN);
+    CHECK(memcmp(alone.tokens, pair[1].tokens, GEN * sizeof(int32_t)) == 0);
+    apr_engine_free(e);
+    apr_model_free(m);
+}

@@ -285,7 +285,7 @@ describe("apr serve lifecycle", function()
             assert.equal("model_loading", r.json.error.code)
             assert.same({}, get(s.port, "/v1/models").json.data)
             -- Let the loader through: the pipe holds no GGUF file.
-            os.execute("printf 'not a gguf' > " .. fifo)
+            os.execute("(printf 'not a gguf' > " .. fifo .. ") 2>/dev/null")
             assert.equal(1, s:wait(10))
             assert.truthy(s:log():find("cannot load model", 1, true))
         end)
