@@ -31,6 +31,9 @@ static __device__ __forceinline__ size_t kv_row(const apr_cuda_kv &kv, const int
 
 /* ------------------------------------------------------------------ decode */
 
+/* The keys of a split: pieces of `per` positions, a multiple of 32. */
+static __device__ __forceinline__ int split_len(int len, int n_split) { return (APR_DIV_UP(len, n_split) + 31) & ~31; }
+
 struct dec_args {
     const float *qkv;
     apr_cuda_tokens tk;
@@ -58,7 +61,7 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
     const int split_i = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int len = a.tk.pos[t] + 1;
-    const int per = (APR_DIV_UP(len, a.n_split) + 31) & ~31;
+    const int per = split_len(len, a.n_split);
     const int p0 = split_i * per, p_end = min(p0 + per, len);
     const size_t part = ((size_t)t * a.n_head + kvh * G) * a.n_split + split_i;
     if (p0 >= len) {
@@ -194,20 +197,23 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
     if (tid < G) a.part_ml[part + (size_t)tid * a.n_split] = ml_s[tid];
 }
 
-/* Merges the splits of one (token, head); quantizes the head's chunks. */
+/* Merges the splits of one (token, head); quantizes the head's chunks.
+ * Only the splits that hold keys are read: at a short context that is one
+ * or two of them, not n_split. */
 template <int HD>
-static __global__ void __launch_bounds__(HD) attn_combine(const float *part_o, const float2 *part_ml, int n_head,
-                                                          int n_split, float *out, int8_t *q8, float4 *meta)
+static __global__ void __launch_bounds__(HD) attn_combine(const float *part_o, const float2 *part_ml, const int32_t *pos,
+                                                          int n_head, int n_split, float *out, int8_t *q8, float4 *meta)
 {
     __shared__ float o_s[HD];
     const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+    const int len = pos[t] + 1, active = APR_DIV_UP(len, split_len(len, n_split));
     const size_t part = ((size_t)t * n_head + h) * n_split;
     float m = -INFINITY;
-    for (int j = 0; j < n_split; j++) m = fmaxf(m, part_ml[part + j].x);
+    for (int j = 0; j < active; j++) m = fmaxf(m, part_ml[part + j].x);
     float l = 0.0f, o = 0.0f;
-    for (int j = 0; j < n_split; j++) {
+#pragma unroll 4
+    for (int j = 0; j < active; j++) {
         float2 v = part_ml[part + j];
-        if (v.y == 0.0f) continue;
         float w = __expf(v.x - m);
         l += w * v.y;
         o += w * part_o[(part + j) * HD + d];
@@ -447,11 +453,12 @@ static apr_status launch_decode(const dec_args &a, int G, int n_tok, cudaStream_
     return APR_OK;
 }
 
+template <int HD> static int prefill_smem() { return (FQ + 4 * FK) * (HD + 8) * 2; }
+
 template <int HD>
 static apr_status launch_prefill(const pre_args &a, cudaStream_t stream)
 {
-    int smem = (FQ + 4 * FK) * (HD + 8) * 2;
-    APR_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    int smem = prefill_smem<HD>();
     dim3 grid(APR_DIV_UP(a.n, FQ), a.n_head);
     attn_prefill<HD><<<grid, F_THREADS, smem, stream>>>(a);
     APR_CUDA_LAUNCHED();
@@ -459,6 +466,13 @@ static apr_status launch_prefill(const pre_args &a, cudaStream_t stream)
 }
 
 /* ---------------------------------------------------------------- entry points */
+
+extern "C" apr_status apr_cuda_attention_setup(void)
+{
+    APR_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, prefill_smem<64>()));
+    APR_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, prefill_smem<128>()));
+    return APR_OK;
+}
 
 extern "C" size_t apr_cuda_attention_scratch_bytes(int n_tok, int n_head, int n_split, int hd)
 {
@@ -489,10 +503,10 @@ extern "C" apr_status apr_cuda_attention_decode(const float *qkv, apr_cuda_token
     APR_TRY(hd == 128 ? launch_decode<128>(a, G, n_tok, stream) : launch_decode<64>(a, G, n_tok, stream));
     dim3 grid(n_head, n_tok);
     if (hd == 128)
-        attn_combine<128><<<grid, 128, 0, stream>>>(a.part_o, a.part_ml, n_head, n_split, out_f32, out_q8.q,
+        attn_combine<128><<<grid, 128, 0, stream>>>(a.part_o, a.part_ml, tk.pos, n_head, n_split, out_f32, out_q8.q,
                                                    (float4 *)out_q8.meta);
     else
-        attn_combine<64><<<grid, 64, 0, stream>>>(a.part_o, a.part_ml, n_head, n_split, out_f32, out_q8.q,
+        attn_combine<64><<<grid, 64, 0, stream>>>(a.part_o, a.part_ml, tk.pos, n_head, n_split, out_f32, out_q8.q,
                                                  (float4 *)out_q8.meta);
     APR_CUDA_LAUNCHED();
     return APR_OK;

@@ -30,6 +30,9 @@ apr_status apr_cuda_attention_decode(const float *qkv, apr_cuda_tokens tk, apr_c
 apr_status apr_cuda_attention_prefill(const void *q_f16, apr_cuda_tokens tk, apr_cuda_kv kv, int n, int n_head,
                                       float scale, float *out_f32, void *out_f16, cudaStream_t stream);
 
+/* Once per process, before the first launch. */
+apr_status apr_cuda_attention_setup(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,10 +15,12 @@
 #include "mma.cuh"
 #include "qunit.cuh"
 
-enum { BM = 128, BN = 128, BK = 64, LDS = BK + 8, THREADS = 256 };
+enum { BN = 128, BK = 64, LDS = BK + 8, THREADS = 256 };
 enum { EPI_F32 = 0, EPI_SWIGLU = 1 };
 
-static const int SMEM_BYTES = 2 * (2 * BM * LDS * 2); /* X and W tiles, two stages each */
+/* A block takes 32*MT tokens: MT = 4 for prompts, 1 for short passes
+ * (a 32-token prompt would waste three quarters of a 128-token tile). */
+template <int MT> struct tile { enum { BM = 32 * MT, SMEM = 2 * (BM + BN) * LDS * 2 }; };
 
 struct gemm_args {
     apr_cuda_qmat w;
@@ -31,6 +33,8 @@ struct gemm_args {
     const float *resid;
     int ld_resid;
     __half *out16;         /* EPI_SWIGLU: an f16 copy of out, or NULL */
+    float *part;           /* splits > 1: [splits][n_tok][ld_part] partial sums */
+    int splits, ld_part;
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -143,15 +147,17 @@ template <int DT> struct wtile<DT, true> {
 
 /* ------------------------------------------------------------------ kernel */
 
-template <int DT, int EPI>
+template <int DT, int EPI, int MT>
 static __global__ void __launch_bounds__(THREADS, 2) gemm_q(gemm_args a)
 {
+    constexpr int BM = tile<MT>::BM;
     extern __shared__ uint4 smem_u4[];
     __half *xs = (__half *)smem_u4;            /* [2][BM][LDS] */
     __half *ws = xs + 2 * BM * LDS;            /* [2][BN][LDS] */
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;    /* SwiGLU: n0/2 is the first output */
-    const int nk = a.w.cols / BK;
+    /* split-K: block z sums k-steps [kb, ke) */
+    const int nk_all = a.w.cols / BK, kb = blockIdx.z * nk_all / a.splits, ke = (blockIdx.z + 1) * nk_all / a.splits;
 
     /* this thread's weight unit: tile row tid/2, half tid&1; for SwiGLU
      * tile rows 0..63 are gate rows n0/2.., 64..127 the same up rows */
@@ -162,7 +168,7 @@ static __global__ void __launch_bounds__(THREADS, 2) gemm_q(gemm_args a)
 
     auto issue_x = [&](int ks, int st) {
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < MT; i++) {
             int chunk = tid + i * THREADS, r = chunk >> 3, c = (chunk & 7) * 8;
             bool valid = m0 + r < a.n_tok;
             const __half *src = a.x + (size_t)(valid ? m0 + r : 0) * a.w.cols + ks * BK + c;
@@ -171,49 +177,64 @@ static __global__ void __launch_bounds__(THREADS, 2) gemm_q(gemm_args a)
         cp_async_commit();
     };
 
-    /* warp tile: 64 tokens x 32 rows */
-    const int wm0 = (warp & 1) * 64, wn0 = (warp >> 1) * 32;
-    float acc[4][4][4];
+    /* warp tile: 16*MT tokens x 32 rows */
+    const int wm0 = (warp & 1) * 16 * MT, wn0 = (warp >> 1) * 32;
+    float acc[MT][4][4];
 #pragma unroll
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < MT; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int k = 0; k < 4; k++) acc[i][j][k] = 0.0f;
 
-    wt.load(wm, wrow, wh);
-    issue_x(0, 0);
-    for (int ks = 0; ks < nk; ks++) {
-        const int st = ks & 1;
+    wt.load(wm, wrow, 2 * kb + wh);
+    issue_x(kb, 0);
+    for (int ks = kb; ks < ke; ks++) {
+        const int st = (ks - kb) & 1;
         wt.store(2 * ks + wh, ws + (st * BN + wn) * LDS, wh);
         cp_async_wait_all();
         __syncthreads();
-        if (ks + 1 < nk) {
+        if (ks + 1 < ke) {
             wt.load(wm, wrow, 2 * (ks + 1) + wh);
             issue_x(ks + 1, st ^ 1);
         }
         const __half *xt = xs + st * BM * LDS, *wtl = ws + st * BN * LDS;
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
-            uint32_t af[4][4], bf[2][4];
+            uint32_t af[MT][4], bf[2][4];
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < MT; i++)
                 ldmatrix_x4(af[i], xt + (wm0 + 16 * i + (lane & 15)) * LDS + kk + (lane >> 4) * 8);
 #pragma unroll
             for (int j = 0; j < 2; j++)
                 ldmatrix_x4(bf[j], wtl + (wn0 + 16 * j + (lane & 7) + ((lane >> 4) << 3)) * LDS + kk +
                                        ((lane >> 3) & 1) * 8);
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < MT; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) mma16816(acc[i][j], af[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
         }
     }
 
-    if (EPI == EPI_F32) {
+    if (a.splits > 1) {
+        /* partial sums, joined by splitk_reduce; SwiGLU's gate rows go to
+         * columns f, its up rows to F + f (F = gate rows) */
+        float *part = a.part + (size_t)blockIdx.z * a.n_tok * a.ld_part;
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+                    int m = m0 + wm0 + 16 * i + (lane >> 2) + 8 * hh, c = wn0 + 8 * j + (lane & 3) * 2;
+                    int n = EPI == EPI_SWIGLU ? (c < 64 ? n0 / 2 + c : a.w.rows + n0 / 2 + c - 64) : n0 + c;
+                    if (m >= a.n_tok || (EPI == EPI_F32 && n >= a.w.rows)) continue;
+                    *(float2 *)(part + (size_t)m * a.ld_part + n) = make_float2(acc[i][j][2 * hh], acc[i][j][2 * hh + 1]);
+                }
+    } else if (EPI == EPI_F32) {
         float *out = (float *)a.out;
 #pragma unroll
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < MT; i++)
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -238,7 +259,7 @@ static __global__ void __launch_bounds__(THREADS, 2) gemm_q(gemm_args a)
         float *t = (float *)smem_u4; /* [BM][BN + 4] */
         const int LDT = BN + 4;
 #pragma unroll
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < MT; i++)
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -262,18 +283,70 @@ static __global__ void __launch_bounds__(THREADS, 2) gemm_q(gemm_args a)
     }
 }
 
+/* Sums the splits' partial products and finishes as the epilogue would. */
+template <int EPI>
+static __global__ void splitk_reduce(gemm_args a)
+{
+    const int cols = a.w.rows; /* outputs per token (SwiGLU: gate rows) */
+    const size_t stride = (size_t)a.n_tok * a.ld_part;
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < (size_t)a.n_tok * cols;
+         e += (size_t)gridDim.x * blockDim.x) {
+        int m = (int)(e / cols), n = (int)(e % cols);
+        const float *p = a.part + (size_t)m * a.ld_part + n;
+        float v = 0.0f, u = 0.0f;
+        for (int z = 0; z < a.splits; z++) {
+            v += p[z * stride];
+            if (EPI == EPI_SWIGLU) u += p[z * stride + cols];
+        }
+        size_t o = (size_t)m * a.ld_out + n;
+        if (EPI == EPI_SWIGLU) {
+            float h = silu(v) * u;
+            ((float *)a.out)[o] = h;
+            if (a.out16) a.out16[o] = __float2half_rn(h);
+        } else {
+            if (a.bias) v += a.bias[n];
+            if (a.resid) v += a.resid[(size_t)m * a.ld_resid + n];
+            ((float *)a.out)[o] = v;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- launchers */
 
-template <int EPI>
-static apr_status launch(const gemm_args &a, cudaStream_t stream)
+static int sm_count()
 {
-    dim3 grid(APR_DIV_UP(a.n_tok, BM), EPI == EPI_SWIGLU ? a.w.rows / 64 : APR_DIV_UP(a.w.rows, BN));
+    static int n = 0;
+    if (!n) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
+    }
+    return n;
+}
+
+/* A product with fewer tiles than two per SM (the 5120-row products of a
+ * short prompt have 40) splits its columns over up to 8 blocks per tile,
+ * whose partial sums a second kernel adds; scratch bounds the splits. */
+template <int EPI, int MT>
+static apr_status launch(gemm_args a, void *scratch, size_t scratch_bytes, cudaStream_t stream)
+{
+    const int out_cols = EPI == EPI_SWIGLU ? 2 * a.w.rows : a.w.rows;
+    dim3 grid(APR_DIV_UP(a.n_tok, tile<MT>::BM), EPI == EPI_SWIGLU ? a.w.rows / 64 : APR_DIV_UP(a.w.rows, BN));
+    const int tiles = grid.x * grid.y, nk = a.w.cols / BK, want = 2 * sm_count();
+    int splits = 1;
+    if (tiles < want && scratch) {
+        splits = min(min(APR_DIV_UP(want, tiles), 8), nk / 4);
+        while (splits > 1 && (size_t)splits * a.n_tok * out_cols * sizeof(float) > scratch_bytes) splits--;
+        if (splits < 1) splits = 1;
+    }
+    a.splits = splits;
+    a.part = splits > 1 ? (float *)scratch : NULL;
+    a.ld_part = out_cols;
+    grid.z = splits;
     switch (a.w.dtype) {
-#define CASE(DT)                                                                                          \
-    case DT:                                                                                              \
-        APR_CUDA_CHECK(cudaFuncSetAttribute(gemm_q<DT, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
-                                            SMEM_BYTES));                                                 \
-        gemm_q<DT, EPI><<<grid, THREADS, SMEM_BYTES, stream>>>(a);                                        \
+#define CASE(DT)                                                                  \
+    case DT:                                                                      \
+        gemm_q<DT, EPI, MT><<<grid, THREADS, tile<MT>::SMEM, stream>>>(a);         \
         break;
         APR_CUDA_FOR_EACH_QTYPE(CASE)
         CASE(APR_F16)
@@ -285,27 +358,55 @@ static apr_status launch(const gemm_args &a, cudaStream_t stream)
                          apr_dtype_name(a.w.dtype) ? apr_dtype_name(a.w.dtype) : "?");
     }
     APR_CUDA_LAUNCHED();
+    if (splits > 1) {
+        size_t n = (size_t)a.n_tok * a.w.rows;
+        splitk_reduce<EPI><<<(unsigned)min((size_t)4 * sm_count(), APR_DIV_UP(n, 256)), 256, 0, stream>>>(a);
+        APR_CUDA_LAUNCHED();
+    }
     return APR_OK;
 }
 
 /* ---------------------------------------------------------------- entry points */
 
+/* Passes up to this many tokens take 32-token tiles. */
+enum { SHORT = 64 };
+
+/* The kernels' shared memory exceeds the 48 KB a launch gets by default;
+ * raised once, before any launch (not allowed while a graph records). */
+extern "C" apr_status apr_cuda_gemm_setup(void)
+{
+#define SETUP1(DT, EPI, MT) \
+    APR_CUDA_CHECK(cudaFuncSetAttribute(gemm_q<DT, EPI, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, tile<MT>::SMEM));
+#define SETUP(DT) SETUP1(DT, EPI_F32, 1) SETUP1(DT, EPI_F32, 4) SETUP1(DT, EPI_SWIGLU, 1) SETUP1(DT, EPI_SWIGLU, 4)
+    APR_CUDA_FOR_EACH_QTYPE(SETUP)
+    SETUP(APR_F16)
+    SETUP(APR_BF16)
+    SETUP(APR_F32)
+#undef SETUP
+#undef SETUP1
+    return APR_OK;
+}
+
 extern "C" apr_status apr_cuda_gemm(const apr_cuda_qmat *w, const void *x_f16, int n_tok, float *out, int ld_out,
-                                    const float *bias, const float *resid, int ld_resid, cudaStream_t stream)
+                                    const float *bias, const float *resid, int ld_resid, void *scratch,
+                                    size_t scratch_bytes, cudaStream_t stream)
 {
     if (n_tok <= 0) return APR_OK;
-    gemm_args a = {*w, *w, (const __half *)x_f16, n_tok, out, ld_out, bias, resid, ld_resid, NULL};
-    return launch<EPI_F32>(a, stream);
+    gemm_args a = {*w, *w, (const __half *)x_f16, n_tok, out, ld_out, bias, resid, ld_resid, NULL, NULL, 1, 0};
+    return n_tok <= SHORT ? launch<EPI_F32, 1>(a, scratch, scratch_bytes, stream)
+                          : launch<EPI_F32, 4>(a, scratch, scratch_bytes, stream);
 }
 
 extern "C" apr_status apr_cuda_gemm_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, const void *x_f16,
-                                           int n_tok, float *out, int ld_out, void *out_f16, cudaStream_t stream)
+                                           int n_tok, float *out, int ld_out, void *out_f16, void *scratch,
+                                           size_t scratch_bytes, cudaStream_t stream)
 {
     if (n_tok <= 0) return APR_OK;
     if (gate->rows % 64 || gate->rows != up->rows || gate->cols != up->cols || gate->dtype != up->dtype)
         return apr_error(APR_ERR_UNSUPPORTED, "apr_cuda_gemm_swiglu: gate %s %d x %d, up %s %d x %d",
                          apr_dtype_name(gate->dtype), gate->rows, gate->cols, apr_dtype_name(up->dtype), up->rows,
                          up->cols);
-    gemm_args a = {*gate, *up, (const __half *)x_f16, n_tok, out, ld_out, NULL, NULL, 0, (__half *)out_f16};
-    return launch<EPI_SWIGLU>(a, stream);
+    gemm_args a = {*gate, *up, (const __half *)x_f16, n_tok, out, ld_out, NULL, NULL, 0, (__half *)out_f16, NULL, 1, 0};
+    return n_tok <= SHORT ? launch<EPI_SWIGLU, 1>(a, scratch, scratch_bytes, stream)
+                          : launch<EPI_SWIGLU, 4>(a, scratch, scratch_bytes, stream);
 }

@@ -33,34 +33,40 @@ struct seg_dev {
 
 /* ------------------------------------------------------------------ row bodies */
 
-/* acc[r][t] += W[rows[r]] . x_t over the whole row, quantized weights. */
+/* acc[r][t] += W[rows[r]] . x_t over the whole row, quantized weights.
+ * Lane l takes units l, l+32, ...: U groups of 32 units are loaded (for
+ * all R rows) before any is used. */
 template <int DT, int NT, int R>
-static __device__ __forceinline__ void dot_q(const apr_cuda_qmat &w, const int *rows, const xin &x, float (&acc)[R][NT])
+static __device__ __forceinline__ void dot_q(const apr_cuda_qmat *const *w, const int *rows, const xin &x,
+                                             float (&acc)[R][NT])
 {
-    constexpr int U = NT * R <= 2 ? 4 : 2;
-    const int lane = threadIdx.x & 31, upr = w.cols / 32;
-    for (int base = 0; base < upr; base += 32 * U) {
+    constexpr int U = NT * R <= 1 ? 4 : NT * R <= 2 ? 2 : 1;
+    const int lane = threadIdx.x & 31, upr = w[0]->cols / 32;
+    cursor<DT> cur[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) cur[r] = cursor<DT>(*w[r], rows[r], lane);
+    const int8_t *xq = x.q + 32 * lane;
+    const float4 *xm = x.meta + lane;
+    for (int g = 0; g * 32 < upr; g += U) {
         qraw raw[U][R];
 #pragma unroll
         for (int k = 0; k < U; k++) {
-            int u = base + 32 * k + lane;
-            if (u < upr) {
+            if ((g + k) * 32 + lane < upr) {
 #pragma unroll
-                for (int r = 0; r < R; r++) raw[k][r] = load_unit<DT>(w, rows[r], u);
+                for (int r = 0; r < R; r++) raw[k][r] = cur[r].load(g + k);
             }
         }
 #pragma unroll
         for (int k = 0; k < U; k++) {
-            int u = base + 32 * k + lane;
-            if (u < upr) {
+            if ((g + k) * 32 + lane < upr) {
                 qunit qu[R];
 #pragma unroll
-                for (int r = 0; r < R; r++) qu[r] = decode_unit<DT>(raw[k][r], u);
+                for (int r = 0; r < R; r++) qu[r] = decode_unit<DT>(raw[k][r], lane);
 #pragma unroll
                 for (int t = 0; t < NT; t++) {
-                    const int4 *xp = (const int4 *)(x.q + (size_t)t * x.cols + 32 * u);
+                    const int4 *xp = (const int4 *)(xq + (size_t)t * x.cols + (size_t)(g + k) * 1024);
                     int4 xa = __ldg(xp), xb = __ldg(xp + 1);
-                    float4 m = __ldg(x.meta + (size_t)t * (x.cols / 32) + u);
+                    float4 m = __ldg(xm + (size_t)t * (x.cols / 32) + (g + k) * 32);
 #pragma unroll
                     for (int r = 0; r < R; r++) {
                         int ia = __dp4a((int)qu[r].a[0], xa.x, 0);
@@ -91,15 +97,16 @@ static __device__ __forceinline__ float plain_at(int dt, const uint4 &v, int k)
 
 /* acc[r][t] += W[rows[r]] . x_t for F16, BF16 and F32 weights (f32 x). */
 template <int DT, int NT, int R>
-static __device__ __forceinline__ void dot_plain(const apr_cuda_qmat &w, const int *rows, const xin &x, float (&acc)[R][NT])
+static __device__ __forceinline__ void dot_plain(const apr_cuda_qmat *const *w, const int *rows, const xin &x,
+                                                 float (&acc)[R][NT])
 {
     constexpr int EB = DT == APR_F32 ? 4 : 2, PER = 16 / EB; /* elements per 16-byte load */
-    const int lane = threadIdx.x & 31;
-    for (int c = lane * PER; c < w.cols; c += 32 * PER) {
+    const int lane = threadIdx.x & 31, cols = w[0]->cols;
+    for (int c = lane * PER; c < cols; c += 32 * PER) {
         float wv[R][PER];
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            uint4 v = ldg16(w.q + ((size_t)rows[r] * w.cols + c) * EB);
+            uint4 v = ldg16(w[r]->q + ((size_t)rows[r] * cols + c) * EB);
 #pragma unroll
             for (int k = 0; k < PER; k++) {
                 if (DT == APR_F32) wv[r][k] = __uint_as_float(k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w);
@@ -119,24 +126,24 @@ static __device__ __forceinline__ void dot_plain(const apr_cuda_qmat &w, const i
     }
 }
 
-template <int NT, int R>
-static __device__ __forceinline__ void dot_any(const apr_cuda_qmat &w, const int *rows, const xin &x, float (&acc)[R][NT])
+/* Row r of the dot products is row rows[r] of *w[r]; all of one dtype. */
+/* Row r of the dot products is row rows[r] of *w[r] (all of format DT). */
+template <int DT, int NT, int R>
+static __device__ __forceinline__ void dot(const apr_cuda_qmat *const *w, const int *rows, const xin &x,
+                                           float (&acc)[R][NT])
 {
-    switch (w.dtype) {
-#define CASE(DT) case DT: dot_q<DT, NT, R>(w, rows, x, acc); break;
-        APR_CUDA_FOR_EACH_QTYPE(CASE)
-#undef CASE
-    case APR_F16: dot_plain<APR_F16, NT, R>(w, rows, x, acc); break;
-    case APR_BF16: dot_plain<APR_BF16, NT, R>(w, rows, x, acc); break;
-    case APR_F32: dot_plain<APR_F32, NT, R>(w, rows, x, acc); break;
-    default: break;
-    }
+    if (DT == APR_F16 || DT == APR_BF16 || DT == APR_F32) dot_plain<DT, NT, R>(w, rows, x, acc);
+    else dot_q<DT, NT, R>(w, rows, x, acc);
 }
 
 /* ------------------------------------------------------------------ kernels */
 
-template <int NT, int R>
-static __global__ void __launch_bounds__(WARPS * 32) gemv_segs(seg_dev sd, xin x, int n_tok)
+/* Few registers per lane buy more warps, and so more loads in flight:
+ * three blocks (24 warps) per SM where one or two products are summed.
+ * One format per kernel: a switch over all of them would cost every
+ * format the registers of the greediest. */
+template <int DT, int NT, int R>
+static __global__ void __launch_bounds__(WARPS * 32, NT * R <= 2 ? 3 : 2) gemv_segs(seg_dev sd, xin x, int n_tok)
 {
     int b = blockIdx.x, si = 0;
     while (si + 1 < sd.n_seg && b >= sd.block_end[si]) si++;
@@ -145,10 +152,14 @@ static __global__ void __launch_bounds__(WARPS * 32) gemv_segs(seg_dev sd, xin x
     int r0 = first + (threadIdx.x >> 5) * R;
     if (r0 >= s.w.rows) return;
     int rows[R];
+    const apr_cuda_qmat *ws[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) rows[r] = min(r0 + r, s.w.rows - 1);
+    for (int r = 0; r < R; r++) {
+        rows[r] = min(r0 + r, s.w.rows - 1);
+        ws[r] = &s.w;
+    }
     float acc[R][NT] = {};
-    dot_any<NT, R>(s.w, rows, x, acc);
+    dot<DT, NT, R>(ws, rows, x, acc);
     int lane = threadIdx.x & 31;
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -165,24 +176,29 @@ static __global__ void __launch_bounds__(WARPS * 32) gemv_segs(seg_dev sd, xin x
     }
 }
 
-template <int NT>
-static __global__ void __launch_bounds__(WARPS * 32) gemv_swiglu(apr_cuda_qmat gate, apr_cuda_qmat up, float *out,
-                                                                 int ld_out, xin x, int n_tok)
+/* gate and up rows of one output in the same warp, their loads in flight
+ * together, joined by SwiGLU before anything is written */
+template <int DT, int NT>
+static __global__ void __launch_bounds__(WARPS * 32, NT <= 1 ? 3 : 2)
+    gemv_swiglu(apr_cuda_qmat gate, apr_cuda_qmat up, float *out, int ld_out, xin x, int n_tok)
 {
     int f = blockIdx.x * WARPS + (threadIdx.x >> 5);
     if (f >= gate.rows) return;
-    float g[1][NT] = {}, u[1][NT] = {};
-    dot_any<NT, 1>(gate, &f, x, g);
-    dot_any<NT, 1>(up, &f, x, u);
+    float acc[2][NT] = {};
+    const int rows[2] = {f, f};
+    const apr_cuda_qmat *ws[2] = {&gate, &up};
+    dot<DT, NT, 2>(ws, rows, x, acc);
     int lane = threadIdx.x & 31;
 #pragma unroll
     for (int t = 0; t < NT; t++) {
-        float gv = warp_sum(g[0][t]), uv = warp_sum(u[0][t]);
+        float gv = warp_sum(acc[0][t]), uv = warp_sum(acc[1][t]);
         if (lane == t && t < n_tok) out[(size_t)t * ld_out + f] = silu(gv) * uv;
     }
 }
 
 /* ---------------------------------------------------------------- launchers */
+
+#define APR_CUDA_FOR_EACH_TYPE(X) APR_CUDA_FOR_EACH_QTYPE(X) X(APR_F16) X(APR_BF16) X(APR_F32)
 
 template <int NT, int R>
 static apr_status launch_segs(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, const xin &x, cudaStream_t stream)
@@ -195,7 +211,14 @@ static apr_status launch_segs(const apr_cuda_gemv_seg *segs, int n_seg, int n_to
         blocks += APR_DIV_UP(segs[i].w.rows, WARPS * R);
         sd.block_end[i] = blocks;
     }
-    gemv_segs<NT, R><<<blocks, WARPS * 32, 0, stream>>>(sd, x, n_tok);
+    switch (segs[0].w.dtype) {
+#define CASE(DT) case DT: gemv_segs<DT, NT, R><<<blocks, WARPS * 32, 0, stream>>>(sd, x, n_tok); break;
+        APR_CUDA_FOR_EACH_TYPE(CASE)
+#undef CASE
+    default:
+        return apr_error(APR_ERR_UNSUPPORTED, "apr_cuda_gemv: no kernel for %s weights",
+                         apr_dtype_name(segs[0].w.dtype) ? apr_dtype_name(segs[0].w.dtype) : "?");
+    }
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }
@@ -208,14 +231,8 @@ static xin make_x(apr_cuda_q8 xq, const float *xf, int cols)
     return x;
 }
 
-/* ---------------------------------------------------------------- entry points */
-
-extern "C" apr_status apr_cuda_gemv(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, apr_cuda_q8 xq,
-                                    const float *xf, cudaStream_t stream)
+static apr_status launch_bucket(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, const xin &x, cudaStream_t stream)
 {
-    if (n_seg < 1 || n_seg > APR_CUDA_GEMV_MAX_SEG || n_tok < 1 || n_tok > APR_CUDA_GEMV_MAX_TOKENS)
-        return apr_error(APR_ERR_INVALID, "apr_cuda_gemv: %d segments, %d tokens", n_seg, n_tok);
-    xin x = make_x(xq, xf, segs[0].w.cols);
     switch (tokens_bucket(n_tok)) {
     case 1: return launch_segs<1, 1>(segs, n_seg, n_tok, x, stream);
     case 2: return launch_segs<2, 1>(segs, n_seg, n_tok, x, stream);
@@ -224,19 +241,43 @@ extern "C" apr_status apr_cuda_gemv(const apr_cuda_gemv_seg *segs, int n_seg, in
     }
 }
 
+/* ---------------------------------------------------------------- entry points */
+
+extern "C" apr_status apr_cuda_gemv(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, apr_cuda_q8 xq,
+                                    const float *xf, cudaStream_t stream)
+{
+    if (n_seg < 1 || n_seg > APR_CUDA_GEMV_MAX_SEG || n_tok < 1 || n_tok > APR_CUDA_GEMV_MAX_TOKENS)
+        return apr_error(APR_ERR_INVALID, "apr_cuda_gemv: %d segments, %d tokens", n_seg, n_tok);
+    xin x = make_x(xq, xf, segs[0].w.cols);
+    /* runs of segments of one format share a launch */
+    for (int i = 0; i < n_seg;) {
+        int j = i + 1;
+        while (j < n_seg && segs[j].w.dtype == segs[i].w.dtype) j++;
+        APR_TRY(launch_bucket(segs + i, j - i, n_tok, x, stream));
+        i = j;
+    }
+    return APR_OK;
+}
+
 extern "C" apr_status apr_cuda_gemv_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, float *out, int ld_out,
                                            int n_tok, apr_cuda_q8 xq, const float *xf, cudaStream_t stream)
 {
-    if (n_tok < 1 || n_tok > APR_CUDA_GEMV_MAX_TOKENS || gate->rows != up->rows || gate->cols != up->cols)
-        return apr_error(APR_ERR_INVALID, "apr_cuda_gemv_swiglu: %d tokens, gate %d x %d, up %d x %d", n_tok,
-                         gate->rows, gate->cols, up->rows, up->cols);
+    if (n_tok < 1 || n_tok > APR_CUDA_GEMV_MAX_TOKENS || gate->rows != up->rows || gate->cols != up->cols ||
+        gate->dtype != up->dtype)
+        return apr_error(APR_ERR_UNSUPPORTED, "apr_cuda_gemv_swiglu: %d tokens, gate %s %d x %d, up %s %d x %d", n_tok,
+                         apr_dtype_name(gate->dtype), gate->rows, gate->cols, apr_dtype_name(up->dtype), up->rows,
+                         up->cols);
     xin x = make_x(xq, xf, gate->cols);
     int grid = APR_DIV_UP(gate->rows, WARPS);
-    switch (tokens_bucket(n_tok)) {
-    case 1: gemv_swiglu<1><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
-    case 2: gemv_swiglu<2><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
-    case 4: gemv_swiglu<4><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
-    default: gemv_swiglu<8><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
+    switch (gate->dtype * 16 + tokens_bucket(n_tok)) {
+#define CASE1(DT, NT) case DT * 16 + NT: gemv_swiglu<DT, NT><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
+#define CASE(DT) CASE1(DT, 1) CASE1(DT, 2) CASE1(DT, 4) CASE1(DT, 8)
+        APR_CUDA_FOR_EACH_TYPE(CASE)
+#undef CASE
+#undef CASE1
+    default:
+        return apr_error(APR_ERR_UNSUPPORTED, "apr_cuda_gemv_swiglu: no kernel for %s weights",
+                         apr_dtype_name(gate->dtype) ? apr_dtype_name(gate->dtype) : "?");
     }
     APR_CUDA_LAUNCHED();
     return APR_OK;

@@ -27,12 +27,13 @@ enum { APR_CUDA_GEMV_MAX_SEG = 3, APR_CUDA_GEMV_MAX_TOKENS = 8 };
 /* Products of up to three matrices with the same input in one launch (q, k
  * and v of a layer), for n_tok tokens (1..8). Quantized weights read xq
  * (apr_cuda_quantize_rmsnorm_q8); F16/BF16/F32 weights read xf ([n][cols]
- * f32). All segments take the same cols. */
+ * f32). All segments take the same cols; consecutive segments of one
+ * format share a launch. */
 apr_status apr_cuda_gemv(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, apr_cuda_q8 xq, const float *xf,
                          cudaStream_t stream);
 
 /* The feed-forward's first half: out[t*ld_out + f] = silu(gate_f . x_t) *
- * (up_f . x_t) for every row f of gate (up has the same shape). */
+ * (up_f . x_t) for every row f of gate (up: the same shape and format). */
 apr_status apr_cuda_gemv_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, float *out, int ld_out, int n_tok,
                                 apr_cuda_q8 xq, const float *xf, cudaStream_t stream);
 

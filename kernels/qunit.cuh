@@ -97,6 +97,76 @@ static __device__ __forceinline__ qraw load_unit(const apr_cuda_qmat &w, int row
     return r;
 }
 
+/* A lane's walk along one row in steps of 32 units (the decode kernels:
+ * lane l reads units l, l+32, l+64, ...). Every array of every layout
+ * advances by a fixed number of bytes per 32 units, so the pointers are
+ * set once and each step is an immediate offset: few registers per row,
+ * which leaves room for more loads in flight. */
+template <int DT> struct cursor {
+    const uint8_t *q, *h, *s, *d, *m; /* this lane's first unit in each array */
+
+    /* bytes each array advances per 32 units */
+    enum {
+        QS = DT == APR_Q4_K ? 576 : DT == APR_Q5_K ? 704 : DT == APR_Q8_0 ? 1024 : 512,
+        HS = DT == APR_Q6_K ? 256 : 128,
+        SS = 64,
+        DS = DT == APR_Q6_K ? 8 : 64,
+    };
+
+    __device__ __forceinline__ cursor() {}
+    __device__ __forceinline__ cursor(const apr_cuda_qmat &w, int row, int lane)
+    {
+        const int cols = w.cols;
+        if (DT == APR_Q4_K || DT == APR_Q5_K) {
+            const int bb = DT == APR_Q4_K ? 144 : 176;
+            s = w.q + (size_t)row * (cols / 256) * bb + (lane >> 3) * bb; /* the block header */
+            q = s + (DT == APR_Q4_K ? 16 : 48) + 16 * (lane & 7);
+            h = s + 16 + 16 * (lane & 1);
+        } else if (DT == APR_Q6_K) {
+            q = w.q + (size_t)row * (cols / 2) + 16 * lane;
+            h = w.qh + (size_t)row * (cols / 4) + 8 * lane;
+            s = (const uint8_t *)w.sc + (size_t)row * (cols / 16) + 4 * (lane >> 1);
+            d = (const uint8_t *)(w.d + (size_t)row * (cols / 256)) + 2 * (lane >> 3);
+        } else if (DT == APR_Q8_0) {
+            q = w.q + (size_t)row * cols + 32 * lane;
+            d = (const uint8_t *)(w.d + (size_t)row * (cols / 32)) + 4 * (lane >> 1);
+        } else {
+            q = w.q + (size_t)row * (cols / 2) + 16 * lane;
+            d = (const uint8_t *)(w.d + (size_t)row * (cols / 32)) + 4 * (lane >> 1);
+            if (DT == APR_Q4_1 || DT == APR_Q5_1) m = (const uint8_t *)(w.m + (size_t)row * (cols / 32)) + 4 * (lane >> 1);
+            if (DT == APR_Q5_0 || DT == APR_Q5_1) h = w.qh + (size_t)row * (cols / 8) + 4 * lane;
+        }
+    }
+
+    /* The raw bytes of unit lane + 32k (what load_unit would return). */
+    __device__ __forceinline__ qraw load(int k) const
+    {
+        qraw r;
+        if (DT == APR_Q4_K || DT == APR_Q5_K) {
+            r.x = ldg16(s + (size_t)k * QS);
+            r.q = ldg16(q + (size_t)k * QS);
+            if (DT == APR_Q5_K) r.h = ldg16(h + (size_t)k * QS);
+        } else if (DT == APR_Q6_K) {
+            r.q = ldg16(q + (size_t)k * QS);
+            uint2 hh = ldg8(h + (size_t)k * HS);
+            r.w0 = hh.x;
+            r.w1 = hh.y;
+            r.w2 = ldg4(s + (size_t)k * SS);
+            r.h.x = __ldg((const uint16_t *)(d + (size_t)k * DS));
+        } else if (DT == APR_Q8_0) {
+            r.q = ldg16(q + (size_t)k * QS);
+            r.x = ldg16(q + (size_t)k * QS + 16);
+            r.w0 = ldg4(d + (size_t)k * DS);
+        } else {
+            r.q = ldg16(q + (size_t)k * QS);
+            r.w0 = ldg4(d + (size_t)k * DS);
+            if (DT == APR_Q4_1 || DT == APR_Q5_1) r.w2 = ldg4(m + (size_t)k * DS);
+            if (DT == APR_Q5_0 || DT == APR_Q5_1) r.w1 = ldg4(h + (size_t)k * HS);
+        }
+        return r;
+    }
+};
+
 template <int DT>
 static __device__ __forceinline__ qunit decode_unit(const qraw &r, int u)
 {

@@ -4,76 +4,79 @@
  *
  * The angles are pos * scale * base^(-2i/n_rot) computed in double, as the
  * CPU backend does (at 32K positions theta reaches 10^4.5 radians, where a
- * float angle has lost its fraction), so both backends rotate identically. */
+ * float angle has lost its fraction), so both backends rotate identically;
+ * their cos and sin go to a table once per pass (rope_table), which every
+ * layer reads. */
 #include "common.cuh"
 #include "rope.cuh"
 
-enum { MAX_HALF = 256 };
-
 /* ------------------------------------------------------------------ kernels */
 
-static __global__ void rope_store(float *qkv, apr_cuda_rope r, apr_cuda_tokens tk, apr_cuda_kv kv, __half *q_f16)
+/* cos and sin of every rotated pair of every token: once per pass (the
+ * positions are the same in every layer), in double. */
+static __global__ void rope_table(float2 *cs, apr_cuda_rope r, const int32_t *pos)
 {
-    __shared__ float cs[MAX_HALF][2];
-    const int t = blockIdx.x, hd = r.hd, half = r.n_rot / 2;
-    const int q_dim = r.n_head * hd, kv_dim = r.n_kv * hd;
-    float *row = qkv + (size_t)t * (q_dim + 2 * kv_dim);
-    const double position = (double)tk.pos[t] * (double)r.scale;
+    const int t = blockIdx.x, half = r.n_rot / 2;
+    const double position = (double)pos[t] * (double)r.scale;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         double s, c;
         sincos(position * pow((double)r.base, -2.0 * i / r.n_rot), &s, &c);
-        cs[i][0] = (float)c;
-        cs[i][1] = (float)s;
+        cs[(size_t)t * half + i] = make_float2((float)c, (float)s);
     }
-    __syncthreads();
+}
+
+/* A block per (token, head): blockIdx.y < n_head is a q head, then the k
+ * heads, then the v heads; a thread per dimension pair (or dimension). */
+static __global__ void rope_store(float *qkv, apr_cuda_rope r, apr_cuda_tokens tk, apr_cuda_kv kv, const float2 *table,
+                                  __half *q_f16)
+{
+    const int t = blockIdx.x, head = blockIdx.y, hd = r.hd, half = r.n_rot / 2;
+    const int q_dim = r.n_head * hd, kv_dim = r.n_kv * hd;
+    float *x = qkv + (size_t)t * (q_dim + 2 * kv_dim) + (size_t)head * hd;
     const int slot = tk.slot[t], bt = 1 << kv.block_shift;
     const size_t kv_row0 = (size_t)(slot >> kv.block_shift) * r.n_kv * bt + (slot & (bt - 1));
-    __half *kc = (__half *)kv.k, *vc = (__half *)kv.v;
-
-    /* rotated pairs of every q and k head */
-    for (int e = threadIdx.x; e < (r.n_head + r.n_kv) * half; e += blockDim.x) {
-        int head = e / half, i = e % half;
-        int a = r.neox ? i : 2 * i, b = r.neox ? i + half : 2 * i + 1;
-        float *x = row + head * hd;
-        float x0 = x[a], x1 = x[b], c = cs[i][0], s = cs[i][1];
-        float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
-        x[a] = y0;
-        x[b] = y1;
-        if (head < r.n_head) {
-            if (q_f16) {
-                q_f16[(size_t)t * q_dim + head * hd + a] = __float2half_rn(y0);
-                q_f16[(size_t)t * q_dim + head * hd + b] = __float2half_rn(y1);
+    const bool is_q = head < r.n_head, is_v = head >= r.n_head + r.n_kv;
+    __half *dst = is_q ? (q_f16 ? q_f16 + (size_t)t * q_dim + (size_t)head * hd : NULL)
+                       : (__half *)(is_v ? kv.v : kv.k) +
+                             (kv_row0 + (size_t)(head - r.n_head - (is_v ? r.n_kv : 0)) * bt) * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        if (!is_v && d < half) {
+            /* the pair (a, b) that dimension d leads */
+            int a = r.neox ? d : 2 * d, b = r.neox ? d + half : 2 * d + 1;
+            float2 w = table[(size_t)t * half + d];
+            float x0 = x[a], x1 = x[b];
+            float y0 = x0 * w.x - x1 * w.y, y1 = x0 * w.y + x1 * w.x;
+            x[a] = y0;
+            x[b] = y1;
+            if (dst) {
+                dst[a] = __float2half_rn(y0);
+                dst[b] = __float2half_rn(y1);
             }
-        } else {
-            __half *dst = kc + (kv_row0 + (size_t)(head - r.n_head) * bt) * hd;
-            dst[a] = __float2half_rn(y0);
-            dst[b] = __float2half_rn(y1);
-        }
-    }
-    /* dimensions past n_rot pass unrotated; v is copied */
-    for (int e = threadIdx.x; e < (r.n_head + 2 * r.n_kv) * hd; e += blockDim.x) {
-        int head = e / hd, d = e % hd;
-        bool is_v = head >= r.n_head + r.n_kv;
-        if (d < r.n_rot && !is_v) continue;
-        float x = row[e];
-        if (head < r.n_head) {
-            if (q_f16) q_f16[(size_t)t * q_dim + e] = __float2half_rn(x);
-        } else {
-            int h = is_v ? head - r.n_head - r.n_kv : head - r.n_head;
-            (is_v ? vc : kc)[(kv_row0 + (size_t)h * bt) * hd + d] = __float2half_rn(x);
+        } else if (is_v || d >= r.n_rot) {
+            /* unrotated: v, and dimensions past n_rot */
+            if (dst) dst[d] = __float2half_rn(x[d]);
         }
     }
 }
 
 /* ---------------------------------------------------------------- entry points */
 
-extern "C" apr_status apr_cuda_rope_store(float *qkv, int n, apr_cuda_rope r, apr_cuda_tokens tk, apr_cuda_kv kv,
-                                          void *q_f16, cudaStream_t stream)
+extern "C" apr_status apr_cuda_rope_table(int n, apr_cuda_rope r, const int32_t *pos, void *table, cudaStream_t stream)
 {
     if (n <= 0) return APR_OK;
-    if (r.n_rot > r.hd || r.n_rot / 2 > MAX_HALF || r.n_rot % 2)
+    rope_table<<<n, 64, 0, stream>>>((float2 *)table, r, pos);
+    APR_CUDA_LAUNCHED();
+    return APR_OK;
+}
+
+extern "C" apr_status apr_cuda_rope_store(float *qkv, int n, apr_cuda_rope r, apr_cuda_tokens tk, apr_cuda_kv kv,
+                                          const void *table, void *q_f16, cudaStream_t stream)
+{
+    if (n <= 0) return APR_OK;
+    if (r.n_rot > r.hd || r.n_rot % 2)
         return apr_error(APR_ERR_UNSUPPORTED, "CUDA RoPE: %d rotated dimensions of %d", r.n_rot, r.hd);
-    rope_store<<<n, 256, 0, stream>>>(qkv, r, tk, kv, (__half *)q_f16);
+    dim3 grid(n, r.n_head + 2 * r.n_kv);
+    rope_store<<<grid, r.hd, 0, stream>>>(qkv, r, tk, kv, (const float2 *)table, (__half *)q_f16);
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }

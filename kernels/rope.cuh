@@ -32,12 +32,16 @@ typedef struct apr_cuda_rope {
     float base, scale;
 } apr_cuda_rope;
 
+/* cos and sin of each token's rotated pairs ([n][n_rot/2] float2 in
+ * table), at pos[t] (angles in double, as the CPU backend computes them). */
+apr_status apr_cuda_rope_table(int n, apr_cuda_rope r, const int32_t *pos, void *table, cudaStream_t stream);
+
 /* qkv: n rows of [q | k | v] (n_head*hd, n_kv*hd, n_kv*hd floats). Rotates
- * q and k in place at each token's position (angles as the CPU backend
- * computes them, in double), stores k and v as f16 at the token's slot, and
- * when q_f16 is not NULL writes the rotated q there too ([n][n_head*hd]). */
-apr_status apr_cuda_rope_store(float *qkv, int n, apr_cuda_rope r, apr_cuda_tokens tk, apr_cuda_kv kv, void *q_f16,
-                               cudaStream_t stream);
+ * q and k in place by the table's angles, stores k and v as f16 at the
+ * token's slot, and when q_f16 is not NULL writes the rotated q there too
+ * ([n][n_head*hd]). */
+apr_status apr_cuda_rope_store(float *qkv, int n, apr_cuda_rope r, apr_cuda_tokens tk, apr_cuda_kv kv,
+                               const void *table, void *q_f16, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

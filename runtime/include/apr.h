@@ -83,6 +83,11 @@ int apr_device_count(void);
 /* Describes device index. APR_ERR_RANGE for no such device, APR_ERR_DEVICE
  * when the driver fails; *out is zeroed first. */
 apr_status apr_device_get_info(int index, apr_device_info *out);
+/* Measures the device-to-device copy bandwidth of device index on a copy of
+ * `bytes` (>= 1 MiB; a few GB measures HBM, not the L2): bytes read plus
+ * bytes written per second, best of five. Allocates 2 * bytes for the
+ * duration. */
+apr_status apr_device_copy_bandwidth(int index, uint64_t bytes, double *out);
 
 /* ===================================================================== */
 /* Interrupts (Ctrl+C)                                                   */

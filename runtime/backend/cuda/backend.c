@@ -17,6 +17,7 @@
 #ifdef APR_CUDA
 
 #include "kernels/attention.cuh"
+#include "kernels/gemm.cuh"
 
 #define MiB(x) ((double)(x) / (1 << 20))
 
@@ -109,6 +110,8 @@ static void cuda_stream_free(apr_stream *s)
     apr_cuda_release(b, s->y16);
     apr_cuda_release(b, s->q16);
     apr_cuda_release(b, s->att_scratch);
+    apr_cuda_release(b, s->rope);
+    apr_cuda_release(b, s->splitk);
     if (s->cs) cudaStreamDestroy(s->cs);
     free(s);
 }
@@ -149,6 +152,11 @@ static apr_stream *cuda_stream_new(apr_backend *base, const apr_stream_sizes *z)
     ok = ok && (s->q16 = apr_cuda_alloc(b, n * q_dim * 2, 0)) != NULL;
     ok = ok && (s->att_scratch = apr_cuda_alloc(b, apr_cuda_attention_scratch_bytes(CUDA_DECODE_MAX, z->n_head,
                                                                                      s->n_split, z->head_dim), 0));
+    ok = ok && (s->rope = apr_cuda_alloc(b, n * (size_t)z->head_dim / 2 * 8, 0)) != NULL;
+    if (ok && z->n_batch > CUDA_DECODE_MAX) {
+        s->splitk_bytes = APR_CUDA_GEMM_SCRATCH;
+        ok = (s->splitk = apr_cuda_alloc(b, s->splitk_bytes, 0)) != NULL;
+    }
     if (!ok) {
         cuda_stream_free(s);
         return NULL;
@@ -260,6 +268,8 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
     APR_CHECK_NULL(prop.major >= 9, APR_ERR_UNSUPPORTED,
                    "CUDA device %d (%s) has compute capability %d.%d; apr's kernels are built for 9.0 (Hopper)",
                    gpu_index, prop.name, prop.major, prop.minor);
+    cudaSetDevice(gpu_index);
+    if (apr_cuda_gemm_setup() != APR_OK || apr_cuda_attention_setup() != APR_OK) return NULL;
     cuda_backend *b = calloc(1, sizeof *b);
     APR_CHECK_NULL(b, APR_ERR_NOMEM, "cannot allocate the CUDA backend");
     b->dev = gpu_index;

@@ -63,6 +63,9 @@ struct apr_stream {
     void *x16, *y16;       /* [n_batch][max_cols] f16: inputs of prefill products */
     void *q16;             /* [n_batch][n_head * head_dim] f16: rotated queries for prefill attention */
     void *att_scratch;     /* flash-decoding partial results */
+    void *rope;            /* [n_batch][head_dim/2] float2: this pass's cos, sin (written at layer 0) */
+    void *splitk;          /* partial sums of prefill products split over K (NULL: decode-only stream) */
+    size_t splitk_bytes;
     int n_split;           /* pieces a decode step's keys are cut into */
     cuda_memo memo;
     /* the first failure since the last sync */

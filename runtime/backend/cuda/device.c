@@ -64,3 +64,46 @@ apr_status apr_device_get_info(int index, apr_device_info *out)
     return apr_error(APR_ERR_DEVICE, "this build of apr has no CUDA backend");
 #endif
 }
+
+/* A copy of `bytes` within device memory, timed with events: the best of
+ * five after a warm-up, counting each byte read and written (as the
+ * roofline counts a decode step's traffic). */
+apr_status apr_device_copy_bandwidth(int index, uint64_t bytes, double *out)
+{
+    APR_CHECK(out && bytes >= (1u << 20), APR_ERR_INVALID, "apr_device_copy_bandwidth: bad arguments");
+    *out = 0;
+    const int n = apr_device_count();
+    APR_CHECK(index >= 0 && index < n, APR_ERR_RANGE, "no CUDA device %d (%d present)", index, n);
+#ifdef APR_CUDA
+    void *a = NULL, *b = NULL;
+    cudaEvent_t t0 = NULL, t1 = NULL;
+    cudaError_t e = cudaSetDevice(index);
+    if (e == cudaSuccess) e = cudaMalloc(&a, bytes);
+    if (e == cudaSuccess) e = cudaMalloc(&b, bytes);
+    if (e == cudaSuccess) e = cudaMemset(a, 1, bytes);
+    if (e == cudaSuccess) e = cudaEventCreate(&t0);
+    if (e == cudaSuccess) e = cudaEventCreate(&t1);
+    float best = 0;
+    for (int i = 0; i < 6 && e == cudaSuccess; i++) {
+        cudaEventRecord(t0, 0);
+        cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, 0);
+        cudaEventRecord(t1, 0);
+        e = cudaEventSynchronize(t1);
+        float ms = 0;
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, t0, t1);
+        if (i > 0 && (best == 0 || ms < best)) best = ms;
+    }
+    if (t0) cudaEventDestroy(t0);
+    if (t1) cudaEventDestroy(t1);
+    cudaFree(a);
+    cudaFree(b);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return apr_error(APR_ERR_DEVICE, "CUDA device %d: measuring copy bandwidth: %s", index, cudaGetErrorString(e));
+    }
+    *out = 2.0 * (double)bytes / (best * 1e-3);
+    return APR_OK;
+#else
+    return apr_error(APR_ERR_DEVICE, "this build of apr has no CUDA backend");
+#endif
+}

@@ -143,7 +143,7 @@ void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_lin
         apr_cuda_qmat w = apr_cuda_weight_qmat(&W->part[i]);
         float *o = out + row;
         apr_cuda_record(s, apr_cuda_gemm(&w, x16, n, o, (int)W->rows, W->bias[i].data, accumulate ? o : NULL,
-                                         (int)W->rows, s->cs));
+                                         (int)W->rows, s->splitk, s->splitk_bytes, s->cs));
         row += W->part[i].rows;
     }
 }
@@ -161,7 +161,7 @@ void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr
     const void *x16 = input_f16(s, &m, x, n, W->cols);
     /* the f16 copy goes to the other buffer: x16 may be this product's input */
     void *y16 = x16 == s->x16 ? s->y16 : s->x16;
-    apr_cuda_record(s, apr_cuda_gemm_swiglu(&gate, &up, x16, n, out, gate.rows, y16, s->cs));
+    apr_cuda_record(s, apr_cuda_gemm_swiglu(&gate, &up, x16, n, out, gate.rows, y16, s->splitk, s->splitk_bytes, s->cs));
     s->memo.f16_of = out;
     s->memo.f16_buf = y16;
 }
@@ -174,7 +174,9 @@ void apr_cuda_op_rope_store(apr_stream *s, float *qkv, const apr_kv_cache *kv, i
         .n_head = p->n_head, .n_kv = p->n_head_kv, .hd = p->head_dim, .n_rot = p->n_rot,
         .neox = p->rope_style == APR_ROPE_NEOX, .base = p->rope_base, .scale = p->rope_scale,
     };
-    apr_cuda_record(s, apr_cuda_rope_store(qkv, st->n, r, step_tokens(st), layer_kv(s, kv, layer),
+    /* the angles depend on the positions only: computed at the first layer */
+    if (layer == 0) apr_cuda_record(s, apr_cuda_rope_table(st->n, r, st->pos, s->rope, s->cs));
+    apr_cuda_record(s, apr_cuda_rope_store(qkv, st->n, r, step_tokens(st), layer_kv(s, kv, layer), s->rope,
                                            st->n > CUDA_DECODE_MAX ? s->q16 : NULL, s->cs));
 }
 
