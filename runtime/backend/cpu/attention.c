@@ -182,7 +182,7 @@ static void attention_body(void *ctx, int64_t begin, int64_t end, int thread)
     float *krow = scores + (size_t)group * n_ctx;                            /* [head_dim] */
     int avx2 = 0;
 #if defined(__x86_64__) || defined(__i386__)
-    avx2 = apr_cpu_isa() == CPU_AVX2;
+    avx2 = apr_cpu_isa() >= CPU_AVX2;
 #define DOT(a, b, n) (avx2 ? dot_avx2(a, b, n) : dot(a, b, n))
 #define LOAD_ROW(src, dst) (avx2 ? load_row_avx2(kv, src, dst) : load_row(kv, src, dst))
 #define AXPY(y, a, x, n) (avx2 ? axpy_avx2(y, a, x, n) : axpy(y, a, x, n))

@@ -29,13 +29,22 @@ int apr_cpu_has_avx2(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    /* F16C is CPUID leaf 1 ECX bit 29, asked directly: clang 14's
-     * __builtin_cpu_supports does not know "f16c" (make fuzz builds with it). */
-    unsigned a, b, c, d;
-    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #else
     return 0;
+#endif
+}
+
+int apr_cpu_best_isa(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (!apr_cpu_has_avx2()) return CPU_SCALAR;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+        return CPU_VNNI;
+    return CPU_AVX2;
+#else
+    return CPU_SCALAR;
 #endif
 }
 
@@ -43,7 +52,9 @@ int apr_cpu_isa(void)
 {
     if (isa < 0) {
         const char *env = getenv("APR_CPU_ISA");
-        isa = env && strcmp(env, "scalar") == 0 ? CPU_SCALAR : apr_cpu_has_avx2() ? CPU_AVX2 : CPU_SCALAR;
+        const int want = !env ? CPU_VNNI : strcmp(env, "scalar") == 0 ? CPU_SCALAR
+                                         : strcmp(env, "avx2") == 0   ? CPU_AVX2 : CPU_VNNI;
+        isa = want < apr_cpu_best_isa() ? want : apr_cpu_best_isa();
     }
     return isa;
 }
@@ -51,8 +62,17 @@ int apr_cpu_isa(void)
 int apr_cpu_set_isa(int want)
 {
     int old = apr_cpu_isa();
-    isa = want == CPU_AVX2 && apr_cpu_has_avx2() ? CPU_AVX2 : CPU_SCALAR;
+    isa = want < apr_cpu_best_isa() ? want : apr_cpu_best_isa();
     return old;
+}
+
+cpu_gemm_fn apr_cpu_gemm(int dtype)
+{
+    switch (apr_cpu_isa()) {
+    case CPU_VNNI: return apr_cpu_gemm_vnni(dtype);
+    case CPU_AVX2: return apr_cpu_gemm_avx2(dtype);
+    default: return apr_cpu_gemm_scalar(dtype);
+    }
 }
 
 int apr_cpu_act_kind(int dtype)
@@ -107,6 +127,7 @@ static void cpu_stream_free(apr_stream *s)
         cpu_release(b, s->act[k].d);
         cpu_release(b, s->act[k].ds);
         cpu_release(b, s->act[k].bsums);
+        cpu_release(b, s->act[k].nc8);
     }
     cpu_release(b, s->gemm_scratch);
     cpu_release(b, s->att_scratch);
@@ -133,6 +154,7 @@ static apr_stream *cpu_stream_new(apr_backend *b, const apr_stream_sizes *z)
         ok = ok && (s->act[k].d = cpu_alloc(b, n * (K / 32 + 1) * sizeof(float)));
     }
     ok = ok && (s->act[ACT_32].ds = cpu_alloc(b, n * (K / 32 + 1) * sizeof(float)));
+    ok = ok && (s->act[ACT_32].nc8 = cpu_alloc(b, n * (K / 4 + 8) * sizeof(int32_t)));
     ok = ok && (s->act[ACT_256].bsums = cpu_alloc(b, n * (K / 16 + 1) * sizeof(int16_t)));
     s->gemm_stride = (apr_cpu_gemm_scratch_bytes(z->max_cols) + 63) & ~(size_t)63;
     ok = ok && (s->gemm_scratch = cpu_alloc(b, s->gemm_stride * (size_t)s->n_threads));

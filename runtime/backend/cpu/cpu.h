@@ -11,10 +11,11 @@
  * The scales are kept as float (llama.cpp rounds q8_0's to f16), so apr's
  * products are at least as close to the exact ones as llama.cpp's.
  *
- * Every kernel exists twice: in portable C (gemm_scalar.c, the reference)
- * and with AVX2/FMA (gemm_avx2.c), chosen when the process starts by what
- * the CPU supports; APR_CPU_ISA=scalar forces the reference, and tests call
- * apr_cpu_set_isa to compare the two. */
+ * Every kernel exists in portable C (gemm_scalar.c, the reference) and in
+ * x86 SIMD (gemm_x86.inc, compiled for AVX2 in gemm_avx2.c and for AVX-512
+ * VNNI in gemm_vnni.c), chosen when the process starts by what the CPU
+ * supports; APR_CPU_ISA=scalar|avx2 forces a lower level, and tests call
+ * apr_cpu_set_isa to compare them. */
 #ifndef APR_BACKEND_CPU_CPU_H
 #define APR_BACKEND_CPU_CPU_H
 
@@ -24,14 +25,17 @@
 #include "backend/backend.h"
 #include "core/quant.h"
 
-enum cpu_isa { CPU_SCALAR = 0, CPU_AVX2 = 1 };
+enum cpu_isa { CPU_SCALAR = 0, CPU_AVX2 = 1, CPU_VNNI = 2 };
 
-/* The instruction set the kernels use now. */
+/* The instruction set the kernels use now: the best this CPU has, unless
+ * $APR_CPU_ISA (scalar, avx2, vnni) asks for less. */
 int apr_cpu_isa(void);
-/* Chooses it (tests); returns the previous one. AVX2 falls back to scalar
- * on a CPU without it. */
+/* Chooses it (tests); returns the previous one. A level the CPU lacks falls
+ * back to the best it has below. */
 int apr_cpu_set_isa(int isa);
-/* 1 if this CPU has AVX2 and FMA. */
+/* The best level this CPU supports. */
+int apr_cpu_best_isa(void);
+/* 1 if this CPU has AVX2, FMA and F16C. */
 int apr_cpu_has_avx2(void);
 
 /* How a weight type wants its input. */
@@ -51,6 +55,7 @@ typedef struct cpu_act {
     int8_t *q;             /* [n][cols] */
     float *d;              /* [n][cols / 32] or [n][cols / 256] */
     float *ds;             /* act32: [n][cols / 32] */
+    int32_t *nc8;          /* act32 (SIMD only): [n][cols / 4] -8 x each 4 quants' sum */
     int16_t *bsums;        /* act256: [n][cols / 16] */
 } cpu_act;
 
@@ -75,10 +80,14 @@ size_t apr_cpu_gemm_scratch_bytes(int64_t cols);
 /* The kernel for a weight type on an instruction set; NULL if none. */
 cpu_gemm_fn apr_cpu_gemm_scalar(int dtype);
 cpu_gemm_fn apr_cpu_gemm_avx2(int dtype);
+cpu_gemm_fn apr_cpu_gemm_vnni(int dtype);
+/* The kernel for the current instruction set. */
+cpu_gemm_fn apr_cpu_gemm(int dtype);
 
 /* Quantizes rows [t0, t1) of a->x into a (kind, cols and buffers set). */
 void apr_cpu_quantize_scalar(cpu_act *a, int t0, int t1);
 void apr_cpu_quantize_avx2(cpu_act *a, int t0, int t1);
+void apr_cpu_quantize_vnni(cpu_act *a, int t0, int t1);
 
 /* Writes a finished dot product: out = (accumulate ? out : 0) + v + bias. */
 static inline void cpu_store(const cpu_gemm *g, int t, int64_t r, float v)

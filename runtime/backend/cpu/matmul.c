@@ -30,8 +30,11 @@ typedef struct {
 static void quantize_rows(void *p, int64_t begin, int64_t end, int thread)
 {
     cpu_act *a = p;
-    if (apr_cpu_isa() == CPU_AVX2) apr_cpu_quantize_avx2(a, (int)begin, (int)end);
-    else apr_cpu_quantize_scalar(a, (int)begin, (int)end);
+    switch (apr_cpu_isa()) {
+    case CPU_VNNI: apr_cpu_quantize_vnni(a, (int)begin, (int)end); break;
+    case CPU_AVX2: apr_cpu_quantize_avx2(a, (int)begin, (int)end); break;
+    default: apr_cpu_quantize_scalar(a, (int)begin, (int)end);
+    }
 }
 
 /* Quantizes x for every act kind W's parts need and fills the job's kernels
@@ -39,7 +42,6 @@ static void quantize_rows(void *p, int64_t begin, int64_t end, int thread)
 static void prepare(matmul_job *job, apr_stream *s, float *out, const float *x, const apr_linear *W, int n,
                     int accumulate)
 {
-    const int isa = apr_cpu_isa();
     int quantized[3] = { 1, 0, 0 };
     s->act[ACT_F32] = (cpu_act){ .kind = ACT_F32, .n = n, .cols = W->cols, .x = x };
     *job = (matmul_job){ .s = s, .n_parts = W->n_parts };
@@ -56,7 +58,7 @@ static void prepare(matmul_job *job, apr_stream *s, float *out, const float *x, 
             apr_parallel_for_n(s->n_threads, n, 8, quantize_rows, a);
             quantized[kind] = 1;
         }
-        job->fn[i] = isa == CPU_AVX2 ? apr_cpu_gemm_avx2(w->type) : apr_cpu_gemm_scalar(w->type);
+        job->fn[i] = apr_cpu_gemm(w->type);
         job->g[i] = (cpu_gemm){
             .w = w->data, .row_bytes = w->row_bytes, .cols = W->cols, .a = a, .n = n,
             .out = out + col, .ldo = W->rows,
@@ -145,7 +147,7 @@ static void glu_rows(void *p, int64_t begin, int64_t end, int thread)
         job->fn[1](&u, 0, rows, scratch);
         for (int t = 0; t < n; t++) {
 #if defined(__x86_64__) || defined(__i386__)
-            if (apr_cpu_isa() == CPU_AVX2) { silu_mul_avx2(g.out + t * g.ldo, up + t * CPU_ROW_GRAIN, rows); continue; }
+            if (apr_cpu_isa() >= CPU_AVX2) { silu_mul_avx2(g.out + t * g.ldo, up + t * CPU_ROW_GRAIN, rows); continue; }
 #endif
             silu_mul(g.out + t * g.ldo, up + t * CPU_ROW_GRAIN, rows);
         }

@@ -135,7 +135,7 @@ static void check_attention(int style, int n_rot, int kv_type, int isa)
 
 TEST(cpu_attention_matches_float64_for_both_rope_styles_caches_and_isas)
 {
-    for (int isa = CPU_SCALAR; isa <= CPU_AVX2; isa++) {
+    for (int isa = CPU_SCALAR; isa <= apr_cpu_best_isa(); isa++) {
         check_attention(APR_ROPE_NEOX, 64, APR_F16, isa);
         check_attention(APR_ROPE_NORM, 64, APR_F16, isa);
         check_attention(APR_ROPE_NEOX, 32, APR_F16, isa);  /* partial rotation */
