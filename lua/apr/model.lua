@@ -154,7 +154,14 @@ function Model:_context()
             local _, msg = core.failure(status, 3)
             error(msg, 3)
         end
-        self.ctx = ffi.gc(context_box[0], C.apr_context_free)
+        -- The context uses the model's backend until it is freed, so its
+        -- finalizer holds the model: were both collected in one cycle, the
+        -- order of two plain finalizers would be arbitrary.
+        local model_handle = self.handle
+        self.ctx = ffi.gc(context_box[0], function(c)
+            C.apr_context_free(c)
+            return model_handle
+        end)
         self.n_ctx = C.apr_context_n_ctx(self.ctx)
         self.n_batch = p.n_batch > 0 and p.n_batch or 512
         self.logits = ffi.new("float[?]", self.info.n_vocab)
@@ -230,6 +237,11 @@ end
 -- contents are replaced by ids).
 function Model:forward(ids)
     if type(ids) ~= "table" or #ids == 0 then error("forward: ids must be a non-empty array of token ids", 2) end
+    for i, id in ipairs(ids) do
+        if type(id) ~= "number" or id ~= math.floor(id) then
+            error(string.format("forward: ids[%d] is not a whole number: %s", i, tostring(id)), 2)
+        end
+    end
     self:_context()
     if #ids > self.n_ctx then
         error(string.format("forward: %d ids do not fit the context of %d tokens", #ids, self.n_ctx), 2)

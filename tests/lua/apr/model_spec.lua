@@ -203,6 +203,18 @@ describe("a model", function()
     end)
 end)
 
+describe("model objects", function()
+    it("are collected with their contexts in any order without crashing", function()
+        for _ = 1, 20 do
+            local m = assert(apr.load(TINY, { ctx = 64 }))
+            for _ in m:generate("hi", { max_tokens = 2, temperature = 0 }) do end
+            m = nil   -- luacheck: ignore
+            collectgarbage()
+            collectgarbage()
+        end
+    end)
+end)
+
 describe("the default model", function()
     local path = require("apr.model").default_model_path()
     local present = io.open(path, "rb")
