@@ -23,4 +23,9 @@ table.insert(pass, 1, "--output=tests.lua.summary_output")
 if counts then _G.APR_TEST_COUNTS = counts end
 _G.arg = pass
 package.path = "./?.lua;" .. package.path
+-- luv loads once, before busted: busted restores package.loaded after each
+-- spec file, and a luv loaded inside one file is then collected, closing
+-- libuv's default loop under the next file that loads it (a crash in
+-- uv_tcp_init). Loaded here, it is part of what busted restores to.
+require "luv"
 require("busted.runner")({ standalone = false, output = "tests.lua.summary_output" })

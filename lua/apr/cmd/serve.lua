@@ -58,8 +58,9 @@ function M.run(opts)
     local path = opts[1]
     -- Checked without opening: the model loads on a worker thread, and
     -- nothing here should block (a named pipe would).
-    local readable, aerr = uv.fs_access(path, "R")
-    if not readable then cli.fail("cannot open %s: %s", path, tostring(aerr)) end
+    local st, serr = uv.fs_stat(path)
+    if not st then cli.fail("cannot open %s: %s", path, tostring(serr):match("^%u+: ([^:]+)") or tostring(serr)) end
+    if st.type == "directory" or not uv.fs_access(path, "R") then cli.fail("cannot read %s", path) end
     if opts.routes then
         local rf = io.open(opts.routes, "rb")
         if not rf then cli.fail("cannot open the routes script %s", opts.routes) end

@@ -142,10 +142,21 @@ function Server:_metrics()
     reg:gauge("apr_model_ready", "1 when a model is loaded and serving.", {}, function(set)
         set(self.current and 1 or 0)
     end)
-    reg:gauge("apr_gpu_memory_used_bytes", "Bytes of model weights on the GPU (0 on the CPU).", {}, function(set)
+    -- The device's memory in use as the driver reports it (other processes
+    -- on the card count too), when the model runs on the GPU.
+    local dev_info
+    reg:gauge("apr_gpu_memory_used_bytes", "Memory in use on the model's GPU (absent on the CPU).", {}, function(set)
         local cur = self.current
-        local info = cur and cur.model.info
-        set(info and info.device == "cuda" and (info.weight_bytes or 0) or 0)
+        if not (cur and cur.model.info.device == "cuda") then return end
+        local core = require "apr.core"
+        dev_info = dev_info or core.ffi.new("apr_device_info")
+        if core.C.apr_device_get_info(self.opts.gpu_index or 0, dev_info) == 0 then
+            set(tonumber(dev_info.total_bytes - dev_info.free_bytes))
+        end
+    end)
+    reg:gauge("apr_model_weight_bytes", "Bytes of the served model's weights on its device.", {}, function(set)
+        local cur = self.current
+        set(cur and cur.model.info.weight_bytes or 0)
     end)
     m.reloads = reg:counter("apr_model_reloads_total", "Hot reloads, by outcome.", { "outcome" })
     self.registry, self.metrics = reg, m

@@ -191,8 +191,8 @@ describe("apr serve", function()
         for _, name in ipairs({ "apr_http_requests_total", "apr_prompt_tokens_total", "apr_generated_tokens_total",
                                 "apr_time_to_first_token_seconds_bucket", "apr_inter_token_latency_seconds_bucket",
                                 "apr_requests_running", "apr_requests_queued", "apr_kv_cache_used_blocks",
-                                "apr_kv_cache_total_blocks", "apr_gpu_memory_used_bytes" }) do
-            assert.truthy(r.body:find("\n" .. name, 1, true), name)
+                                "apr_kv_cache_total_blocks", "apr_gpu_memory_used_bytes", "apr_model_weight_bytes" }) do
+            assert.truthy(r.body:find(name, 1, true), name)
         end
         assert.is_true(metric(r.body, 'apr_http_requests_total{route="/v1/completions",status="200"}') >= 1)
         local has_promtool = os.execute("command -v promtool >/dev/null 2>&1")
