@@ -127,7 +127,9 @@ static void cpu_stream_free(apr_stream *s)
         cpu_release(b, s->act[k].d);
         cpu_release(b, s->act[k].ds);
         cpu_release(b, s->act[k].bsums);
-        cpu_release(b, s->act[k].nc8);
+        cpu_release(b, s->act[k].qt);
+        cpu_release(b, s->act[k].dt);
+        cpu_release(b, s->act[k].dst);
     }
     cpu_release(b, s->gemm_scratch);
     cpu_release(b, s->att_scratch);
@@ -154,7 +156,9 @@ static apr_stream *cpu_stream_new(apr_backend *b, const apr_stream_sizes *z)
         ok = ok && (s->act[k].d = cpu_alloc(b, n * (K / 32 + 1) * sizeof(float)));
     }
     ok = ok && (s->act[ACT_32].ds = cpu_alloc(b, n * (K / 32 + 1) * sizeof(float)));
-    ok = ok && (s->act[ACT_32].nc8 = cpu_alloc(b, n * (K / 4 + 8) * sizeof(int32_t)));
+    ok = ok && (s->act[ACT_32].qt = cpu_alloc(b, n * K + 64));
+    ok = ok && (s->act[ACT_32].dt = cpu_alloc(b, n * (K / 32 + 1) * sizeof(float)));
+    ok = ok && (s->act[ACT_32].dst = cpu_alloc(b, n * (K / 32 + 1) * sizeof(float)));
     ok = ok && (s->act[ACT_256].bsums = cpu_alloc(b, n * (K / 16 + 1) * sizeof(int16_t)));
     s->gemm_stride = (apr_cpu_gemm_scratch_bytes(z->max_cols) + 63) & ~(size_t)63;
     ok = ok && (s->gemm_scratch = cpu_alloc(b, s->gemm_stride * (size_t)s->n_threads));

@@ -55,7 +55,10 @@ typedef struct cpu_act {
     int8_t *q;             /* [n][cols] */
     float *d;              /* [n][cols / 32] or [n][cols / 256] */
     float *ds;             /* act32: [n][cols / 32] */
-    int32_t *nc8;          /* act32 (SIMD only): [n][cols / 4] -8 x each 4 quants' sum */
+    /* act32, for the SIMD kernels' tiles of 4 tokens only: */
+    int8_t *qt;            /* [n / 4][cols / 32][4][32] q of each group of 4 tokens, interleaved by block */
+    float *dt;             /* [n / 4][cols / 32][4] d, the same way */
+    float *dst;            /* [n / 4][cols / 32][4] ds, the same way */
     int16_t *bsums;        /* act256: [n][cols / 16] */
 } cpu_act;
 
