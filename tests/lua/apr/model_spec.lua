@@ -46,6 +46,18 @@ describe("apr.load", function()
         assert.has_error(function() apr.load(TINY, { ctx = "big" }) end)
     end)
 
+    it("runs on the GPU with gpu = true, or fails saying there is none", function()
+        local m, err = apr.load(TINY, { gpu = true })
+        if m then
+            assert.equal("cuda", m.info.device)
+        else
+            assert.truthy(err:find(TINY, 1, true), err)
+            assert.truthy(err:find("CUDA", 1, true), err)
+        end
+        local cpu = assert(apr.load(TINY, { device = "cpu" }))
+        assert.equal("cpu", cpu.info.device)
+    end)
+
     it("loads just the tokenizer of a file without tensors (vocab_only)", function()
         local m = assert(apr.load(vocab_path(), { vocab_only = true }))
         local ids = m:tokenize("Hello world")
