@@ -25,6 +25,8 @@ function apr.open(path) return require("apr.file").open(path) end
 local lazy = {
     tensor = "apr.tensor",
     tokenizer = "apr.tokenizer",
+    model = "apr.model",
+    sampler = "apr.sampler",
 }
 setmetatable(apr, {
     __index = function(t, k)
