@@ -32,6 +32,7 @@ M.spec = {
         { "threads", value = "N", type = "integer", min = 1, help = "CPU threads [default: all]" },
         { "device", value = "NAME", choices = { "auto", "cpu", "cuda" }, default = "auto", help = "where to run" },
         { "gpu", help = "run on the GPU (fail if there is none)" },
+        { "vram-budget", value = "SIZE", type = "size", help = "most GPU memory apr may allocate (e.g. 22G)" },
         { "verbose", short = "v", help = "timings and token counts on stderr" },
     },
     examples = {
@@ -59,6 +60,7 @@ function M.load_model(opts)
     local path = M.model_path(opts[1])
     local m, err = require("apr.model").load(path, {
         device = opts.gpu and "cuda" or opts.device, threads = opts.threads, ctx = opts.ctx,
+        vram_budget = opts.vram_budget,
     })
     if not m then cli.fail("%s", err) end
     return m
@@ -115,17 +117,23 @@ function M.run(opts)
 
     local out = io.stdout
     local last = ""
+    local EPIPE = 32
     local ok2, err = pcall(function()
         for t in gen do
             if t.text ~= "" then
-                out:write(t.text)
-                out:flush()
+                local wrote, werr, code = out:write(t.text)
+                if wrote then wrote, werr, code = out:flush() end
+                -- A reader that has seen enough (`apr pass | head`) closed
+                -- the pipe: stop generating, quietly, as other filters do.
+                if not wrote and code == EPIPE then return end
+                if not wrote then cli.fail("writing the answer: %s", tostring(werr)) end
                 last = t.text
             end
         end
     end)
     if not ok2 then
         out:flush()
+        if type(err) == "table" then error(err, 0) end   -- cli.fail's
         cli.fail("%s", tostring(err))
     end
     if require("apr._term").isatty(1) and last:sub(-1) ~= "\n" then out:write("\n") end

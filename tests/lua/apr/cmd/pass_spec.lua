@@ -41,6 +41,21 @@ describe("apr pass", function()
         h.rmtree(dir)
     end)
 
+    it("stops quietly when the reader closes the pipe, and fails on a full disk", function()
+        local dir = h.tmpdir()
+        local model = long_context_copy(dir)
+        local t0 = os.time()
+        local out = sh(string.format(
+            "bash -c 'echo Go | %s pass %s --raw --max-tokens 30000 --ctx 32768 --ignore-eos | head -c 20 >/dev/null; " ..
+            "echo ${PIPESTATUS[1]}'", h.apr_bin, model))
+        h.rmtree(dir)
+        assert.equal("0\n", out)
+        assert.is_true(os.time() - t0 < 30, "generation stopped with the pipe")
+        local full = sh(string.format("echo Go | %s pass %s --raw --max-tokens 20 --ignore-eos > /dev/full 2>&1; echo $?",
+            h.apr_bin, TINY))
+        assert.equal("1\n", full)
+    end)
+
     it("applies the chat template by default", function()
         local r = h.apr("pass " .. TINY .. " --max-tokens 4 --verbose", "Hi\n")
         assert.equal(0, r.code, r.err)
