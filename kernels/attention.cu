@@ -20,13 +20,14 @@
 #include "common.cuh"
 #include "mma.cuh"
 
-enum { DEC_THREADS = 128, CHUNK = 256 };
+enum { DEC_THREADS = 128, CHUNK = 256, TB_MAX = 64 };
 
-/* Row of position p of sequence `table`, KV head h. */
-static __device__ __forceinline__ size_t kv_row(const apr_cuda_kv &kv, const int32_t *table, int p, int h)
+/* Row of position p of a sequence, KV head h; table holds the sequence's
+ * block ids from its block tb0 on. */
+static __device__ __forceinline__ size_t kv_row(const apr_cuda_kv &kv, const int32_t *table, int p, int h, int tb0 = 0)
 {
     int bt = 1 << kv.block_shift;
-    return ((size_t)table[p >> kv.block_shift] * kv.n_kv + h) * bt + (p & (bt - 1));
+    return ((size_t)table[(p >> kv.block_shift) - tb0] * kv.n_kv + h) * bt + (p & (bt - 1));
 }
 
 /* ------------------------------------------------------------------ decode */
@@ -57,7 +58,10 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
     __shared__ float red[4][G][HD];
     __shared__ float corr_s[G];
     __shared__ float2 ml_s[G];
+    __shared__ int32_t tb_s[TB_MAX];
 
+    pdl_trigger();
+    pdl_wait();
     const int split_i = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int len = a.tk.pos[t] + 1;
@@ -71,6 +75,13 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
     const int32_t *table = a.tk.block_table + (size_t)a.tk.seq[t] * a.tk.max_blocks;
     const __half *kc = (const __half *)a.kv.k, *vc = (const __half *)a.kv.v;
     const int row_len = (a.n_head + 2 * a.kv.n_kv) * HD;
+    /* this split's entries of the block table, in shared memory: a row
+     * address then costs no dependent global load before the row itself */
+    const int tb0 = p0 >> a.kv.block_shift, n_tb = ((p_end - 1) >> a.kv.block_shift) - tb0 + 1;
+    const bool table_in_smem = n_tb <= TB_MAX;
+    for (int i = tid; i < n_tb && table_in_smem; i += DEC_THREADS) tb_s[i] = table[tb0 + i];
+    const int tbo = table_in_smem ? tb0 : 0;
+    if (table_in_smem) table = tb_s;
 
     for (int e = tid; e < G * HD; e += DEC_THREADS) {
         int g = e / HD, d = e % HD;
@@ -88,42 +99,55 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
         const int n = min(CHUNK, p_end - c0);
         __syncthreads(); /* q is in place; the previous chunk's weights are used */
 
-        /* scores: four lanes per key, each a quarter of the dimensions */
-        for (int pb = warp * 8; pb < n; pb += 32) {
-            int p = pb + (lane >> 2);
-            float s[G];
+        /* scores: four lanes per key, each a quarter of the dimensions; a
+         * warp takes 8 keys at a time, two such groups per pass so that 8
+         * loads of 16 bytes per lane are in flight together */
+        for (int pb = warp * 8; pb < n; pb += 64) {
+            float s[2][G];
+            uint4 raw[2][DQ / 8];
 #pragma unroll
-            for (int g = 0; g < G; g++) s[g] = 0.0f;
-            if (p < n) {
-                const uint4 *kr = (const uint4 *)(kc + kv_row(a.kv, table, c0 + p, kvh) * HD + sub * DQ);
+            for (int u = 0; u < 2; u++) {
+                int p = pb + 32 * u + (lane >> 2);
 #pragma unroll
-                for (int c = 0; c < DQ / 8; c++) {
-                    uint4 raw = __ldg(kr + c);
-                    const __half2 *h2 = (const __half2 *)&raw;
-                    float kf[8];
+                for (int g = 0; g < G; g++) s[u][g] = 0.0f;
+                if (p < n) {
+                    const uint4 *kr = (const uint4 *)(kc + kv_row(a.kv, table, c0 + p, kvh, tbo) * HD + sub * DQ);
 #pragma unroll
-                    for (int i = 0; i < 4; i++) {
-                        float2 f = __half22float2(h2[i]);
-                        kf[2 * i] = f.x;
-                        kf[2 * i + 1] = f.y;
-                    }
-#pragma unroll
-                    for (int g = 0; g < G; g++) {
-                        const float4 *qv = (const float4 *)&qs[g][qpad<HD>(sub * DQ) + 8 * c];
-                        float4 q0 = qv[0], q1 = qv[1];
-                        s[g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
-                                q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
-                    }
+                    for (int c = 0; c < DQ / 8; c++) raw[u][c] = __ldg(kr + c);
                 }
             }
 #pragma unroll
-            for (int g = 0; g < G; g++) {
-                s[g] += __shfl_xor_sync(0xffffffffu, s[g], 1);
-                s[g] += __shfl_xor_sync(0xffffffffu, s[g], 2);
-            }
-            if (sub == 0 && p < n) {
+            for (int u = 0; u < 2; u++) {
+                int p = pb + 32 * u + (lane >> 2);
+                if (p < n) {
 #pragma unroll
-                for (int g = 0; g < G; g++) sc[g][p] = s[g];
+                    for (int c = 0; c < DQ / 8; c++) {
+                        const __half2 *h2 = (const __half2 *)&raw[u][c];
+                        float kf[8];
+#pragma unroll
+                        for (int i = 0; i < 4; i++) {
+                            float2 f = __half22float2(h2[i]);
+                            kf[2 * i] = f.x;
+                            kf[2 * i + 1] = f.y;
+                        }
+#pragma unroll
+                        for (int g = 0; g < G; g++) {
+                            const float4 *qv = (const float4 *)&qs[g][qpad<HD>(sub * DQ) + 8 * c];
+                            float4 q0 = qv[0], q1 = qv[1];
+                            s[u][g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
+                                       q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
+                        }
+                    }
+                }
+#pragma unroll
+                for (int g = 0; g < G; g++) {
+                    s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], 1);
+                    s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], 2);
+                }
+                if (sub == 0 && p < n) {
+#pragma unroll
+                    for (int g = 0; g < G; g++) sc[g][p] = s[u][g];
+                }
             }
         }
         __syncthreads();
@@ -158,9 +182,9 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
         }
 
         /* P.V: warp w takes keys w, w+4, ...; a lane owns DPL dimensions */
-#pragma unroll 4
+#pragma unroll 8
         for (int p = warp; p < n; p += 4) {
-            const __half *vr = vc + kv_row(a.kv, table, c0 + p, kvh) * HD + lane * DPL;
+            const __half *vr = vc + kv_row(a.kv, table, c0 + p, kvh, tbo) * HD + lane * DPL;
             float vf[DPL];
             if (DPL == 4) {
                 uint2 raw = __ldg((const uint2 *)vr);
@@ -197,15 +221,20 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
     if (tid < G) a.part_ml[part + (size_t)tid * a.n_split] = ml_s[tid];
 }
 
-/* Merges the splits of one (token, head); quantizes the head's chunks.
- * Only the splits that hold keys are read: at a short context that is one
+/* Merges the splits of HPB heads of a token (a thread per dimension) and
+ * quantizes them for the output projection: per block of 32 (HPB = 1: the
+ * head's own chunks), or per 256 columns (HPB = 256 / HD heads share one
+ * scale). Only the splits that hold keys are read: at a short context one
  * or two of them, not n_split. */
-template <int HD>
-static __global__ void __launch_bounds__(HD) attn_combine(const float *part_o, const float2 *part_ml, const int32_t *pos,
-                                                          int n_head, int n_split, float *out, int8_t *q8, float4 *meta)
+template <int HD, int HPB>
+static __global__ void __launch_bounds__(HD * HPB) attn_combine(const float *part_o, const float2 *part_ml,
+                                                                const int32_t *pos, int n_head, int n_split, float *out,
+                                                                int8_t *q8, float4 *meta)
 {
-    __shared__ float o_s[HD];
-    const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+    pdl_trigger();
+    pdl_wait();
+    __shared__ float o_s[HD * HPB];
+    const int t = blockIdx.y, h = blockIdx.x * HPB + threadIdx.x / HD, d = threadIdx.x % HD;
     const int len = pos[t] + 1, active = APR_DIV_UP(len, split_len(len, n_split));
     const size_t part = ((size_t)t * n_head + h) * n_split;
     float m = -INFINITY;
@@ -222,12 +251,22 @@ static __global__ void __launch_bounds__(HD) attn_combine(const float *part_o, c
     const int cols = n_head * HD;
     out[(size_t)t * cols + h * HD + d] = o;
     if (!q8) return;
-    o_s[d] = o;
+    o_s[threadIdx.x] = o;
     __syncthreads();
-    int w = d >> 5, lane = d & 31;
-    if (w < HD / 64)
-        q8_chunk(o_s[64 * w + lane], o_s[64 * w + 32 + lane], (h * HD) / 64 + w, q8 + (size_t)t * cols,
-                 (float4 *)meta + (size_t)t * (cols / 32));
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, c0 = blockIdx.x * HPB * HD / 64;
+    int8_t *qt = q8 + (size_t)t * cols;
+    float4 *mt = meta + (size_t)t * (cols / 32);
+    if (HPB == 1) {
+        if (w < HD / 64) q8_chunk(o_s[64 * w + lane], o_s[64 * w + 32 + lane], c0 + w, qt, mt);
+    } else if (w == 0) {
+        float va[4], vb[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            va[k] = o_s[64 * k + lane];
+            vb[k] = o_s[64 * k + 32 + lane];
+        }
+        q8_chunks256(va, vb, c0, qt, mt);
+    }
 }
 
 /* ------------------------------------------------------------------ prefill */
@@ -444,7 +483,7 @@ static apr_status launch_decode(const dec_args &a, int G, int n_tok, cudaStream_
 {
     dim3 grid(a.n_split, a.kv.n_kv, n_tok);
     switch (G) {
-#define CASE(g) case g: attn_decode<HD, g><<<grid, DEC_THREADS, 0, stream>>>(a); break;
+#define CASE(g) case g: APR_CUDA_CHECK(launch_pdl(attn_decode<HD, g>, grid, DEC_THREADS, 0, stream, a)); break;
         CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     default: return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: %d query heads per KV head (at most 8)", G);
@@ -501,13 +540,20 @@ extern "C" apr_status apr_cuda_attention_decode(const float *qkv, apr_cuda_token
     a.part_ml = (float2 *)((char *)scratch + ((parts * hd * sizeof(float) + 255) & ~(size_t)255));
     const int G = n_head / kv.n_kv;
     APR_TRY(hd == 128 ? launch_decode<128>(a, G, n_tok, stream) : launch_decode<64>(a, G, n_tok, stream));
-    dim3 grid(n_head, n_tok);
-    if (hd == 128)
-        attn_combine<128><<<grid, 128, 0, stream>>>(a.part_o, a.part_ml, tk.pos, n_head, n_split, out_f32, out_q8.q,
-                                                   (float4 *)out_q8.meta);
+    const int hpb = out_q8.q && out_q8.block == 256 ? 256 / hd : 1;
+    if (n_head % hpb)
+        return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: %d heads of %d in blocks of 256", n_head, hd);
+    dim3 grid(n_head / hpb, n_tok);
+    float4 *meta = (float4 *)out_q8.meta;
+    const float2 *ml = a.part_ml;
+    if (hd == 128 && hpb == 1)
+        APR_CUDA_CHECK(launch_pdl(attn_combine<128, 1>, grid, 128, 0, stream, a.part_o, ml, tk.pos, n_head, n_split, out_f32, out_q8.q, meta));
+    else if (hd == 128)
+        APR_CUDA_CHECK(launch_pdl(attn_combine<128, 2>, grid, 256, 0, stream, a.part_o, ml, tk.pos, n_head, n_split, out_f32, out_q8.q, meta));
+    else if (hpb == 1)
+        APR_CUDA_CHECK(launch_pdl(attn_combine<64, 1>, grid, 64, 0, stream, a.part_o, ml, tk.pos, n_head, n_split, out_f32, out_q8.q, meta));
     else
-        attn_combine<64><<<grid, 64, 0, stream>>>(a.part_o, a.part_ml, tk.pos, n_head, n_split, out_f32, out_q8.q,
-                                                 (float4 *)out_q8.meta);
+        APR_CUDA_CHECK(launch_pdl(attn_combine<64, 4>, grid, 256, 0, stream, a.part_o, ml, tk.pos, n_head, n_split, out_f32, out_q8.q, meta));
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }

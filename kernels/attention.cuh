@@ -18,7 +18,7 @@ size_t apr_cuda_attention_scratch_bytes(int n_tok, int n_head, int n_split, int 
  * them), attends to positions 0..pos[t] of its sequence. Each token's keys
  * are cut into n_split pieces processed in parallel (flash-decoding) and
  * merged. Writes out_f32 [n_tok][n_head*hd] and, when out_q8.q is not NULL,
- * its int8 quantization for the output projection. */
+ * its int8 quantization for the output projection (out_q8.block: 32 or 256). */
 apr_status apr_cuda_attention_decode(const float *qkv, apr_cuda_tokens tk, apr_cuda_kv kv, int n_tok, int n_head,
                                      float scale, int n_split, void *scratch, float *out_f32, apr_cuda_q8 out_q8,
                                      cudaStream_t stream);

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 extern "C" {
 #include "core/error.h"
@@ -27,6 +28,36 @@ extern "C" {
 #define APR_CUDA_LAUNCHED() APR_CUDA_CHECK(cudaGetLastError())
 
 #define APR_DIV_UP(a, b) (((a) + (b) - 1) / (b))
+
+/* Programmatic dependent launch (Hopper): a decode step is ~700 kernels
+ * whose launch gaps and ramp-up would idle the memory system between
+ * products. A kernel launched with launch_pdl may start while the one
+ * before it drains: it calls pdl_trigger() first (letting the kernel
+ * after it launch in turn), may read what no earlier kernel writes (the
+ * weights) at once, and calls pdl_wait() before it reads anything an
+ * earlier kernel wrote or writes anything at all. pdl_wait returns at once
+ * in a kernel launched normally. APR_CUDA_NO_PDL=1 turns the overlap off. */
+static __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+static __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
+template <typename... Params, typename... Args>
+static cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                              Args... args)
+{
+    static int off = -1;
+    if (off < 0) off = getenv("APR_CUDA_NO_PDL") != NULL;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = off ? 0 : 1;
+    return cudaLaunchKernelEx(&cfg, kernel, ((Params)args)...);
+}
 
 static __device__ __forceinline__ float warp_sum(float v)
 {
@@ -66,14 +97,14 @@ static __device__ __forceinline__ float block_max(float v, float *red)
     return warp_max(v);
 }
 
-/* Quantizes one chunk of 64 columns (chunk c of a row) to the int8 unit
- * layout of qmat.cuh, a warp at a time: lane l brings column l (va, block
- * A) and column 32+l (vb, block B). llama.cpp's q8_1 rule: scale =
- * max|x| / 127, round to nearest. */
-static __device__ __forceinline__ void q8_chunk(float va, float vb, int c, int8_t *q, float4 *meta)
+/* Writes one chunk of 64 columns (chunk c of a row) in the int8 unit
+ * layout of qmat.cuh with the given scales, a warp at a time: lane l brings
+ * column l (va, block A) and column 32+l (vb, block B). Round to nearest,
+ * as llama.cpp's q8_1 and q8_K do. */
+static __device__ __forceinline__ void q8_chunk_scaled(float va, float vb, float da, float db, int c, int8_t *q,
+                                                       float4 *meta)
 {
     int lane = threadIdx.x & 31, h = lane >> 4, i = lane & 15;
-    float da = warp_max(fabsf(va)) / 127.0f, db = warp_max(fabsf(vb)) / 127.0f;
     int qa = da > 0.0f ? __float2int_rn(va / da) : 0;
     int qb = db > 0.0f ? __float2int_rn(vb / db) : 0;
     int8_t *dst = q + 32 * (2 * c + h);
@@ -86,6 +117,26 @@ static __device__ __forceinline__ void q8_chunk(float va, float vb, int c, int8_
         sb += __shfl_xor_sync(0xffffffffu, sb, o);
     }
     if (i == 0) meta[2 * c + h] = make_float4(da, da * sa, db, db * sb);
+}
+
+/* The same with a scale per block of 32 (max|x| / 127): llama.cpp's q8_1,
+ * what its products of 32-element formats (Q8_0, Q4_0, Q5_0...) meet. */
+static __device__ __forceinline__ void q8_chunk(float va, float vb, int c, int8_t *q, float4 *meta)
+{
+    q8_chunk_scaled(va, vb, warp_max(fabsf(va)) / 127.0f, warp_max(fabsf(vb)) / 127.0f, c, q, meta);
+}
+
+/* Four chunks (256 columns from chunk c0) with one scale: llama.cpp's q8_K,
+ * what its CPU products of K formats meet. */
+static __device__ __forceinline__ void q8_chunks256(const float (&va)[4], const float (&vb)[4], int c0, int8_t *q,
+                                                    float4 *meta)
+{
+    float m = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 4; k++) m = fmaxf(m, fmaxf(fabsf(va[k]), fabsf(vb[k])));
+    const float d = warp_max(m) / 127.0f;
+#pragma unroll
+    for (int k = 0; k < 4; k++) q8_chunk_scaled(va[k], vb[k], d, d, c0 + k, q, meta);
 }
 
 static __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }

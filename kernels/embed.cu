@@ -34,6 +34,8 @@ static __device__ __forceinline__ float plain_float(const apr_cuda_qmat &w, size
 
 static __global__ void embed_rows(apr_cuda_qmat w, const int32_t *ids, float *out)
 {
+    pdl_trigger();
+    pdl_wait();
     int t = blockIdx.y, row = ids[t];
     float *dst = out + (size_t)t * w.cols;
     if (w.dtype == APR_F32 || w.dtype == APR_F16 || w.dtype == APR_BF16) {
@@ -53,6 +55,8 @@ static __global__ void embed_rows(apr_cuda_qmat w, const int32_t *ids, float *ou
 
 static __global__ void gather_rows(float *out, const float *x, const int32_t *rows, int64_t dim)
 {
+    pdl_trigger();
+    pdl_wait();
     const float *src = x + (int64_t)rows[blockIdx.y] * dim;
     float *dst = out + (int64_t)blockIdx.y * dim;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += (int64_t)gridDim.x * blockDim.x)
@@ -65,7 +69,7 @@ extern "C" apr_status apr_cuda_embed(const apr_cuda_qmat *w, const int32_t *ids,
 {
     if (n <= 0) return APR_OK;
     dim3 grid(APR_DIV_UP(w->cols / 32, 64), n);
-    embed_rows<<<grid, 64, 0, stream>>>(*w, ids, out);
+    APR_CUDA_CHECK(launch_pdl(embed_rows, grid, 64, 0, stream, *w, ids, out));
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }
@@ -75,7 +79,7 @@ extern "C" apr_status apr_cuda_embed_gather(float *out, const float *x, const in
 {
     if (n <= 0) return APR_OK;
     dim3 grid((unsigned)APR_DIV_UP(dim, 256 * 4) < 1 ? 1 : (unsigned)APR_DIV_UP(dim, 256 * 4), n);
-    gather_rows<<<grid, 256, 0, stream>>>(out, x, rows, dim);
+    APR_CUDA_CHECK(launch_pdl(gather_rows, grid, 256, 0, stream, out, x, rows, dim));
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }

@@ -56,6 +56,8 @@ static __device__ __forceinline__ void dot_q(const apr_cuda_qmat *const *w, cons
                 for (int r = 0; r < R; r++) raw[k][r] = cur[r].load(g + k);
             }
         }
+        /* the first weights are on their way: now wait for the input */
+        if (g == 0) pdl_wait();
 #pragma unroll
         for (int k = 0; k < U; k++) {
             if ((g + k) * 32 + lane < upr) {
@@ -102,6 +104,7 @@ static __device__ __forceinline__ void dot_plain(const apr_cuda_qmat *const *w, 
 {
     constexpr int EB = DT == APR_F32 ? 4 : 2, PER = 16 / EB; /* elements per 16-byte load */
     const int lane = threadIdx.x & 31, cols = w[0]->cols;
+    pdl_wait();
     for (int c = lane * PER; c < cols; c += 32 * PER) {
         float wv[R][PER];
 #pragma unroll
@@ -145,12 +148,16 @@ static __device__ __forceinline__ void dot(const apr_cuda_qmat *const *w, const 
 template <int DT, int NT, int R>
 static __global__ void __launch_bounds__(WARPS * 32, NT * R <= 2 ? 3 : 2) gemv_segs(seg_dev sd, xin x, int n_tok)
 {
+    pdl_trigger();
     int b = blockIdx.x, si = 0;
     while (si + 1 < sd.n_seg && b >= sd.block_end[si]) si++;
     const apr_cuda_gemv_seg &s = sd.s[si];
     int first = (b - (si ? sd.block_end[si - 1] : 0)) * WARPS * R;
     int r0 = first + (threadIdx.x >> 5) * R;
-    if (r0 >= s.w.rows) return;
+    if (r0 >= s.w.rows) {
+        pdl_wait();
+        return;
+    }
     int rows[R];
     const apr_cuda_qmat *ws[R];
 #pragma unroll
@@ -182,8 +189,12 @@ template <int DT, int NT>
 static __global__ void __launch_bounds__(WARPS * 32, NT <= 1 ? 3 : 2)
     gemv_swiglu(apr_cuda_qmat gate, apr_cuda_qmat up, float *out, int ld_out, xin x, int n_tok)
 {
+    pdl_trigger();
     int f = blockIdx.x * WARPS + (threadIdx.x >> 5);
-    if (f >= gate.rows) return;
+    if (f >= gate.rows) {
+        pdl_wait();
+        return;
+    }
     float acc[2][NT] = {};
     const int rows[2] = {f, f};
     const apr_cuda_qmat *ws[2] = {&gate, &up};
@@ -212,7 +223,7 @@ static apr_status launch_segs(const apr_cuda_gemv_seg *segs, int n_seg, int n_to
         sd.block_end[i] = blocks;
     }
     switch (segs[0].w.dtype) {
-#define CASE(DT) case DT: gemv_segs<DT, NT, R><<<blocks, WARPS * 32, 0, stream>>>(sd, x, n_tok); break;
+#define CASE(DT) case DT: APR_CUDA_CHECK(launch_pdl(gemv_segs<DT, NT, R>, blocks, WARPS * 32, 0, stream, sd, x, n_tok)); break;
         APR_CUDA_FOR_EACH_TYPE(CASE)
 #undef CASE
     default:
@@ -270,7 +281,7 @@ extern "C" apr_status apr_cuda_gemv_swiglu(const apr_cuda_qmat *gate, const apr_
     xin x = make_x(xq, xf, gate->cols);
     int grid = APR_DIV_UP(gate->rows, WARPS);
     switch (gate->dtype * 16 + tokens_bucket(n_tok)) {
-#define CASE1(DT, NT) case DT * 16 + NT: gemv_swiglu<DT, NT><<<grid, WARPS * 32, 0, stream>>>(*gate, *up, out, ld_out, x, n_tok); break;
+#define CASE1(DT, NT) case DT * 16 + NT: APR_CUDA_CHECK(launch_pdl(gemv_swiglu<DT, NT>, grid, WARPS * 32, 0, stream, *gate, *up, out, ld_out, x, n_tok)); break;
 #define CASE(DT) CASE1(DT, 1) CASE1(DT, 2) CASE1(DT, 4) CASE1(DT, 8)
         APR_CUDA_FOR_EACH_TYPE(CASE)
 #undef CASE

@@ -25,7 +25,8 @@
  *   F16, BF16, F32  q: the row-major matrix unchanged.
  *
  * Activations for the decode kernels are quantized to int8 per block of 32
- * columns (apr_cuda_q8 below), in the same unit order. */
+ * or 256 columns (apr_cuda_q8 below), in the same unit order; the unit
+ * scales make the kernels indifferent to which. */
 #ifndef APR_KERNELS_QMAT_CUH
 #define APR_KERNELS_QMAT_CUH
 
@@ -57,6 +58,7 @@ typedef struct apr_cuda_q8 {
     int8_t *q;
     float *meta;          /* float4 per unit, 16-byte aligned */
     int cols;
+    int block;            /* columns per scale: 32 (llama.cpp's q8_1) or 256 (q8_K) */
 } apr_cuda_q8;
 
 /* Bytes of each array of a repacked matrix (0 where the format has none). */

@@ -15,6 +15,7 @@ static __device__ float row_scale(const float *x, int cols, const float *g, floa
 {
     if (!g) return 1.0f;
     float ss = 0.0f;
+#pragma unroll 4
     for (int i = threadIdx.x * 4; i < cols; i += blockDim.x * 4) {
         float4 v = *(const float4 *)(x + i);
         ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
@@ -23,14 +24,16 @@ static __device__ float row_scale(const float *x, int cols, const float *g, floa
     return rsqrtf(ss / (float)cols + eps);
 }
 
-/* Blocks (blockIdx.y) of a token share its chunks of 64 columns, a chunk
- * per warp: a decode step has one token, and one block walking 5120 (or
- * 27648) columns alone was the slowest kernel of the step. Each block
- * recomputes the row's sum of squares: 20 KB from L2, cheaper than a
- * second launch. */
-static __global__ void rmsnorm_q8(const float *x, int ld_x, const float *g, float eps, int cols,
+/* Blocks (blockIdx.y) of a token share its groups of columns (a chunk of
+ * 64 for block 32, four for block 256), a group per warp: a decode step
+ * has one token, and one block walking 5120 (or 27648) columns alone was
+ * the slowest kernel of the step. Each block recomputes the row's sum of
+ * squares: 20 KB from L2, cheaper than a second launch. */
+static __global__ void rmsnorm_q8(const float *x, int ld_x, const float *g, float eps, int cols, int block,
                                   int8_t *q, float4 *meta, float *y)
 {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float red[32];
     int t = blockIdx.x;
     x += (size_t)t * ld_x;
@@ -38,25 +41,37 @@ static __global__ void rmsnorm_q8(const float *x, int ld_x, const float *g, floa
     meta += (size_t)t * (cols / 32);
     if (y) y += (size_t)t * cols;
     float r = row_scale(x, cols, g, eps, red);
-    int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-    /* a warp quantizes one chunk of 64 columns: lane l holds column l of
-     * block A (64c..64c+31) and column l of block B (64c+32..64c+63) */
-    for (int c = blockIdx.y * nw + (threadIdx.x >> 5); c < cols / 64; c += gridDim.y * nw) {
-        int ca = 64 * c + lane, cb = ca + 32;
-        float va = x[ca] * r, vb = x[cb] * r;
-        if (g) {
-            va *= g[ca];
-            vb *= g[cb];
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, per = block == 256 ? 4 : 1; /* chunks per group */
+    for (int grp = blockIdx.y * nw + (threadIdx.x >> 5); grp < cols / (64 * per); grp += gridDim.y * nw) {
+        float va[4], vb[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            if (k >= per) break;
+            int ca = 64 * (grp * per + k) + lane, cb = ca + 32;
+            va[k] = x[ca] * r;
+            vb[k] = x[cb] * r;
+            if (g) {
+                va[k] *= g[ca];
+                vb[k] *= g[cb];
+            }
+            if (y) {
+                y[ca] = va[k];
+                y[cb] = vb[k];
+            }
         }
-        if (y) {
-            y[ca] = va;
-            y[cb] = vb;
-        }
-        q8_chunk(va, vb, c, q, meta);
+        if (block == 256) q8_chunks256(va, vb, 4 * grp, q, meta);
+        else q8_chunk(va[0], vb[0], grp, q, meta);
     }
 }
 
-static __global__ void rmsnorm_f16(const float *x, int ld_x, const float *g, float eps, int cols, __half *out, float *y)
+/* f16 for the prefill products, a warp per block of 32 columns. With
+ * q8round the values are first rounded as the decode kernels' int8 would
+ * round them (scale = max|x| / 127): prefill then sees the activations
+ * decode and llama.cpp see, so a prompt's keys and values agree with
+ * theirs as closely as its decode steps do (the golden fixtures'
+ * teacher-forced greedy check depends on it). y gets the unrounded floats. */
+static __global__ void rmsnorm_f16(const float *x, int ld_x, const float *g, float eps, int cols, __half *out, float *y,
+                                   int q8round)
 {
     __shared__ float red[32];
     int t = blockIdx.x;
@@ -64,13 +79,27 @@ static __global__ void rmsnorm_f16(const float *x, int ld_x, const float *g, flo
     out += (size_t)t * cols;
     if (y) y += (size_t)t * cols;
     float r = row_scale(x, cols, g, eps, red);
-    for (int i = threadIdx.x * 4; i < cols; i += blockDim.x * 4) {
-        float4 v = *(const float4 *)(x + i);
-        float4 w = g ? *(const float4 *)(g + i) : make_float4(1, 1, 1, 1);
-        float4 o = make_float4(v.x * r * w.x, v.y * r * w.y, v.z * r * w.z, v.w * r * w.w);
-        *(__half2 *)(out + i) = __floats2half2_rn(o.x, o.y);
-        *(__half2 *)(out + i + 2) = __floats2half2_rn(o.z, o.w);
-        if (y) *(float4 *)(y + i) = o;
+    /* a warp per block of q8round columns (32 when not rounding) */
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, bs = q8round ? q8round : 32;
+    for (int b = threadIdx.x >> 5; b < cols / bs; b += nw) {
+        float v[8];
+        float m = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            if (32 * k >= bs) break;
+            const int c = bs * b + 32 * k + lane;
+            v[k] = x[c] * r * (g ? g[c] : 1.0f);
+            if (y) y[c] = v[k];
+            m = fmaxf(m, fabsf(v[k]));
+        }
+        const float d = q8round ? warp_max(m) / 127.0f : 0.0f;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            if (32 * k >= bs) break;
+            float w = v[k];
+            if (q8round) w = d > 0.0f ? (float)__float2int_rn(w / d) * d : 0.0f;
+            out[bs * b + 32 * k + lane] = __float2half_rn(w);
+        }
     }
 }
 
@@ -80,17 +109,23 @@ extern "C" apr_status apr_cuda_quantize_rmsnorm_q8(const float *x, int ld_x, con
                                                    apr_cuda_q8 out, float *y_f32, cudaStream_t stream)
 {
     if (n <= 0) return APR_OK;
-    dim3 grid(n, APR_DIV_UP(cols / 64, 8));
-    rmsnorm_q8<<<grid, 256, 0, stream>>>(x, ld_x, g, eps, cols, out.q, (float4 *)out.meta, y_f32);
+    if ((out.block != 32 && out.block != 256) || cols % out.block)
+        return apr_error(APR_ERR_INVALID, "apr_cuda_quantize_rmsnorm_q8: blocks of %d for %d columns", out.block, cols);
+    /* a group of columns per warp, four warps per block */
+    dim3 grid(n, APR_DIV_UP(cols / (out.block == 256 ? 256 : 64), 4));
+    APR_CUDA_CHECK(launch_pdl(rmsnorm_q8, grid, 128, 0, stream, x, ld_x, g, eps, cols, out.block, out.q,
+                              (float4 *)out.meta, y_f32));
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }
 
 extern "C" apr_status apr_cuda_quantize_rmsnorm_f16(const float *x, int ld_x, const float *g, float eps, int n, int cols,
-                                                    void *out_f16, float *y_f32, cudaStream_t stream)
+                                                    void *out_f16, float *y_f32, int q8round, cudaStream_t stream)
 {
     if (n <= 0) return APR_OK;
-    rmsnorm_f16<<<n, 256, 0, stream>>>(x, ld_x, g, eps, cols, (__half *)out_f16, y_f32);
+    if ((q8round && q8round != 32 && q8round != 256) || cols % (q8round ? q8round : 32))
+        return apr_error(APR_ERR_INVALID, "apr_cuda_quantize_rmsnorm_f16: blocks of %d for %d columns", q8round, cols);
+    rmsnorm_f16<<<n, 256, 0, stream>>>(x, ld_x, g, eps, cols, (__half *)out_f16, y_f32, q8round);
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }

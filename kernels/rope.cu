@@ -16,6 +16,8 @@
  * positions are the same in every layer), in double. */
 static __global__ void rope_table(float2 *cs, apr_cuda_rope r, const int32_t *pos)
 {
+    pdl_trigger();
+    pdl_wait();
     const int t = blockIdx.x, half = r.n_rot / 2;
     const double position = (double)pos[t] * (double)r.scale;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
@@ -30,6 +32,8 @@ static __global__ void rope_table(float2 *cs, apr_cuda_rope r, const int32_t *po
 static __global__ void rope_store(float *qkv, apr_cuda_rope r, apr_cuda_tokens tk, apr_cuda_kv kv, const float2 *table,
                                   __half *q_f16)
 {
+    pdl_trigger();
+    pdl_wait();
     const int t = blockIdx.x, head = blockIdx.y, hd = r.hd, half = r.n_rot / 2;
     const int q_dim = r.n_head * hd, kv_dim = r.n_kv * hd;
     float *x = qkv + (size_t)t * (q_dim + 2 * kv_dim) + (size_t)head * hd;
@@ -64,7 +68,7 @@ static __global__ void rope_store(float *qkv, apr_cuda_rope r, apr_cuda_tokens t
 extern "C" apr_status apr_cuda_rope_table(int n, apr_cuda_rope r, const int32_t *pos, void *table, cudaStream_t stream)
 {
     if (n <= 0) return APR_OK;
-    rope_table<<<n, 64, 0, stream>>>((float2 *)table, r, pos);
+    APR_CUDA_CHECK(launch_pdl(rope_table, n, 64, 0, stream, (float2 *)table, r, pos));
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }
@@ -76,7 +80,7 @@ extern "C" apr_status apr_cuda_rope_store(float *qkv, int n, apr_cuda_rope r, ap
     if (r.n_rot > r.hd || r.n_rot % 2)
         return apr_error(APR_ERR_UNSUPPORTED, "CUDA RoPE: %d rotated dimensions of %d", r.n_rot, r.hd);
     dim3 grid(n, r.n_head + 2 * r.n_kv);
-    rope_store<<<grid, r.hd, 0, stream>>>(qkv, r, tk, kv, (const float2 *)table, (__half *)q_f16);
+    APR_CUDA_CHECK(launch_pdl(rope_store, grid, r.hd, 0, stream, qkv, r, tk, kv, (const float2 *)table, (__half *)q_f16));
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }

@@ -16,6 +16,8 @@ static __device__ __forceinline__ void better(float &v, int &i, float v2, int i2
 
 static __global__ void __launch_bounds__(1024) argmax_rows(const float *logits, int n_vocab, int32_t *ids)
 {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float sv[32];
     __shared__ int si[32];
     const float *row = logits + (size_t)blockIdx.x * n_vocab;
@@ -55,7 +57,7 @@ static __global__ void __launch_bounds__(1024) argmax_rows(const float *logits, 
 extern "C" apr_status apr_cuda_sampling_argmax(const float *logits, int n_vocab, int n, int32_t *ids, cudaStream_t stream)
 {
     if (n <= 0) return APR_OK;
-    argmax_rows<<<n, 1024, 0, stream>>>(logits, n_vocab, ids);
+    APR_CUDA_CHECK(launch_pdl(argmax_rows, n, 1024, 0, stream, logits, n_vocab, ids));
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 /* One message per thread: the engine thread and the Lua thread never
  * overwrite each other's failure. 512 bytes holds a path and a reason. */
@@ -10,10 +11,14 @@ static _Thread_local char last_error[512];
 
 apr_status apr_error(apr_status code, const char *fmt, ...)
 {
+    /* formatted aside first: callers prefix context to the previous
+     * message by passing apr_last_error() itself as an argument */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return code;
 }
 

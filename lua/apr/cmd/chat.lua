@@ -33,6 +33,7 @@ M.spec = {
         { "threads", value = "N", type = "integer", min = 1, help = "CPU threads [default: all]" },
         { "device", value = "NAME", choices = { "auto", "cpu", "cuda" }, default = "auto", help = "where to run" },
         { "gpu", help = "run on the GPU (fail if there is none)" },
+        { "vram-budget", value = "SIZE", type = "size", help = "most GPU memory apr may allocate (e.g. 22G)" },
         { "verbose", short = "v", help = "timings after each answer, on stderr" },
     },
     examples = {

@@ -107,7 +107,6 @@ static void cuda_stream_free(apr_stream *s)
     apr_cuda_release(b, s->q8.q);
     apr_cuda_release(b, s->q8.meta);
     apr_cuda_release(b, s->x16);
-    apr_cuda_release(b, s->y16);
     apr_cuda_release(b, s->q16);
     apr_cuda_release(b, s->att_scratch);
     apr_cuda_release(b, s->rope);
@@ -141,6 +140,7 @@ static apr_stream *cuda_stream_new(apr_backend *base, const apr_stream_sizes *z)
     /* enough pieces per KV head that a decode step fills every SM four
      * times over at long contexts; short contexts leave most of them empty */
     s->n_split = 4 * b->n_sm / z->n_head_kv;
+    if (getenv("APR_CUDA_SPLITS")) s->n_split = atoi(getenv("APR_CUDA_SPLITS")); /* for measurements */
     if (s->n_split < 1) s->n_split = 1;
     if (s->n_split > 128) s->n_split = 128;
     const size_t n = (size_t)z->n_batch, K = (size_t)z->max_cols, q_dim = (size_t)z->n_head * z->head_dim;
@@ -148,7 +148,6 @@ static apr_stream *cuda_stream_new(apr_backend *base, const apr_stream_sizes *z)
     int ok = (s->q8.q = apr_cuda_alloc(b, n * K, 0)) != NULL;
     ok = ok && (s->q8.meta = apr_cuda_alloc(b, n * (K / 32) * 4 * sizeof(float), 0)) != NULL;
     ok = ok && (s->x16 = apr_cuda_alloc(b, n * K * 2, 0)) != NULL;
-    ok = ok && (s->y16 = apr_cuda_alloc(b, n * K * 2, 0)) != NULL;
     ok = ok && (s->q16 = apr_cuda_alloc(b, n * q_dim * 2, 0)) != NULL;
     ok = ok && (s->att_scratch = apr_cuda_alloc(b, apr_cuda_attention_scratch_bytes(CUDA_DECODE_MAX, z->n_head,
                                                                                      s->n_split, z->head_dim), 0));
@@ -243,6 +242,7 @@ static void cuda_destroy(apr_backend *base)
 {
     cuda_backend *b = (cuda_backend *)base;
     while (b->n_allocs > 0) apr_cuda_release(b, b->allocs[b->n_allocs - 1].p);
+    apr_cuda_arena_release(b, &b->weights);
     free(b->allocs);
     free(b);
 }
@@ -253,8 +253,10 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
         cudaGetLastError();
-        apr_error(APR_ERR_DEVICE, "no CUDA device%s%s", e != cudaSuccess ? ": " : "",
-                  e != cudaSuccess ? cudaGetErrorString(e) : "");
+        apr_error(APR_ERR_DEVICE, "no CUDA device%s%s",
+                  e == cudaErrorInsufficientDriver ? " (no NVIDIA driver, or one too old for CUDA 13)"
+                  : e != cudaSuccess && e != cudaErrorNoDevice ? ": " : "",
+                  e != cudaSuccess && e != cudaErrorNoDevice && e != cudaErrorInsufficientDriver ? cudaGetErrorString(e) : "");
         return NULL;
     }
     APR_CHECK_NULL(gpu_index >= 0 && gpu_index < count, APR_ERR_DEVICE, "no CUDA device %d (%d present)", gpu_index,
@@ -275,7 +277,13 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
     b->dev = gpu_index;
     b->budget = vram_budget;
     b->n_sm = prop.multiProcessorCount;
+    b->q8_block = 32;
     cudaSetDevice(gpu_index);
+    /* the kernels' stack frames are at most 40 bytes (ptxas -v); the
+     * default 1 KB per thread reserves local memory for every thread the
+     * device can hold */
+    cudaDeviceSetLimit(cudaLimitStackSize, 256);
+    apr_cuda_arena_init(&b->weights, gpu_index, prop.totalGlobalMem);
     b->base = (apr_backend){
         .name = "cuda",
         .device = APR_DEVICE_CUDA,

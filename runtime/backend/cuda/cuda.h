@@ -36,23 +36,38 @@ typedef struct cuda_alloc {
     int host;              /* pinned, mapped host memory (counts for nothing against the budget) */
 } cuda_alloc;
 
+/* Weights end to end in one growing virtual range (arena.c). */
+typedef struct cuda_arena {
+    unsigned long long base;   /* CUdeviceptr of the reserved range */
+    size_t reserved, mapped, used, gran;
+    unsigned long long *h;     /* CUmemGenericAllocationHandle of each mapped chunk */
+    size_t *h_size;
+    int n_h, cap_h, dev;
+} cuda_arena;
+
 typedef struct cuda_backend {
     apr_backend base;
+    cuda_arena weights;    /* reserved == 0: per-tensor cudaMalloc instead */
     int dev;
     uint64_t budget;       /* 0: none */
     uint64_t host_bytes;   /* pinned host memory held for weights */
     cuda_alloc *allocs;    /* every live allocation, for its size at release */
     int n_allocs, cap_allocs;
     int n_sm;
+    int q8_block;          /* activation scale blocks most weights want (ops.c): 256 when K formats hold
+                              most of the quantized bytes, else 32 */
+    uint64_t kq_bytes, q32_bytes; /* those bytes, counted at upload */
 } cuda_backend;
 
 /* Which intermediate form of an activation buffer a kernel has already left
  * in the stream's scratch: the next product can skip converting it. Valid
  * only until the next op (see ops.c). */
 typedef struct cuda_memo {
-    const float *q8_of;    /* q8 holds the int8 form of this buffer */
-    const float *f16_of;   /* f16_buf (x16 or y16) holds its f16 form */
+    const float *q8_of;    /* q8 holds the int8 form of this buffer, */
+    int q8_block;          /* in blocks of 32 or 256 columns */
+    const float *f16_of;   /* f16_buf holds its f16 form, */
     const void *f16_buf;
+    int f16_rounded;       /* int8-rounded per 32 or 256 columns (quantized weights), or 0 */
 } cuda_memo;
 
 struct apr_stream {
@@ -60,7 +75,7 @@ struct apr_stream {
     cudaStream_t cs;
     apr_stream_sizes sizes;
     apr_cuda_q8 q8;        /* [n_batch][max_cols] int8 + meta */
-    void *x16, *y16;       /* [n_batch][max_cols] f16: inputs of prefill products */
+    void *x16;             /* [n_batch][max_cols] f16: inputs of prefill products */
     void *q16;             /* [n_batch][n_head * head_dim] f16: rotated queries for prefill attention */
     void *att_scratch;     /* flash-decoding partial results */
     void *rope;            /* [n_batch][head_dim/2] float2: this pass's cos, sin (written at layer 0) */
@@ -84,6 +99,13 @@ struct apr_stream {
  * device's address space), counted in b->base.bytes / b->host_bytes. */
 void *apr_cuda_alloc(cuda_backend *b, size_t bytes, int host);
 void apr_cuda_release(cuda_backend *b, void *p);
+
+/* The arena (arena.c): init returns 0 where the driver lacks the virtual
+ * memory API; alloc returns NULL (message set) when over the budget or out
+ * of memory; release unmaps everything. */
+int apr_cuda_arena_init(cuda_arena *a, int dev, size_t reserve);
+void *apr_cuda_arena_alloc(cuda_backend *b, cuda_arena *a, size_t bytes);
+void apr_cuda_arena_release(cuda_backend *b, cuda_arena *a);
 
 /* Keeps the first failure of a pass (status and message) for sync. */
 void apr_cuda_record(apr_stream *s, apr_status st);

@@ -9,10 +9,14 @@
  * Activations cross the interface as f32, but the products want them int8
  * (decode) or f16 (prefill). The op that produces a product's input writes
  * that form too, into the stream's scratch, and notes it in the memo: the
- * RMSNorm before q|k|v and gate|up, attention before the output projection,
- * SwiGLU's prefill epilogue before the down projection. The next op uses it
- * instead of converting again. A memo lives exactly one op: every op clears
- * it on entry, so a stale form can never be read. */
+ * RMSNorm before q|k|v and gate|up, and attention before the output
+ * projection in decode. The next op uses it instead of converting again. A
+ * memo lives exactly one op: every op clears it on entry, so a stale form
+ * can never be read.
+ *
+ * Prefill rounds the activations of quantized products to the int8 values
+ * decode would use (quantize.cu, q8round), so that both paths, and
+ * llama.cpp, build the same KV cache; float weights get plain f16. */
 #include "backend/cuda/cuda.h"
 
 #include "core/error.h"
@@ -39,26 +43,47 @@ static cuda_memo take_memo(apr_stream *s)
     return m;
 }
 
-static apr_cuda_q8 q8_for(apr_stream *s, int64_t cols)
+/* The int8 activations' scale blocks, as llama.cpp chooses them for a
+ * weight type: 256 columns (q8_K) for the K formats, 32 (q8_1) otherwise.
+ * Only rounding differs, but agreeing with llama.cpp's golden logits on the
+ * close calls depends on it. */
+static int q8_block_for(int type, int64_t cols)
+{
+    int k = type == APR_Q4_K || type == APR_Q5_K || type == APR_Q6_K;
+    return k && cols % 256 == 0 ? 256 : 32;
+}
+
+static int linear_block(const apr_linear *W)
+{
+    int b = 256;
+    for (int i = 0; i < W->n_parts; i++)
+        if (q8_block_for(W->part[i].type, W->cols) == 32) b = 32;
+    return b;
+}
+
+static apr_cuda_q8 q8_for(apr_stream *s, int64_t cols, int block)
 {
     apr_cuda_q8 q = s->q8;
     q.cols = (int)cols;
+    q.block = cols % block ? 32 : block;
     return q;
 }
 
 /* x as int8 for a decode product (converted unless the memo has it). */
-static apr_cuda_q8 input_q8(apr_stream *s, const cuda_memo *m, const float *x, int n, int64_t cols)
+static apr_cuda_q8 input_q8(apr_stream *s, const cuda_memo *m, const float *x, int n, int64_t cols, int block)
 {
-    apr_cuda_q8 q = q8_for(s, cols);
-    if (m->q8_of != x) apr_cuda_record(s, apr_cuda_quantize_rmsnorm_q8(x, (int)cols, NULL, 0, n, (int)cols, q, NULL, s->cs));
+    apr_cuda_q8 q = q8_for(s, cols, block);
+    if (m->q8_of != x || m->q8_block != q.block)
+        apr_cuda_record(s, apr_cuda_quantize_rmsnorm_q8(x, (int)cols, NULL, 0, n, (int)cols, q, NULL, s->cs));
     return q;
 }
 
-/* x as f16 for a prefill product. */
-static const void *input_f16(apr_stream *s, const cuda_memo *m, const float *x, int n, int64_t cols)
+/* x as f16 for a prefill product (q8round: int8-rounded per 32 or 256
+ * columns for quantized weights; 0 for float weights). */
+static const void *input_f16(apr_stream *s, const cuda_memo *m, const float *x, int n, int64_t cols, int q8round)
 {
-    if (m->f16_of == x) return m->f16_buf;
-    apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, (int)cols, NULL, 0, n, (int)cols, s->x16, NULL, s->cs));
+    if (m->f16_of == x && m->f16_rounded == q8round) return m->f16_buf;
+    apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, (int)cols, NULL, 0, n, (int)cols, s->x16, NULL, q8round, s->cs));
     return s->x16;
 }
 
@@ -106,13 +131,19 @@ void apr_cuda_op_rmsnorm(apr_stream *s, float *out, const float *x, const apr_we
 {
     take_memo(s);
     const int cols = (int)w->cols;
+    /* the next product's blocks are guessed from the model's weights */
+    const int block = s->b->q8_block;
     if (n <= CUDA_DECODE_MAX) {
-        apr_cuda_record(s, apr_cuda_quantize_rmsnorm_q8(x, cols, w->data, eps, n, cols, q8_for(s, cols), out, s->cs));
+        apr_cuda_q8 q = q8_for(s, cols, block);
+        apr_cuda_record(s, apr_cuda_quantize_rmsnorm_q8(x, cols, w->data, eps, n, cols, q, out, s->cs));
         s->memo.q8_of = out;
+        s->memo.q8_block = q.block;
     } else {
-        apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, cols, w->data, eps, n, cols, s->x16, out, s->cs));
+        const int rb = cols % block ? 32 : block;
+        apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, cols, w->data, eps, n, cols, s->x16, out, rb, s->cs));
         s->memo.f16_of = out;
         s->memo.f16_buf = s->x16;
+        s->memo.f16_rounded = rb;
     }
 }
 
@@ -133,11 +164,14 @@ void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_lin
             need_q8 |= is_quantized(W->part[i].type);
             row += W->part[i].rows;
         }
-        apr_cuda_q8 q = need_q8 ? input_q8(s, &m, x, n, W->cols) : q8_for(s, W->cols);
+        apr_cuda_q8 q = need_q8 ? input_q8(s, &m, x, n, W->cols, linear_block(W)) : q8_for(s, W->cols, 32);
         apr_cuda_record(s, apr_cuda_gemv(seg, W->n_parts, n, q, x, s->cs));
         return;
     }
-    const void *x16 = input_f16(s, &m, x, n, W->cols);
+    int quantized = 0;
+    for (int i = 0; i < W->n_parts; i++) quantized |= is_quantized(W->part[i].type);
+    const int block = linear_block(W);
+    const void *x16 = input_f16(s, &m, x, n, W->cols, quantized ? (W->cols % block ? 32 : block) : 0);
     int64_t row = 0;
     for (int i = 0; i < W->n_parts; i++) {
         apr_cuda_qmat w = apr_cuda_weight_qmat(&W->part[i]);
@@ -154,16 +188,13 @@ void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr
     if (n <= 0) return;
     apr_cuda_qmat gate = apr_cuda_weight_qmat(&W->part[0]), up = apr_cuda_weight_qmat(&W->part[1]);
     if (n <= CUDA_DECODE_MAX) {
-        apr_cuda_q8 q = input_q8(s, &m, x, n, W->cols);
+        apr_cuda_q8 q = input_q8(s, &m, x, n, W->cols, linear_block(W));
         apr_cuda_record(s, apr_cuda_gemv_swiglu(&gate, &up, out, gate.rows, n, q, x, s->cs));
         return;
     }
-    const void *x16 = input_f16(s, &m, x, n, W->cols);
-    /* the f16 copy goes to the other buffer: x16 may be this product's input */
-    void *y16 = x16 == s->x16 ? s->y16 : s->x16;
-    apr_cuda_record(s, apr_cuda_gemm_swiglu(&gate, &up, x16, n, out, gate.rows, y16, s->splitk, s->splitk_bytes, s->cs));
-    s->memo.f16_of = out;
-    s->memo.f16_buf = y16;
+    const int block = linear_block(W);
+    const void *x16 = input_f16(s, &m, x, n, W->cols, is_quantized(gate.dtype) ? (W->cols % block ? 32 : block) : 0);
+    apr_cuda_record(s, apr_cuda_gemm_swiglu(&gate, &up, x16, n, out, gate.rows, NULL, s->splitk, s->splitk_bytes, s->cs));
 }
 
 void apr_cuda_op_rope_store(apr_stream *s, float *qkv, const apr_kv_cache *kv, int layer, const apr_step *st,
@@ -186,14 +217,15 @@ void apr_cuda_op_attention(apr_stream *s, float *out, const float *qkv, const ap
     take_memo(s);
     const int n = st->n, q_dim = p->n_head * p->head_dim;
     if (n <= CUDA_DECODE_MAX) {
+        apr_cuda_q8 q = q8_for(s, q_dim, s->b->q8_block);
+        if (q.block == 256 && p->n_head % (256 / p->head_dim)) q.block = 32;
         apr_cuda_record(s, apr_cuda_attention_decode(qkv, step_tokens(st), layer_kv(s, kv, layer), n, p->n_head,
-                                                     p->scale, s->n_split, s->att_scratch, out, q8_for(s, q_dim), s->cs));
+                                                     p->scale, s->n_split, s->att_scratch, out, q, s->cs));
         s->memo.q8_of = out;
+        s->memo.q8_block = q.block;
     } else {
         apr_cuda_record(s, apr_cuda_attention_prefill(s->q16, step_tokens(st), layer_kv(s, kv, layer), n, p->n_head,
-                                                      p->scale, out, s->x16, s->cs));
-        s->memo.f16_of = out;
-        s->memo.f16_buf = s->x16;
+                                                      p->scale, out, NULL, s->cs));
     }
 }
 

@@ -145,7 +145,8 @@ apr_status apr_cuda_weight_upload(apr_backend *base, apr_weight *w, const void *
               (long long)w->rows, (long long)w->cols);
     const size_t raw = w->row_bytes * (size_t)w->rows, total = layout_bytes(&z);
     const int on_host = w->gather_only != 0;
-    uint8_t *dst = apr_cuda_alloc(b, total, on_host);
+    uint8_t *dst = on_host || !b->weights.reserved ? apr_cuda_alloc(b, total, on_host)
+                                                    : apr_cuda_arena_alloc(b, &b->weights, total);
     APR_CHECK(dst, APR_ERR_NOMEM, "tensor %s (%.1f MiB): %s", w->name, (double)total / (1 << 20), apr_last_error());
 
     apr_status s = APR_OK;
@@ -181,6 +182,10 @@ apr_status apr_cuda_weight_upload(apr_backend *base, apr_weight *w, const void *
         return apr_error(s, "tensor %s: %s", w->name, apr_last_error());
     }
     w->data = dst;
+    /* what the activations' int8 blocks should be (ops.c q8_block_for) */
+    if (w->type == APR_Q4_K || w->type == APR_Q5_K || w->type == APR_Q6_K) b->kq_bytes += raw;
+    else if (has_layout && w->type != APR_F32 && w->type != APR_F16 && w->type != APR_BF16) b->q32_bytes += raw;
+    b->q8_block = b->kq_bytes > b->q32_bytes ? 256 : 32;
     return APR_OK;
 }
 

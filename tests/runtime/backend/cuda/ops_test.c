@@ -2,8 +2,9 @@
  * reference) or a float64 product, on random data; skipped without a GPU.
  *
  * Tolerances follow the arithmetic: products of quantized weights meet int8
- * activations in decode (up to 8 tokens: 2% of the output's norm; measured
- * near 0.6%) and f16 activations in prefill (0.5%); embedding rows are
+ * activations (decode) or f16 ones rounded to the same int8 values
+ * (prefill): 2% of the output's norm (measured near 0.6%); float weights
+ * meet f32 (decode, 1e-5) or f16 activations (prefill, 0.2%); embedding rows are
  * exact to float rounding; attention reads the same f16 cache as the CPU
  * and differs by f32 (decode) or f16 (prefill) rounding of q, P and V. Each
  * check uses fresh random inputs, and outputs are poisoned with NaN first
@@ -211,7 +212,7 @@ TEST(cuda_matmul_every_type_decode_and_prefill)
             p.gpu->matmul(p.gs, dout, dx, &L, n, 0);
             CHECK(p.gpu->sync(p.gs) == APR_OK);
             to_host(got, dout, (size_t)n * rows);
-            double tol = is_float(qtypes[ti]) ? (n <= CUDA_DECODE_MAX ? 1e-5 : 2e-3) : (n <= CUDA_DECODE_MAX ? 2e-2 : 5e-3);
+            double tol = is_float(qtypes[ti]) ? (n <= CUDA_DECODE_MAX ? 1e-5 : 2e-3) : 2e-2;
             double e = rel_err(got, want, (size_t)n * rows);
             if (!(e <= tol))
                 test_fail(__FILE__, __LINE__, "matmul %s n=%d: error %.3g (tol %.3g)", apr_dtype_name(qtypes[ti]), n, e, tol);
@@ -260,7 +261,7 @@ TEST(cuda_matmul_parts_bias_and_accumulate)
             p.gpu->matmul(p.gs, dout, dx, &L, n, accumulate);
             CHECK(p.gpu->sync(p.gs) == APR_OK);
             to_host(got, dout, (size_t)n * rows);
-            double e = rel_err(got, want, (size_t)n * rows), tol = n <= CUDA_DECODE_MAX ? 2e-2 : 5e-3;
+            double e = rel_err(got, want, (size_t)n * rows), tol = 2e-2;
             if (!(e <= tol)) test_fail(__FILE__, __LINE__, "q|k|v n=%d acc=%d: error %.3g", n, accumulate, e);
             p.gpu->release(p.gpu, dx);
             p.gpu->release(p.gpu, dout);
@@ -306,7 +307,7 @@ TEST(cuda_matmul_glu_decode_and_prefill)
             CHECK(p.gpu->sync(p.gs) == APR_OK);
             to_host(got, dout, (size_t)n * ff);
             double e = rel_err(got, want, (size_t)n * ff);
-            double tol = types[ti] == APR_F16 ? (n <= CUDA_DECODE_MAX ? 1e-5 : 4e-3) : (n <= CUDA_DECODE_MAX ? 3e-2 : 8e-3);
+            double tol = types[ti] == APR_F16 ? (n <= CUDA_DECODE_MAX ? 1e-5 : 4e-3) : 3e-2;
             if (!(e <= tol)) test_fail(__FILE__, __LINE__, "glu %s n=%d: error %.3g", apr_dtype_name(types[ti]), n, e);
             p.gpu->release(p.gpu, dx);
             p.gpu->release(p.gpu, dout);
