@@ -76,6 +76,8 @@ local function start(ex)
         ex.done = true
         ex.t_done = uv.hrtime()
         if not tcp:is_closing() then tcp:close() end
+        -- No handle outlives its exchange (luv crashes at exit on open ones).
+        if ex.timer and not ex.timer:is_closing() then ex.timer:close() end
     end
     ex.finish = finish
     tcp:connect(ex.host or "127.0.0.1", ex.port, function(err)
@@ -119,8 +121,10 @@ local function start(ex)
             tcp:write(pieces[i])
             if (ex.delay or 0) > 0 and i < #pieces then
                 local t = uv.new_timer()
+                ex.timer = t
                 t:start(ex.delay, 0, function()
                     t:close()
+                    ex.timer = nil
                     send_next()
                 end)
             else
@@ -131,30 +135,45 @@ local function start(ex)
     end)
 end
 
+-- Runs the loop until done() is true or timeout seconds pass; returns
+-- done(). One iteration at a time, so neither a server in this loop (which
+-- keeps it alive) nor a uv.stop() left over from elsewhere cuts it short.
+function M.run_until(done, timeout)
+    uv.update_time()
+    local deadline = uv.now() + (timeout or 10) * 1000
+    local tick = uv.new_timer()
+    tick:start(5, 5, function() end)  -- wakes the loop to look at the clock
+    while not done() and uv.now() < deadline do uv.run("once") end
+    tick:close()
+    uv.run("nowait")
+    return done()
+end
+
 -- run(exchanges, timeout_s): runs them all at once; returns when each is
 -- done or the timeout passes (those still open are closed, .timed_out set).
 function M.run(exchanges, timeout)
     for _, ex in ipairs(exchanges) do start(ex) end
-    local deadline = uv.now() + (timeout or 10) * 1000
-    local timer = uv.new_timer()
-    timer:start(5, 5, function()
-        local all = true
-        for _, ex in ipairs(exchanges) do all = all and ex.done end
-        if all or uv.now() > deadline then
-            for _, ex in ipairs(exchanges) do
-                if not ex.done then
-                    ex.timed_out = true
-                    ex.finish()
-                end
-            end
-            timer:stop()
-            timer:close()
-            -- A server running in this same loop keeps it alive: stop it.
-            uv.stop()
+    M.run_until(function()
+        for _, ex in ipairs(exchanges) do
+            if not ex.done then return false end
         end
-    end)
-    uv.run("default")
+        return true
+    end, timeout or 10)
+    for _, ex in ipairs(exchanges) do
+        if not ex.done then
+            ex.timed_out = true
+            ex.finish()
+        end
+    end
+    uv.run("nowait")
     return exchanges
+end
+
+-- Lets the loop run for ms milliseconds.
+function M.sleep(ms)
+    uv.update_time()
+    local t0 = uv.now()
+    M.run_until(function() return uv.now() - t0 >= ms end, ms / 1000 + 1)
 end
 
 -- request(port, method, path, body, headers) -> the raw bytes of a request.

@@ -3,22 +3,15 @@
 local uv = require "luv"
 local http = require "apr.server.http"
 local engine = require "apr.server.engine"
+local client = require "tests.lua.apr.server.client"
 
 local MODEL = "tests/fixtures/models/tiny-q8_0.gguf"
 
--- Runs the loop until done() is called (or 20 s pass).
+-- Runs the loop until start's done() is called (or 20 s pass).
 local function run_until(start)
     local finished = false
-    local timer = uv.new_timer()
-    timer:start(20000, 0, function() uv.stop() end)
-    start(function()
-        finished = true
-        uv.stop()
-    end)
-    if not finished then uv.run("default") end
-    timer:close()
-    uv.run("nowait")
-    assert.is_true(finished, "timed out")
+    start(function() finished = true end)
+    assert.is_true(client.run_until(function() return finished end, 20), "timed out")
 end
 
 local function generate(eng, ids, opts)
@@ -82,11 +75,11 @@ describe("server engine", function()
                 got = got + 1
                 if got == 3 then
                     gen:cancel()
-                    local t = uv.new_timer()
-                    t:start(100, 0, function() t:close() done() end)
+                    done()
                 end
             end))
         end)
+        client.sleep(100)  -- a cancelled request sends nothing more
         assert.equal(3, got)
         assert.equal(0, eng:in_flight())
         assert.equal(0, eng:stats().running)

@@ -140,9 +140,7 @@ describe("http server", function()
 
         local gone = { port = srv.port, send = client.raw("GET", "/stream?n=1000"), close_after_bytes = 200 }
         client.run({ gone })
-        local t = uv.new_timer()
-        t:start(200, 0, function() t:close() uv.stop() end)
-        uv.run("default")
+        client.run_until(function() return state.closed_streams == 1 end, 2)
         assert.equal(1, state.closed_streams)
     end)
 

@@ -14,11 +14,7 @@ M.MODEL = "tests/fixtures/models/tiny-q8_0.gguf"
 local Server = {}
 Server.__index = Server
 
-local function sleep(ms)
-    local t = uv.new_timer()
-    t:start(ms, 0, function() t:close() end)
-    uv.run("default")
-end
+local sleep = require("tests.lua.apr.server.client").sleep
 M.sleep = sleep
 
 local function slurp(path)
