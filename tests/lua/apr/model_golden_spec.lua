@@ -8,6 +8,8 @@
 --  * against the exact float64 forward pass: the same tolerance, since both
 --    backends quantize activations as llama.cpp does (the CPU to 8 bits per
 --    32 or 256 values, CUDA to 8 bits per 32 in decode and f16 in prefill);
+--    except on the CPU for a float model (tiny-f16), whose products keep
+--    activations in f32: there the README's 1e-3 x max |exact|;
 --  * teacher-forced greedy: fed the golden ids one at a time, the argmax
 --    equals the golden id at every step whose margin exceeds 0.05.
 -- "long" prompts (879 tokens) take the GPU's prefill kernels, "hello" (4)
@@ -17,7 +19,12 @@ local cjson = require "cjson"
 local C, ffi = core.C, core.ffi
 
 local MODELS = { "tiny-f16", "tiny-q4_k_m", "tiny-q8_0", "gqa5-q4_k_m" }
-local PROMPTS = { "hello", "long" }
+local PROMPTS = { "hello", "chat", "code", "unicode", "long" }
+
+-- max |logit - exact| / max |exact| allowed (see the header)
+local function exact_tolerance(device, model)
+    return (device == "cpu" and model == "tiny-f16") and 1e-3 or 6e-2
+end
 
 local function read_json(path)
     local f = assert(io.open(path, "rb"))
@@ -89,7 +96,7 @@ for _, device in ipairs({ "cpu", "cuda" }) do
                         assert(cos >= 0.999 and rel <= 6e-2, string.format(
                             "%s position %d vs llama.cpp: cosine %.5f, max error %.4f of max", device, from + k - 1, cos, rel))
                         cos, rel = compare(row, g.exact_logits[k], nv)
-                        assert(cos >= 0.999 and rel <= 6e-2, string.format(
+                        assert(cos >= 0.999 and rel <= exact_tolerance(device, model), string.format(
                             "%s position %d vs exact: cosine %.5f, max error %.4f of max", device, from + k - 1, cos, rel))
                     end
                     -- teacher forcing: after the prompt, then after each golden id
