@@ -1,17 +1,19 @@
 -- jinja/runtime.lua — runs a parsed template: statements write output,
 -- expressions evaluate to values with Python semantics (jinja/value.lua).
 --
--- Scoping follows jinja2: a for loop, macro call, {% with %} or block set
--- opens a scope whose assignments do not leak out (they do persist from one
--- iteration of a loop to the next); {% if %} opens none. Names resolve
--- through the enclosing scopes, then the render variables, then globals.
+-- Scoping follows jinja2: each loop iteration, macro call, {% with %},
+-- filter or set block opens a scope whose assignments do not leak out (an
+-- iteration does not see what the previous one assigned); {% if %} opens
+-- none. Names resolve through the enclosing scopes, then the render
+-- variables, then the globals, except that names jinja/scopes.lua marks
+-- start out undefined in their scope.
 -- Attribute and item access follow jinja2's ImmutableSandboxedEnvironment:
 -- a missing attribute gives Undefined (an error only when used), and
 -- methods that would modify a list or dict are refused.
 --
 -- Work is bounded: output size, loop iterations plus macro calls, and macro
 -- recursion depth have limits, so no template can run forever or exhaust
--- memory (jinja/init's defaults).
+-- memory (defaults in jinja.lua).
 local V = require "apr.jinja.value"
 local json = require "apr.json"
 local methods = require "apr.jinja.methods"
