@@ -55,6 +55,11 @@ int fixture_copy(const char *src, const char *dst, const fixture_edit *e)
         apr_gguf_value v;
         if (apr_gguf_kv(f, i, &key, &v) != APR_OK) goto done;
         if (e->drop_key && strcmp(key, e->drop_key) == 0) continue;
+        char renamed[256];
+        if (e->rename_from && strncmp(key, e->rename_from, strlen(e->rename_from)) == 0) {
+            snprintf(renamed, sizeof renamed, "%s%s", e->rename_to, key + strlen(e->rename_from));
+            key = renamed;
+        }
         apr_status s = e->set_str_key && strcmp(key, e->set_str_key) == 0
                            ? apr_gguf_writer_add_str(w, key, e->set_str_value, strlen(e->set_str_value))
                            : apr_gguf_writer_add_value(w, key, &v);

@@ -22,6 +22,8 @@ apr_context *fixture_context(apr_model *m, int n_ctx, int n_seq, int n_batch);
 typedef struct fixture_edit {
     const char *drop_key;          /* metadata key to leave out */
     const char *drop_tensor;       /* tensor to leave out */
+    const char *rename_from;       /* keys starting with this prefix ... */
+    const char *rename_to;         /* ... start with this one instead ("qwen2." -> "llama.") */
     const char *set_str_key;       /* string key to replace ... */
     const char *set_str_value;     /* ... with this value */
     const char *poke_tensor;       /* tensor whose bytes change ... */

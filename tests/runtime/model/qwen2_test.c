@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "model/model.h"
 #include "model_fixture.h"
@@ -58,6 +59,62 @@ TEST(qwen2_ties_the_output_to_token_embd_when_output_weight_is_absent)
     apr_context_free(c);
     apr_model_free(m);
     remove(path);
+}
+
+/* The Llama architecture: tiny-q8_0 with its keys renamed to llama.* runs
+ * as llama.cpp runs it (adjacent-pair RoPE, biases used since present),
+ * against logits llama.cpp computed for that copy (tests/fixtures/README.md,
+ * golden/tiny-llama-q8_0.code.bin: int32 n, n_vocab, 0, 0; n token ids;
+ * n x n_vocab float32). The same weights read as Qwen2 (NEOX RoPE) must not
+ * match: the rotation style is what is under test. */
+TEST(qwen2_llama_architecture_matches_llama_cpp)
+{
+    FILE *f = fopen("tests/fixtures/golden/tiny-llama-q8_0.code.bin", "rb");
+    REQUIRE(f);
+    int32_t hdr[4];
+    REQUIRE(fread(hdr, 4, 4, f) == 4 && hdr[0] > 0 && hdr[0] <= 64 && hdr[1] == 2048);
+    const int n = hdr[0], V = hdr[1];
+    int32_t ids[64];
+    float *want = malloc(sizeof(float) * (size_t)n * V), *got = malloc(sizeof(float) * (size_t)n * V);
+    REQUIRE(want && got);
+    REQUIRE(fread(ids, 4, (size_t)n, f) == (size_t)n && fread(want, 4, (size_t)n * V, f) == (size_t)n * V);
+    fclose(f);
+
+    const char *path = fixture_tmp("llama.gguf");
+    fixture_edit e = { .rename_from = "qwen2.", .rename_to = "llama.", .set_str_key = "general.architecture",
+                       .set_str_value = "llama" };
+    REQUIRE(fixture_copy(FIXTURE_TINY_Q8, path, &e) == 0);
+    const char *models[2] = { path, FIXTURE_TINY_Q8 };
+    for (int k = 0; k < 2; k++) {
+        apr_model *m = fixture_load(models[k], 2);
+        REQUIRE(m);
+        CHECK_EQ_INT(m->hp.rope_style, k == 0 ? APR_ROPE_NORM : APR_ROPE_NEOX);
+        apr_context *c = fixture_context(m, 64, 1, 64);
+        REQUIRE(c);
+        int8_t all[64];
+        memset(all, 1, sizeof all);
+        apr_batch b = { .n = n, .ids = ids, .want_logits = all };
+        REQUIRE(apr_decode(c, &b, got) == APR_OK);
+        double worst_cos = 1, worst_rel = 0;
+        for (int p = 0; p < n; p++) {
+            double dot = 0, gg = 0, ww = 0, maxd = 0, maxw = 0;
+            for (int v = 0; v < V; v++) {
+                const double g = got[(size_t)p * V + v], w = want[(size_t)p * V + v];
+                dot += g * w, gg += g * g, ww += w * w;
+                maxd = fmax(maxd, fabs(g - w)), maxw = fmax(maxw, fabs(w));
+            }
+            worst_cos = fmin(worst_cos, dot / sqrt(gg * ww));
+            worst_rel = fmax(worst_rel, maxd / maxw);
+        }
+        if (k == 0 && !(worst_cos >= 0.999 && worst_rel <= 6e-2))
+            test_fail(__FILE__, __LINE__, "llama vs llama.cpp: cosine %.5f, max error %.4f of max", worst_cos, worst_rel);
+        if (k == 1) CHECK(worst_cos < 0.99);  /* NEOX rotation on the same weights: far off */
+        apr_context_free(c);
+        apr_model_free(m);
+    }
+    remove(path);
+    free(want);
+    free(got);
 }
 
 /* Loads an edited copy of tiny-q8_0 and expects status and a message part. */
