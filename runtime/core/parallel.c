@@ -9,8 +9,9 @@
  * runs ~150 loops in ~25 ms, several under 20 us. Waking a sleeping thread
  * through a condition variable costs 10-50 us each time, so an idle worker
  * first spins on the generation word (with `pause`) for SPIN_NS and only
- * then sleeps on a futex; the caller waits for the last chunk the same way.
- * The spin is short so idle pools do not steal CPU from other processes. */
+ * then sleeps on a futex; the caller waits for the last chunk the same way
+ * (wait_for_workers). The spins are short so idle pools do not steal CPU
+ * from other processes. */
 #include "parallel.h"
 
 #include <errno.h>
@@ -40,7 +41,8 @@ static struct {
     void *ctx;
     int64_t n, chunk;
     _Atomic int64_t next;
-    atomic_int finished;         /* workers done with this loop */
+    _Atomic uint32_t finished;   /* workers done with this loop (a futex for the caller) */
+    atomic_int caller_waiting;   /* the caller sleeps on `finished` */
 } pool = { .once = PTHREAD_ONCE_INIT, .call_lock = PTHREAD_MUTEX_INITIALIZER,
            .spawn_lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -121,7 +123,9 @@ static void *worker(void *arg)
          * cannot publish the next loop before this one reports done. */
         if (id >= (int)(seen & 0xffff)) continue;
         run_chunks(id + 1);
-        atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
+        atomic_fetch_add(&pool.finished, 1);
+        if (atomic_load(&pool.caller_waiting))
+            syscall(SYS_futex, (uint32_t *)&pool.finished, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     }
     return NULL;
 }
@@ -154,6 +158,28 @@ void apr_parallel_set_threads(int n)
     pthread_mutex_lock(&pool.call_lock);
     pool.n_threads = n < 1 ? 1 : n > APR_PARALLEL_MAX_THREADS ? APR_PARALLEL_MAX_THREADS : n;
     pthread_mutex_unlock(&pool.call_lock);
+}
+
+/* Waits until `helpers` workers report the loop done: spins briefly (the
+ * usual case: they finish within microseconds of the caller), then sleeps.
+ * Sleeping matters on a busy machine: a worker preempted mid-chunk waits in
+ * another core's run queue, and an idle core is what lets the scheduler
+ * move it here; a spinning caller would keep this core busy instead. */
+static void wait_for_workers(uint32_t helpers)
+{
+    for (int i = 0; i < 4096; i++) {
+        if (atomic_load_explicit(&pool.finished, memory_order_acquire) >= helpers) return;
+        cpu_relax();
+    }
+    for (;;) {
+        /* as with await_loop: this thread sets caller_waiting, then reads
+         * finished; a worker bumps finished, then reads caller_waiting */
+        atomic_store(&pool.caller_waiting, 1);
+        uint32_t seen = atomic_load(&pool.finished);
+        if (seen >= helpers) break;
+        futex_wait(&pool.finished, seen);
+    }
+    atomic_store(&pool.caller_waiting, 0);
 }
 
 /* Starts workers until `want` exist (or thread creation fails); returns how
@@ -205,10 +231,7 @@ void apr_parallel_for_n(int threads, int64_t n, int64_t grain, apr_parallel_fn f
     run_chunks(0);
     in_loop = 0;
 
-    for (int i = 0; atomic_load_explicit(&pool.finished, memory_order_acquire) < helpers; i++) {
-        cpu_relax();
-        if (i > 20000) sched_yield();  /* a worker was descheduled: let it run */
-    }
+    wait_for_workers((uint32_t)helpers);
     pthread_mutex_unlock(&pool.call_lock);
 }
 

@@ -81,7 +81,7 @@ TEST(parallel_for_many_short_loops)
     apr_parallel_set_threads(2);
     ctx_t c = { calloc(8, sizeof(atomic_int)), 0 };
     REQUIRE(c.hits);
-    for (int i = 0; i < 20000; i++) apr_parallel_for(8, 1, mark, &c);
-    for (int i = 0; i < 8; i++) CHECK_EQ_INT(c.hits[i], 20000);
+    for (int i = 0; i < 5000; i++) apr_parallel_for(8, 1, mark, &c);
+    for (int i = 0; i < 8; i++) CHECK_EQ_INT(c.hits[i], 5000);
     free(c.hits);
 }
