@@ -619,8 +619,12 @@ typedef struct apr_batch {
 /* Runs the model over the batch, appending its tokens' keys and values to
  * the cache, and writes the requested logits. Fails without changing the
  * cache on: an id outside [0, n_vocab) (APR_ERR_RANGE, naming it), a
- * sequence full (APR_ERR_RANGE: "context of N tokens is full"), a batch
- * over n_batch, or Ctrl+C (APR_ERR_CANCELLED). */
+ * sequence outside [0, n_seq) (APR_ERR_RANGE), a sequence full
+ * (APR_ERR_RANGE: "context of N tokens is full"), a batch over n_batch or a
+ * pos that is not its sequence's next position (APR_ERR_INVALID), non-finite
+ * logits (APR_ERR_FORMAT: corrupt weights), or Ctrl+C (APR_ERR_CANCELLED).
+ * An empty batch (n = 0) does nothing. On the CPU a token's logits are the
+ * same bits whatever else shares its batch. */
 apr_status apr_decode(apr_context *c, const apr_batch *b, float *logits_out);
 /* apr_decode for greedy decoding: writes, for each token that wants logits,
  * the id of its largest logit (ties: the lowest id) to ids_out instead of
