@@ -228,6 +228,49 @@ local function record(ctx, p)
     ctx.metrics.generated_tokens:inc(p.n_generated or 0)
 end
 
+-- Streams a request as server-sent events: send(p) writes each piece's
+-- events; after the last piece come the usage event (when usage_event is
+-- given: it wraps the usage object) and [DONE].
+local function stream_events(ctx, req, res, eng, ids, opts, send, usage_event)
+    http.await(function(done)
+        run(ctx, req, res, eng, ids, opts, function(p)
+            if p.error and not res.started then
+                res:error(500, p.error)
+                return done()
+            end
+            send(p)
+            if p.finish_reason then
+                record(ctx, p)
+                if usage_event then res:sse(usage_event(usage(p.n_prompt, completion_tokens(p)))) end
+                res:sse("[DONE]")
+                res:finish()
+                done()
+            end
+        end)
+    end)
+end
+
+-- Runs a request to its end: its pieces, its whole text and its last piece;
+-- nothing when there is nothing left to answer (an error was sent, or the
+-- client went away).
+local function collect(ctx, req, res, eng, ids, opts)
+    local pieces, text = {}, {}
+    local last = http.await(function(done)
+        run(ctx, req, res, eng, ids, opts, function(p)
+            pieces[#pieces + 1] = p
+            text[#text + 1] = p.text
+            if p.finish_reason then done(p) end
+        end)
+    end)
+    record(ctx, last)
+    if last.error then
+        res:error(500, last.error)
+        return nil
+    end
+    if last.finish_reason == "cancelled" then return nil end
+    return pieces, table.concat(text), last
+end
+
 ------------------------------------------------------------------ endpoints
 
 local function current(ctx)
@@ -240,6 +283,11 @@ local function check_object(req)
     local body = req.json
     if not json.is_object(body) then fail(400, "the request body must be a JSON object") end
     return body
+end
+
+-- Puts the tokenizer's BOS first, unless the ids already start with it.
+local function with_bos(tok, ids)
+    if tok.bos and tok.bos >= 0 and ids[1] ~= tok.bos then table.insert(ids, 1, tok.bos) end
 end
 
 -- The prompt of /v1/completions as token ids.
@@ -260,7 +308,7 @@ local function completion_prompt(body, eng)
     else
         fail(400, "'prompt' must be a string or an array of token ids", "prompt")
     end
-    if tok.add_bos and tok.bos and tok.bos >= 0 and ids[1] ~= tok.bos then table.insert(ids, 1, tok.bos) end
+    if tok.add_bos then with_bos(tok, ids) end
     if #ids == 0 then fail(400, "'prompt' is empty", "prompt") end
     return ids
 end
@@ -296,49 +344,26 @@ local function completions(ctx, req, res)
         return obj("tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offsets)
     end
 
-    if stream then
-        http.await(function(done)
-            run(ctx, req, res, eng, ids, opts, function(p)
-                if p.error and not res.started then
-                    res:error(500, p.error)
-                    return done()
-                end
-                if p.text ~= "" or p.finish_reason then
-                    local choice = obj("text", p.text, "index", 0, "logprobs", logprobs_of({ p }),
-                        "finish_reason", p.finish_reason ~= "cancelled" and p.finish_reason or nil)
-                    res:sse(obj("id", id, "object", "text_completion", "created", created, "model", name,
-                        "choices", json.array({ choice })))
-                end
-                if p.finish_reason then
-                    record(ctx, p)
-                    if include_usage then
-                        res:sse(obj("id", id, "object", "text_completion", "created", created, "model", name,
-                            "choices", json.array(), "usage", usage(p.n_prompt, completion_tokens(p))))
-                    end
-                    res:sse("[DONE]")
-                    res:finish()
-                    done()
-                end
-            end)
-        end)
-        return
+    -- The response, and each event of a stream: usage only where given.
+    local function response(choices, u)
+        local o = obj("id", id, "object", "text_completion", "created", created, "model", name, "choices", choices)
+        if u then o.usage = u end
+        return o
     end
 
-    local pieces, text = {}, {}
-    local last = http.await(function(done)
-        run(ctx, req, res, eng, ids, opts, function(p)
-            pieces[#pieces + 1] = p
-            text[#text + 1] = p.text
-            if p.finish_reason then done(p) end
-        end)
-    end)
-    record(ctx, last)
-    if last.error then return res:error(500, last.error) end
-    if last.finish_reason == "cancelled" then return end
-    local choice = obj("text", table.concat(text), "index", 0, "logprobs", logprobs_of(pieces),
-        "finish_reason", last.finish_reason)
-    res:json(200, obj("id", id, "object", "text_completion", "created", created, "model", name,
-        "choices", json.array({ choice }), "usage", usage(last.n_prompt, completion_tokens(last))))
+    if stream then
+        return stream_events(ctx, req, res, eng, ids, opts, function(p)
+            if p.text ~= "" or p.finish_reason then
+                res:sse(response(json.array({ obj("text", p.text, "index", 0, "logprobs", logprobs_of({ p }),
+                    "finish_reason", p.finish_reason ~= "cancelled" and p.finish_reason or nil) })))
+            end
+        end, include_usage and function(u) return response(json.array(), u) end)
+    end
+
+    local pieces, text, last = collect(ctx, req, res, eng, ids, opts)
+    if not pieces then return end
+    local choice = obj("text", text, "index", 0, "logprobs", logprobs_of(pieces), "finish_reason", last.finish_reason)
+    res:json(200, response(json.array({ choice }), usage(last.n_prompt, completion_tokens(last))))
 end
 
 -- Chat messages as the template wants them: content parts joined to text.
@@ -385,7 +410,7 @@ local function chat_completions(ctx, req, res)
     if not ok then fail(400, "the chat template failed on these messages: " .. tostring(prompt), "messages") end
     local ids = eng.model:tokenize(prompt, { special = true })
     local tok = eng.model.tokenizer
-    if tok.add_bos and tok.bos and tok.bos >= 0 and ids[1] ~= tok.bos then table.insert(ids, 1, tok.bos) end
+    if tok.add_bos then with_bos(tok, ids) end
     opts.max_tokens = max_tokens_field(body, { "max_completion_tokens", "max_tokens" }, #ids, eng, nil)
     local want_lp = bool_field(body, "logprobs") or false
     local top = int_field(body, "top_logprobs", 0, 20)
@@ -401,60 +426,39 @@ local function chat_completions(ctx, req, res)
         end
         return obj("content", content, "refusal", nil)
     end
+    -- The response ("chat.completion") or a stream's event
+    -- ("chat.completion.chunk"): usage only where given.
+    local function response(object, choices, u)
+        local o = obj("id", id, "object", object, "created", created, "model", name,
+            "system_fingerprint", nil, "choices", choices)
+        if u then o.usage = u end
+        return o
+    end
     local function chunk(delta, finish, pieces)
-        return obj("id", id, "object", "chat.completion.chunk", "created", created, "model", name,
-            "system_fingerprint", nil, "choices", json.array({
-                obj("index", 0, "delta", delta, "logprobs", pieces and lp_list(pieces) or nil, "finish_reason", finish) }))
+        return response("chat.completion.chunk", json.array({
+            obj("index", 0, "delta", delta, "logprobs", pieces and lp_list(pieces) or nil, "finish_reason", finish) }))
     end
 
     if stream then
-        http.await(function(done)
-            local started = false
-            run(ctx, req, res, eng, ids, opts, function(p)
-                if p.error and not res.started then
-                    res:error(500, p.error)
-                    return done()
-                end
-                if not started then
-                    started = true
-                    res:sse(chunk(obj("role", "assistant", "content", ""), nil))
-                end
-                if p.text ~= "" then res:sse(chunk(obj("content", p.text), nil, { p })) end
-                if p.finish_reason then
-                    record(ctx, p)
-                    local reason = p.finish_reason ~= "cancelled" and p.finish_reason or nil
-                    res:sse(chunk(json.object(), reason, (p.text == "" and p.token and not p.stop_token) and { p } or nil))
-                    if include_usage then
-                        res:sse(obj("id", id, "object", "chat.completion.chunk", "created", created, "model", name,
-                            "system_fingerprint", nil, "choices", json.array(),
-                            "usage", usage(p.n_prompt, completion_tokens(p))))
-                    end
-                    res:sse("[DONE]")
-                    res:finish()
-                    done()
-                end
-            end)
-        end)
-        return
+        local started = false
+        return stream_events(ctx, req, res, eng, ids, opts, function(p)
+            if not started then
+                started = true
+                res:sse(chunk(obj("role", "assistant", "content", ""), nil))
+            end
+            if p.text ~= "" then res:sse(chunk(obj("content", p.text), nil, { p })) end
+            if p.finish_reason then
+                local reason = p.finish_reason ~= "cancelled" and p.finish_reason or nil
+                res:sse(chunk(json.object(), reason, (p.text == "" and p.token and not p.stop_token) and { p } or nil))
+            end
+        end, include_usage and function(u) return response("chat.completion.chunk", json.array(), u) end)
     end
 
-    local pieces, text = {}, {}
-    local last = http.await(function(done)
-        run(ctx, req, res, eng, ids, opts, function(p)
-            pieces[#pieces + 1] = p
-            text[#text + 1] = p.text
-            if p.finish_reason then done(p) end
-        end)
-    end)
-    record(ctx, last)
-    if last.error then return res:error(500, last.error) end
-    if last.finish_reason == "cancelled" then return end
-    local message = obj("role", "assistant", "content", table.concat(text), "refusal", nil)
-    res:json(200, obj("id", id, "object", "chat.completion", "created", created, "model", name,
-        "system_fingerprint", nil,
-        "choices", json.array({ obj("index", 0, "message", message, "logprobs", lp_list(pieces),
-            "finish_reason", last.finish_reason) }),
-        "usage", usage(last.n_prompt, completion_tokens(last))))
+    local pieces, text, last = collect(ctx, req, res, eng, ids, opts)
+    if not pieces then return end
+    local message = obj("role", "assistant", "content", text, "refusal", nil)
+    res:json(200, response("chat.completion", json.array({ obj("index", 0, "message", message,
+        "logprobs", lp_list(pieces), "finish_reason", last.finish_reason) }), usage(last.n_prompt, completion_tokens(last))))
 end
 
 local function model_entry(ctx)
@@ -470,7 +474,7 @@ local function tokenize(ctx, req, res)
     local parse_special = bool_field(body, "parse_special")
     local ids = eng.model:tokenize(content, { special = parse_special ~= false })
     local tok = eng.model.tokenizer
-    if special and tok.bos and tok.bos >= 0 and ids[1] ~= tok.bos then table.insert(ids, 1, tok.bos) end
+    if special then with_bos(tok, ids) end
     local with_pieces = bool_field(body, "with_pieces") or false
     local list = json.array()
     for i, t in ipairs(ids) do
