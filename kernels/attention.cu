@@ -166,6 +166,7 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
                 l += e;
             }
             l = warp_sum(l);
+            __syncwarp(); /* every lane has read ml_s[g] before lane 0 rewrites it */
             if (lane == 0) {
                 float c = __expf(ml.x - m_new);
                 corr_s[g] = c;

@@ -28,14 +28,18 @@ enum { APR_CUDA_GEMV_MAX_SEG = 3, APR_CUDA_GEMV_MAX_TOKENS = 8 };
  * and v of a layer), for n_tok tokens (1..8). Quantized weights read xq
  * (apr_cuda_quantize_rmsnorm_q8); F16/BF16/F32 weights read xf ([n][cols]
  * f32). All segments take the same cols; consecutive segments of one
- * format share a launch. */
+ * format share a launch, and so do Q4_K and Q6_K ones. */
 apr_status apr_cuda_gemv(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, apr_cuda_q8 xq, const float *xf,
                          cudaStream_t stream);
 
 /* The feed-forward's first half: out[t*ld_out + f] = silu(gate_f . x_t) *
- * (up_f . x_t) for every row f of gate (up: the same shape and format). */
+ * (up_f . x_t) for every row f of gate (up: the same shape and format).
+ * When q8_out.q is not NULL the outputs are also quantized there (in
+ * blocks of q8_out.block) for the down projection; counters is then
+ * rows/64 zeroed words of scratch the kernel leaves zeroed. */
 apr_status apr_cuda_gemv_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, float *out, int ld_out, int n_tok,
-                                apr_cuda_q8 xq, const float *xf, cudaStream_t stream);
+                                apr_cuda_q8 xq, const float *xf, apr_cuda_q8 q8_out, unsigned *counters,
+                                cudaStream_t stream);
 
 #ifdef __cplusplus
 }

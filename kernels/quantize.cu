@@ -79,9 +79,10 @@ static __global__ void rmsnorm_f16(const float *x, int ld_x, const float *g, flo
     out += (size_t)t * cols;
     if (y) y += (size_t)t * cols;
     float r = row_scale(x, cols, g, eps, red);
-    /* a warp per block of q8round columns (32 when not rounding) */
+    /* a warp per block of q8round columns (32 when not rounding); blocks
+     * (blockIdx.y) of a token share them, as in rmsnorm_q8 */
     const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, bs = q8round ? q8round : 32;
-    for (int b = threadIdx.x >> 5; b < cols / bs; b += nw) {
+    for (int b = blockIdx.y * nw + (threadIdx.x >> 5); b < cols / bs; b += gridDim.y * nw) {
         float v[8];
         float m = 0.0f;
 #pragma unroll
@@ -125,7 +126,8 @@ extern "C" apr_status apr_cuda_quantize_rmsnorm_f16(const float *x, int ld_x, co
     if (n <= 0) return APR_OK;
     if ((q8round && q8round != 32 && q8round != 256) || cols % (q8round ? q8round : 32))
         return apr_error(APR_ERR_INVALID, "apr_cuda_quantize_rmsnorm_f16: blocks of %d for %d columns", q8round, cols);
-    rmsnorm_f16<<<n, 256, 0, stream>>>(x, ld_x, g, eps, cols, (__half *)out_f16, y_f32, q8round);
+    dim3 grid(n, APR_DIV_UP(cols / (q8round ? q8round : 32), 4));
+    rmsnorm_f16<<<grid, 128, 0, stream>>>(x, ld_x, g, eps, cols, (__half *)out_f16, y_f32, q8round);
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }

@@ -111,6 +111,9 @@ static void cuda_stream_free(apr_stream *s)
     apr_cuda_release(b, s->att_scratch);
     apr_cuda_release(b, s->rope);
     apr_cuda_release(b, s->splitk);
+    apr_cuda_release(b, s->glu_q8);
+    apr_cuda_release(b, s->glu_meta);
+    apr_cuda_release(b, s->glu_counters);
     if (s->cs) cudaStreamDestroy(s->cs);
     free(s);
 }
@@ -152,6 +155,12 @@ static apr_stream *cuda_stream_new(apr_backend *base, const apr_stream_sizes *z)
     ok = ok && (s->att_scratch = apr_cuda_alloc(b, apr_cuda_attention_scratch_bytes(CUDA_DECODE_MAX, z->n_head,
                                                                                      s->n_split, z->head_dim), 0));
     ok = ok && (s->rope = apr_cuda_alloc(b, n * (size_t)z->head_dim / 2 * 8, 0)) != NULL;
+    const size_t nd = n < CUDA_DECODE_MAX ? n : CUDA_DECODE_MAX;
+    if (b->glu_q8) {
+        ok = ok && (s->glu_q8 = apr_cuda_alloc(b, nd * K, 0)) != NULL;
+        ok = ok && (s->glu_meta = apr_cuda_alloc(b, nd * (K / 32) * 4 * sizeof(float), 0)) != NULL;
+        ok = ok && (s->glu_counters = apr_cuda_alloc(b, (K / 64 + 1) * sizeof(unsigned), 0)) != NULL;
+    }
     if (ok && z->n_batch > CUDA_DECODE_MAX) {
         s->splitk_bytes = APR_CUDA_GEMM_SCRATCH;
         ok = (s->splitk = apr_cuda_alloc(b, s->splitk_bytes, 0)) != NULL;
@@ -278,6 +287,7 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
     b->budget = vram_budget;
     b->n_sm = prop.multiProcessorCount;
     b->q8_block = 32;
+    b->glu_q8 = getenv("APR_CUDA_GLU_Q8") != NULL;
     cudaSetDevice(gpu_index);
     /* the kernels' stack frames are at most 40 bytes (ptxas -v); the
      * default 1 KB per thread reserves local memory for every thread the

@@ -57,14 +57,16 @@ typedef struct cuda_backend {
     int q8_block;          /* activation scale blocks most weights want (ops.c): 256 when K formats hold
                               most of the quantized bytes, else 32 */
     uint64_t kq_bytes, q32_bytes; /* those bytes, counted at upload */
+    int glu_q8;            /* APR_CUDA_GLU_Q8=1: SwiGLU's kernel quantizes its output (ops.c: measured slower) */
 } cuda_backend;
 
 /* Which intermediate form of an activation buffer a kernel has already left
  * in the stream's scratch: the next product can skip converting it. Valid
  * only until the next op (see ops.c). */
 typedef struct cuda_memo {
-    const float *q8_of;    /* q8 holds the int8 form of this buffer, */
+    const float *q8_of;    /* the int8 form of this buffer is in q8 (or in q8_buf when its q is set), */
     int q8_block;          /* in blocks of 32 or 256 columns */
+    apr_cuda_q8 q8_buf;
     const float *f16_of;   /* f16_buf holds its f16 form, */
     const void *f16_buf;
     int f16_rounded;       /* int8-rounded per 32 or 256 columns (quantized weights), or 0 */
@@ -80,6 +82,9 @@ struct apr_stream {
     void *att_scratch;     /* flash-decoding partial results */
     void *rope;            /* [n_batch][head_dim/2] float2: this pass's cos, sin (written at layer 0) */
     void *splitk;          /* partial sums of prefill products split over K (NULL: decode-only stream) */
+    void *glu_q8;          /* [DECODE_MAX][max_cols] int8 + meta: SwiGLU's output quantized by its own kernel */
+    float *glu_meta;
+    unsigned *glu_counters; /* [max_cols / 64] zero between launches */
     size_t splitk_bytes;
     int n_split;           /* pieces a decode step's keys are cut into */
     cuda_memo memo;
