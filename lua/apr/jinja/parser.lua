@@ -341,25 +341,34 @@ function Parser:parse_condexpr()
     return expr1
 end
 
-function Parser:parse_or()
+-- operand (operator operand)*, grouped to the left as jinja2 does:
+-- operator(self) consumes an operator and returns the node's type and op,
+-- or returns nil when none follows.
+function Parser:left_chain(operand, operator)
     local line = self:cur().line
-    local left = self:parse_and()
-    while self:skip_if("name", "or") do
-        left = { type = "or", line = line, left = left, right = self:parse_and() }
+    local left = operand(self)
+    while true do
+        local kind, op = operator(self)
+        if not kind then return left end
+        left = { type = kind, op = op, line = line, left = left, right = operand(self) }
         line = self:cur().line
     end
-    return left
 end
 
-function Parser:parse_and()
-    local line = self:cur().line
-    local left = self:parse_not()
-    while self:skip_if("name", "and") do
-        left = { type = "and", line = line, left = left, right = self:parse_not() }
-        line = self:cur().line
-    end
-    return left
+-- The operators of a chain: a keyword ("or"), or binops among a set of tokens.
+local function keyword(word)
+    return function(self) if self:skip_if("name", word) then return word end end
 end
+local function binops(...)
+    local ops = set_of(...)
+    return function(self) if ops[self:cur().type] then return "binop", self:next().type end end
+end
+
+local OR, AND = keyword("or"), keyword("and")
+local ADD_SUB, MUL_DIV, POW = binops("add", "sub"), binops("mul", "div", "floordiv", "mod"), binops("pow")
+
+function Parser:parse_or() return self:left_chain(Parser.parse_and, OR) end
+function Parser:parse_and() return self:left_chain(Parser.parse_not, AND) end
 
 function Parser:parse_not()
     if self:is("name", "not") then
@@ -397,16 +406,7 @@ function Parser:parse_compare()
     return { type = "compare", line = line, expr = expr, ops = ops }
 end
 
-function Parser:parse_math1()
-    local line = self:cur().line
-    local left = self:parse_concat()
-    while self:is("add") or self:is("sub") do
-        local op = self:next().type
-        left = { type = "binop", op = op, line = line, left = left, right = self:parse_concat() }
-        line = self:cur().line
-    end
-    return left
-end
+function Parser:parse_math1() return self:left_chain(Parser.parse_concat, ADD_SUB) end
 
 function Parser:parse_concat()
     local line = self:cur().line
@@ -418,28 +418,8 @@ function Parser:parse_concat()
     return { type = "concat", line = line, items = items }
 end
 
-local MATH2_OPS = set_of("mul", "div", "floordiv", "mod")
-
-function Parser:parse_math2()
-    local line = self:cur().line
-    local left = self:parse_pow()
-    while MATH2_OPS[self:cur().type] do
-        local op = self:next().type
-        left = { type = "binop", op = op, line = line, left = left, right = self:parse_pow() }
-        line = self:cur().line
-    end
-    return left
-end
-
-function Parser:parse_pow()
-    local line = self:cur().line
-    local left = self:parse_unary()
-    while self:skip_if("pow") do
-        left = { type = "binop", op = "pow", line = line, left = left, right = self:parse_unary() }
-        line = self:cur().line
-    end
-    return left
-end
+function Parser:parse_math2() return self:left_chain(Parser.parse_pow, MUL_DIV) end
+function Parser:parse_pow() return self:left_chain(Parser.parse_unary, POW) end
 
 function Parser:parse_unary(with_filter)
     local t = self:cur()
