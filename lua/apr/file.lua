@@ -195,25 +195,31 @@ function File:tensors()
     return out
 end
 
--- f:tensor(name) -> an apr.tensor viewing the tensor's bytes in the mapping
--- (read-only), or nil and a message if the file has no such tensor.
-function File:tensor(name)
+-- The named tensor's info (in the shared box `info`, valid until the next
+-- call), or nil and a message if the file has no such tensor.
+local function find_tensor(self, name)
     local h = handle(self)
     local i = C.apr_gguf_find_tensor(h, name)
     if i < 0 then return nil, string.format("%s: no tensor '%s'", self.path, tostring(name)) end
     core.check(C.apr_gguf_tensor(h, i, info))
-    local view = require("apr.tensor").view(info.data, tonumber(info.type), shape_of(info), self)
+    return info
+end
+
+-- f:tensor(name) -> an apr.tensor viewing the tensor's bytes in the mapping
+-- (read-only), or nil and a message if the file has no such tensor.
+function File:tensor(name)
+    local t, err = find_tensor(self, name)
+    if not t then return nil, err end
+    local view = require("apr.tensor").view(t.data, tonumber(t.type), shape_of(t), self)
     self._views[view] = true
     return view
 end
 
 -- The raw bytes of a tensor: pointer into the mapping and byte count.
 function File:tensor_data(name)
-    local h = handle(self)
-    local i = C.apr_gguf_find_tensor(h, name)
-    if i < 0 then return nil, string.format("%s: no tensor '%s'", self.path, tostring(name)) end
-    core.check(C.apr_gguf_tensor(h, i, info))
-    return info.data, tonumber(info.nbytes)
+    local t, err = find_tensor(self, name)
+    if not t then return nil, err end
+    return t.data, tonumber(t.nbytes)
 end
 
 -- ------------------------------------------------------------------ the rest
