@@ -12,6 +12,7 @@
 --   # apr: size=<bytes> mtime=<seconds>.<nanoseconds>
 local core = require "apr.core"
 local C, ffi = core.C, core.ffi
+local xdg = require "apr._xdg"
 
 local M = {}
 
@@ -42,10 +43,9 @@ end
 -- The cache folder's sidecar for path: named by the hash of its absolute
 -- path, so files of the same name in different folders do not collide.
 local function cache_sidecar(path)
-    local home = os.getenv("XDG_CACHE_HOME")
-    if not home or home == "" then home = (os.getenv("HOME") or "/tmp") .. "/.cache" end
+    local dir = (xdg.cache_dir() or "/tmp/.cache/apr") .. "/sha256"
     local abs = absolute(path)
-    return home .. "/apr/sha256", home .. "/apr/sha256/" .. sha256_hex(abs, #abs) .. ".sha256"
+    return dir, dir .. "/" .. sha256_hex(abs, #abs) .. ".sha256"
 end
 
 local function read_sidecar(file)
@@ -86,7 +86,7 @@ function M.store(path, hex)
     local text = string.format("%s  %s\n# apr: size=%d mtime=%s\n", hex, basename(path), st.size, st.mtime)
     local dir, cached = cache_sidecar(path)
     for _, file in ipairs({ path .. ".sha256", cached }) do
-        if file == cached then os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null") end
+        if file == cached then xdg.mkdir(dir) end
         local tmp = file .. ".tmp"
         local f = io.open(tmp, "wb")
         if f then

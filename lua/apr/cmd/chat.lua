@@ -1,7 +1,8 @@
 -- apr chat [MODEL]: an interactive, multi-turn conversation.
 local cli = require "apr.cli"
 local term = require "apr._term"
-local pass = require "apr.cmd.pass"
+local xdg = require "apr._xdg"
+local generation = require "apr._generation"
 
 local M = {}
 
@@ -17,23 +18,15 @@ M.spec = {
         "Ctrl+C stops the answer being written, not the session. With stdin not a\n" ..
         "terminal, each line is a turn and only the answers are printed.",
     positional = { min = 0, max = 1, name = "MODEL" },
-    options = {
+    options = generation.options {
         { "system", value = "TEXT", help = "the system message" },
         { "history", value = "PATH", help = "where the conversation is saved" },
         { "resume", help = "continue the conversation saved in --history" },
-        { "max-tokens", short = "n", value = "N", type = "integer", min = 1, default = 2048, help = "most tokens per answer" },
+        { "max-tokens", min = 1, default = 2048, help = "most tokens per answer" },
         -- Qwen2.5's own generation_config.json defaults.
-        { "temperature", short = "t", value = "T", type = "number", min = 0, default = 0.7, help = "0 = greedy" },
-        { "top-k", value = "K", type = "integer", min = 0, default = 20, help = "sample among the K most likely (0 = all)" },
-        { "top-p", value = "P", type = "number", min = 0, max = 1, default = 0.8, help = "nucleus sampling mass" },
-        { "min-p", value = "P", type = "number", min = 0, max = 1, help = "drop tokens below P x the best" },
-        { "repeat-penalty", value = "X", type = "number", default = 1.05, help = "llama.cpp's repetition penalty" },
-        { "seed", short = "s", value = "N", type = "integer", min = 0, help = "random seed (same seed, same answers)" },
-        { "ctx", value = "N", type = "integer", min = 1, help = "context size in tokens [default: min(model's, 4096)]" },
-        { "threads", value = "N", type = "integer", min = 1, help = "CPU threads [default: all]" },
-        { "device", value = "NAME", choices = { "auto", "cpu", "cuda" }, default = "auto", help = "where to run" },
-        { "gpu", help = "run on the GPU (fail if there is none)" },
-        { "vram-budget", value = "SIZE", type = "size", help = "most GPU memory apr may allocate (e.g. 22G)" },
+        { "temperature", default = 0.7 }, { "top-k", default = 20 }, { "top-p", default = 0.8 }, "min-p",
+        { "repeat-penalty", default = 1.05 }, "seed",
+        "ctx", "threads", "device", "gpu", "vram-budget",
         { "verbose", short = "v", help = "timings after each answer, on stderr" },
     },
     examples = {
@@ -42,21 +35,6 @@ M.spec = {
         "printf 'Hi\\nWhat did I just say?\\n' | apr chat --temperature 0",
     },
 }
-
-local function state_dir()
-    local base = os.getenv("XDG_STATE_HOME")
-    if not base or base == "" then
-        local home = os.getenv("HOME")
-        if not home or home == "" then return nil end
-        base = home .. "/.local/state"
-    end
-    return base .. "/apr"
-end
-
-local function mkdir_for(path)
-    local dir = path:match("^(.*)/[^/]*$")
-    if dir and dir ~= "" then os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null") end
-end
 
 local json = require "apr.json"
 
@@ -78,7 +56,7 @@ end
 -- save(path, messages) -> true, or nil and a message. Written to a temporary
 -- file and renamed, so a crash never leaves half a conversation.
 local function save(path, messages)
-    mkdir_for(path)
+    xdg.mkdir_for(path)
     local tmp = path .. ".tmp"
     local f, err = io.open(tmp, "wb")
     if not f then return nil, err end
@@ -129,11 +107,11 @@ function M.run(opts)
     local tty = term.isatty(0)
     local history = opts.history
     if not history then
-        local dir = state_dir()
+        local dir = xdg.state_dir()
         history = dir and (dir .. "/chat_history.json") or nil
     end
-    local m = pass.load_model(opts)
-    local gen_opts = pass.generation_options(opts)
+    local m = generation.load_model(opts)
+    local gen_opts = generation.generate_opts(opts)
     gen_opts.ignore_eos = nil
 
     local function fresh()
@@ -146,7 +124,7 @@ function M.run(opts)
         messages = loaded
     end
 
-    local input_history = tty and state_dir() and (state_dir() .. "/chat_input_history")
+    local input_history = tty and xdg.state_dir() and (xdg.state_dir() .. "/chat_input_history")
     if input_history then term.load_history(input_history) end
     if tty then
         io.stdout:write(string.format("apr chat — %s. /help for commands, Ctrl+D to leave.\n",
@@ -200,7 +178,7 @@ function M.run(opts)
             else
                 local ok, gen = pcall(m.chat, m, messages, gen_opts)
                 if not ok then cli.fail("%s", tostring(gen)) end
-                pass.print_notes(m)
+                generation.print_notes(m)
                 local parts = {}
                 local ok2, err = pcall(function()
                     for t in gen do
@@ -221,7 +199,7 @@ function M.run(opts)
                     apr.clear_interrupt()
                     note("(interrupted)")
                 end
-                if opts.verbose then pass.report(gen.summary) end
+                if opts.verbose then generation.report(gen.summary) end
                 if history then
                     local saved, err2 = save(history, messages)
                     if not saved then note("cannot save the history to %s: %s", history, err2) end

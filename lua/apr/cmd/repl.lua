@@ -1,6 +1,7 @@
 -- apr repl: an interactive Lua prompt with apr loaded.
 local term = require "apr._term"
 local pretty = require "apr._pretty"
+local xdg = require "apr._xdg"
 
 local M = {}
 
@@ -14,14 +15,10 @@ M.spec = {
 }
 
 local function history_path()
-    local base = os.getenv("XDG_STATE_HOME")
-    if not base or base == "" then
-        local home = os.getenv("HOME")
-        if not home then return nil end
-        base = home .. "/.local/state"
-    end
-    os.execute("mkdir -p '" .. base:gsub("'", "'\\''") .. "/apr' 2>/dev/null")
-    return base .. "/apr/repl_history"
+    local dir = xdg.state_dir()
+    if not dir then return nil end
+    xdg.mkdir(dir)
+    return dir .. "/repl_history"
 end
 
 -- Compiles a line as an expression first (so `1+1` prints 2), else as a
