@@ -42,20 +42,11 @@ local raise = V.raise
 -- jinja2's sandbox refuses ranges longer than this (sandbox.MAX_RANGE).
 local MAX_RANGE = 100000
 
-local function want_index(v)
-    local n, is_float = V.num(v)
-    if not n or is_float then
-        V.check_defined(v)
-        raise("type", "'%s' object cannot be interpreted as an integer", V.type_name(v))
-    end
-    return n
-end
-
 local function range(args)
     local start, stop, step = 0, nil, 1
-    if #args == 1 then stop = want_index(args[1])
-    elseif #args == 2 then start, stop = want_index(args[1]), want_index(args[2])
-    elseif #args == 3 then start, stop, step = want_index(args[1]), want_index(args[2]), want_index(args[3])
+    if #args == 1 then stop = V.index(args[1])
+    elseif #args == 2 then start, stop = V.index(args[1]), V.index(args[2])
+    elseif #args == 3 then start, stop, step = V.index(args[1]), V.index(args[2]), V.index(args[3])
     else raise("type", "range expected at most 3 arguments, got %d", #args) end
     if step == 0 then raise("value", "range() arg 3 must not be zero") end
     local count = 0

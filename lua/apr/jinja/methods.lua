@@ -30,15 +30,6 @@ local function want_str(v, what)
     return v
 end
 
-local function want_int(v, what)
-    local n, is_float = V.num(v)
-    if not n or is_float then
-        V.check_defined(v)
-        raise("type", "'%s' object cannot be interpreted as an integer", V.type_name(v))
-    end
-    return n
-end
-
 -- Optional chars argument of strip: None or str.
 local function strip_chars(v, name)
     if v == nil or v == V.null then return nil end
@@ -57,7 +48,7 @@ local function window(s, args, first)
     local n = #cs
     local function clamp(v, default)
         if v == nil or v == V.null then return default end
-        v = want_int(v)
+        v = V.index(v)
         if v < 0 then v = v + n end
         if v < 0 then v = 0 end
         if v > n then v = n end
@@ -247,7 +238,7 @@ end
 
 local function split_args(a, k)
     local sep = arg(a, k, 1, "sep")
-    local maxsplit = want_int(arg(a, k, 2, "maxsplit", -1))
+    local maxsplit = V.index(arg(a, k, 2, "maxsplit", -1))
     if sep == V.null then sep = nil end
     if sep ~= nil then want_str(sep, "sep") end
     return sep, maxsplit
@@ -287,7 +278,7 @@ STR.endswith = affix_test("endswith", function(s, p) return p == "" or sub(s, -#
 STR.replace = function(s, a, k)
     local old = want_str(arg(a, k, 1, "old"), "replace() argument 1")
     local new = want_str(arg(a, k, 2, "new"), "replace() argument 2")
-    return replace(s, old, new, want_int(arg(a, k, 3, "count", -1)))
+    return replace(s, old, new, V.index(arg(a, k, 3, "count", -1)))
 end
 
 local function finder(reverse, strict)
@@ -340,11 +331,11 @@ STR.join = function(s, a)
     return concat(items, s)
 end
 
-STR.center = function(s, a) return pad(s, want_int(a[1]), fill_char(a[2]), "center") end
-STR.ljust = function(s, a) return pad(s, want_int(a[1]), fill_char(a[2]), "left") end
-STR.rjust = function(s, a) return pad(s, want_int(a[1]), fill_char(a[2]), "right") end
+STR.center = function(s, a) return pad(s, V.index(a[1]), fill_char(a[2]), "center") end
+STR.ljust = function(s, a) return pad(s, V.index(a[1]), fill_char(a[2]), "left") end
+STR.rjust = function(s, a) return pad(s, V.index(a[1]), fill_char(a[2]), "right") end
 STR.zfill = function(s, a)
-    local width = want_int(a[1])
+    local width = V.index(a[1])
     local sign, rest = s:match("^([-+]?)(.*)$")
     return sign .. pad(rest, width - #sign, "0", "right")
 end

@@ -240,6 +240,17 @@ local function num(v)
 end
 V.num = num
 
+-- Python's operator.index(): v as an int where one is required (range(),
+-- str.center(), ...); floats and other types raise TypeError.
+function V.index(v)
+    local n, is_float = num(v)
+    if not n or is_float then
+        check_defined(v)
+        raise("type", "'%s' object cannot be interpreted as an integer", V.type_name(v))
+    end
+    return n
+end
+
 -- Python's int(): text (optionally with base) or a number (truncated).
 function V.to_int(v, base)
     if getmetatable(v) == Markup then v = v.text end
@@ -757,24 +768,18 @@ function markup_arith(op, a, b, ka, kb, limit)
     return V.arith(op, unwrap(a), unwrap(b), limit)
 end
 
-function V.neg(v)
+-- Unary minus (sign -1) and plus (sign 1): numbers only.
+local function unary(v, sign, symbol)
     local x, f = num(v)
     if not x then
         check_defined(v)
-        raise("type", "bad operand type for unary -: '%s'", V.type_name(v))
+        raise("type", "bad operand type for unary %s: '%s'", symbol, V.type_name(v))
     end
-    if f then return make_float(-x) end
-    return number_result(-x, false)
+    if f then return make_float(sign * x) end
+    return number_result(sign * x, false)
 end
 
-function V.pos(v)
-    local x, f = num(v)
-    if not x then
-        check_defined(v)
-        raise("type", "bad operand type for unary +: '%s'", V.type_name(v))
-    end
-    if f then return make_float(x) end
-    return number_result(x, false)
-end
+function V.neg(v) return unary(v, -1, "-") end
+function V.pos(v) return unary(v, 1, "+") end
 
 return V
