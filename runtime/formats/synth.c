@@ -24,69 +24,45 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/quant.h"
+#include "core/rng.h"
 
 #define CHUNK_BYTES (1 << 20)
 
 /* ===================================================================== */
-/* The generator: xoshiro256** seeded through splitmix64                 */
+/* Random values                                                         */
 /* ===================================================================== */
 
-/* xoshiro256** and splitmix64 are Blackman and Vigna's public-domain
- * generators (prng.di.unimi.it); written here from their description. */
-typedef struct { uint64_t s[4]; } rng;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static rng rng_for(uint64_t seed, int64_t tensor, int64_t chunk)
+/* Each chunk of each tensor has a generator of its own, so chunks can be
+ * filled on any thread in any order and give the same bytes. */
+static apr_rng rng_for(uint64_t seed, int64_t tensor, int64_t chunk)
 {
     uint64_t x = seed;
-    x = splitmix64(&x) ^ (uint64_t)tensor;
-    x = splitmix64(&x) ^ (uint64_t)chunk;
-    rng r;
-    for (int i = 0; i < 4; i++) r.s[i] = splitmix64(&x);
+    x = apr_splitmix64(&x) ^ (uint64_t)tensor;
+    x = apr_splitmix64(&x) ^ (uint64_t)chunk;
+    apr_rng r;
+    apr_rng_seed(&r, x);
     return r;
-}
-
-static inline uint64_t rotl(uint64_t v, int k) { return (v << k) | (v >> (64 - k)); }
-
-static inline uint64_t next(rng *r)
-{
-    uint64_t *s = r->s;
-    const uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
 }
 
 /* An approximately normal value of mean 0 and variance 1: the sum of four
  * 16-bit uniforms (Irwin-Hall), rescaled. Bounded (|z| < 3.47) and cheap:
  * one generator call per value. */
-static inline float standard_value(rng *r)
+static inline float standard_value(apr_rng *r)
 {
-    uint64_t u = next(r);
+    uint64_t u = apr_rng_next(r);
     float sum = (float)((u & 0xffff) + ((u >> 16) & 0xffff) + ((u >> 32) & 0xffff) + (u >> 48)) + 2.0f;
     return (sum * (1.0f / 65536.0f) - 2.0f) * 1.7320508f;   /* variance of the sum: 4/12 */
 }
 
-static void fill_random(rng *r, uint8_t *p, size_t n)
+static void fill_random(apr_rng *r, uint8_t *p, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        uint64_t v = next(r);
+        uint64_t v = apr_rng_next(r);
         memcpy(p + i, &v, 8);
     }
     if (i < n) {
-        uint64_t v = next(r);
+        uint64_t v = apr_rng_next(r);
         memcpy(p + i, &v, n - i);
     }
 }
@@ -154,7 +130,7 @@ static void fail(fill_job *job, apr_status st)
     }
 }
 
-static void fill_values(fill_job *job, rng *r, uint8_t *buf, int64_t count)
+static void fill_values(fill_job *job, apr_rng *r, uint8_t *buf, int64_t count)
 {
     for (int64_t i = 0; i < count; i++) {
         const float v = job->mean + job->std * standard_value(r);
@@ -166,13 +142,13 @@ static void fill_values(fill_job *job, rng *r, uint8_t *buf, int64_t count)
     }
 }
 
-static void fill_blocks(fill_job *job, rng *r, uint8_t *buf, int64_t blocks)
+static void fill_blocks(fill_job *job, apr_rng *r, uint8_t *buf, int64_t blocks)
 {
     const block_recipe *rc = job->recipe;
     fill_random(r, buf, (size_t)(blocks * job->block_bytes));
     uint64_t signs = 0;
     for (int64_t b = 0; b < blocks; b++) {
-        if (b % 64 == 0) signs = next(r);
+        if (b % 64 == 0) signs = apr_rng_next(r);
         const int negative = (int)(signs >> (b % 64)) & 1;
         uint8_t *block = buf + b * job->block_bytes;
         memcpy(block + rc->d_offset, negative ? &job->d_neg : &job->d_pos, 2);
@@ -194,7 +170,7 @@ static void fill_chunks(void *p, int64_t begin, int64_t end, int thread)
             fail(job, apr_error(APR_ERR_CANCELLED, "interrupted"));
             break;
         }
-        rng r = rng_for(job->seed, job->tensor, c);
+        apr_rng r = rng_for(job->seed, job->tensor, c);
         const int64_t b0 = c * job->chunk_blocks;
         const int64_t blocks = n_blocks - b0 < job->chunk_blocks ? n_blocks - b0 : job->chunk_blocks;
         if (job->recipe)

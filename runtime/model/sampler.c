@@ -13,6 +13,7 @@
  * the whole draw is reproducible. */
 #include "apr.h"
 #include "core/error.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,7 +36,7 @@ typedef struct candidate {
 struct apr_sampler {
     apr_sampler_params p;
     int n_vocab;
-    uint64_t rng[4];        /* xoshiro256** state */
+    apr_rng rng;            /* the random stream (core/rng.h) */
     candidate *cand;        /* [n_vocab] scratch, rebuilt every step */
     int32_t *counts;        /* [n_vocab] occurrences of each id in the window */
     int32_t *window;        /* [penalty_last_n] ring of the most recent ids */
@@ -45,45 +46,6 @@ struct apr_sampler {
     int32_t *bias_ids;      /* [n_bias] */
     float *bias_values;     /* [n_bias] */
 };
-
-/* ===================================================================== */
-/* Random numbers: splitmix64 seeds xoshiro256** (Blackman and Vigna,     */
-/* public domain), the generator's own recommended seeding.               */
-/* ===================================================================== */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(uint64_t s[4], uint64_t seed)
-{
-    for (int i = 0; i < 4; i++) s[i] = splitmix64(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(uint64_t s[4])
-{
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* Uniform in [0, 1), from the top 53 bits. */
-static double rng_uniform(uint64_t s[4])
-{
-    return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
-}
 
 /* ===================================================================== */
 /* Candidate order, selection and sorting                                */
@@ -245,7 +207,7 @@ static int32_t draw(apr_sampler *s, candidate *c, int n)
         c[i].v = expf(c[i].v);
         z += c[i].v;
     }
-    double u = rng_uniform(s->rng) * z, acc = 0;
+    double u = apr_rng_uniform(&s->rng) * z, acc = 0;
     int last = 0;
     for (int i = 0; i < n; i++) {
         if (c[i].v == 0) continue;
@@ -314,7 +276,7 @@ apr_status apr_sampler_new(int n_vocab, const apr_sampler_params *p, apr_sampler
     }
     s->p = *p;
     s->n_vocab = n_vocab;
-    rng_seed(s->rng, p->seed);
+    apr_rng_seed(&s->rng, p->seed);
     *out = s;
     return APR_OK;
 }
@@ -336,7 +298,7 @@ void apr_sampler_reset(apr_sampler *s)
     for (int i = 0; i < s->window_len; i++) s->counts[s->window[i]] = 0;
     s->window_len = 0;
     s->window_next = 0;
-    rng_seed(s->rng, s->p.seed);
+    apr_rng_seed(&s->rng, s->p.seed);
 }
 
 apr_status apr_sampler_set_logit_bias(apr_sampler *s, int n, const int32_t *ids, const float *bias)

@@ -283,9 +283,9 @@ TEST(sampler_logit_bias_bans_and_favours)
 static float *random_logits(int n, uint64_t seed)
 {
     float *l = malloc((size_t)n * sizeof *l);
-    uint64_t st[4];
-    rng_seed(st, seed);
-    for (int i = 0; i < n; i++) l[i] = (float)(rng_uniform(st) * 20.0 - 10.0);
+    apr_rng st;
+    apr_rng_seed(&st, seed);
+    for (int i = 0; i < n; i++) l[i] = (float)(apr_rng_uniform(&st) * 20.0 - 10.0);
     return l;
 }
 
