@@ -7,10 +7,11 @@ local args = require "apr._args"
 
 local M = {}
 
--- The commands `apr help` lists, in the order a newcomer meets them.
+-- The commands `apr help` lists, in the order a newcomer meets them: one
+-- for each lua/apr/cmd/NAME.lua (cli_spec checks both ways).
 M.commands = {
     "info", "inspect", "verify", "synth", "run", "repl",
-    "pass", "chat", "serve", "bench", "version", "help",
+    "pass", "chat", "serve", "devices", "version", "help",
 }
 
 -- A failure the user caused or must fix (bad file, missing model): exit 1

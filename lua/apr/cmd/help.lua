@@ -8,6 +8,7 @@ M.spec = {
     usage = "apr help [COMMAND]",
     summary = "List the commands, or show one command's help.",
     positional = { min = 0, max = 1, name = "COMMAND" },
+    examples = { "apr help", "apr help pass" },
 }
 
 function M.run(opts)

@@ -8,6 +8,7 @@ M.spec = {
     usage = "apr version [--json]",
     summary = "Show the version, git revision, CUDA support and compiler.",
     options = { { "json", help = "print one JSON object" } },
+    examples = { "apr version", "apr version --json" },
 }
 
 function M.run(opts)

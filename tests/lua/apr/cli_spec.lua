@@ -2,23 +2,33 @@
 local h = require "tests.lua.helpers"
 
 describe("apr cli", function()
+    it("lists exactly the commands that exist: one per lua/apr/cmd/NAME.lua", function()
+        local files = {}
+        local p = assert(io.popen("ls lua/apr/cmd"))
+        for name in p:lines() do files[#files + 1] = assert(name:match("^(.+)%.lua$"), name) end
+        p:close()
+        local listed = {}
+        for i, name in ipairs(require("apr.cli").commands) do listed[i] = name end
+        table.sort(files)
+        table.sort(listed)
+        assert.same(files, listed)
+    end)
+
     it("lists every command in help, each with a summary", function()
         local r = h.apr("help")
         assert.equal(0, r.code)
         for _, name in ipairs(require("apr.cli").commands) do
-            if require("apr.cli").load_command(name) then
-                assert.truthy(r.out:find("\n  " .. name .. " ", 1, true), name)
-            end
+            assert.truthy(r.out:find("\n  " .. name .. " +%S"), name)
         end
     end)
 
-    it("gives --help for every command it lists", function()
+    it("gives --help with a usage line and examples for every command", function()
         for _, name in ipairs(require("apr.cli").commands) do
-            if require("apr.cli").load_command(name) then
-                local r = h.apr(name .. " --help")
-                assert.equal(0, r.code, name)
-                assert.truthy(r.out:match("^usage: apr " .. name), name)
-            end
+            local r = h.apr(name .. " --help")
+            assert.equal(0, r.code, name)
+            assert.truthy(r.out:match("^usage: apr " .. name), name)
+            local examples = r.out:match("\nexamples:\n(.*)$")
+            assert.truthy(examples and examples:find("apr " .. name, 1, true), name .. " has no examples")
         end
     end)
 
