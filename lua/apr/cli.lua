@@ -39,6 +39,16 @@ local function eprint(...)
     io.stderr:write(table.concat({ ... }), "\n")
 end
 
+-- libuv handles still open when a command ends (those of a server that
+-- failed to start, a script's timer) would otherwise be closed by luv while
+-- the Lua state is torn down, calling back into it: a crash at exit.
+local function close_uv_handles()
+    local uv = package.loaded.luv
+    if not uv then return end
+    uv.walk(function(h) if not h:is_closing() then h:close() end end)
+    uv.run("nowait")
+end
+
 -- Runs one command with its argument list; returns the exit code.
 function M.run_command(name, argv)
     local cmd = M.load_command(name)
@@ -57,6 +67,7 @@ function M.run_command(name, argv)
         if type(e) == "table" then return e end
         return { bug = tostring(e), traceback = debug.traceback(tostring(e), 2) }
     end)
+    close_uv_handles()
     if ok then return result end
     if args.is_usage_error(result) then
         eprint("apr ", name, ": ", result.message)

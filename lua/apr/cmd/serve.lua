@@ -97,12 +97,10 @@ function M.run(opts)
     if not srv then cli.fail("%s", err) end
 
     -- Signals arrive through libuv, as loop events: the handlers run
-    -- between callbacks, never in the middle of one.
-    local signals = {}
+    -- between callbacks, never in the middle of one. (luv keeps a handle
+    -- alive until it is closed.)
     local function on(name, fn)
-        local s = uv.new_signal()
-        s:start(name, fn)
-        signals[#signals + 1] = s
+        uv.new_signal():start(name, fn)
     end
     local function shutdown()
         if srv.stopping then
@@ -120,11 +118,7 @@ function M.run(opts)
     end)
 
     uv.run("default")
-    for _, s in ipairs(signals) do s:close() end
-    -- Close whatever is left and let libuv run the close callbacks.
-    uv.walk(function(h) if not h:is_closing() then h:close() end end)
-    uv.run("nowait")
-    return exit_code or 0
+    return exit_code or 0   -- cli.lua closes the handles left open
 end
 
 return M

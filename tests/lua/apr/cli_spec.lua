@@ -65,6 +65,17 @@ describe("apr cli", function()
         assert.equal("diff a --b 0.1.0", r.out)
     end)
 
+    it("closes the libuv handles a script leaves open before it exits", function()
+        local path = os.tmpname()
+        local f = assert(io.open(path, "w"))
+        f:write('local uv = require "luv"\nuv.new_timer():start(60000, 0, function() end)\n',
+                'local t = uv.new_tcp()\nt:bind("127.0.0.1", 0)\nt:close()\nprint("done")\n')
+        f:close()
+        local r = h.apr("run " .. path)
+        os.remove(path)
+        assert.same({ 0, "done\n", "" }, { r.code, r.out, r.err })
+    end)
+
     it("exits 1 with the message when a script fails to load", function()
         local r = h.apr("run /nonexistent/x.lua")
         assert.equal(1, r.code)

@@ -268,6 +268,20 @@ describe("apr serve with an API key, a small queue and a routes script", functio
 end)
 
 describe("apr serve lifecycle", function()
+    it("exits 1 with one line when the port is taken (no crash while closing the listener)", function()
+        local h = require "tests.lua.helpers"
+        local uv = require "luv"
+        local taken = uv.new_tcp()
+        assert(taken:bind("127.0.0.1", 0))
+        assert(taken:listen(1, function() end))
+        local port = taken:getsockname().port
+        local r = h.apr("serve tests/fixtures/models/tiny-q8_0.gguf --port " .. port)
+        taken:close()
+        assert.equal(1, r.code)
+        assert.equal(string.format("apr serve: cannot listen on 127.0.0.1:%d: EADDRINUSE: address already in use\n",
+            port), r.err)
+    end)
+
     it("answers 503 while the model loads, and exits 1 when it cannot be loaded", function()
         -- A named pipe: opening it blocks the loader until a writer comes,
         -- so the server is listening with no model yet.
