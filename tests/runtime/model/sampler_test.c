@@ -368,36 +368,6 @@ TEST(sampler_top_p_on_a_large_vocabulary_matches_the_definition)
     free(l);
 }
 
-TEST(sampler_is_fast_on_a_qwen2_vocabulary)
-{
-    int v = 151936;
-    float *l = random_logits(v, 13);
-    REQUIRE(l);
-    apr_sampler_params p = defaults(8);
-    p.temperature = 0.7f;
-    p.top_k = 40;
-    p.top_p = 0.9f;
-    p.min_p = 0.05f;
-    p.repeat_penalty = 1.1f;
-    p.penalty_last_n = 64;
-    apr_sampler *s = make(v, p);
-    REQUIRE(s);
-    /* CPU time of this thread, not wall time: the build machine is shared,
-     * and other jobs' load must not fail this test. */
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-    int32_t id;
-    for (int i = 0; i < 200; i++) REQUIRE(apr_sampler_sample(s, l, &id) == APR_OK);
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
-    double ms = ((t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6) / 200;
-    /* Measured ~1.4 ms of CPU per draw; a decode step of the 0.5B model
-     * takes ~100 ms of CPU, so 5 ms is a generous ceiling that still
-     * catches a sort of the whole vocabulary (~9 ms). */
-    CHECK(ms < 5.0);
-    apr_sampler_free(s);
-    free(l);
-}
-
 TEST(sampler_rejects_nan_and_inf_logits_naming_the_token)
 {
     apr_sampler *s = make(4, defaults(0));
