@@ -13,6 +13,7 @@
 local core = require "apr.core"
 local C, ffi = core.C, core.ffi
 local xdg = require "apr._xdg"
+local replace = require "apr._replace"
 
 local M = {}
 
@@ -87,13 +88,7 @@ function M.store(path, hex)
     local dir, cached = cache_sidecar(path)
     for _, file in ipairs({ path .. ".sha256", cached }) do
         if file == cached then xdg.mkdir(dir) end
-        local tmp = file .. ".tmp"
-        local f = io.open(tmp, "wb")
-        if f then
-            local ok = f:write(text) and f:close()
-            if ok and os.rename(tmp, file) then return true end
-            os.remove(tmp)
-        end
+        if replace.write(file, text) then return true end
     end
     return false
 end

@@ -303,6 +303,8 @@ local writer_box = ffi.new("apr_gguf_writer *[1]")
 -- on any failure or Ctrl+C nothing is left behind.
 function M.write(path, plan, opts)
     opts = opts or {}
+    local replaceable, rerr = require("apr._replace").check(path)
+    if not replaceable then return nil, rerr end
     local seed = opts.seed or 0
     local st = C.apr_gguf_writer_new(writer_box)
     if st ~= 0 then return core.failure(st) end

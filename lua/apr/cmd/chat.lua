@@ -2,6 +2,7 @@
 local cli = require "apr.cli"
 local term = require "apr._term"
 local xdg = require "apr._xdg"
+local replace = require "apr._replace"
 local generation = require "apr._generation"
 
 local M = {}
@@ -53,19 +54,11 @@ local function encode(messages)
     return json.encode(doc, { indent = 2 })
 end
 
--- save(path, messages) -> true, or nil and a message. Written to a temporary
--- file and renamed, so a crash never leaves half a conversation.
+-- save(path, messages) -> true, or nil and a message. The file is replaced
+-- whole, so a crash never leaves half a conversation.
 local function save(path, messages)
     xdg.mkdir_for(path)
-    local tmp = path .. ".tmp"
-    local f, err = io.open(tmp, "wb")
-    if not f then return nil, err end
-    local ok, werr = f:write(encode(messages), "\n")
-    f:close()
-    if not ok then os.remove(tmp) return nil, werr end
-    local renamed, rerr = os.rename(tmp, path)
-    if not renamed then os.remove(tmp) return nil, rerr end
-    return true
+    return replace.write(path, encode(messages) .. "\n")
 end
 
 -- load(path) -> messages, or nil and a message saying what is wrong.

@@ -67,6 +67,15 @@ describe("apr chat", function()
         assert.equal(2, #read_json(dir .. "/h.json").messages)
     end)
 
+    it("refuses to /save over anything but a regular file", function()
+        local fifo = dir .. "/pipe"
+        assert(os.execute("mkfifo " .. fifo) == 0)
+        local r = chat("", "Hi\n/save " .. fifo .. "\n")
+        assert.equal(0, r.code, r.err)
+        assert.truthy(r.err:find("/save: " .. fifo .. ": not a regular file\n", 1, true), r.err)
+        assert.equal("fifo", require("luv").fs_lstat(fifo).type)
+    end)
+
     it("resumes the conversation of the history file", function()
         chat("", "One\n")
         local r = chat("--resume --verbose", "Two\n")
