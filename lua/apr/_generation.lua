@@ -49,12 +49,16 @@ function M.options(list)
 end
 
 -- The model path: the argument, or the built-in default if it is installed.
+-- Checked before apr pass waits for its prompt on stdin, so a wrong path
+-- fails at once (a pipe is not opened: that would block).
 function M.model_path(arg)
-    if arg then return arg end
-    local path = require("apr.model").default_model_path()
-    local f = io.open(path, "rb")
+    local path = arg or require("apr.model").default_model_path()
+    local st = require("luv").fs_stat(path)
+    if st and st.type ~= "file" then cli.fail("%s: not a regular file", path) end
+    local f, err = io.open(path, "rb")
     if not f then
-        cli.fail("no model given and the default model is not installed: run `make model`")
+        if not arg then cli.fail("no model given and the default model is not installed: run `make model`") end
+        cli.fail("%s", err)
     end
     f:close()
     return path

@@ -14,6 +14,13 @@ M.spec = {
     examples = { "apr run demos/inspect_model.lua tests/fixtures/models/tiny-q8_0.gguf" },
 }
 
+-- The script's error with its traceback, up to the script's main chunk:
+-- the frames below it are apr's own (this file, cli.lua).
+local function script_traceback(e)
+    local tb = debug.traceback(tostring(e), 2)
+    return (tb:gsub("\n%s*%[C%]: in function 'xpcall'\n[^\n]*apr/cmd/run%.lua:.*$", ""))
+end
+
 function M.run(opts)
     local path = opts[1]
     local chunk, err = loadfile(path)
@@ -21,7 +28,7 @@ function M.run(opts)
     local script_arg = { [0] = path }
     for i = 2, #opts do script_arg[i - 1] = opts[i] end
     _G.arg = script_arg
-    local ok, result = xpcall(chunk, debug.traceback, unpack(script_arg))
+    local ok, result = xpcall(chunk, script_traceback, unpack(script_arg))
     if not ok then
         io.stderr:write(tostring(result), "\n")
         return 1

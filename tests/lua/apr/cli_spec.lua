@@ -76,6 +76,18 @@ describe("apr cli", function()
         assert.same({ 0, "done\n", "" }, { r.code, r.out, r.err })
     end)
 
+    it("exits 1 on a script's error with its traceback, not apr's own frames", function()
+        local path = os.tmpname()
+        local f = assert(io.open(path, "w"))
+        f:write('local function f() error("boom") end\nf()\n')
+        f:close()
+        local r = h.apr("run " .. path)
+        os.remove(path)
+        assert.equal(1, r.code)
+        assert.equal(path .. ":1: boom\nstack traceback:\n\t[C]: in function 'error'\n\t" ..
+            path .. ":1: in function 'f'\n\t" .. path .. ":2: in main chunk\n", r.err)
+    end)
+
     it("exits 1 with the message when a script fails to load", function()
         local r = h.apr("run /nonexistent/x.lua")
         assert.equal(1, r.code)

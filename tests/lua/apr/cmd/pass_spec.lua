@@ -135,6 +135,12 @@ describe("apr pass", function()
         assert.truthy(r.err:find("context holds 8", 1, true), r.err)
     end)
 
+    it("rejects a folder as the model before it waits for the prompt", function()
+        -- stdin is empty: had pass read it first, it would call the prompt empty
+        local r = h.apr("pass tests/fixtures")
+        assert.same({ 1, "apr pass: tests/fixtures: not a regular file\n" }, { r.code, r.err })
+    end)
+
     it("says how to install the default model when it is missing", function()
         local dir = h.tmpdir()
         local out = sh(string.format("echo Hi | APR_MODELS=%s %s pass 2>&1; echo $?", dir, h.apr_bin))
