@@ -25,6 +25,7 @@ static apr_status slurp(FILE *f, const char *path, char **out, uint64_t *len)
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     APR_CHECK(buf, APR_ERR_NOMEM, "%s: out of memory", path);
+    errno = 0;
     for (;;) {
         if (n + 1 == cap) {
             char *bigger = cap < MAX_FILE_BYTES ? realloc(buf, cap * 2) : NULL;
@@ -36,7 +37,11 @@ static apr_status slurp(FILE *f, const char *path, char **out, uint64_t *len)
         n += got;
         if (got == 0) break;
     }
-    if (ferror(f)) { free(buf); return apr_error(APR_ERR_IO, "%s: read failed", path); }
+    if (ferror(f)) {
+        const int err = errno;
+        free(buf);
+        return apr_error(APR_ERR_IO, "%s: %s", path, err ? strerror(err) : "read failed");
+    }
     buf[n] = '\0';
     *out = buf;
     *len = n;

@@ -57,6 +57,9 @@ TEST(file_read_plain_and_zstd)
     snprintf(missing, sizeof missing, "%s/missing.json", dir);
     CHECK_EQ_INT(apr_file_read(missing, &got, &len), APR_ERR_NOT_FOUND);
     CHECK(strstr(apr_last_error(), "missing.json") != NULL);
+    /* a folder opens, then fails to read: the message says why */
+    CHECK_EQ_INT(apr_file_read(dir, &got, &len), APR_ERR_IO);
+    CHECK(strstr(apr_last_error(), "Is a directory") != NULL);
 
     free(text);
     free(z);
