@@ -136,22 +136,32 @@ function M.parse(spec, argv)
     return out
 end
 
+-- A default as the user would type it: sizes in the largest whole unit.
+local function default_text(opt)
+    if opt.type == "size" then
+        for _, unit in ipairs({ "T", "G", "M", "K" }) do
+            local n = opt.default / SIZE_UNITS[unit]
+            if n >= 1 and n == math.floor(n) then return string.format("%d%s", n, unit) end
+        end
+    end
+    return tostring(opt.default)
+end
+
 -- The --help text: usage line, summary, description and one line per option.
 function M.help(name, spec)
     local lines = { "usage: " .. spec.usage, "", spec.summary }
     if spec.description then lines[#lines + 1] = ""; lines[#lines + 1] = spec.description end
-    local opts = spec.options or {}
-    if #opts > 0 then
-        lines[#lines + 1] = ""
-        lines[#lines + 1] = "options:"
-        for _, opt in ipairs(opts) do
-            local left = "  --" .. opt[1] .. (opt.value and (" " .. opt.value) or "")
-            if opt.short then left = "  -" .. opt.short .. "," .. left:sub(2) end
-            local help = opt.help or ""
-            if opt.choices then help = help .. " (" .. table.concat(opt.choices, "|") .. ")" end
-            if opt.default ~= nil and opt.default ~= false then help = help .. " [default: " .. tostring(opt.default) .. "]" end
-            lines[#lines + 1] = string.format("%-28s %s", left, help)
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "options:"
+    for _, opt in ipairs(spec.options or {}) do
+        local left = "  --" .. opt[1] .. (opt.value and (" " .. opt.value) or "")
+        if opt.short then left = "  -" .. opt.short .. "," .. left:sub(2) end
+        local help = opt.help or ""
+        if opt.choices then help = help .. " (" .. table.concat(opt.choices, "|") .. ")" end
+        if opt.default ~= nil and opt.default ~= false then
+            help = help .. " [default: " .. default_text(opt) .. "]"
         end
+        lines[#lines + 1] = string.format("%-28s %s", left, help)
     end
     lines[#lines + 1] = string.format("%-28s %s", "  -h, --help", "show this help")
     if spec.examples then

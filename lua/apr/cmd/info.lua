@@ -18,7 +18,7 @@ M.spec = {
     },
     positional = { min = 1, max = 1, name = "FILE" },
     examples = {
-        "apr info models/qwen2.5-coder-32b.gguf",
+        "apr info models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         "apr info --format tests/fixtures/models/tiny-q8_0.gguf",
     },
 }

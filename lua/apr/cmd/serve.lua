@@ -42,7 +42,7 @@ M.spec = {
           help = "seconds an idle keep-alive connection stays open" },
     },
     examples = {
-        "apr serve models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --port 8080",
+        "apr serve models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --port 8080",
         "apr serve model.gguf --gpu --parallel 16 --ctx 32768 --api-key sk-local",
         "curl localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'",
     },

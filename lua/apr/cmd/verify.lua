@@ -11,7 +11,7 @@ local C, ffi = core.C, core.ffi
 local M = {}
 
 M.spec = {
-    usage = "apr verify FILE [--checksum [HEX]] [--deep]",
+    usage = "apr verify FILE [--checksum [HEX]] [--deep] [--json]",
     summary = "Check a model file: structure, shapes, SHA256, and NaN/Inf in its blocks.",
     description = "Structure: the header parses, every tensor lies inside the file at an aligned\n" ..
                   "offset, every type is known, and for qwen2/llama files every tensor the\n" ..
@@ -26,7 +26,7 @@ M.spec = {
     },
     positional = { min = 1, max = 2, name = "FILE" },
     examples = {
-        "apr verify models/qwen2.5-coder-32b.gguf --checksum",
+        "apr verify models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --checksum",
         "apr verify tests/fixtures/models/tiny-q8_0.gguf --deep",
     },
 }
