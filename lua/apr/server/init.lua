@@ -169,11 +169,16 @@ function Server:_on_response(req, res)
     local status = res.status or 0
     self.metrics.requests:inc(1, route, tostring(status))
     self.metrics.duration:observe(dur, route)
-    self:log(status >= 500 and "warn" or "info", "request", {
+    local fields = {
         { "peer", req.peer or "" }, { "method", req.method or "" }, { "path", req.path or "" },
         { "status", status }, { "bytes", res.bytes or 0 }, { "duration_s", string.format("%.4f", dur) },
-        res.aborted and { "aborted", res.aborted } or nil,
-    })
+    }
+    -- A generation's prompt and its time to first token, beside the whole
+    -- answer's: the server's share of a client's wait, at a glance.
+    if req.prompt_tokens then fields[#fields + 1] = { "prompt_tokens", req.prompt_tokens } end
+    if req.ttft then fields[#fields + 1] = { "ttft_s", string.format("%.4f", req.ttft) } end
+    if res.aborted then fields[#fields + 1] = { "aborted", res.aborted } end
+    self:log(status >= 500 and "warn" or "info", "request", fields)
 end
 
 -- The object route scripts get as `model`: tokenize, detokenize, generate

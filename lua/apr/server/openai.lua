@@ -196,12 +196,18 @@ end
 ------------------------------------------------------------------ generation
 
 -- Runs one request on eng: streams through emit(piece) or collects; calls
--- finish(summary) at the end. Cancels if the client goes away.
+-- finish(summary) at the end. Cancels if the client goes away. The access
+-- log line reads req.prompt_tokens and req.ttft (seconds from the request's
+-- arrival to its first token).
 local function run(ctx, req, res, eng, ids, opts, on_piece)
     local t0 = req.t_start
+    req.prompt_tokens = #ids
     local gen, err, kind = eng:start(ids, opts, function(p)
         local t = uv.hrtime()
-        if p.ttft then ctx.metrics.ttft:observe((t - t0) * 1e-9) end
+        if p.ttft then
+            req.ttft = (t - t0) * 1e-9
+            ctx.metrics.ttft:observe(req.ttft)
+        end
         if p.itl then ctx.metrics.itl:observe(p.itl) end
         on_piece(p)
     end)

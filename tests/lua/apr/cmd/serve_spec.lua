@@ -112,6 +112,15 @@ describe("apr serve", function()
         assert.equal(msg.content, table.concat(text))
         assert.equal("length", finish)
         assert.equal(5, usage.completion_tokens)
+
+        -- The access log gives each generation's prompt size and time to
+        -- first token (the first request's line: written before its answer
+        -- was complete, so surely there by now).
+        local line = s:log():match("[^\n]*path=/v1/chat/completions status=200[^\n]*")
+        assert.truthy(line)
+        assert.equal(r.json.usage.prompt_tokens, tonumber(line:match(" prompt_tokens=(%d+)")))
+        local ttft, dur = tonumber(line:match(" ttft_s=([%d.]+)")), tonumber(line:match(" duration_s=([%d.]+)"))
+        assert.is_true(ttft > 0 and ttft <= dur)
     end)
 
     it("answers bad requests with 400 naming the field, and 404/405", function()
