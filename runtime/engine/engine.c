@@ -614,8 +614,10 @@ apr_status apr_engine_submit(apr_engine *e, const apr_engine_request *r, uint64_
     e->n_queued++;
     e->stats.submitted++;
     *id = j->id;
-    pthread_cond_signal(&e->wake);
     pthread_mutex_unlock(&e->lock);
+    /* Signalled after unlocking: a thread woken under the lock would run
+     * straight into it and sleep again until we let go. */
+    pthread_cond_signal(&e->wake);
     return APR_OK;
 }
 
@@ -633,8 +635,8 @@ apr_status apr_engine_cancel(apr_engine *e, uint64_t id)
         e->cap_cancels *= 2;
     }
     e->cancels[e->n_cancels++] = id;
-    pthread_cond_signal(&e->wake);
     pthread_mutex_unlock(&e->lock);
+    pthread_cond_signal(&e->wake);
     return APR_OK;
 }
 
