@@ -21,8 +21,7 @@ local chat = {}
 -- Options that steer rendering rather than becoming template variables.
 local RENDER_OPTS = { max_output = true, max_steps = true, max_macro_depth = true, now = true }
 
--- (Both functions iterate with pairs: out of the trace compiler, see json.nojit.)
-local check_messages = json.nojit(function(messages)
+local function check_messages(messages)
     if type(messages) ~= "table" then error("chat.render: messages must be an array of tables", 3) end
     local n = 0
     for k in pairs(messages) do
@@ -34,7 +33,7 @@ local check_messages = json.nojit(function(messages)
             error(string.format("chat.render: message %d is a %s, not a table", i, type(messages[i])), 3)
         end
     end
-end)
+end
 
 -- chat.render(template_source, messages [, opts]) -> text | nil, message, err
 -- opts: tools (array of JSON schemas, default None), add_generation_prompt
@@ -43,7 +42,7 @@ end)
 -- other key becomes a template variable (date_string, enable_thinking...).
 -- Errors in the template, including raise_exception(), return nil and the
 -- message; wrong argument types raise.
-chat.render = json.nojit(function(source, messages, opts)
+function chat.render(source, messages, opts)
     if type(source) ~= "string" then error("chat.render: template source must be a string", 2) end
     check_messages(messages)
     opts = opts or {}
@@ -61,6 +60,6 @@ chat.render = json.nojit(function(source, messages, opts)
     end
     if vars.tools == nil then vars.tools = json.null end
     return jinja.render(source, vars, render_opts)
-end)
+end
 
 return chat

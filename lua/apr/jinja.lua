@@ -234,7 +234,7 @@ function Template:render(vars, opts)
         max_macro_depth = opts.max_macro_depth or jinja.defaults.max_macro_depth,
         now = opts.now,
     }
-    local ok, text = pcall(json.nojit(function()
+    local ok, text = pcall(function()
         local globals = make_globals(opts.now)
         local var_scope = runtime.new_scope(globals)
         for name, v in pairs(vars or {}) do
@@ -242,7 +242,7 @@ function Template:render(vars, opts)
         end
         local env = { filters = jinja.filters, tests = jinja.tests }
         return runtime.run(self.body, runtime.new_scope(var_scope), env, limits)
-    end))
+    end)
     if not ok then return failure(text) end
     return text
 end

@@ -83,29 +83,6 @@ BigInt.__tostring = function(b) return b.text end
 local function is_integral(x) return x == floor(x) and x > -2 ^ 53 and x < 2 ^ 53 end
 json.is_int = is_integral
 
--- Functions that iterate with next()/pairs() are kept out of LuaJIT's trace
--- compiler: the Debian LuaJIT (2.1.0-beta3 git 2022-03-20) can compile a
--- next() call into x64 code that truncates the returned pointer to 32 bits
--- and crashes (LuaJIT issue #829, fixed upstream 2022-04-05).
-local function nojit(f)
-    if jit then jit.off(f) end
-    return f
-end
-json.nojit = nojit
-
--- A plain table is a list when its keys are exactly 1..n (n > 0).
-local plain_kind = nojit(function(t)
-    local n = #t
-    if n > 0 then
-        local count = 0
-        for _ in pairs(t) do count = count + 1 end
-        if count == n then return "list" end
-    end
-    return "dict"
-end)
-
-local plain_empty = nojit(function(t) return next(t) == nil end)
-
 -- The kind of a Lua value seen as a Python/JSON value: "null", "bool",
 -- "int", "float", "str", "list", "dict", or nil for anything else. Plain
 -- tables are lists when their keys are exactly 1..n (n > 0) and dicts
@@ -126,30 +103,30 @@ function json.kind(v)
         elseif mt == BigInt then return "int"
         elseif mt ~= nil then return nil
         end
-        return plain_kind(v)
+        local n = #v
+        if n > 0 then
+            local count = 0
+            for _ in pairs(v) do count = count + 1 end
+            if count == n then return "list" end
+        end
+        return "dict"
     end
     return nil
 end
-
-local plain_keys = nojit(function(o)
-    local out = {}
-    for k in pairs(o) do out[#out + 1] = k end
-    return out
-end)
 
 -- Keys of a dict in order: insertion order for ordered objects; for plain
 -- Lua tables (whose order Lua does not keep) numbers first, then strings,
 -- each sorted, so output is at least deterministic.
 function json.keys(o)
     local rec = order[o]
+    local out = {}
     if rec then
-        local out = {}
         for _, k in ipairs(rec.keys) do
             if rawget(o, k) ~= nil then out[#out + 1] = k end
         end
         return out
     end
-    local out = plain_keys(o)
+    for k in pairs(o) do out[#out + 1] = k end
     table.sort(out, function(a, b)
         local ta, tb = type(a), type(b)
         if ta ~= tb then
@@ -161,18 +138,6 @@ function json.keys(o)
         return tostring(a) < tostring(b)
     end)
     return out
-end
-
--- Does the dict (ordered object or plain table) have no entries?
-function json.is_empty(o)
-    local rec = order[o]
-    if rec then
-        for _, k in ipairs(rec.keys) do
-            if rawget(o, k) ~= nil then return false end
-        end
-        return true
-    end
-    return plain_empty(o)
 end
 
 -- for k, v in json.pairs(o): pairs in key order.

@@ -204,11 +204,10 @@ F.wordcount = function(v)
     return n
 end
 F.format = function(v, a, k)
-    local has_kwargs = k ~= nil and not json.is_empty(k)
-    if #a > 0 and has_kwargs then
+    if #a > 0 and k and next(k) then
         raise("filter_argument", "can't handle positional and keyword arguments at the same time")
     end
-    if has_kwargs then return format.percent(to_str(v), k) end
+    if k and next(k) then return format.percent(to_str(v), k) end
     return format.percent(to_str(v), V.tuple(a))
 end
 -- markupsafe.escape: Markup passes unchanged, anything else is escaped.

@@ -15,10 +15,6 @@ local json = require "apr.json"
 
 local M = {}
 
--- This pass iterates with pairs(); it runs once per template, so it stays
--- out of the trace compiler altogether (see json.nojit for why).
-if jit then jit.off(true, true) end
-
 -- Values jinja2 can write into the code it generates (has_safe_repr).
 local function safe_repr(v, depth)
     if depth > 100 then return false end

@@ -108,11 +108,8 @@ function Parser:subparse(end_names)
             self:expect("block_end")
         elseif t.type == "eof" then
             if end_names then
-                local wanted = json.nojit(function()
-                    local out = {}
-                    for k in pairs(end_names) do out[#out + 1] = "'" .. k .. "'" end
-                    return out
-                end)()
+                local wanted = {}
+                for k in pairs(end_names) do wanted[#wanted + 1] = "'" .. k .. "'" end
                 table.sort(wanted)
                 self:fail("unexpected end of template, expected %s", t.line, table.concat(wanted, " or "))
             end
@@ -215,8 +212,7 @@ function Parser:parse_signature(node)
         node.params[#node.params + 1] = name.value
         if self:skip_if("assign") then
             node.defaults[#node.params] = self:parse_expression()
-            node.has_defaults = true
-        elseif node.has_defaults then
+        elseif next(node.defaults) then
             self:fail("non-default argument follows default argument", name.line)
         end
     end
@@ -717,9 +713,7 @@ end
 -- or set block, or with opens a new frame that is not soft.
 local NEW_FRAME = set_of("for", "macro", "call_block", "filter_block", "with", "set_block", "scope")
 
-local check_names
--- (Out of the trace compiler: it iterates with pairs; see json.nojit.)
-check_names = json.nojit(function(node, soft, known)
+local function check_names(node, soft, known)
     if type(node) ~= "table" then return end
     local t = node.type
     if t == "filter" or t == "test" then
@@ -751,7 +745,7 @@ check_names = json.nojit(function(node, soft, known)
     for _, v in pairs(node) do
         if type(v) == "table" then check_names(v, child_soft, known) end
     end
-end)
+end
 
 ------------------------------------------------------------------ entry
 

@@ -236,7 +236,7 @@ function Render:call(fn, args, kwargs)
     elseif mt == Undefined then
         V.fail_undefined(fn)
     elseif type(fn) == "function" then
-        if kwargs and not json.is_empty(kwargs) then raise("type", "host functions take no keyword arguments") end
+        if kwargs and next(kwargs) then raise("type", "host functions take no keyword arguments") end
         return from_host(fn(unpack(args, 1, #args)))
     end
     raise("type", "'%s' object is not callable", V.type_name(fn))

@@ -17,10 +17,6 @@
 --   scope -> node.undefined.
 local M = {}
 
--- This pass iterates with pairs(); it runs once per template, so it stays
--- out of the trace compiler altogether (see json.nojit for why).
-if jit then jit.off(true, true) end
-
 local Frame = {}
 Frame.__index = Frame
 

@@ -402,7 +402,7 @@ function V.truth(v)
     if k == "markup" then return v.text ~= "" end
     if k == "int" or k == "float" then return num(v) ~= 0 end
     if k == "list" or k == "tuple" or k == "view" then return #v > 0 end
-    if k == "dict" then return not json.is_empty(v) end
+    if k == "dict" then return next(v) ~= nil end
     return true
 end
 
