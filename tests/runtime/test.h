@@ -46,4 +46,8 @@ int test_failed_now(void);
              test_fail(__FILE__, __LINE__, "%s ~= %s (%.9g vs %.9g, tol %g)", #a, #b, a_, b_, (double)(tol)); } while (0)
 #define SKIP(reason) do { test_skip(reason); return; } while (0)
 
+/* The bytes of a whole file, with a NUL after them (the caller frees);
+ * *size gets their count. NULL if the file cannot be read. */
+void *test_read_file(const char *path, size_t *size);
+
 #endif

@@ -60,20 +60,6 @@ static int write_file(const char *path, const void *data, size_t n)
     return fclose(f) == 0 && ok;
 }
 
-/* Reads a whole file; *n gets its size. NULL if it cannot be read. */
-static void *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(size > 0 ? (size_t)size : 1);
-    *n = p && fread(p, 1, (size_t)size, f) == (size_t)size ? (size_t)size : 0;
-    fclose(f);
-    return p;
-}
-
 static int same_float(float a, float b)
 {
     return (isnan(a) && isnan(b)) || memcmp(&a, &b, 4) == 0;
@@ -158,7 +144,7 @@ TEST(quant_dequantize_matches_gguf_bit_for_bit)
         char path[256];
         snprintf(path, sizeof path, "%s/deq_%s.out", dir, apr_dtype_name(dtype));
         size_t n_bytes = 0;
-        float *want = read_file(path, &n_bytes);
+        float *want = test_read_file(path, &n_bytes);
         float *got = malloc((size_t)counts[t] * 4);
         REQUIRE(got);
         if (!want || n_bytes != (size_t)counts[t] * 4) {
@@ -237,7 +223,7 @@ TEST(quant_quantize_matches_gguf_byte_for_byte)
             char path[256];
             snprintf(path, sizeof path, "%s/q_%s.out", dir, apr_dtype_name(dtype));
             size_t n = 0;
-            uint8_t *want = read_file(path, &n);
+            uint8_t *want = test_read_file(path, &n);
             if (!want || n != nbytes) {
                 test_fail(__FILE__, __LINE__, "%s: oracle gave %zu bytes, wanted %llu", apr_dtype_name(dtype), n,
                           (unsigned long long)nbytes);

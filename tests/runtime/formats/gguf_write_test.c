@@ -10,23 +10,11 @@
 #include <unistd.h>
 #include <zstd.h>
 
-static char *slurp(const char *path, size_t *size)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    *size = fread(p, 1, (size_t)n, fp);
-    fclose(fp);
-    return p;
-}
 
 static int same_bytes(const char *a, const char *b)
 {
     size_t na, nb;
-    char *pa = slurp(a, &na), *pb = slurp(b, &nb);
+    char *pa = test_read_file(a, &na), *pb = test_read_file(b, &nb);
     int same = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
     free(pa);
     free(pb);
@@ -299,7 +287,7 @@ TEST(gguf_copy_is_byte_identical_for_every_fixture)
     }
     /* The vocabulary: 5.9 MB of metadata, no tensors, no final padding. */
     size_t zn, n;
-    char *z = slurp("tests/fixtures/tokenizer/ggml-vocab-qwen2.gguf.zst", &zn);
+    char *z = test_read_file("tests/fixtures/tokenizer/ggml-vocab-qwen2.gguf.zst", &zn);
     REQUIRE(z != NULL);
     n = (size_t)ZSTD_getFrameContentSize(z, zn);
     char *image = malloc(n);
@@ -308,7 +296,7 @@ TEST(gguf_copy_is_byte_identical_for_every_fixture)
     REQUIRE(apr_gguf_open_memory(image, n, &f) == APR_OK);
     CHECK(apr_gguf_copy(f, copy) == APR_OK);
     size_t cn;
-    char *c = slurp(copy, &cn);
+    char *c = test_read_file(copy, &cn);
     CHECK(c && cn == n && memcmp(c, image, n) == 0);
     free(c);
     apr_gguf_close(f);

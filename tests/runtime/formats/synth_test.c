@@ -45,19 +45,6 @@ static int write_model(const char *path)
     return ok;
 }
 
-static void *slurp(const char *path, long *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc((size_t)*n);
-    if (p && fread(p, 1, (size_t)*n, f) != (size_t)*n) { free(p); p = NULL; }
-    fclose(f);
-    return p;
-}
-
 TEST(synth_fill_gives_the_asked_statistics_at_any_thread_count)
 {
     char dir[] = "/tmp/apr-synth-XXXXXX", a[64], b[64];
@@ -72,9 +59,9 @@ TEST(synth_fill_gives_the_asked_statistics_at_any_thread_count)
     apr_parallel_set_threads(saved);
     REQUIRE(ok);
 
-    long na = 0, nb = 0;
-    void *pa = slurp(a, &na), *pb = slurp(b, &nb);
-    CHECK(pa && pb && na == nb && memcmp(pa, pb, (size_t)na) == 0);
+    size_t na = 0, nb = 0;
+    void *pa = test_read_file(a, &na), *pb = test_read_file(b, &nb);
+    CHECK(pa && pb && na == nb && memcmp(pa, pb, na) == 0);
     free(pa);
     free(pb);
 

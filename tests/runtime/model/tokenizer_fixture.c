@@ -1,5 +1,6 @@
 /* tokenizer_fixture.c — see tokenizer_fixture.h. */
 #include "tokenizer_fixture.h"
+#include "test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,19 +11,6 @@
 #define VECTORS_INP "tests/fixtures/tokenizer/ggml-vocab-qwen2.gguf.inp"
 #define VECTORS_OUT "tests/fixtures/tokenizer/ggml-vocab-qwen2.gguf.out"
 
-static char *read_file(const char *path, size_t *size)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    *size = buf ? fread(buf, 1, (size_t)n, fp) : 0;
-    fclose(fp);
-    if (buf) buf[*size] = '\0';
-    return buf;
-}
 
 const apr_tokenizer *fixture_qwen2(void)
 {
@@ -31,7 +19,7 @@ const apr_tokenizer *fixture_qwen2(void)
     if (tried) return tok;
     tried = 1;
     size_t zn;
-    char *z = read_file(VOCAB_ZST, &zn);
+    char *z = test_read_file(VOCAB_ZST, &zn);
     if (!z) return NULL;
     unsigned long long full = ZSTD_getFrameContentSize(z, zn);
     void *image = NULL;
@@ -64,7 +52,7 @@ size_t fixture_qwen2_vectors(const fixture_vector **out)
     if (tried) return count;
     tried = 1;
     size_t ni, no;
-    char *inp = read_file(VECTORS_INP, &ni), *outp = read_file(VECTORS_OUT, &no);
+    char *inp = test_read_file(VECTORS_INP, &ni), *outp = test_read_file(VECTORS_OUT, &no);
     if (!inp || !outp) {
         free(inp);
         free(outp);
