@@ -2,15 +2,17 @@
 -- measured at the engine level (apr_decode_greedy: the pass, the argmax on
 -- the device, and the copy of the ids back; no tokenizer, no HTTP).
 --
---   apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--decode-only] [--profile] [--out FILE]
+--   apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--decode-only] [--batch-only] [--profile] [--out FILE]
 --
 -- --profile runs only a 32-token prompt and 4 decode steps (for ncu);
--- --decode-only only the decode figure at context 0.
+-- --decode-only only the decode figure at context 0; --batch-only only the
+-- batched decode steps (below).
 -- Prints one line per measurement as it goes and a table at the end:
 -- device-to-device copy bandwidth; load time; time to first token of a
 -- 32-token prompt; prompt tokens/s at 512 and 4096; decode tokens/s at
 -- contexts 0, 4K and 16K (128 steps each) and prompt tokens/s of 4096 more
--- after 16K; peak VRAM of a second context of 8K (f16 KV) as nvidia-smi
+-- after 16K; batched decode steps as a server runs them (one token for each
+-- of 1..16 sequences at short contexts): ms per step and tokens/s in all; peak VRAM of a second context of 8K (f16 KV) as nvidia-smi
 -- reports this process; and the roofline fraction of each decode figure:
 -- (weight + KV bytes a step reads / step time) / copy bandwidth.
 local core = require "apr.core"
@@ -27,12 +29,13 @@ local function median(t)
 end
 
 local path = arg[1] or fail("usage: apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--out FILE]")
-local quick, vram_only, out_path, profile, decode_only = false, false, nil, false, false
+local quick, vram_only, out_path, profile, decode_only, batch_only = false, false, nil, false, false, false
 for i = 2, #arg do
     if arg[i] == "--quick" then quick = true
     elseif arg[i] == "--vram-only" then vram_only = true
     elseif arg[i] == "--profile" then profile = true
     elseif arg[i] == "--decode-only" then decode_only = true
+    elseif arg[i] == "--batch-only" then batch_only = true
     elseif arg[i] == "--out" then out_path = arg[i + 1] end
 end
 local results = {}
@@ -159,6 +162,46 @@ if profile then
     C.apr_model_free(model)
     os.exit(0)
 end
+-- batched decode: n sequences (16-token prompts), one token each per step
+local function batched_decode()
+    local NS = 16
+    local cp = ffi.new("apr_context_params")
+    C.apr_context_params_default(cp)
+    cp.n_ctx, cp.n_batch, cp.n_seq = 16384, 64, NS
+    local cbox = ffi.new("apr_context *[1]")
+    check(C.apr_context_new(model, cp, cbox), "context of 16 sequences")
+    local ctx = cbox[0]
+    local seq = ffi.new("int32_t[?]", 64)
+    local b = ffi.new("apr_batch")
+    b.ids, b.seq = ids, seq
+    local outs = ffi.new("int32_t[?]", 64)
+    local want = ffi.new("int8_t[?]", 64)
+    for s = 0, NS - 1 do
+        fill(16, s + 1)
+        for i = 0, 15 do seq[i] = s end
+        for i = 0, 15 do want[i] = i == 15 and 1 or 0 end
+        b.n, b.want_logits = 16, want
+        check(C.apr_decode_greedy(ctx, b, outs), "prompt")
+    end
+    for _, n in ipairs({ 1, 2, 4, 8, 9, 12, 16 }) do
+        for i = 0, n - 1 do seq[i], want[i] = i, 1 end -- every token's next id, as the server asks
+        local function step() b.n = n check(C.apr_decode_greedy(ctx, b, outs), "decode") for i = 0, n - 1 do ids[i] = outs[i] end end
+        fill(n, 7)
+        step() -- records the graph
+        local steps = quick and 8 or 24
+        local t = now()
+        for _ = 1, steps do step() end
+        local sec = (now() - t) / steps
+        report(string.format("decode step of %d sequences", n), sec * 1e3, "ms", string.format("%.1f tok/s in all", n / sec))
+    end
+    C.apr_context_free(ctx)
+end
+if batch_only then
+    batched_decode()
+    C.apr_model_free(model)
+    os.exit(0)
+end
+
 if decode_only then
     local ctx = context(1024, 64)
     pass(ctx, 1, 1)
@@ -204,6 +247,7 @@ if not vram_only then
     local pp = pass(ctx, MAXB, 99)
     report("prompt pp4096 after 16K", MAXB / pp, "tok/s")
     C.apr_context_free(ctx)
+    batched_decode()
 end
 
 -- peak VRAM: a context of 8K (f16 KV), after a prompt and some decoding

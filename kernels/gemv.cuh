@@ -1,4 +1,6 @@
-/* gemv.cuh — quantized matrix times a few vectors, for decode (C and CUDA). */
+/* gemv.cuh — quantized matrix times a few vectors, for decode (C and CUDA):
+ * int8 activations and dp4a up to 8 tokens (gemv.cu), f16 activations and
+ * tensor cores up to 32 (gemv_mma.cu). */
 #ifndef APR_KERNELS_GEMV_CUH
 #define APR_KERNELS_GEMV_CUH
 
@@ -22,7 +24,7 @@ typedef struct apr_cuda_gemv_seg {
     int ld_resid;
 } apr_cuda_gemv_seg;
 
-enum { APR_CUDA_GEMV_MAX_SEG = 3, APR_CUDA_GEMV_MAX_TOKENS = 8 };
+enum { APR_CUDA_GEMV_MAX_SEG = 3, APR_CUDA_GEMV_MAX_TOKENS = 8, APR_CUDA_GEMV_MMA_MAX_TOKENS = 32 };
 
 /* Products of up to three matrices with the same input in one launch (q, k
  * and v of a layer), for n_tok tokens (1..8). Quantized weights read xq
@@ -40,6 +42,18 @@ apr_status apr_cuda_gemv(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, ap
 apr_status apr_cuda_gemv_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, float *out, int ld_out, int n_tok,
                                 apr_cuda_q8 xq, const float *xf, apr_cuda_q8 q8_out, unsigned *counters,
                                 cudaStream_t stream);
+
+/* apr_cuda_gemv for 1..32 tokens of f16 activations x_f16 ([n_tok][cols],
+ * rounded to int8 levels by apr_cuda_quantize_rmsnorm_f16 for quantized
+ * weights) on tensor cores, reading every weight once as apr_cuda_gemv
+ * does. Quantized weights only; Q4_K and Q6_K segments may share a launch.
+ * A token's results do not depend on the others in the batch. */
+apr_status apr_cuda_gemv_mma(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, const void *x_f16,
+                             cudaStream_t stream);
+
+/* apr_cuda_gemv_swiglu's product on tensor cores (quantized gate and up). */
+apr_status apr_cuda_gemv_mma_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, float *out, int ld_out,
+                                    int n_tok, const void *x_f16, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

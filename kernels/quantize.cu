@@ -73,6 +73,8 @@ static __global__ void rmsnorm_q8(const float *x, int ld_x, const float *g, floa
 static __global__ void rmsnorm_f16(const float *x, int ld_x, const float *g, float eps, int cols, __half *out, float *y,
                                    int q8round)
 {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float red[32];
     int t = blockIdx.x;
     x += (size_t)t * ld_x;
@@ -127,7 +129,9 @@ extern "C" apr_status apr_cuda_quantize_rmsnorm_f16(const float *x, int ld_x, co
     if ((q8round && q8round != 32 && q8round != 256) || cols % (q8round ? q8round : 32))
         return apr_error(APR_ERR_INVALID, "apr_cuda_quantize_rmsnorm_f16: blocks of %d for %d columns", q8round, cols);
     dim3 grid(n, APR_DIV_UP(cols / (q8round ? q8round : 32), 4));
-    rmsnorm_f16<<<grid, 128, 0, stream>>>(x, ld_x, g, eps, cols, (__half *)out_f16, y_f32, q8round);
+    /* with programmatic launch: decode steps of more than q8_max tokens use it too */
+    APR_CUDA_CHECK(launch_pdl(rmsnorm_f16, grid, 128, 0, stream, x, ld_x, g, eps, cols, (__half *)out_f16, y_f32,
+                              q8round));
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }

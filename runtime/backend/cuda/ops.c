@@ -1,21 +1,23 @@
 /* ops.c — the forward pass's ops (backend.h) on the GPU.
  *
- * Each op is one or two kernels from kernels/. Up to CUDA_DECODE_MAX tokens
- * a pass is a decode step and reads every weight once: int8 activations and
- * matrix-vector kernels (gemv.cu), split attention (attention.cu). Longer
- * passes are prefill: f16 activations on tensor cores (gemm.cu, the flash
- * loop of attention.cu).
+ * Each op is one or two kernels from kernels/, chosen by the pass's size
+ * (cuda.h). Up to CUDA_MMA_MAX tokens a pass reads every weight once: int8
+ * activations and dp4a matrix-vector kernels up to q8_max tokens (gemv.cu),
+ * f16 activations and the weight-streaming tensor-core kernels above
+ * (gemv_mma.cu: a server's step of 16 sequences costs little more than one
+ * token's). Longer passes are prefill: f16 activations on tiled tensor-core
+ * kernels (gemm.cu). Attention is split flash-decoding up to
+ * CUDA_ATTN_DECODE_MAX tokens, FlashAttention-2 above (attention.cu).
  *
  * Activations cross the interface as f32, but the products want them int8
- * (decode) or f16 (prefill). The op that produces a product's input writes
- * that form too, into the stream's scratch, and notes it in the memo: the
- * RMSNorm before q|k|v and gate|up, and attention before the output
- * projection in decode. The next op uses it instead of converting again. A
- * memo lives exactly one op: every op clears it on entry, so a stale form
- * can never be read.
+ * or f16. The op that produces a product's input writes that form too, into
+ * the stream's scratch, and notes it in the memo: the RMSNorm before q|k|v
+ * and gate|up, and attention before the output projection in decode. The
+ * next op uses it instead of converting again. A memo lives exactly one op:
+ * every op clears it on entry, so a stale form can never be read.
  *
- * Prefill rounds the activations of quantized products to the int8 values
- * decode would use (quantize.cu, q8round), so that both paths, and
+ * f16 activations of quantized products are rounded to the int8 values
+ * the dp4a kernels would use (quantize.cu, q8round), so that every path, and
  * llama.cpp, build the same KV cache; float weights get plain f16. */
 #include "backend/cuda/cuda.h"
 
@@ -89,6 +91,18 @@ static const void *input_f16(apr_stream *s, const cuda_memo *m, const float *x, 
 
 static int is_quantized(int type) { return type != APR_F32 && type != APR_F16 && type != APR_BF16; }
 
+/* Whether a product of n tokens takes int8 activations (the dp4a kernels). */
+static int takes_q8(const apr_stream *s, int n) { return n <= s->b->q8_max; }
+
+/* Whether the weight-streaming tensor-core kernels take a product of n
+ * tokens: quantized weights only (float ones go to gemm). */
+static int takes_mma(const apr_linear *W, int n)
+{
+    int q = n <= CUDA_MMA_MAX;
+    for (int i = 0; i < W->n_parts; i++) q = q && is_quantized(W->part[i].type);
+    return q;
+}
+
 static apr_cuda_kv layer_kv(apr_stream *s, const apr_kv_cache *kv, int layer)
 {
     int shift = 0;
@@ -133,7 +147,7 @@ void apr_cuda_op_rmsnorm(apr_stream *s, float *out, const float *x, const apr_we
     const int cols = (int)w->cols;
     /* the next product's blocks are guessed from the model's weights */
     const int block = s->b->q8_block;
-    if (n <= CUDA_DECODE_MAX) {
+    if (takes_q8(s, n)) {
         apr_cuda_q8 q = q8_for(s, cols, block);
         apr_cuda_record(s, apr_cuda_quantize_rmsnorm_q8(x, cols, w->data, eps, n, cols, q, out, s->cs));
         s->memo.q8_of = out;
@@ -151,7 +165,8 @@ void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_lin
 {
     cuda_memo m = take_memo(s);
     if (n <= 0) return;
-    if (n <= CUDA_DECODE_MAX) {
+    const int mma = !takes_q8(s, n) && takes_mma(W, n);
+    if (takes_q8(s, n) || mma) {
         apr_cuda_gemv_seg seg[APR_LINEAR_MAX_PARTS];
         int need_q8 = 0;
         int64_t row = 0;
@@ -163,6 +178,11 @@ void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_lin
             };
             need_q8 |= is_quantized(W->part[i].type);
             row += W->part[i].rows;
+        }
+        if (mma) {
+            const void *x16 = input_f16(s, &m, x, n, W->cols, W->cols % linear_block(W) ? 32 : linear_block(W));
+            apr_cuda_record(s, apr_cuda_gemv_mma(seg, W->n_parts, n, x16, s->cs));
+            return;
         }
         apr_cuda_q8 q = need_q8 ? input_q8(s, &m, x, n, W->cols, linear_block(W)) : q8_for(s, W->cols, 32);
         apr_cuda_record(s, apr_cuda_gemv(seg, W->n_parts, n, q, x, s->cs));
@@ -187,7 +207,13 @@ void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr
     cuda_memo m = take_memo(s);
     if (n <= 0) return;
     apr_cuda_qmat gate = apr_cuda_weight_qmat(&W->part[0]), up = apr_cuda_weight_qmat(&W->part[1]);
-    if (n <= CUDA_DECODE_MAX) {
+    if (!takes_q8(s, n) && takes_mma(W, n)) {
+        const int block = linear_block(W);
+        const void *x16 = input_f16(s, &m, x, n, W->cols, W->cols % block ? 32 : block);
+        apr_cuda_record(s, apr_cuda_gemv_mma_swiglu(&gate, &up, out, gate.rows, n, x16, s->cs));
+        return;
+    }
+    if (takes_q8(s, n)) {
         apr_cuda_q8 q = input_q8(s, &m, x, n, W->cols, linear_block(W));
         /* the output's int8 form for the down projection can be made by the
          * same kernel (APR_CUDA_GLU_Q8=1), but its last-block pass measured
@@ -223,7 +249,7 @@ void apr_cuda_op_rope_store(apr_stream *s, float *qkv, const apr_kv_cache *kv, i
     /* the angles depend on the positions only: computed at the first layer */
     if (layer == 0) apr_cuda_record(s, apr_cuda_rope_table(st->n, r, st->pos, s->rope, s->cs));
     apr_cuda_record(s, apr_cuda_rope_store(qkv, st->n, r, step_tokens(st), layer_kv(s, kv, layer), s->rope,
-                                           st->n > CUDA_DECODE_MAX ? s->q16 : NULL, s->cs));
+                                           st->n > CUDA_ATTN_DECODE_MAX ? s->q16 : NULL, s->cs));
 }
 
 void apr_cuda_op_attention(apr_stream *s, float *out, const float *qkv, const apr_kv_cache *kv, int layer,
@@ -231,13 +257,19 @@ void apr_cuda_op_attention(apr_stream *s, float *out, const float *qkv, const ap
 {
     take_memo(s);
     const int n = st->n, q_dim = p->n_head * p->head_dim;
-    if (n <= CUDA_DECODE_MAX) {
-        apr_cuda_q8 q = q8_for(s, q_dim, s->b->q8_block);
-        if (q.block == 256 && p->n_head % (256 / p->head_dim)) q.block = 32;
+    if (n <= CUDA_ATTN_DECODE_MAX) {
+        /* the output projection's int8 input comes from the merge kernel */
+        apr_cuda_q8 q = { 0 };
+        if (takes_q8(s, n)) {
+            q = q8_for(s, q_dim, s->b->q8_block);
+            if (q.block == 256 && p->n_head % (256 / p->head_dim)) q.block = 32;
+        }
         apr_cuda_record(s, apr_cuda_attention_decode(qkv, step_tokens(st), layer_kv(s, kv, layer), n, p->n_head,
                                                      p->scale, s->n_split, s->att_scratch, out, q, s->cs));
-        s->memo.q8_of = out;
-        s->memo.q8_block = q.block;
+        if (q.q) {
+            s->memo.q8_of = out;
+            s->memo.q8_block = q.block;
+        }
     } else {
         apr_cuda_record(s, apr_cuda_attention_prefill(s->q16, step_tokens(st), layer_kv(s, kv, layer), n, p->n_head,
                                                       p->scale, out, NULL, s->cs));
