@@ -377,17 +377,22 @@ int apr_dtype_can_quantize(int dtype)
 /* Blocks per task: large enough that a task is worth a thread wake-up. */
 #define GRAIN_ELEMENTS 16384
 
+/* Blocks [begin, end) of one conversion, in either direction. */
 typedef struct {
     const type_traits *t;
-    const uint8_t *src;
-    float *dst;
-} dequantize_job;
+    const void *src;
+    void *dst;
+    int to_blocks;   /* 1: floats to blocks (quantize); 0: blocks to floats */
+} convert_job;
 
-static void dequantize_blocks(void *p, int64_t begin, int64_t end, int thread)
+static void convert_blocks(void *p, int64_t begin, int64_t end, int thread)
 {
-    const dequantize_job *job = p;
-    const int64_t bs = job->t->block_size, bb = job->t->block_bytes;
-    job->t->dequantize(job->src + begin * bb, job->dst + begin * bs, (end - begin) * bs);
+    const convert_job *job = p;
+    const int64_t bs = job->t->block_size, bb = job->t->block_bytes, n = (end - begin) * bs;
+    if (job->to_blocks)
+        job->t->quantize((const float *)job->src + begin * bs, (uint8_t *)job->dst + begin * bb, n);
+    else
+        job->t->dequantize((const uint8_t *)job->src + begin * bb, (float *)job->dst + begin * bs, n);
 }
 
 static apr_status check_conversion(const type_traits *t, int dtype, int64_t n, const void *src, const void *dst,
@@ -406,24 +411,9 @@ apr_status apr_dequantize(int dtype, const void *src, float *dst, int64_t n)
     const type_traits *t = lookup(dtype);
     APR_TRY(check_conversion(t, dtype, n, src, dst, "dequantize"));
     APR_CHECK(t->dequantize, APR_ERR_UNSUPPORTED, "dequantizing %s is not supported", t->name);
-    dequantize_job job = { t, src, dst };
-    int64_t blocks = n / t->block_size;
-    int64_t grain = GRAIN_ELEMENTS / t->block_size;
-    apr_parallel_for(blocks, grain, dequantize_blocks, &job);
+    convert_job job = { t, src, dst, 0 };
+    apr_parallel_for(n / t->block_size, GRAIN_ELEMENTS / t->block_size, convert_blocks, &job);
     return APR_OK;
-}
-
-typedef struct {
-    const type_traits *t;
-    const float *src;
-    uint8_t *dst;
-} quantize_job;
-
-static void quantize_blocks(void *p, int64_t begin, int64_t end, int thread)
-{
-    const quantize_job *job = p;
-    const int64_t bs = job->t->block_size, bb = job->t->block_bytes;
-    job->t->quantize(job->src + begin * bs, job->dst + begin * bb, (end - begin) * bs);
 }
 
 apr_status apr_quantize(int dtype, const float *src, void *dst, int64_t n)
@@ -439,10 +429,9 @@ apr_status apr_quantize(int dtype, const float *src, void *dst, int64_t n)
                       t->name, (long long)i, isnan(src[i]) ? "NaN" : "infinite");
         }
     }
-    quantize_job job = { t, src, dst };
-    int64_t blocks = n / t->block_size;
-    int64_t grain = (t->block_size >= QK_K ? 4096 : GRAIN_ELEMENTS) / t->block_size;
-    apr_parallel_for(blocks, grain, quantize_blocks, &job);
+    const int64_t grain = (t->block_size >= QK_K ? 4096 : GRAIN_ELEMENTS) / t->block_size;
+    convert_job job = { t, src, dst, 1 };
+    apr_parallel_for(n / t->block_size, grain, convert_blocks, &job);
     return APR_OK;
 }
 
