@@ -1,6 +1,18 @@
 -- cli_spec.lua — the apr executable: dispatch, help, version, exit codes.
 local h = require "tests.lua.helpers"
 
+-- `apr run` of a script with this source; the result of h.apr and the
+-- script's path (removed by then).
+local function run_script(source, args)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(source)
+    f:close()
+    local r = h.apr("run " .. path .. (args and " " .. args or ""))
+    os.remove(path)
+    return r, path
+end
+
 describe("apr cli", function()
     it("lists exactly the commands that exist: one per lua/apr/cmd/NAME.lua", function()
         local files = {}
@@ -55,34 +67,20 @@ describe("apr cli", function()
     end)
 
     it("runs a script with arg set and returns its exit code", function()
-        local path = os.tmpname()
-        local f = assert(io.open(path, "w"))
-        f:write('local apr = require "apr"\nio.write(arg[0] == ... and "same" or "diff", " ", arg[1], " ", arg[2], " ", apr.version)\nreturn 3\n')
-        f:close()
-        local r = h.apr("run " .. path .. " a --b")
-        os.remove(path)
+        local r = run_script('local apr = require "apr"\n' ..
+            'io.write(arg[0] == ... and "same" or "diff", " ", arg[1], " ", arg[2], " ", apr.version)\nreturn 3\n', "a --b")
         assert.equal(3, r.code)
         assert.equal("diff a --b 0.1.0", r.out)
     end)
 
     it("closes the libuv handles a script leaves open before it exits", function()
-        local path = os.tmpname()
-        local f = assert(io.open(path, "w"))
-        f:write('local uv = require "luv"\nuv.new_timer():start(60000, 0, function() end)\n',
-                'local t = uv.new_tcp()\nt:bind("127.0.0.1", 0)\nt:close()\nprint("done")\n')
-        f:close()
-        local r = h.apr("run " .. path)
-        os.remove(path)
+        local r = run_script('local uv = require "luv"\nuv.new_timer():start(60000, 0, function() end)\n' ..
+            'local t = uv.new_tcp()\nt:bind("127.0.0.1", 0)\nt:close()\nprint("done")\n')
         assert.same({ 0, "done\n", "" }, { r.code, r.out, r.err })
     end)
 
     it("exits 1 on a script's error with its traceback, not apr's own frames", function()
-        local path = os.tmpname()
-        local f = assert(io.open(path, "w"))
-        f:write('local function f() error("boom") end\nf()\n')
-        f:close()
-        local r = h.apr("run " .. path)
-        os.remove(path)
+        local r, path = run_script('local function f() error("boom") end\nf()\n')
         assert.equal(1, r.code)
         assert.equal(path .. ":1: boom\nstack traceback:\n\t[C]: in function 'error'\n\t" ..
             path .. ":1: in function 'f'\n\t" .. path .. ":2: in main chunk\n", r.err)
