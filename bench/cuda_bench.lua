@@ -183,7 +183,7 @@ local function batched_decode()
         b.n, b.want_logits = 16, want
         check(C.apr_decode_greedy(ctx, b, outs), "prompt")
     end
-    for _, n in ipairs({ 1, 2, 4, 8, 9, 12, 16 }) do
+    for _, n in ipairs({ 1, 2, 3, 4, 8, 9, 12, 16 }) do
         for i = 0, n - 1 do seq[i], want[i] = i, 1 end -- every token's next id, as the server asks
         local function step() b.n = n check(C.apr_decode_greedy(ctx, b, outs), "decode") for i = 0, n - 1 do ids[i] = outs[i] end end
         fill(n, 7)
@@ -196,7 +196,21 @@ local function batched_decode()
     end
     C.apr_context_free(ctx)
 end
+-- time to first token: a fresh 32-token prompt to its first id
+local function ttft(ctx)
+    local t = {}
+    for r = 1, 12 do
+        C.apr_context_seq_truncate(ctx, 0, 0)
+        t[r] = pass(ctx, 32, r)
+    end
+    table.remove(t, 1) -- the first records the pass's graph
+    report("TTFT, 32-token prompt", median(t) * 1e3, "ms", "median of 11")
+end
+
 if batch_only then
+    local ctx = context(4096, 512)
+    ttft(ctx)
+    C.apr_context_free(ctx)
     batched_decode()
     C.apr_model_free(model)
     os.exit(0)
@@ -217,14 +231,7 @@ if not vram_only then
     local steps = quick and 32 or 128
     local ctx = context(16384 + MAXB + steps + 64, MAXB)
 
-    -- time to first token: a fresh 32-token prompt to its first id
-    local t = {}
-    for r = 1, 12 do
-        C.apr_context_seq_truncate(ctx, 0, 0)
-        t[r] = pass(ctx, 32, r)
-    end
-    table.remove(t, 1) -- the first records the pass's graph
-    report("TTFT, 32-token prompt", median(t) * 1e3, "ms", "median of 11")
+    ttft(ctx)
 
     for _, n in ipairs({ 512, 4096 }) do
         local tt = {}

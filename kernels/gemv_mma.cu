@@ -41,6 +41,7 @@ struct mma_args {
     apr_cuda_qmat up;                            /* SwiGLU */
     const __half *x;                             /* [n_tok][cols] f16 */
     int n_tok;
+    int pf;                                      /* steps (of this warp) to prefetch ahead into L2, 0: none */
 };
 
 /* ------------------------------------------------------------------ one step */
@@ -52,6 +53,7 @@ struct mma_args {
  * (8 units) at a time: every load is a pointer plus an immediate. */
 template <int DT> struct rowwalk {
     cursor<DT> c;
+    __device__ __forceinline__ rowwalk() {}
     __device__ __forceinline__ rowwalk(const apr_cuda_qmat &w, int row, int u0) : c(w, row, u0) {}
 
     /* bytes per 8 units: a quarter of the cursor's strides per 32 */
@@ -68,6 +70,17 @@ template <int DT> struct rowwalk {
             if (DT == APR_Q6_K || DT == APR_Q5_0 || DT == APR_Q5_1) c.h += (size_t)steps * (C::HS / 4);
             if (DT == APR_Q4_1 || DT == APR_Q5_1) c.m += (size_t)steps * (C::DS / 4);
         }
+    }
+
+    /* Asks L2 for the weights `steps` steps ahead (no registers held: the
+     * loads that follow find them closer than DRAM). */
+    __device__ __forceinline__ void prefetch(int steps) const
+    {
+        typedef cursor<DT> C;
+        const size_t d = (size_t)steps * (C::QS / 4);
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(c.q + d));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(c.q + d + (DT == APR_Q8_0 ? 128 : 64)));
+        if (DT == APR_Q6_K) asm volatile("prefetch.global.L2 [%0];" ::"l"(c.h + (size_t)steps * (C::HS / 4)));
     }
 
     /* The raw bytes of this step's unit in half H (zeros when past the
@@ -190,26 +203,31 @@ static __device__ __forceinline__ void deq4(uint32_t word, __half2 s, __half2 nm
     hi = *(uint32_t *)&wh;
 }
 
-/* acc[nb] += W . x over one unit per lane: ua is row g's unit, ub row
- * g+8's; xv[nb] holds token 8nb+g's values at the unit's columns (run A:
- * 0..1, run B: 2..3). */
-template <int NB>
-static __device__ __forceinline__ void unit_mma(const hunit &ua, const hunit &ub, const uint4 (&xv)[NB][4],
-                                                float (&acc)[NB][4])
+/* acc[m][nb] += W . x over one unit per lane and row: ua[m] is row g's unit
+ * of row block m, ub[m] row g+8's; xv[nb] holds token 8nb+g's values at
+ * the unit's columns (run A: 0..1, run B: 2..3), shared by the MB blocks. */
+template <int MB, int NB>
+static __device__ __forceinline__ void unit_mma(const hunit (&ua)[MB], const hunit (&ub)[MB],
+                                                const uint4 (&xv)[NB][4], float (&acc)[MB][NB][4])
 {
 #pragma unroll
     for (int run = 0; run < 2; run++) {
-        const __half2 sa = run ? __high2half2(ua.s) : __low2half2(ua.s), na = run ? __high2half2(ua.nm) : __low2half2(ua.nm);
-        const __half2 sb = run ? __high2half2(ub.s) : __low2half2(ub.s), nb_ = run ? __high2half2(ub.nm) : __low2half2(ub.nm);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            uint32_t A[4];
-            deq4(run ? ua.b[k] : ua.a[k], sa, na, A[0], A[2]);
-            deq4(run ? ub.b[k] : ub.a[k], sb, nb_, A[1], A[3]);
 #pragma unroll
-            for (int nb = 0; nb < NB; nb++) {
-                const uint4 &x = xv[nb][2 * run + (k >> 1)];
-                mma16816(acc[nb], A, (k & 1) ? x.z : x.x, (k & 1) ? x.w : x.y);
+            for (int m = 0; m < MB; m++) {
+                const __half2 sa = run ? __high2half2(ua[m].s) : __low2half2(ua[m].s);
+                const __half2 na = run ? __high2half2(ua[m].nm) : __low2half2(ua[m].nm);
+                const __half2 sb = run ? __high2half2(ub[m].s) : __low2half2(ub[m].s);
+                const __half2 nb_ = run ? __high2half2(ub[m].nm) : __low2half2(ub[m].nm);
+                uint32_t A[4];
+                deq4(run ? ua[m].b[k] : ua[m].a[k], sa, na, A[0], A[2]);
+                deq4(run ? ub[m].b[k] : ub[m].a[k], sb, nb_, A[1], A[3]);
+#pragma unroll
+                for (int nb = 0; nb < NB; nb++) {
+                    const uint4 &x = xv[nb][2 * run + (k >> 1)];
+                    mma16816(acc[m][nb], A, (k & 1) ? x.z : x.x, (k & 1) ? x.w : x.y);
+                }
             }
         }
     }
@@ -232,15 +250,22 @@ static __device__ __forceinline__ void load_x(const uint4 *const (&xq)[NB], int 
 
 /* Warp `warp` of ks: steps c = warp, warp+ks, ... (256 columns each), half
  * a step at a time, the next half's weights loaded before this one's are
- * used. */
-template <int DT, int NB>
-static __device__ __forceinline__ void walk(const apr_cuda_qmat &wa, int ra, const apr_cuda_qmat &wb, int rb,
-                                            const mma_args &a, int warp, int ks, float (&acc)[NB][4])
+ * used. Row block m: rows ra[m] (A fragment rows 0..7) of wa and rb[m]
+ * (rows 8..15) of wb. */
+template <int DT, int MB, int NB>
+static __device__ __forceinline__ void walk(const apr_cuda_qmat &wa, const int (&ra)[MB], const apr_cuda_qmat &wb,
+                                            const int (&rb)[MB], const mma_args &a, int warp, int ks,
+                                            float (&acc)[MB][NB][4])
 {
     const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
     const int cols = wa.cols, upr = cols / 32, n_steps = APR_DIV_UP(upr, 8);
     const int u0 = 8 * warp + tig;
-    rowwalk<DT> A(wa, ra, u0), B(wb, rb, u0);
+    rowwalk<DT> A[MB], B[MB];
+#pragma unroll
+    for (int m = 0; m < MB; m++) {
+        A[m] = rowwalk<DT>(wa, ra[m], u0);
+        B[m] = rowwalk<DT>(wb, rb[m], u0);
+    }
     /* unit u's run A is at column 64(u/2) + 16(u%2), run B 32 further, the
      * second half 128 further: in uint4s (8 halves), 32c + 8(u%8/2) +
      * 2(u%2), +4, +16. A half past the row (its weights are zeros) reads
@@ -251,91 +276,145 @@ static __device__ __forceinline__ void walk(const apr_cuda_qmat &wa, int ra, con
         xq[nb] = (const uint4 *)(a.x + (size_t)min(8 * nb + g, a.n_tok - 1) * cols) + 8 * (tig >> 1) + 2 * (tig & 1);
     const int back = -(8 * (tig >> 1) + 2 * (tig & 1)); /* from xq to the row's start */
     const uint4 nohdr = make_uint4(0, 0, 0, 0);
-    qraw ca = A.template load<0>(u0 < upr, nohdr), cb = B.template load<0>(u0 < upr, nohdr);
+    qraw ca[MB], cb[MB], na[MB], nb_[MB];
+#pragma unroll
+    for (int m = 0; m < MB; m++) {
+        ca[m] = A[m].template load<0>(u0 < upr, nohdr);
+        cb[m] = B[m].template load<0>(u0 < upr, nohdr);
+    }
     /* the first weights are on their way: now wait for the input */
     pdl_wait();
     for (int c = warp; c < n_steps; c += ks) {
         const int u = 8 * c + tig;
-        qraw na = A.template load<1>(u + 4 < upr, ca.x), nb_ = B.template load<1>(u + 4 < upr, cb.x);
+        if (a.pf && c + a.pf * ks < n_steps) {
+#pragma unroll
+            for (int m = 0; m < MB; m++) {
+                A[m].prefetch(a.pf * ks);
+                B[m].prefetch(a.pf * ks);
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < MB; m++) {
+            na[m] = A[m].template load<1>(u + 4 < upr, ca[m].x);
+            nb_[m] = B[m].template load<1>(u + 4 < upr, cb[m].x);
+        }
         uint4 xv[NB][4];
         load_x<NB>(xq, u < upr ? 32 * c : back, xv);
-        unit_mma<NB>(decode_h<DT, 0>(ca, tig), decode_h<DT, 0>(cb, tig), xv, acc);
-        ca = na;
-        cb = nb_;
+        {
+            hunit ha[MB], hb[MB];
+#pragma unroll
+            for (int m = 0; m < MB; m++) {
+                ha[m] = decode_h<DT, 0>(ca[m], tig);
+                hb[m] = decode_h<DT, 0>(cb[m], tig);
+                ca[m] = na[m];
+                cb[m] = nb_[m];
+            }
+            unit_mma<MB, NB>(ha, hb, xv, acc);
+        }
         if (c + ks < n_steps) {
-            A.advance(ks);
-            B.advance(ks);
-            na = A.template load<0>(u + 8 * ks < upr, nohdr);
-            nb_ = B.template load<0>(u + 8 * ks < upr, nohdr);
+#pragma unroll
+            for (int m = 0; m < MB; m++) {
+                A[m].advance(ks);
+                B[m].advance(ks);
+                na[m] = A[m].template load<0>(u + 8 * ks < upr, nohdr);
+                nb_[m] = B[m].template load<0>(u + 8 * ks < upr, nohdr);
+            }
         }
         load_x<NB>(xq, u + 4 < upr ? 32 * c + 16 : back, xv);
-        unit_mma<NB>(decode_h<DT, 1>(ca, tig), decode_h<DT, 1>(cb, tig), xv, acc);
-        ca = na;
-        cb = nb_;
+        {
+            hunit ha[MB], hb[MB];
+#pragma unroll
+            for (int m = 0; m < MB; m++) {
+                ha[m] = decode_h<DT, 1>(ca[m], tig);
+                hb[m] = decode_h<DT, 1>(cb[m], tig);
+                ca[m] = na[m];
+                cb[m] = nb_[m];
+            }
+            unit_mma<MB, NB>(ha, hb, xv, acc);
+        }
     }
 }
 
 /* ------------------------------------------------------------------ kernel */
 
-/* Block b: tile b of the segments (16 rows; SwiGLU: 8 outputs), blockDim.x
- * / 32 warps over its columns. DT2: a second format sharing the launch. */
-template <int DT, int DT2, int NB, bool GLU>
+/* Block b: tile b of the segments (16 MB rows; SwiGLU: 8 MB outputs),
+ * blockDim.x / 32 warps over its columns. DT2: a second format sharing the
+ * launch. */
+template <int DT, int DT2, int MB, int NB, bool GLU>
 static __global__ void __launch_bounds__(KS_MAX * 32) gemv_mma(mma_args a)
 {
     pdl_trigger();
-    extern __shared__ float red[]; /* [ks][NB * 4][32] when ks > 1 */
+    extern __shared__ float red[]; /* [ks][MB][NB][4][32] when ks > 1 */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks = blockDim.x >> 5, g = lane >> 2, tig = lane & 3;
     int si = 0;
     while (si + 1 < a.n_seg && (int)blockIdx.x >= a.tile_end[si]) si++;
     const apr_cuda_gemv_seg &s = a.s[si];
     const int tile = blockIdx.x - (si ? a.tile_end[si - 1] : 0);
-    const int r0 = GLU ? 8 * tile : 16 * tile;
+    /* row block m: rows r0 + 16m + g and + 8; SwiGLU: outputs r0 + 8m + g
+     * (gate rows over the same up rows) */
+    const int r0 = (GLU ? 8 : 16) * MB * tile;
     const int last = s.w.rows - 1;
-    const int ra = min(r0 + g, last), rb = GLU ? ra : min(r0 + g + 8, last);
+    int ra[MB], rb[MB];
+#pragma unroll
+    for (int m = 0; m < MB; m++) {
+        ra[m] = min(r0 + (GLU ? 8 : 16) * m + g, last);
+        rb[m] = GLU ? ra[m] : min(r0 + 16 * m + g + 8, last);
+    }
     const apr_cuda_qmat &wb = GLU ? a.up : s.w;
 
-    float acc[NB][4];
+    float acc[MB][NB][4];
 #pragma unroll
-    for (int nb = 0; nb < NB; nb++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) acc[nb][i] = 0.0f;
-    if (DT2 == DT || s.w.dtype == DT) walk<DT, NB>(s.w, ra, wb, rb, a, warp, ks, acc);
-    else walk<DT2, NB>(s.w, ra, wb, rb, a, warp, ks, acc);
-
-    /* the warps' partial sums, added in warp order by warp 0 */
-    if (ks > 1) {
+    for (int m = 0; m < MB; m++)
 #pragma unroll
         for (int nb = 0; nb < NB; nb++)
 #pragma unroll
-            for (int i = 0; i < 4; i++) red[(warp * NB * 4 + nb * 4 + i) * 32 + lane] = acc[nb][i];
+            for (int i = 0; i < 4; i++) acc[m][nb][i] = 0.0f;
+    if (DT2 == DT || s.w.dtype == DT) walk<DT, MB, NB>(s.w, ra, wb, rb, a, warp, ks, acc);
+    else walk<DT2, MB, NB>(s.w, ra, wb, rb, a, warp, ks, acc);
+
+    /* the warps' partial sums, added in warp order by warp 0 */
+    constexpr int PER = MB * NB * 4;
+    if (ks > 1) {
+#pragma unroll
+        for (int m = 0; m < MB; m++)
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) red[(warp * PER + (m * NB + nb) * 4 + i) * 32 + lane] = acc[m][nb][i];
         __syncthreads();
         if (warp) return;
         for (int w = 1; w < ks; w++)
 #pragma unroll
-            for (int nb = 0; nb < NB; nb++)
+            for (int m = 0; m < MB; m++)
 #pragma unroll
-                for (int i = 0; i < 4; i++) acc[nb][i] += red[(w * NB * 4 + nb * 4 + i) * 32 + lane];
+                for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) acc[m][nb][i] += red[(w * PER + (m * NB + nb) * 4 + i) * 32 + lane];
     }
 
-    /* accumulator i of group nb: row g (i < 2) or g+8, token 8nb + 2 tig + (i & 1) */
+    /* accumulator i of block m, group nb: A row g (i < 2) or g+8, token
+     * 8nb + 2 tig + (i & 1) */
 #pragma unroll
-    for (int nb = 0; nb < NB; nb++) {
+    for (int m = 0; m < MB; m++) {
 #pragma unroll
-        for (int j = 0; j < 2; j++) {
-            const int t = 8 * nb + 2 * tig + j;
-            if (t >= a.n_tok) continue;
-            if (GLU) {
-                const int f = r0 + g;
-                if (f <= last) s.out[(size_t)t * s.ld_out + f] = silu(acc[nb][j]) * acc[nb][2 + j];
-            } else {
+        for (int nb = 0; nb < NB; nb++) {
 #pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int row = r0 + g + 8 * h;
-                    if (row > last) continue;
-                    float v = acc[nb][2 * h + j];
-                    if (s.bias) v += s.bias[row];
-                    if (s.resid) v += s.resid[(size_t)t * s.ld_resid + row];
-                    s.out[(size_t)t * s.ld_out + row] = v;
+            for (int j = 0; j < 2; j++) {
+                const int t = 8 * nb + 2 * tig + j;
+                if (t >= a.n_tok) continue;
+                if (GLU) {
+                    const int f = r0 + 8 * m + g;
+                    if (f <= last) s.out[(size_t)t * s.ld_out + f] = silu(acc[m][nb][j]) * acc[m][nb][2 + j];
+                } else {
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int row = r0 + 16 * m + g + 8 * h;
+                        if (row > last) continue;
+                        float v = acc[m][nb][2 * h + j];
+                        if (s.bias) v += s.bias[row];
+                        if (s.resid) v += s.resid[(size_t)t * s.ld_resid + row];
+                        s.out[(size_t)t * s.ld_out + row] = v;
+                    }
                 }
             }
         }
@@ -355,31 +434,49 @@ static int sm_count()
     return n;
 }
 
-/* Warps per tile: about 16 warps per SM in all (the 5120-row products have
- * 320 tiles: 7 warps each), each with at least one step of 256 columns.
- * Depends on the shape only, so a token's result never depends on n_tok. */
+/* Knobs for measurements, read once: APR_CUDA_MMA_MB=1|2 row blocks per
+ * warp, APR_CUDA_MMA_WARPS=N warps per SM aimed at, APR_CUDA_MMA_PF=N steps
+ * prefetched ahead. */
+static int env_int(const char *name, int dflt, int lo, int hi)
+{
+    const char *v = getenv(name);
+    int x = v ? atoi(v) : dflt;
+    return x < lo || x > hi ? dflt : x;
+}
+
+/* Warps per tile: about `aim` (16) warps per SM in all (the 5120-row
+ * products have 160 tiles of 32 rows: 8 warps each), each with at least one
+ * step of 256 columns. Depends on the shape only, so a token's result never
+ * depends on n_tok. */
 static int warps_per_tile(int tiles, int cols)
 {
-    int ks = APR_DIV_UP(16 * sm_count(), tiles), steps = APR_DIV_UP(cols / 32, 8);
+    static int aim = -1;
+    if (aim < 0) aim = env_int("APR_CUDA_MMA_WARPS", 16, 1, 64);
+    int ks = APR_DIV_UP(aim * sm_count(), tiles), steps = APR_DIV_UP(cols / 32, 8);
     if (ks > KS_MAX) ks = KS_MAX;
     if (ks > steps) ks = steps;
     return ks < 1 ? 1 : ks;
 }
 
-template <int NB, bool GLU>
-static apr_status launch_nb(const mma_args &a, int dt, int dt2, cudaStream_t stream)
+template <int MB, int NB, bool GLU>
+static apr_status launch_mb(mma_args a, int dt, int dt2, cudaStream_t stream)
 {
-    const int tiles = a.tile_end[a.n_seg - 1], ks = warps_per_tile(tiles, a.s[0].w.cols);
-    const size_t smem = ks > 1 ? (size_t)ks * NB * 4 * 32 * sizeof(float) : 0;
+    int tiles = 0;
+    for (int i = 0; i < a.n_seg; i++) {
+        tiles += APR_DIV_UP(a.s[i].w.rows, (GLU ? 8 : 16) * MB);
+        a.tile_end[i] = tiles;
+    }
+    const int ks = warps_per_tile(tiles, a.s[0].w.cols);
+    const size_t smem = ks > 1 ? (size_t)ks * MB * NB * 4 * 32 * sizeof(float) : 0;
     if (dt != dt2) {
         if (!((dt == APR_Q4_K && dt2 == APR_Q6_K) || (dt == APR_Q6_K && dt2 == APR_Q4_K)))
             return apr_error(APR_ERR_UNSUPPORTED, "apr_cuda_gemv_mma: %s and %s in one launch", apr_dtype_name(dt),
                              apr_dtype_name(dt2));
-        APR_CUDA_CHECK(launch_pdl(gemv_mma<APR_Q4_K, APR_Q6_K, NB, GLU>, tiles, ks * 32, smem, stream, a));
+        APR_CUDA_CHECK(launch_pdl(gemv_mma<APR_Q4_K, APR_Q6_K, MB, NB, GLU>, tiles, ks * 32, smem, stream, a));
         return APR_OK;
     }
     switch (dt) {
-#define CASE(DT) case DT: APR_CUDA_CHECK(launch_pdl(gemv_mma<DT, DT, NB, GLU>, tiles, ks * 32, smem, stream, a)); break;
+#define CASE(DT) case DT: APR_CUDA_CHECK(launch_pdl(gemv_mma<DT, DT, MB, NB, GLU>, tiles, ks * 32, smem, stream, a)); break;
         APR_CUDA_FOR_EACH_QTYPE(CASE)
 #undef CASE
     default:
@@ -389,9 +486,20 @@ static apr_status launch_nb(const mma_args &a, int dt, int dt2, cudaStream_t str
     return APR_OK;
 }
 
-template <bool GLU>
-static apr_status launch(const mma_args &a, int dt, int dt2, cudaStream_t stream)
+template <int NB, bool GLU>
+static apr_status launch_nb(const mma_args &a, int dt, int dt2, cudaStream_t stream)
 {
+    static int mb = -1;
+    if (mb < 0) mb = env_int("APR_CUDA_MMA_MB", 1, 1, 2);
+    return mb == 2 ? launch_mb<2, NB, GLU>(a, dt, dt2, stream) : launch_mb<1, NB, GLU>(a, dt, dt2, stream);
+}
+
+template <bool GLU>
+static apr_status launch(mma_args a, int dt, int dt2, cudaStream_t stream)
+{
+    static int pf = -1;
+    if (pf < 0) pf = env_int("APR_CUDA_MMA_PF", 2, 0, 16);
+    a.pf = pf;
     switch (APR_DIV_UP(a.n_tok, 8)) {
     case 1: return launch_nb<1, GLU>(a, dt, dt2, stream);
     case 2: return launch_nb<2, GLU>(a, dt, dt2, stream);
@@ -412,12 +520,10 @@ static apr_status launch_segs(const apr_cuda_gemv_seg *segs, int n_seg, int n_to
     a.n_seg = n_seg;
     a.x = (const __half *)x_f16;
     a.n_tok = n_tok;
-    int tiles = 0, dt = segs[0].w.dtype, dt2 = dt;
+    int dt = segs[0].w.dtype, dt2 = dt;
     for (int i = 0; i < n_seg; i++) {
         if (segs[i].w.dtype != dt) dt2 = segs[i].w.dtype;
         a.s[i] = segs[i];
-        tiles += APR_DIV_UP(segs[i].w.rows, 16);
-        a.tile_end[i] = tiles;
     }
     return launch<false>(a, dt, dt2, stream);
 }
@@ -458,7 +564,6 @@ extern "C" apr_status apr_cuda_gemv_mma_swiglu(const apr_cuda_qmat *gate, const 
     a.s[0].w = *gate;
     a.s[0].out = out;
     a.s[0].ld_out = ld_out;
-    a.tile_end[0] = APR_DIV_UP(gate->rows, 8);
     a.up = *up;
     a.x = (const __half *)x_f16;
     a.n_tok = n_tok;

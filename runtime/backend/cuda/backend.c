@@ -156,13 +156,13 @@ static apr_stream *cuda_stream_new(apr_backend *base, const apr_stream_sizes *z)
     ok = ok && (s->att_scratch = apr_cuda_alloc(b, apr_cuda_attention_scratch_bytes(na, z->n_head, s->n_split,
                                                                                      z->head_dim), 0));
     ok = ok && (s->rope = apr_cuda_alloc(b, n * (size_t)z->head_dim / 2 * 8, 0)) != NULL;
-    const size_t nd = n < CUDA_Q8_MAX ? n : CUDA_Q8_MAX;
+    const size_t nd = n < CUDA_GEMV_MAX ? n : CUDA_GEMV_MAX;
     if (b->glu_q8) {
         ok = ok && (s->glu_q8 = apr_cuda_alloc(b, nd * K, 0)) != NULL;
         ok = ok && (s->glu_meta = apr_cuda_alloc(b, nd * (K / 32) * 4 * sizeof(float), 0)) != NULL;
         ok = ok && (s->glu_counters = apr_cuda_alloc(b, (K / 64 + 1) * sizeof(unsigned), 0)) != NULL;
     }
-    if (ok && z->n_batch > CUDA_Q8_MAX) {
+    if (ok && z->n_batch > CUDA_Q8_DEFAULT) {
         s->splitk_bytes = APR_CUDA_GEMM_SCRATCH;
         ok = (s->splitk = apr_cuda_alloc(b, s->splitk_bytes, 0)) != NULL;
     }
@@ -289,9 +289,9 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
     b->n_sm = prop.multiProcessorCount;
     b->q8_block = 32;
     b->glu_q8 = getenv("APR_CUDA_GLU_Q8") != NULL;
-    b->q8_max = CUDA_Q8_MAX;
+    b->q8_max = CUDA_Q8_DEFAULT;
     if (getenv("APR_CUDA_Q8_MAX")) b->q8_max = atoi(getenv("APR_CUDA_Q8_MAX")); /* for measurements */
-    if (b->q8_max < 0 || b->q8_max > CUDA_Q8_MAX) b->q8_max = CUDA_Q8_MAX;
+    if (b->q8_max < 0 || b->q8_max > CUDA_GEMV_MAX) b->q8_max = CUDA_Q8_DEFAULT;
     cudaSetDevice(gpu_index);
     /* the kernels' stack frames are at most 40 bytes (ptxas -v); the
      * default 1 KB per thread reserves local memory for every thread the

@@ -58,8 +58,8 @@ typedef struct cuda_backend {
                               most of the quantized bytes, else 32 */
     uint64_t kq_bytes, q32_bytes; /* those bytes, counted at upload */
     int glu_q8;            /* APR_CUDA_GLU_Q8=1: SwiGLU's kernel quantizes its output (ops.c: measured slower) */
-    int q8_max;            /* products of up to this many tokens take int8 activations (CUDA_Q8_MAX;
-                              APR_CUDA_Q8_MAX=0..8 for measurements) */
+    int q8_max;            /* products of up to this many tokens take int8 activations (CUDA_Q8_DEFAULT;
+                              APR_CUDA_Q8_MAX=0..CUDA_GEMV_MAX for measurements) */
 } cuda_backend;
 
 /* Which intermediate form of an activation buffer a kernel has already left
@@ -84,7 +84,7 @@ struct apr_stream {
     void *att_scratch;     /* flash-decoding partial results */
     void *rope;            /* [n_batch][head_dim/2] float2: this pass's cos, sin (written at layer 0) */
     void *splitk;          /* partial sums of prefill products split over K (NULL: decode-only stream) */
-    void *glu_q8;          /* [CUDA_Q8_MAX][max_cols] int8 + meta: SwiGLU's output quantized by its own kernel */
+    void *glu_q8;          /* [CUDA_GEMV_MAX][max_cols] int8 + meta: SwiGLU's output quantized by its own kernel */
     float *glu_meta;
     unsigned *glu_counters; /* [max_cols / 64] zero between launches */
     size_t splitk_bytes;
@@ -136,13 +136,15 @@ void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr
 void apr_cuda_op_argmax(apr_stream *s, int32_t *ids, const float *logits, int n, int64_t n_vocab);
 
 /* How a pass of n tokens runs (ops.c). Products: up to q8_max tokens
- * (CUDA_Q8_MAX) int8 activations and dp4a matrix-vector kernels (gemv.cu);
- * up to CUDA_MMA_MAX the weight-streaming tensor-core kernels on f16
- * activations (gemv_mma.cu; float weights take gemm.cu); more, prefill's
- * tiled kernels (gemm.cu). Attention: split decode kernels up to
- * CUDA_ATTN_DECODE_MAX tokens, FlashAttention above (a prompt's tokens
- * share their keys there instead of each reading them). */
-#define CUDA_Q8_MAX 8
+ * (CUDA_Q8_DEFAULT) int8 activations and dp4a matrix-vector kernels
+ * (gemv.cu, which take up to CUDA_GEMV_MAX tokens: float weights go there up
+ * to that many); up to CUDA_MMA_MAX the weight-streaming tensor-core kernels
+ * on f16 activations (gemv_mma.cu); more, prefill's tiled kernels
+ * (gemm.cu). Attention: split decode kernels up to CUDA_ATTN_DECODE_MAX
+ * tokens, FlashAttention above (a prompt's tokens share their keys there
+ * instead of each reading them). */
+#define CUDA_GEMV_MAX 8
+#define CUDA_Q8_DEFAULT 2
 #define CUDA_MMA_MAX 32
 #define CUDA_ATTN_DECODE_MAX 16
 

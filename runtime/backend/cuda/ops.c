@@ -94,13 +94,21 @@ static int is_quantized(int type) { return type != APR_F32 && type != APR_F16 &&
 /* Whether a product of n tokens takes int8 activations (the dp4a kernels). */
 static int takes_q8(const apr_stream *s, int n) { return n <= s->b->q8_max; }
 
-/* Whether the weight-streaming tensor-core kernels take a product of n
- * tokens: quantized weights only (float ones go to gemm). */
-static int takes_mma(const apr_linear *W, int n)
+static int all_quantized(const apr_linear *W)
 {
-    int q = n <= CUDA_MMA_MAX;
+    int q = 1;
     for (int i = 0; i < W->n_parts; i++) q = q && is_quantized(W->part[i].type);
     return q;
+}
+
+/* Which decode kernels take a product of n tokens: the dp4a ones (1), the
+ * tensor-core ones (2; quantized weights only), or none (0: gemm). Float
+ * weights stay on the dp4a kernels' f32 path as far as it goes. */
+static int decode_kernels(const apr_stream *s, const apr_linear *W, int n)
+{
+    const int q = all_quantized(W);
+    if (takes_q8(s, n) || (!q && n <= CUDA_GEMV_MAX)) return 1;
+    return q && n <= CUDA_MMA_MAX ? 2 : 0;
 }
 
 static apr_cuda_kv layer_kv(apr_stream *s, const apr_kv_cache *kv, int layer)
@@ -165,8 +173,8 @@ void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_lin
 {
     cuda_memo m = take_memo(s);
     if (n <= 0) return;
-    const int mma = !takes_q8(s, n) && takes_mma(W, n);
-    if (takes_q8(s, n) || mma) {
+    const int kernels = decode_kernels(s, W, n), mma = kernels == 2;
+    if (kernels) {
         apr_cuda_gemv_seg seg[APR_LINEAR_MAX_PARTS];
         int need_q8 = 0;
         int64_t row = 0;
@@ -207,13 +215,14 @@ void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr
     cuda_memo m = take_memo(s);
     if (n <= 0) return;
     apr_cuda_qmat gate = apr_cuda_weight_qmat(&W->part[0]), up = apr_cuda_weight_qmat(&W->part[1]);
-    if (!takes_q8(s, n) && takes_mma(W, n)) {
+    const int kernels = decode_kernels(s, W, n);
+    if (kernels == 2) {
         const int block = linear_block(W);
         const void *x16 = input_f16(s, &m, x, n, W->cols, W->cols % block ? 32 : block);
         apr_cuda_record(s, apr_cuda_gemv_mma_swiglu(&gate, &up, out, gate.rows, n, x16, s->cs));
         return;
     }
-    if (takes_q8(s, n)) {
+    if (kernels == 1) {
         apr_cuda_q8 q = input_q8(s, &m, x, n, W->cols, linear_block(W));
         /* the output's int8 form for the down projection can be made by the
          * same kernel (APR_CUDA_GLU_Q8=1), but its last-block pass measured

@@ -212,7 +212,7 @@ TEST(cuda_matmul_every_type_decode_and_prefill)
             p.gpu->matmul(p.gs, dout, dx, &L, n, 0);
             CHECK(p.gpu->sync(p.gs) == APR_OK);
             to_host(got, dout, (size_t)n * rows);
-            double tol = is_float(qtypes[ti]) ? (n <= CUDA_Q8_MAX ? 1e-5 : 2e-3) : 2e-2;
+            double tol = is_float(qtypes[ti]) ? (n <= CUDA_GEMV_MAX ? 1e-5 : 2e-3) : 2e-2;
             double e = rel_err(got, want, (size_t)n * rows);
             if (!(e <= tol))
                 test_fail(__FILE__, __LINE__, "matmul %s n=%d: error %.3g (tol %.3g)", apr_dtype_name(qtypes[ti]), n, e, tol);
@@ -279,7 +279,7 @@ TEST(cuda_matmul_parts_bias_and_accumulate)
     close_pair(&p);
 }
 
-/* The tensor-core decode kernels (CUDA_Q8_MAX < n <= CUDA_MMA_MAX) on rows
+/* The tensor-core decode kernels (CUDA_Q8_DEFAULT < n <= CUDA_MMA_MAX) on rows
  * that fill no whole tile and rows whose last step of 256 columns is
  * partial; and a token's results are the same bits whatever the batch. */
 TEST(cuda_matmul_mma_edges_and_batch_invariance)
@@ -300,7 +300,7 @@ TEST(cuda_matmul_mma_edges_and_batch_invariance)
         float *got = malloc(sizeof(float) * nmax * rows), *first = malloc(sizeof(float) * nmax * rows);
         reference(want, x, &t, NULL, 1, nmax, cols, rows, NULL);
         float *dx = dev_copy(&p, x, sizeof(float) * nmax * cols), *dout = dev_floats(&p, (size_t)nmax * rows);
-        static const int ns[] = { CUDA_MMA_MAX, CUDA_Q8_MAX + 1, 16, 23 };
+        static const int ns[] = { CUDA_MMA_MAX, CUDA_Q8_DEFAULT + 1, 9, 16, 23 };
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int n = ns[ni];
             p.gpu->matmul(p.gs, dout, dx, &L, n, 0);
@@ -353,7 +353,7 @@ TEST(cuda_matmul_glu_decode_and_prefill)
             CHECK(p.gpu->sync(p.gs) == APR_OK);
             to_host(got, dout, (size_t)n * ff);
             double e = rel_err(got, want, (size_t)n * ff);
-            double tol = types[ti] == APR_F16 ? (n <= CUDA_Q8_MAX ? 1e-5 : 4e-3) : 3e-2;
+            double tol = types[ti] == APR_F16 ? (n <= CUDA_GEMV_MAX ? 1e-5 : 4e-3) : 3e-2;
             if (!(e <= tol)) test_fail(__FILE__, __LINE__, "glu %s n=%d: error %.3g", apr_dtype_name(types[ti]), n, e);
             p.gpu->release(p.gpu, dx);
             p.gpu->release(p.gpu, dout);
