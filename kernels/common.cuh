@@ -141,4 +141,13 @@ static __device__ __forceinline__ void q8_chunks256(const float (&va)[4], const 
 
 static __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
 
+/* Where token t's column c goes in the fragment order of qmat.cuh (in
+ * halves), for rows of cols columns (cols % 128 == 0). */
+static __device__ __forceinline__ size_t xfrag_index(int t, int c, int cols)
+{
+    const int r = c & 63, u = 2 * (c >> 6) + ((r >> 4) & 1), i = r & 15;
+    const int j = 2 * (r >> 5) + (i >> 3);
+    return (((((size_t)(t >> 3) * (cols >> 7) + (u >> 2)) * 4 + j) * 8 + (t & 7)) * 4 + (u & 3)) * 8 + (i & 7);
+}
+
 #endif

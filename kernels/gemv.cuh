@@ -43,11 +43,12 @@ apr_status apr_cuda_gemv_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *
                                 apr_cuda_q8 xq, const float *xf, apr_cuda_q8 q8_out, unsigned *counters,
                                 cudaStream_t stream);
 
-/* apr_cuda_gemv for 1..32 tokens of f16 activations x_f16 ([n_tok][cols],
- * rounded to int8 levels by apr_cuda_quantize_rmsnorm_f16 for quantized
- * weights) on tensor cores, reading every weight once as apr_cuda_gemv
- * does. Quantized weights only; Q4_K and Q6_K segments may share a launch.
- * A token's results do not depend on the others in the batch. */
+/* apr_cuda_gemv for 1..32 tokens of f16 activations x_f16 in the fragment
+ * order of qmat.cuh (apr_cuda_quantize_rmsnorm_f16 with frag; rounded to
+ * int8 levels for quantized weights), on tensor cores, reading every weight
+ * once as apr_cuda_gemv does. Quantized weights of cols % 128 == 0 only; Q4_K
+ * and Q6_K segments may share a launch. A token's results do not depend on
+ * the others in the batch. */
 apr_status apr_cuda_gemv_mma(const apr_cuda_gemv_seg *segs, int n_seg, int n_tok, const void *x_f16,
                              cudaStream_t stream);
 

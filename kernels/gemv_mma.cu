@@ -39,7 +39,7 @@ struct mma_args {
     int tile_end[APR_CUDA_GEMV_MAX_SEG];         /* cumulative tiles (blocks) */
     int n_seg;
     apr_cuda_qmat up;                            /* SwiGLU */
-    const __half *x;                             /* [n_tok][cols] f16 */
+    const __half *x;                             /* f16, fragment order (qmat.cuh) */
     int n_tok;
     int pf;                                      /* steps (of this warp) to prefetch ahead into L2, 0: none */
 };
@@ -233,18 +233,17 @@ static __device__ __forceinline__ void unit_mma(const hunit (&ua)[MB], const hun
     }
 }
 
-/* A half's activations: token 8nb+g at the lane's unit, from xq[nb] + off
- * (uint4s). */
+/* A half-step's activations: token 8nb+g at the lane's unit, quarters
+ * j = 0..3 at xq[nb] + off + 32j (uint4s, fragment order: each load of the
+ * warp reads 512 contiguous bytes). */
 template <int NB>
 static __device__ __forceinline__ void load_x(const uint4 *const (&xq)[NB], int off, uint4 (&xv)[NB][4])
 {
 #pragma unroll
     for (int nb = 0; nb < NB; nb++) {
         const uint4 *p = xq[nb] + off;
-        xv[nb][0] = __ldg(p);
-        xv[nb][1] = __ldg(p + 1);
-        xv[nb][2] = __ldg(p + 4);
-        xv[nb][3] = __ldg(p + 5);
+#pragma unroll
+        for (int j = 0; j < 4; j++) xv[nb][j] = __ldg(p + 32 * j);
     }
 }
 
@@ -266,15 +265,14 @@ static __device__ __forceinline__ void walk(const apr_cuda_qmat &wa, const int (
         A[m] = rowwalk<DT>(wa, ra[m], u0);
         B[m] = rowwalk<DT>(wb, rb[m], u0);
     }
-    /* unit u's run A is at column 64(u/2) + 16(u%2), run B 32 further, the
-     * second half 128 further: in uint4s (8 halves), 32c + 8(u%8/2) +
-     * 2(u%2), +4, +16. A half past the row (its weights are zeros) reads
-     * the row's first columns instead (finite: 0 x NaN would not be 0). */
+    /* the activations in fragment order (qmat.cuh): token group nb, half-step
+     * h at 128 (nb cols/128 + h) uint4s, then this lane's 16 bytes of each
+     * quarter 32 apart. A half past the row (its weights are zeros) reads
+     * half-step 0 instead (finite: 0 x NaN would not be 0). Tokens of a
+     * group past n_tok are read too: their results are not written. */
     const uint4 *xq[NB];
 #pragma unroll
-    for (int nb = 0; nb < NB; nb++)
-        xq[nb] = (const uint4 *)(a.x + (size_t)min(8 * nb + g, a.n_tok - 1) * cols) + 8 * (tig >> 1) + 2 * (tig & 1);
-    const int back = -(8 * (tig >> 1) + 2 * (tig & 1)); /* from xq to the row's start */
+    for (int nb = 0; nb < NB; nb++) xq[nb] = (const uint4 *)a.x + (size_t)nb * (cols / 128) * 128 + 4 * g + tig;
     const uint4 nohdr = make_uint4(0, 0, 0, 0);
     qraw ca[MB], cb[MB], na[MB], nb_[MB];
 #pragma unroll
@@ -299,7 +297,7 @@ static __device__ __forceinline__ void walk(const apr_cuda_qmat &wa, const int (
             nb_[m] = B[m].template load<1>(u + 4 < upr, cb[m].x);
         }
         uint4 xv[NB][4];
-        load_x<NB>(xq, u < upr ? 32 * c : back, xv);
+        load_x<NB>(xq, u < upr ? 256 * c : 0, xv);
         {
             hunit ha[MB], hb[MB];
 #pragma unroll
@@ -320,7 +318,7 @@ static __device__ __forceinline__ void walk(const apr_cuda_qmat &wa, const int (
                 nb_[m] = B[m].template load<0>(u + 8 * ks < upr, nohdr);
             }
         }
-        load_x<NB>(xq, u + 4 < upr ? 32 * c + 16 : back, xv);
+        load_x<NB>(xq, u + 4 < upr ? 256 * c + 128 : 0, xv);
         {
             hunit ha[MB], hb[MB];
 #pragma unroll
@@ -490,7 +488,7 @@ template <int NB, bool GLU>
 static apr_status launch_nb(const mma_args &a, int dt, int dt2, cudaStream_t stream)
 {
     static int mb = -1;
-    if (mb < 0) mb = env_int("APR_CUDA_MMA_MB", 1, 1, 2);
+    if (mb < 0) mb = env_int("APR_CUDA_MMA_MB", 2, 1, 2);
     return mb == 2 ? launch_mb<2, NB, GLU>(a, dt, dt2, stream) : launch_mb<1, NB, GLU>(a, dt, dt2, stream);
 }
 
@@ -535,7 +533,7 @@ extern "C" apr_status apr_cuda_gemv_mma(const apr_cuda_gemv_seg *segs, int n_seg
         return apr_error(APR_ERR_INVALID, "apr_cuda_gemv_mma: %d segments, %d tokens", n_seg, n_tok);
     bool pair = true; /* Q4_K_M's q|k|v: Q4_K and Q6_K in one launch */
     for (int i = 0; i < n_seg; i++) {
-        if (!quantized(segs[i].w.dtype) || segs[i].w.cols != segs[0].w.cols)
+        if (!quantized(segs[i].w.dtype) || segs[i].w.cols != segs[0].w.cols || segs[i].w.cols % 128)
             return apr_error(APR_ERR_UNSUPPORTED, "apr_cuda_gemv_mma: %s weights of %d columns",
                              apr_dtype_name(segs[i].w.dtype), segs[i].w.cols);
         pair = pair && (segs[i].w.dtype == APR_Q4_K || segs[i].w.dtype == APR_Q6_K);
@@ -555,7 +553,7 @@ extern "C" apr_status apr_cuda_gemv_mma_swiglu(const apr_cuda_qmat *gate, const 
                                                int ld_out, int n_tok, const void *x_f16, cudaStream_t stream)
 {
     if (n_tok < 1 || n_tok > APR_CUDA_GEMV_MMA_MAX_TOKENS || gate->rows != up->rows || gate->cols != up->cols ||
-        gate->dtype != up->dtype || !quantized(gate->dtype))
+        gate->dtype != up->dtype || !quantized(gate->dtype) || gate->cols % 128)
         return apr_error(APR_ERR_UNSUPPORTED, "apr_cuda_gemv_mma_swiglu: %d tokens, gate %s %d x %d, up %s %d x %d",
                          n_tok, apr_dtype_name(gate->dtype), gate->rows, gate->cols, apr_dtype_name(up->dtype),
                          up->rows, up->cols);

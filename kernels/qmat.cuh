@@ -61,6 +61,16 @@ typedef struct apr_cuda_q8 {
     int block;            /* columns per scale: 32 (llama.cpp's q8_1) or 256 (q8_K) */
 } apr_cuda_q8;
 
+/* f16 activations for the tensor-core decode kernels (gemv_mma.cu) may be
+ * laid out in "fragment order", so that each 16-byte load of a warp lands
+ * next to its neighbours' (four L1 wavefronts for 512 bytes, not sixteen):
+ * tokens in groups of 8, columns in half-steps of 128 (4 units), and within
+ * them quarter j (run A elements 0-7, 8-15, run B 0-7, 8-15), token g of
+ * the group, unit i of the half-step, element e:
+ *     ((((t/8 * cols/128 + h) * 4 + j) * 8 + t%8) * 4 + i) * 8 + e
+ * (cols % 128 == 0). */
+#define APR_CUDA_XFRAG_TOKENS 8
+
 /* Bytes of each array of a repacked matrix (0 where the format has none). */
 typedef struct apr_cuda_qmat_sizes {
     size_t q, qh, sc, d, m;

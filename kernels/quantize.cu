@@ -71,14 +71,14 @@ static __global__ void rmsnorm_q8(const float *x, int ld_x, const float *g, floa
  * theirs as closely as its decode steps do (the golden fixtures'
  * teacher-forced greedy check depends on it). y gets the unrounded floats. */
 static __global__ void rmsnorm_f16(const float *x, int ld_x, const float *g, float eps, int cols, __half *out, float *y,
-                                   int q8round)
+                                   int q8round, int frag)
 {
     pdl_trigger();
     pdl_wait();
     __shared__ float red[32];
     int t = blockIdx.x;
     x += (size_t)t * ld_x;
-    out += (size_t)t * cols;
+    if (!frag) out += (size_t)t * cols;
     if (y) y += (size_t)t * cols;
     float r = row_scale(x, cols, g, eps, red);
     /* a warp per block of q8round columns (32 when not rounding); blocks
@@ -101,7 +101,8 @@ static __global__ void rmsnorm_f16(const float *x, int ld_x, const float *g, flo
             if (32 * k >= bs) break;
             float w = v[k];
             if (q8round) w = d > 0.0f ? (float)__float2int_rn(w / d) * d : 0.0f;
-            out[bs * b + 32 * k + lane] = __float2half_rn(w);
+            const int c = bs * b + 32 * k + lane;
+            out[frag ? xfrag_index(t, c, cols) : c] = __float2half_rn(w);
         }
     }
 }
@@ -123,15 +124,17 @@ extern "C" apr_status apr_cuda_quantize_rmsnorm_q8(const float *x, int ld_x, con
 }
 
 extern "C" apr_status apr_cuda_quantize_rmsnorm_f16(const float *x, int ld_x, const float *g, float eps, int n, int cols,
-                                                    void *out_f16, float *y_f32, int q8round, cudaStream_t stream)
+                                                    void *out_f16, float *y_f32, int q8round, int frag,
+                                                    cudaStream_t stream)
 {
     if (n <= 0) return APR_OK;
-    if ((q8round && q8round != 32 && q8round != 256) || cols % (q8round ? q8round : 32))
-        return apr_error(APR_ERR_INVALID, "apr_cuda_quantize_rmsnorm_f16: blocks of %d for %d columns", q8round, cols);
+    if ((q8round && q8round != 32 && q8round != 256) || cols % (q8round ? q8round : 32) || (frag && cols % 128))
+        return apr_error(APR_ERR_INVALID, "apr_cuda_quantize_rmsnorm_f16: blocks of %d for %d columns%s", q8round, cols,
+                         frag ? " in fragment order" : "");
     dim3 grid(n, APR_DIV_UP(cols / (q8round ? q8round : 32), 4));
     /* with programmatic launch: decode steps of more than q8_max tokens use it too */
     APR_CUDA_CHECK(launch_pdl(rmsnorm_f16, grid, 128, 0, stream, x, ld_x, g, eps, cols, (__half *)out_f16, y_f32,
-                              q8round));
+                              q8round, frag));
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }

@@ -19,12 +19,14 @@ apr_status apr_cuda_quantize_rmsnorm_q8(const float *x, int ld_x, const float *g
                                         apr_cuda_q8 out, float *y_f32, cudaStream_t stream);
 
 /* The same normalisation (g may be NULL: a plain conversion) written as f16
- * rows [n][cols], the input of the prefill matrix kernels, and as floats to
+ * rows [n][cols], the input of the prefill matrix kernels, or with frag in
+ * the fragment order of qmat.cuh (cols % 128 == 0; n rounded up to 8
+ * tokens' room), the tensor-core decode kernels' input; and as floats to
  * y_f32 when it is not NULL. With q8round (32 or 256; 0: off) the f16
  * values are those of the int8 quantization, per block of q8round columns,
  * that the decode kernels would use. */
 apr_status apr_cuda_quantize_rmsnorm_f16(const float *x, int ld_x, const float *g, float eps, int n, int cols,
-                                         void *out_f16, float *y_f32, int q8round, cudaStream_t stream);
+                                         void *out_f16, float *y_f32, int q8round, int frag, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

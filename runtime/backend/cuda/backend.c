@@ -107,6 +107,7 @@ static void cuda_stream_free(apr_stream *s)
     apr_cuda_release(b, s->q8.q);
     apr_cuda_release(b, s->q8.meta);
     apr_cuda_release(b, s->x16);
+    apr_cuda_release(b, s->x16f);
     apr_cuda_release(b, s->q16);
     apr_cuda_release(b, s->att_scratch);
     apr_cuda_release(b, s->rope);
@@ -151,6 +152,9 @@ static apr_stream *cuda_stream_new(apr_backend *base, const apr_stream_sizes *z)
     int ok = (s->q8.q = apr_cuda_alloc(b, n * K, 0)) != NULL;
     ok = ok && (s->q8.meta = apr_cuda_alloc(b, n * (K / 32) * 4 * sizeof(float), 0)) != NULL;
     ok = ok && (s->x16 = apr_cuda_alloc(b, n * K * 2, 0)) != NULL;
+    /* whole groups of 8 tokens: the kernels read a group's unused rows (and ignore their results) */
+    const size_t nf = (n < CUDA_MMA_MAX ? n : CUDA_MMA_MAX) + APR_CUDA_XFRAG_TOKENS - 1;
+    ok = ok && (s->x16f = apr_cuda_alloc(b, nf / APR_CUDA_XFRAG_TOKENS * APR_CUDA_XFRAG_TOKENS * K * 2, 0)) != NULL;
     ok = ok && (s->q16 = apr_cuda_alloc(b, n * q_dim * 2, 0)) != NULL;
     const int na = z->n_batch < CUDA_ATTN_DECODE_MAX ? z->n_batch : CUDA_ATTN_DECODE_MAX;
     ok = ok && (s->att_scratch = apr_cuda_alloc(b, apr_cuda_attention_scratch_bytes(na, z->n_head, s->n_split,

@@ -71,7 +71,8 @@ typedef struct cuda_memo {
     apr_cuda_q8 q8_buf;
     const float *f16_of;   /* f16_buf holds its f16 form, */
     const void *f16_buf;
-    int f16_rounded;       /* int8-rounded per 32 or 256 columns (quantized weights), or 0 */
+    int f16_rounded;       /* int8-rounded per 32 or 256 columns (quantized weights), or 0, */
+    int f16_frag;          /* in fragment order (qmat.cuh) or in rows */
 } cuda_memo;
 
 struct apr_stream {
@@ -80,6 +81,7 @@ struct apr_stream {
     apr_stream_sizes sizes;
     apr_cuda_q8 q8;        /* [n_batch][max_cols] int8 + meta */
     void *x16;             /* [n_batch][max_cols] f16: inputs of prefill products */
+    void *x16f;            /* [CUDA_MMA_MAX][max_cols] f16 in fragment order: inputs of gemv_mma */
     void *q16;             /* [n_batch][n_head * head_dim] f16: rotated queries for prefill attention */
     void *att_scratch;     /* flash-decoding partial results */
     void *rope;            /* [n_batch][head_dim/2] float2: this pass's cos, sin (written at layer 0) */

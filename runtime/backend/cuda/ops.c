@@ -81,12 +81,15 @@ static apr_cuda_q8 input_q8(apr_stream *s, const cuda_memo *m, const float *x, i
 }
 
 /* x as f16 for a prefill product (q8round: int8-rounded per 32 or 256
- * columns for quantized weights; 0 for float weights). */
-static const void *input_f16(apr_stream *s, const cuda_memo *m, const float *x, int n, int64_t cols, int q8round)
+ * columns for quantized weights; 0 for float weights), in rows or (frag)
+ * in the fragment order of the tensor-core decode kernels. */
+static const void *input_f16(apr_stream *s, const cuda_memo *m, const float *x, int n, int64_t cols, int q8round,
+                             int frag)
 {
-    if (m->f16_of == x && m->f16_rounded == q8round) return m->f16_buf;
-    apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, (int)cols, NULL, 0, n, (int)cols, s->x16, NULL, q8round, s->cs));
-    return s->x16;
+    if (m->f16_of == x && m->f16_rounded == q8round && m->f16_frag == frag) return m->f16_buf;
+    void *buf = frag ? s->x16f : s->x16;
+    apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, (int)cols, NULL, 0, n, (int)cols, buf, NULL, q8round, frag, s->cs));
+    return buf;
 }
 
 static int is_quantized(int type) { return type != APR_F32 && type != APR_F16 && type != APR_BF16; }
@@ -108,7 +111,7 @@ static int decode_kernels(const apr_stream *s, const apr_linear *W, int n)
 {
     const int q = all_quantized(W);
     if (takes_q8(s, n) || (!q && n <= CUDA_GEMV_MAX)) return 1;
-    return q && n <= CUDA_MMA_MAX ? 2 : 0;
+    return q && n <= CUDA_MMA_MAX && W->cols % 128 == 0 ? 2 : 0;
 }
 
 static apr_cuda_kv layer_kv(apr_stream *s, const apr_kv_cache *kv, int layer)
@@ -161,11 +164,14 @@ void apr_cuda_op_rmsnorm(apr_stream *s, float *out, const float *x, const apr_we
         s->memo.q8_of = out;
         s->memo.q8_block = q.block;
     } else {
-        const int rb = cols % block ? 32 : block;
-        apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, cols, w->data, eps, n, cols, s->x16, out, rb, s->cs));
+        /* the tensor-core decode kernels' order when they will likely read it */
+        const int rb = cols % block ? 32 : block, frag = n <= CUDA_MMA_MAX && cols % 128 == 0;
+        void *buf = frag ? s->x16f : s->x16;
+        apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, cols, w->data, eps, n, cols, buf, out, rb, frag, s->cs));
         s->memo.f16_of = out;
-        s->memo.f16_buf = s->x16;
+        s->memo.f16_buf = buf;
         s->memo.f16_rounded = rb;
+        s->memo.f16_frag = frag;
     }
 }
 
@@ -188,7 +194,7 @@ void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_lin
             row += W->part[i].rows;
         }
         if (mma) {
-            const void *x16 = input_f16(s, &m, x, n, W->cols, W->cols % linear_block(W) ? 32 : linear_block(W));
+            const void *x16 = input_f16(s, &m, x, n, W->cols, W->cols % linear_block(W) ? 32 : linear_block(W), 1);
             apr_cuda_record(s, apr_cuda_gemv_mma(seg, W->n_parts, n, x16, s->cs));
             return;
         }
@@ -199,7 +205,7 @@ void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_lin
     int quantized = 0;
     for (int i = 0; i < W->n_parts; i++) quantized |= is_quantized(W->part[i].type);
     const int block = linear_block(W);
-    const void *x16 = input_f16(s, &m, x, n, W->cols, quantized ? (W->cols % block ? 32 : block) : 0);
+    const void *x16 = input_f16(s, &m, x, n, W->cols, quantized ? (W->cols % block ? 32 : block) : 0, 0);
     int64_t row = 0;
     for (int i = 0; i < W->n_parts; i++) {
         apr_cuda_qmat w = apr_cuda_weight_qmat(&W->part[i]);
@@ -218,7 +224,7 @@ void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr
     const int kernels = decode_kernels(s, W, n);
     if (kernels == 2) {
         const int block = linear_block(W);
-        const void *x16 = input_f16(s, &m, x, n, W->cols, W->cols % block ? 32 : block);
+        const void *x16 = input_f16(s, &m, x, n, W->cols, W->cols % block ? 32 : block, 1);
         apr_cuda_record(s, apr_cuda_gemv_mma_swiglu(&gate, &up, out, gate.rows, n, x16, s->cs));
         return;
     }
@@ -243,7 +249,7 @@ void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr
         return;
     }
     const int block = linear_block(W);
-    const void *x16 = input_f16(s, &m, x, n, W->cols, is_quantized(gate.dtype) ? (W->cols % block ? 32 : block) : 0);
+    const void *x16 = input_f16(s, &m, x, n, W->cols, is_quantized(gate.dtype) ? (W->cols % block ? 32 : block) : 0, 0);
     apr_cuda_record(s, apr_cuda_gemm_swiglu(&gate, &up, x16, n, out, gate.rows, NULL, s->splitk, s->splitk_bytes, s->cs));
 }
 
