@@ -432,9 +432,10 @@ static int sm_count()
     return n;
 }
 
-/* Knobs for measurements, read once: APR_CUDA_MMA_MB=1|2 row blocks per
- * warp, APR_CUDA_MMA_WARPS=N warps per SM aimed at, APR_CUDA_MMA_PF=N steps
- * prefetched ahead. */
+/* Knobs for measurements, read once (docs/cuda.md has the A/B figures):
+ * APR_CUDA_MMA_MB=1|2 row blocks per warp (2), APR_CUDA_MMA_WARPS=N warps
+ * per SM aimed at (16), APR_CUDA_MMA_PF=N steps prefetched into L2 ahead
+ * (0: 2 cost 1 ms a step at 3..8 tokens and gained nothing at 16). */
 static int env_int(const char *name, int dflt, int lo, int hi)
 {
     const char *v = getenv(name);
@@ -496,7 +497,7 @@ template <bool GLU>
 static apr_status launch(mma_args a, int dt, int dt2, cudaStream_t stream)
 {
     static int pf = -1;
-    if (pf < 0) pf = env_int("APR_CUDA_MMA_PF", 2, 0, 16);
+    if (pf < 0) pf = env_int("APR_CUDA_MMA_PF", 0, 0, 16);
     a.pf = pf;
     switch (APR_DIV_UP(a.n_tok, 8)) {
     case 1: return launch_nb<1, GLU>(a, dt, dt2, stream);
