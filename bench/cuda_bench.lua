@@ -2,8 +2,9 @@
 -- measured at the engine level (apr_decode_greedy: the pass, the argmax on
 -- the device, and the copy of the ids back; no tokenizer, no HTTP).
 --
---   apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--decode-only] [--batch-only] [--profile] [--out FILE]
+--   apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--decode-only] [--batch-only] [--long-only] [--profile] [--out FILE]
 --
+-- --long-only only the decode figure at 16K (for comparing attention set-ups);
 -- --profile runs only a 32-token prompt and 4 decode steps (for ncu);
 -- --decode-only only the decode figure at context 0; --batch-only only the
 -- batched decode steps (below).
@@ -29,13 +30,14 @@ local function median(t)
 end
 
 local path = arg[1] or fail("usage: apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--out FILE]")
-local quick, vram_only, out_path, profile, decode_only, batch_only = false, false, nil, false, false, false
+local quick, vram_only, out_path, profile, decode_only, batch_only, long_only = false, false, nil, false, false, false, false
 for i = 2, #arg do
     if arg[i] == "--quick" then quick = true
     elseif arg[i] == "--vram-only" then vram_only = true
     elseif arg[i] == "--profile" then profile = true
     elseif arg[i] == "--decode-only" then decode_only = true
     elseif arg[i] == "--batch-only" then batch_only = true
+    elseif arg[i] == "--long-only" then long_only = true
     elseif arg[i] == "--out" then out_path = arg[i + 1] end
 end
 local results = {}
@@ -222,6 +224,17 @@ if decode_only then
     local s = decode_steps(ctx, 128)
     report("decode at 0", 1 / s, "tok/s", string.format("%.2f ms/step, roofline %.0f%%", s * 1e3,
         100 * weight_read / s / copy_bw))
+    C.apr_context_free(ctx)
+    C.apr_model_free(model)
+    os.exit(0)
+end
+
+if long_only then
+    local ctx = context(16384 + MAXB + 64 + 64, MAXB)
+    prefill_to(ctx, 16384)
+    local s = decode_steps(ctx, 64)
+    report("decode at 16384", 1 / s, "tok/s", string.format("%.2f ms/step, roofline %.0f%%", s * 1e3,
+        100 * (weight_read + (16384 + 32) * kv_per_token) / s / copy_bw))
     C.apr_context_free(ctx)
     C.apr_model_free(model)
     os.exit(0)
