@@ -48,9 +48,23 @@ cp.n_ctx, cp.n_batch = N + 64, chunk
 local cb = ffi.new("apr_context *[1]")
 core.check(C.apr_context_new(mb[0], cp, cb))
 
+-- File: "APRLOGIT", n_vocab, count, then per kept chunk its length and
+-- n_vocab floats. Rewritten after every kept chunk (through a temporary
+-- name), so a long CPU run that stops early still leaves what it reached.
+local lengths, logits, scratch = {}, {}, ffi.new("float[?]", nv)
+local function save(path)
+    local tmp = path .. ".part"
+    local f = assert(io.open(tmp, "wb"))
+    f:write("APRLOGIT", ffi.string(ffi.new("int32_t[2]", nv, #logits), 8))
+    for k, out in ipairs(logits) do
+        f:write(ffi.string(ffi.new("int32_t[1]", lengths[k]), 4), ffi.string(out, 4 * nv))
+    end
+    assert(f:close())
+    assert(os.rename(tmp, path))
+end
+
 -- A prompt that visits much of the vocabulary in no short cycle.
 local ids = ffi.new("int32_t[?]", chunk)
-local lengths, logits, scratch = {}, {}, ffi.new("float[?]", nv)
 local t0 = require("luv").hrtime()
 for done = 0, N - 1, chunk do
     local n = math.min(chunk, N - done)
@@ -62,20 +76,11 @@ for done = 0, N - 1, chunk do
         lengths[#lengths + 1], logits[#logits + 1] = done + n, out
         io.stderr:write(string.format("%s: %d of %d tokens, %.0f s\n", opt.device, done + n, N,
             (require("luv").hrtime() - t0) * 1e-9))
+        if opt.save then save(opt.save) end
     end
 end
 C.apr_context_free(cb[0]); C.apr_model_free(mb[0])
-
--- File: "APRLOGIT", n_vocab, count, then per chunk its length and n_vocab floats.
-if opt.save then
-    local f = assert(io.open(opt.save, "wb"))
-    f:write("APRLOGIT", ffi.string(ffi.new("int32_t[2]", nv, #logits), 8))
-    for k, out in ipairs(logits) do
-        f:write(ffi.string(ffi.new("int32_t[1]", lengths[k]), 4), ffi.string(out, 4 * nv))
-    end
-    assert(f:close())
-    print(string.format("saved %d chunks of %d logits to %s", #logits, nv, opt.save))
-end
+if opt.save then print(string.format("saved %d chunks of %d logits to %s", #logits, nv, opt.save)) end
 
 if opt.against then
     local f = assert(io.open(opt.against, "rb"))
