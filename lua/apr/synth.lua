@@ -226,11 +226,20 @@ local function index_of(list, s)
     for i, v in ipairs(list) do if v == s then return i - 1 end end
 end
 
--- plan(preset, layout [, vocab_path]) -> { tensors = ..., metadata = list of
--- { key, type, value [, elem_type] } } or nil and a message.
-function M.plan(preset, layout, vocab_path)
+-- plan(preset, layout [, vocab_path [, n_layer]]) -> { tensors = ..., metadata =
+-- list of { key, type, value [, elem_type] } } or nil and a message. n_layer
+-- replaces the preset's layer count (the same geometry, shallower).
+function M.plan(preset, layout, vocab_path, n_layer)
     local p = M.presets[preset]
     if not p then return nil, "unknown preset '" .. tostring(preset) .. "'" end
+    if n_layer and (n_layer ~= math.floor(n_layer) or n_layer < 1 or n_layer > 1024) then
+        return nil, "layer count must be 1..1024, got " .. tostring(n_layer)
+    end
+    if n_layer and n_layer ~= p.n_layer then
+        local q = {}
+        for k, v in pairs(p) do q[k] = v end
+        q.n_layer, p = n_layer, q
+    end
     if not FILE_TYPE[layout] then return nil, "unknown layout '" .. tostring(layout) .. "'" end
     local toks, types, merges
     if vocab_path then
@@ -243,7 +252,8 @@ function M.plan(preset, layout, vocab_path)
     local eot = index_of(toks, "<|endoftext|>") or p.n_vocab - 3
     local md = {
         { "general.architecture", "string", "qwen2" },
-        { "general.name", "string", string.format("synthetic-%s-%s", preset, layout) },
+        { "general.name", "string", string.format("synthetic-%s-%s%s", preset, layout,
+            p == M.presets[preset] and "" or string.format("-%dl", p.n_layer)) },
         { "general.file_type", "uint32", FILE_TYPE[layout] },
         { "general.quantization_version", "uint32", 2 },
         { "qwen2.block_count", "uint32", p.n_layer },

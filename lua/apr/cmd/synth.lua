@@ -6,7 +6,7 @@ local term = require "apr._term"
 local M = {}
 
 M.spec = {
-    usage = "apr synth --preset NAME --layout q4_k_m|q8_0|f16 [--seed N] [--vocab tokenizer.json] OUT.gguf",
+    usage = "apr synth --preset NAME --layout q4_k_m|q8_0|f16 [--seed N] [--vocab tokenizer.json] [--layers N] OUT.gguf",
     summary = "Write a model with a real architecture's tensors and random weights.",
     description = "Tensor names, shapes and types are those of the preset's real GGUF files (q4_k_m:\n" ..
                   "llama.cpp's Q4_K_M rule, Q6_K for output.weight and for attn_v/ffn_down of the\n" ..
@@ -19,11 +19,14 @@ M.spec = {
         { "layout", value = "NAME", choices = synth.layouts, default = "q4_k_m", help = "tensor types" },
         { "seed", value = "N", type = "integer", min = 0, default = 0, help = "random seed" },
         { "vocab", value = "FILE", help = "tokenizer.json (or .json.zst) to take the vocabulary from" },
+        { "layers", value = "N", type = "integer", min = 1, max = 1024,
+          help = "layers instead of the preset's (its geometry, shallower)" },
     },
     positional = { min = 1, max = 1, name = "OUT.gguf" },
     examples = {
         "apr synth --preset qwen2.5-coder-32b --layout q4_k_m /tmp/coder32b.gguf",
         "apr synth --preset tiny --layout q8_0 --seed 7 --vocab tokenizer.json.zst tiny.gguf",
+        "apr synth --preset qwen2.5-coder-7b --layers 2 /tmp/coder7b-2l.gguf",
     },
 }
 
@@ -31,7 +34,7 @@ local function gigabytes(n) return string.format("%.2f GB", n / 1e9) end
 
 function M.run(opts)
     local out = opts[1]
-    local plan, err = synth.plan(opts.preset, opts.layout, opts.vocab)
+    local plan, err = synth.plan(opts.preset, opts.layout, opts.vocab, opts.layers)
     if not plan then cli.fail("%s", err) end
     local bar = term.progress("writing " .. out)
     local result

@@ -112,8 +112,22 @@ describe("apr.synth", function()
         assert.equal("Ġ Ġ", md["tokenizer.ggml.merges"][1])
     end)
 
+    it("replaces the preset's layer count on request, keeping its geometry", function()
+        local plan = assert(synth.plan("qwen2.5-coder-7b", "q4_k_m", nil, 2))
+        assert.equal(3 + 2 * 12, #plan.tensors)
+        local t = by_name(plan)
+        assert.same({ 3584, 18944 }, t["blk.1.ffn_up.weight"].shape)
+        assert.is_nil(t["blk.2.ffn_up.weight"])
+        local md = {}
+        for _, kv in ipairs(plan.metadata) do md[kv[1]] = kv[3] end
+        assert.equal(2, md["qwen2.block_count"])
+        assert.equal("synthetic-qwen2.5-coder-7b-q4_k_m-2l", md["general.name"])
+        assert.equal(28, synth.presets["qwen2.5-coder-7b"].n_layer) -- the preset itself is untouched
+    end)
+
     it("reports unusable input", function()
         assert.same({ nil, "unknown preset 'huge'" }, { synth.plan("huge", "q4_k_m") })
+        assert.same({ nil, "layer count must be 1..1024, got 0" }, { synth.plan("tiny", "q4_k_m", nil, 0) })
         local plan, err = synth.plan("tiny", "q4_k_m", "/nonexistent/tokenizer.json")
         assert.is_nil(plan)
         assert.matches("/nonexistent/tokenizer.json", err)
