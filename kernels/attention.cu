@@ -49,13 +49,8 @@ struct dec_args {
  * 4 floats further, so the four lanes of a key read different banks. */
 template <int HD> static __device__ __forceinline__ int qpad(int d) { return d + 4 * (d / (HD / 4)); }
 
-/* Four blocks per SM: the backend's 4 x n_SM / n_kv splits then make one
- * wave (528 blocks on an H100 at 8 KV heads). Left to itself the compiler
- * takes 146 registers, which fit three blocks, so a long context ran in
- * two waves, the second a quarter full; at 128 it spills nothing and a 16K
- * decode step of the 32B takes 13.0 ms instead of 14.0 (same H100). */
 template <int HD, int G>
-static __global__ void __launch_bounds__(DEC_THREADS, 4) attn_decode(dec_args a)
+static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
 {
     constexpr int QS = HD + 16, DQ = HD / 4, DPL = HD / 32;
     __shared__ __align__(16) float qs[G][QS];

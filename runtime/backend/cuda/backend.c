@@ -142,8 +142,7 @@ static apr_stream *cuda_stream_new(apr_backend *base, const apr_stream_sizes *z)
         return NULL;
     }
     /* enough pieces per KV head that a decode step fills every SM four
-     * times over at long contexts, in one wave (attn_decode's launch bounds
-     * keep four blocks resident); short contexts leave most of them empty */
+     * times over at long contexts; short contexts leave most of them empty */
     s->n_split = 4 * b->n_sm / z->n_head_kv;
     if (getenv("APR_CUDA_SPLITS")) s->n_split = atoi(getenv("APR_CUDA_SPLITS")); /* for measurements */
     if (s->n_split < 1) s->n_split = 1;
