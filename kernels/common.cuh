@@ -29,6 +29,18 @@ extern "C" {
 
 #define APR_DIV_UP(a, b) (((a) + (b) - 1) / (b))
 
+/* The current device's SM count, for sizing grids (132 if it cannot be read). */
+static inline int sm_count()
+{
+    static int n = 0;
+    if (!n) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
+    }
+    return n;
+}
+
 /* Programmatic dependent launch (Hopper): a decode step is ~700 kernels
  * whose launch gaps and ramp-up would idle the memory system between
  * products. A kernel launched with launch_pdl may start while the one

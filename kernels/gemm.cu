@@ -313,17 +313,6 @@ static __global__ void splitk_reduce(gemm_args a)
 
 /* ---------------------------------------------------------------- launchers */
 
-static int sm_count()
-{
-    static int n = 0;
-    if (!n) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
-    }
-    return n;
-}
-
 /* A product with fewer tiles than two per SM (the 5120-row products of a
  * short prompt have 40) splits its columns over up to 8 blocks per tile,
  * whose partial sums a second kernel adds; scratch bounds the splits. */

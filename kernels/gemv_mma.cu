@@ -421,17 +421,6 @@ static __global__ void __launch_bounds__(KS_MAX * 32) gemv_mma(mma_args a)
 
 /* ---------------------------------------------------------------- launchers */
 
-static int sm_count()
-{
-    static int n = 0;
-    if (!n) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
-    }
-    return n;
-}
-
 /* Knobs for measurements, read once (docs/cuda.md has the A/B figures):
  * APR_CUDA_MMA_MB=1|2 row blocks per warp (2), APR_CUDA_MMA_WARPS=N warps
  * per SM aimed at (16), APR_CUDA_MMA_PF=N steps prefetched into L2 ahead
