@@ -156,16 +156,7 @@ static __device__ __forceinline__ hunit decode_k(const qraw &r, int tig)
     const __half2 dd = u32_h2(hdr.x); /* {d, dmin} */
     o.s = __hmul2(bytes2_h2(sc), __low2half2(dd));
     o.nm = __hneg2(__hmul2(bytes2_h2(mn), __high2half2(dd)));
-    const uint32_t q[4] = {r.q.x, r.q.y, r.q.z, r.q.w}, hb[4] = {r.h.x, r.h.y, r.h.z, r.h.w};
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        o.a[k] = q[k] & 0x0F0F0F0Fu;
-        o.b[k] = (q[k] >> 4) & 0x0F0F0F0Fu;
-        if (DT == APR_Q5_K) {
-            o.a[k] |= ((hb[k] >> (2 * j)) & 0x01010101u) << 4;
-            o.b[k] |= ((hb[k] >> (2 * j + 1)) & 0x01010101u) << 4;
-        }
-    }
+    kquant_runs<DT>(r, j, o.a, o.b);
     return o;
 }
 

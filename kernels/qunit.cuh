@@ -167,6 +167,23 @@ template <int DT> struct cursor {
     }
 };
 
+/* Q4_K/Q5_K: the quant bytes of sub-blocks 2j (run a) and 2j+1 (run b) of
+ * a unit, one value per byte (Q5_K: the fifth bit from the high plane). */
+template <int DT>
+static __device__ __forceinline__ void kquant_runs(const qraw &r, int j, uint32_t (&a)[4], uint32_t (&b)[4])
+{
+    const uint32_t q[4] = {r.q.x, r.q.y, r.q.z, r.q.w}, hb[4] = {r.h.x, r.h.y, r.h.z, r.h.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        a[k] = q[k] & 0x0F0F0F0Fu;
+        b[k] = (q[k] >> 4) & 0x0F0F0F0Fu;
+        if (DT == APR_Q5_K) {
+            a[k] |= ((hb[k] >> (2 * j)) & 0x01010101u) << 4;
+            b[k] |= ((hb[k] >> (2 * j + 1)) & 0x01010101u) << 4;
+        }
+    }
+}
+
 template <int DT>
 static __device__ __forceinline__ qunit decode_unit(const qraw &r, int u)
 {
@@ -182,16 +199,7 @@ static __device__ __forceinline__ qunit decode_unit(const qraw &r, int u)
         kscale(r.x, 2 * j + 1, &sc, &mn);
         o.sb = d * sc;
         o.mb = dmin * mn;
-        const uint32_t hb[4] = {r.h.x, r.h.y, r.h.z, r.h.w};
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            o.a[k] = q[k] & 0x0F0F0F0Fu;
-            o.b[k] = (q[k] >> 4) & 0x0F0F0F0Fu;
-            if (DT == APR_Q5_K) {
-                o.a[k] |= ((hb[k] >> (2 * j)) & 0x01010101u) << 4;
-                o.b[k] |= ((hb[k] >> (2 * j + 1)) & 0x01010101u) << 4;
-            }
-        }
+        kquant_runs<DT>(r, j, o.a, o.b);
     } else if (DT == APR_Q6_K) {
         int h = u & 1;
         float d = h2f((uint16_t)r.h.x);
