@@ -255,23 +255,21 @@ static __global__ void __launch_bounds__(HD * HPB * CG) attn_combine(const float
         l += w * v.y;
         o += w * part_o[(part + j) * HD + d];
     }
-    {
-        gm_s[grp][x] = m;
-        gl_s[grp][x] = l;
-        go_s[grp][x] = o;
-        __syncthreads();
-        if (grp) return;
-        m = gm_s[0][x];
+    gm_s[grp][x] = m;
+    gl_s[grp][x] = l;
+    go_s[grp][x] = o;
+    __syncthreads();
+    if (grp) return;
+    m = gm_s[0][x];
 #pragma unroll
-        for (int g = 1; g < CG; g++) m = fmaxf(m, gm_s[g][x]);
-        l = o = 0.0f;
+    for (int g = 1; g < CG; g++) m = fmaxf(m, gm_s[g][x]);
+    l = o = 0.0f;
 #pragma unroll
-        for (int g = 0; g < CG; g++) {
-            if (gm_s[g][x] == -INFINITY) continue; /* a group with no split */
-            float w = __expf(gm_s[g][x] - m);
-            l += w * gl_s[g][x];
-            o += w * go_s[g][x];
-        }
+    for (int g = 0; g < CG; g++) {
+        if (gm_s[g][x] == -INFINITY) continue; /* a group with no split */
+        float w = __expf(gm_s[g][x] - m);
+        l += w * gl_s[g][x];
+        o += w * go_s[g][x];
     }
     o /= l;
     const int cols = n_head * HD;
