@@ -149,15 +149,23 @@ static __device__ __forceinline__ void dot(const apr_cuda_qmat *const *w, const 
 
 /* ------------------------------------------------------------------ kernels */
 
-/* Few registers per lane buy more warps, and so more loads in flight:
- * three blocks (24 warps) per SM where one or two products are summed.
- * One format per kernel: a switch over all of them would cost every
- * format the registers of the greediest. */
+/* Grids are capped at BLOCKS_PER_SM blocks per SM, each looping over
+ * the row blocks left (b, b + gridDim.x, ...): two rounds of the three
+ * blocks that fit, where gate|up alone had 26 rounds of short-lived
+ * blocks. Measured on the H100 (decode at context 0, ms per step): no
+ * cap 10.81, caps of 3 / 4 / 5 / 6 / 8 / 12 blocks per SM 10.70 / 11.61 /
+ * 10.96 / 10.62 / 10.80 / 10.69 (the uneven ones leave a partial last
+ * loop on the q|k|v and gate|up products). */
+enum { BLOCKS_PER_SM = 6 };
+
+static int grid_for(int blocks) { return min(blocks, BLOCKS_PER_SM * sm_count()); }
+
+/* Block b's rows of the products in sd: a warp's R rows, each lane one
+ * unit at a time. */
 template <int DT, int DT2, int NT, int R>
-static __global__ void __launch_bounds__(WARPS * 32, NT * R <= 2 ? 3 : 2) gemv_segs(seg_dev sd, xin x, int n_tok)
+static __device__ __forceinline__ void segs_block(const seg_dev &sd, const xin &x, int n_tok, int b)
 {
-    pdl_trigger();
-    int b = blockIdx.x, si = 0;
+    int si = 0;
     while (si + 1 < sd.n_seg && b >= sd.block_end[si]) si++;
     const apr_cuda_gemv_seg &s = sd.s[si];
     int first = (b - (si ? sd.block_end[si - 1] : 0)) * WARPS * R;
@@ -193,6 +201,17 @@ static __global__ void __launch_bounds__(WARPS * 32, NT * R <= 2 ? 3 : 2) gemv_s
     }
 }
 
+/* Few registers per lane buy more warps, and so more loads in flight:
+ * three blocks (24 warps) per SM where one or two products are summed.
+ * One format per kernel: a switch over all of them would cost every
+ * format the registers of the greediest. */
+template <int DT, int DT2, int NT, int R>
+static __global__ void __launch_bounds__(WARPS * 32, NT * R <= 2 ? 3 : 2) gemv_segs(seg_dev sd, xin x, int n_tok)
+{
+    pdl_trigger();
+    for (int b = blockIdx.x; b < sd.block_end[sd.n_seg - 1]; b += gridDim.x) segs_block<DT, DT2, NT, R>(sd, x, n_tok, b);
+}
+
 /* gate and up rows of one output in the same warp, their loads in flight
  * together, joined by SwiGLU before anything is written. When q8.q is set
  * the outputs are also quantized for the down projection, by the block
@@ -206,9 +225,14 @@ static __global__ void __launch_bounds__(WARPS * 32, NT <= 1 ? 3 : 2)
 {
     pdl_trigger();
     __shared__ int last;
-    int f = blockIdx.x * WARPS + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
-    if (f < gate.rows) {
+    /* (a grid quantizing its outputs is not capped: one round of rows) */
+    for (int f0 = blockIdx.x * WARPS; f0 < gate.rows; f0 += gridDim.x * WARPS) {
+        const int f = f0 + (threadIdx.x >> 5);
+        if (f >= gate.rows) {
+            pdl_wait();
+            break;
+        }
         float acc[2][NT] = {};
         const int rows[2] = {f, f};
         const apr_cuda_qmat *ws[2] = {&gate, &up};
@@ -218,8 +242,6 @@ static __global__ void __launch_bounds__(WARPS * 32, NT <= 1 ? 3 : 2)
             float gv = warp_sum(acc[0][t]), uv = warp_sum(acc[1][t]);
             if (lane == t && t < n_tok) out[(size_t)t * ld_out + f] = silu(gv) * uv;
         }
-    } else {
-        pdl_wait();
     }
     if (!q8.q) return;
     __syncthreads();
@@ -274,11 +296,11 @@ static apr_status launch_segs(const apr_cuda_gemv_seg *segs, int n_seg, int n_to
         if (!((dt == APR_Q4_K && dt2 == APR_Q6_K) || (dt == APR_Q6_K && dt2 == APR_Q4_K)))
             return apr_error(APR_ERR_UNSUPPORTED, "apr_cuda_gemv: %s and %s in one launch", apr_dtype_name(dt),
                              apr_dtype_name(dt2));
-        APR_CUDA_CHECK(launch_pdl(gemv_segs<APR_Q4_K, APR_Q6_K, NT, R>, blocks, WARPS * 32, 0, stream, sd, x, n_tok));
+        APR_CUDA_CHECK(launch_pdl(gemv_segs<APR_Q4_K, APR_Q6_K, NT, R>, grid_for(blocks), WARPS * 32, 0, stream, sd, x, n_tok));
         return APR_OK;
     }
     switch (dt) {
-#define CASE(DT) case DT: APR_CUDA_CHECK(launch_pdl(gemv_segs<DT, DT, NT, R>, blocks, WARPS * 32, 0, stream, sd, x, n_tok)); break;
+#define CASE(DT) case DT: APR_CUDA_CHECK(launch_pdl(gemv_segs<DT, DT, NT, R>, grid_for(blocks), WARPS * 32, 0, stream, sd, x, n_tok)); break;
         APR_CUDA_FOR_EACH_TYPE(CASE)
 #undef CASE
     default:
@@ -343,6 +365,7 @@ extern "C" apr_status apr_cuda_gemv_swiglu(const apr_cuda_qmat *gate, const apr_
         return apr_error(APR_ERR_INVALID, "apr_cuda_gemv_swiglu: %d outputs in blocks of %d", gate->rows, q8_out.block);
     xin x = make_x(xq, xf, gate->cols);
     int grid = APR_DIV_UP(gate->rows, WARPS);
+    if (!q8_out.q) grid = grid_for(grid);
     switch (gate->dtype * 16 + tokens_bucket(n_tok)) {
 #define CASE1(DT, NT) case DT * 16 + NT: APR_CUDA_CHECK(launch_pdl(gemv_swiglu<DT, NT>, grid, WARPS * 32, 0, stream, *gate, *up, out, ld_out, x, n_tok, q8_out, counters)); break;
 #define CASE(DT) CASE1(DT, 1) CASE1(DT, 2) CASE1(DT, 4) CASE1(DT, 8)

@@ -3,22 +3,31 @@
  *
  * The int8 quantization is llama.cpp's q8_1 rule (scale = max|x| / 127,
  * round to nearest) so that results agree with its golden logits; the
- * layout is the unit order of qmat.cuh. One block per token. */
+ * layout is the unit order of qmat.cuh. */
 #include "common.cuh"
 #include "qmat.cuh"
 #include "quantize.cuh"
 
 /* ------------------------------------------------------------------ kernels */
 
-/* 1/rms of the row (or 1 when g is NULL). */
+/* 1/rms of the row (or 1 when g is NULL). A decode step's products wait
+ * on this kernel, so its loads go out together: up to LD per thread in
+ * flight, one L2 round trip for 5120 columns instead of three. (The sums
+ * keep their order: the same bits as before.) */
 static __device__ float row_scale(const float *x, int cols, const float *g, float eps, float *red)
 {
     if (!g) return 1.0f;
+    enum { LD = 12 };
+    const int step = blockDim.x * 4;
     float ss = 0.0f;
-#pragma unroll 4
-    for (int i = threadIdx.x * 4; i < cols; i += blockDim.x * 4) {
-        float4 v = *(const float4 *)(x + i);
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    for (int i = threadIdx.x * 4; i < cols; i += LD * step) {
+        float4 v[LD];
+#pragma unroll
+        for (int k = 0; k < LD; k++)
+            if (i + k * step < cols) v[k] = *(const float4 *)(x + i + k * step);
+#pragma unroll
+        for (int k = 0; k < LD; k++)
+            if (i + k * step < cols) ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
     }
     ss = block_sum(ss, red);
     return rsqrtf(ss / (float)cols + eps);
@@ -33,16 +42,27 @@ static __global__ void rmsnorm_q8(const float *x, int ld_x, const float *g, floa
                                   int8_t *q, float4 *meta, float *y)
 {
     pdl_trigger();
-    pdl_wait();
     __shared__ float red[32];
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, per = block == 256 ? 4 : 1; /* chunks per group */
+    const int grp0 = blockIdx.y * nw + (threadIdx.x >> 5), n_grp = cols / (64 * per);
+    /* g is a weight: this warp's first group of it is loaded while the
+     * kernel before finishes. With the batched loads of row_scale, -0.4 ms
+     * a 32B decode step on the H100 (10.64 -> 10.23 ms; 129 of these) */
+    float ga[4] = {}, gb[4] = {};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        if (k >= per || !g || grp0 >= n_grp) break;
+        ga[k] = g[64 * (grp0 * per + k) + lane];
+        gb[k] = g[64 * (grp0 * per + k) + lane + 32];
+    }
+    pdl_wait();
     int t = blockIdx.x;
     x += (size_t)t * ld_x;
     q += (size_t)t * cols;
     meta += (size_t)t * (cols / 32);
     if (y) y += (size_t)t * cols;
     float r = row_scale(x, cols, g, eps, red);
-    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, per = block == 256 ? 4 : 1; /* chunks per group */
-    for (int grp = blockIdx.y * nw + (threadIdx.x >> 5); grp < cols / (64 * per); grp += gridDim.y * nw) {
+    for (int grp = grp0; grp < n_grp; grp += gridDim.y * nw) {
         float va[4], vb[4];
 #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -51,8 +71,8 @@ static __global__ void rmsnorm_q8(const float *x, int ld_x, const float *g, floa
             va[k] = x[ca] * r;
             vb[k] = x[cb] * r;
             if (g) {
-                va[k] *= g[ca];
-                vb[k] *= g[cb];
+                va[k] *= grp == grp0 ? ga[k] : g[ca];
+                vb[k] *= grp == grp0 ? gb[k] : g[cb];
             }
             if (y) {
                 y[ca] = va[k];

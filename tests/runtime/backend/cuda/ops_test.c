@@ -369,6 +369,59 @@ TEST(cuda_matmul_glu_decode_and_prefill)
     close_pair(&p);
 }
 
+/* Decode products with more row blocks than one grid holds (gemv.cu caps
+ * the grid at a few blocks per SM, which loop over the rest): q|k|v of
+ * mixed formats with the residual add, and SwiGLU, on 20,480 rows. */
+TEST(cuda_decode_products_beyond_one_grid)
+{
+    const int64_t cols = 256, rows = 20480;
+    apr_stream_sizes z = { .n_batch = 2, .max_cols = rows, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
+    pair p;
+    if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    rng_state = 47;
+    tw parts[3], g, u;
+    const int types[3] = { APR_Q4_K, APR_Q4_K, APR_Q6_K };
+    const int64_t prow[3] = { 16384, 2048, 2048 };
+    int ok = make_weight(&p, &g, APR_Q4_K, rows, cols, 0) && make_weight(&p, &u, APR_Q4_K, rows, cols, 0);
+    for (int k = 0; k < 3; k++) ok = ok && make_weight(&p, &parts[k], types[k], prow[k], cols, 0);
+    REQUIRE(ok);
+    apr_linear L = { .n_parts = 3, .rows = rows, .cols = cols }, G = { .n_parts = 2, .rows = 2 * rows, .cols = cols };
+    for (int k = 0; k < 3; k++) L.part[k] = parts[k].gw;
+    G.part[0] = g.gw;
+    G.part[1] = u.gw;
+    for (int n = 1; n <= 2; n++) {
+        float *x = rnd_floats((size_t)n * cols, 1.0f), *acc = rnd_floats((size_t)n * rows, 1.0f);
+        float *want = malloc(sizeof(float) * n * rows), *got = malloc(sizeof(float) * n * rows);
+        float *uw = malloc(sizeof(float) * n * rows);
+        reference(want, x, parts, NULL, 3, n, cols, rows, acc);
+        float *dx = dev_copy(&p, x, sizeof(float) * n * cols), *dout = dev_copy(&p, acc, sizeof(float) * n * rows);
+        p.gpu->matmul(p.gs, dout, dx, &L, n, 1);
+        CHECK(p.gpu->sync(p.gs) == APR_OK);
+        to_host(got, dout, (size_t)n * rows);
+        double e = rel_err(got, want, (size_t)n * rows);
+        if (!(e <= 2e-2)) test_fail(__FILE__, __LINE__, "q|k|v of %lld rows n=%d: error %.3g", (long long)rows, n, e);
+        reference(want, x, &g, NULL, 1, n, cols, rows, NULL);
+        reference(uw, x, &u, NULL, 1, n, cols, rows, NULL);
+        for (int i = 0; i < n * rows; i++) want[i] = want[i] / (1.0f + expf(-want[i])) * uw[i];
+        p.gpu->matmul_glu(p.gs, dout, dx, &G, n);
+        CHECK(p.gpu->sync(p.gs) == APR_OK);
+        to_host(got, dout, (size_t)n * rows);
+        e = rel_err(got, want, (size_t)n * rows);
+        if (!(e <= 3e-2)) test_fail(__FILE__, __LINE__, "glu of %lld rows n=%d: error %.3g", (long long)rows, n, e);
+        p.gpu->release(p.gpu, dx);
+        p.gpu->release(p.gpu, dout);
+        free(x);
+        free(acc);
+        free(want);
+        free(got);
+        free(uw);
+    }
+    for (int k = 0; k < 3; k++) free_weight(&p, &parts[k]);
+    free_weight(&p, &g);
+    free_weight(&p, &u);
+    close_pair(&p);
+}
+
 TEST(cuda_rmsnorm_and_argmax)
 {
     const int64_t cols = 1280;
