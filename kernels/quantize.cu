@@ -94,24 +94,29 @@ static __global__ void rmsnorm_f16(const float *x, int ld_x, const float *g, flo
                                    int q8round, int frag)
 {
     pdl_trigger();
-    pdl_wait();
     __shared__ float red[32];
+    /* a warp per block of q8round columns (32 when not rounding); blocks
+     * (blockIdx.y) of a token share them, as in rmsnorm_q8, which also
+     * says why the first block's weights are loaded before the wait */
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, bs = q8round ? q8round : 32;
+    const int b0 = blockIdx.y * nw + (threadIdx.x >> 5);
+    float g0[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) g0[k] = g && 32 * k < bs && b0 < cols / bs ? g[bs * b0 + 32 * k + lane] : 1.0f;
+    pdl_wait();
     int t = blockIdx.x;
     x += (size_t)t * ld_x;
     if (!frag) out += (size_t)t * cols;
     if (y) y += (size_t)t * cols;
     float r = row_scale(x, cols, g, eps, red);
-    /* a warp per block of q8round columns (32 when not rounding); blocks
-     * (blockIdx.y) of a token share them, as in rmsnorm_q8 */
-    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, bs = q8round ? q8round : 32;
-    for (int b = blockIdx.y * nw + (threadIdx.x >> 5); b < cols / bs; b += gridDim.y * nw) {
+    for (int b = b0; b < cols / bs; b += gridDim.y * nw) {
         float v[8];
         float m = 0.0f;
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             if (32 * k >= bs) break;
             const int c = bs * b + 32 * k + lane;
-            v[k] = x[c] * r * (g ? g[c] : 1.0f);
+            v[k] = x[c] * r * (b == b0 ? g0[k] : g ? g[c] : 1.0f);
             if (y) y[c] = v[k];
             m = fmaxf(m, fabsf(v[k]));
         }

@@ -341,8 +341,10 @@ static void step(apr_engine *e)
     e->step_greedy = 1;
     for (int r = 0; r < rows && e->step_greedy; r++) e->step_greedy = e->running[e->row_seq[r]]->plain_greedy;
     apr_status st = e->step_greedy ? apr_decode_greedy(e->ctx, &b, e->argmax) : apr_decode(e->ctx, &b, e->logits);
+    /* Sampling from logits is worth the worker pool; taking the argmax
+     * the GPU chose is a few stores a row, less than waking the pool. */
     if (st == APR_OK) {
-        if (rows > 1) apr_parallel_for(rows, 1, sample_rows, e);
+        if (rows > 1 && !e->step_greedy) apr_parallel_for(rows, 1, sample_rows, e);
         else sample_rows(e, 0, rows, 0);
     }
 
