@@ -23,7 +23,26 @@ static __global__ void __launch_bounds__(1024) argmax_rows(const float *logits, 
     const float *row = logits + (size_t)blockIdx.x * n_vocab;
     float v = -INFINITY;
     int idx = INT32_MAX;
-    for (int i = threadIdx.x; i < n_vocab; i += blockDim.x) {
+    /* the logits were just written (L2): LD float4 loads per thread in
+     * flight at a time, not one float per round trip (152K logits) */
+    enum { LD = 8 };
+    const int n4 = n_vocab % 4 ? 0 : n_vocab / 4, step = blockDim.x;
+    for (int i0 = threadIdx.x; i0 < n4; i0 += LD * step) {
+        float4 x[LD];
+#pragma unroll
+        for (int k = 0; k < LD; k++)
+            if (i0 + k * step < n4) x[k] = ((const float4 *)row)[i0 + k * step];
+#pragma unroll
+        for (int k = 0; k < LD; k++) {
+            if (i0 + k * step >= n4) break;
+            const int i = 4 * (i0 + k * step);
+            if (x[k].x == x[k].x) better(v, idx, x[k].x, i);
+            if (x[k].y == x[k].y) better(v, idx, x[k].y, i + 1);
+            if (x[k].z == x[k].z) better(v, idx, x[k].z, i + 2);
+            if (x[k].w == x[k].w) better(v, idx, x[k].w, i + 3);
+        }
+    }
+    for (int i = 4 * n4 + threadIdx.x; i < n_vocab; i += blockDim.x) { /* vocabularies not a multiple of 4 */
         float x = row[i];
         if (x == x) better(v, idx, x, i);
     }

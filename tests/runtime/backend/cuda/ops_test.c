@@ -470,6 +470,45 @@ TEST(cuda_rmsnorm_and_argmax)
     close_pair(&p);
 }
 
+/* argmax over a Qwen-sized vocabulary (several batches of loads per
+ * thread) and over rows whose width is not a multiple of 4 (the scalar
+ * path), with ties (the lower index wins) and NaNs (skipped). */
+TEST(cuda_argmax_wide_and_odd_rows)
+{
+    apr_stream_sizes z = { .n_batch = 4, .max_cols = 1024, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
+    pair p;
+    if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    rng_state = 53;
+    static const int widths[] = { 152064, 152067, 1001 };
+    for (int wi = 0; wi < 3; wi++) {
+        const int n = 3, cols = widths[wi];
+        float *x = rnd_floats((size_t)n * cols, 3.0f);
+        x[cols - 2] = x[cols - 7] = 50.0f;           /* row 0: a tie near the end */
+        x[cols + 3] = NAN;                           /* row 1: a NaN, its max at the start */
+        x[cols] = 60.0f;
+        x[2 * cols + cols / 2] = 70.0f;              /* row 2: the middle */
+        int32_t want_id[3], got_id[3];
+        for (int t = 0; t < n; t++) {
+            int best = -1;
+            for (int c = 0; c < cols; c++) {
+                float v = x[(size_t)t * cols + c];
+                if (v == v && (best < 0 || v > x[(size_t)t * cols + best])) best = c;
+            }
+            want_id[t] = best;
+        }
+        float *dx = dev_copy(&p, x, sizeof(float) * n * cols);
+        int32_t *dids = p.gpu->alloc(p.gpu, sizeof got_id);
+        p.gpu->argmax(p.gs, dids, dx, n, cols);
+        CHECK(p.gpu->sync(p.gs) == APR_OK);
+        cudaMemcpy(got_id, dids, sizeof got_id, cudaMemcpyDeviceToHost);
+        for (int t = 0; t < n; t++) CHECK_EQ_INT(got_id[t], want_id[t]);
+        p.gpu->release(p.gpu, dids);
+        p.gpu->release(p.gpu, dx);
+        free(x);
+    }
+    close_pair(&p);
+}
+
 /* ===================================================================== */
 /* RoPE, the cache, attention                                            */
 /* ===================================================================== */
