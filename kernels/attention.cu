@@ -61,7 +61,10 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
     __shared__ int32_t tb_s[TB_MAX];
 
     pdl_trigger();
-    pdl_wait();
+    /* The step's positions and block tables are copied in before the pass
+     * and written by none of its kernels: they, and the table entries they
+     * point to, load while the kernel before finishes (pdl_wait comes
+     * before q, which that kernel wrote, and before any write). */
     const int split_i = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int len = a.tk.pos[t] + 1;
@@ -69,6 +72,7 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
     const int p0 = split_i * per, p_end = min(p0 + per, len);
     const size_t part = ((size_t)t * a.n_head + kvh * G) * a.n_split + split_i;
     if (p0 >= len) {
+        pdl_wait();
         if (tid < G) a.part_ml[part + (size_t)tid * a.n_split] = make_float2(-INFINITY, 0.0f);
         return;
     }
@@ -82,6 +86,7 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
     for (int i = tid; i < n_tb && table_in_smem; i += DEC_THREADS) tb_s[i] = table[tb0 + i];
     const int tbo = table_in_smem ? tb0 : 0;
     if (table_in_smem) table = tb_s;
+    pdl_wait();
 
     for (int e = tid; e < G * HD; e += DEC_THREADS) {
         int g = e / HD, d = e % HD;
@@ -235,7 +240,6 @@ static __global__ void __launch_bounds__(HD * HPB * CG) attn_combine(const float
                                                                      float *out, int8_t *q8, float4 *meta)
 {
     pdl_trigger();
-    pdl_wait();
     __shared__ float o_s[HD * HPB];
     __shared__ float gm_s[CG][HD * HPB], gl_s[CG][HD * HPB], go_s[CG][HD * HPB];
     /* CG groups of threads each merge every CG-th split, then group 0
@@ -245,6 +249,7 @@ static __global__ void __launch_bounds__(HD * HPB * CG) attn_combine(const float
     const int t = blockIdx.y, h = blockIdx.x * HPB + x / HD, d = x % HD;
     const int len = pos[t] + 1, active = APR_DIV_UP(len, split_len(len, n_split));
     const size_t part = ((size_t)t * n_head + h) * n_split;
+    pdl_wait(); /* (the positions, as in attn_decode, need none) */
     float m = -INFINITY;
     for (int j = grp; j < active; j += CG) m = fmaxf(m, part_ml[part + j].x);
     float l = 0.0f, o = 0.0f;

@@ -33,11 +33,13 @@ static __global__ void rope_store(float *qkv, apr_cuda_rope r, apr_cuda_tokens t
                                   __half *q_f16)
 {
     pdl_trigger();
-    pdl_wait();
     const int t = blockIdx.x, head = blockIdx.y, hd = r.hd, half = r.n_rot / 2;
     const int q_dim = r.n_head * hd, kv_dim = r.n_kv * hd;
     float *x = qkv + (size_t)t * (q_dim + 2 * kv_dim) + (size_t)head * hd;
+    /* the slots are copied in before the pass (attention.cu's attn_decode
+     * says why this load may come before the wait) */
     const int slot = tk.slot[t], bt = 1 << kv.block_shift;
+    pdl_wait();
     const size_t kv_row0 = (size_t)(slot >> kv.block_shift) * r.n_kv * bt + (slot & (bt - 1));
     const bool is_q = head < r.n_head, is_v = head >= r.n_head + r.n_kv;
     __half *dst = is_q ? (q_f16 ? q_f16 + (size_t)t * q_dim + (size_t)head * hd : NULL)
