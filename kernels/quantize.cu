@@ -34,26 +34,28 @@ static __device__ float row_scale(const float *x, int cols, const float *g, floa
 }
 
 /* Blocks (blockIdx.y) of a token share its groups of columns (a chunk of
- * 64 for block 32, four for block 256), a group per warp: a decode step
- * has one token, and one block walking 5120 (or 27648) columns alone was
- * the slowest kernel of the step. Each block recomputes the row's sum of
- * squares: 20 KB from L2, cheaper than a second launch. */
+ * 64 for block 32, four for block 256), one group per warp (the launch has
+ * a warp for every group): a decode step has one token, and one block
+ * walking 5120 (or 27648) columns alone was the slowest kernel of the
+ * step. Each block recomputes the row's sum of squares: 20 KB from L2,
+ * cheaper than a second launch. */
 static __global__ void rmsnorm_q8(const float *x, int ld_x, const float *g, float eps, int cols, int block,
                                   int8_t *q, float4 *meta, float *y)
 {
     pdl_trigger();
     __shared__ float red[32];
-    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, per = block == 256 ? 4 : 1; /* chunks per group */
-    const int grp0 = blockIdx.y * nw + (threadIdx.x >> 5), n_grp = cols / (64 * per);
-    /* g is a weight: this warp's first group of it is loaded while the
-     * kernel before finishes. With the batched loads of row_scale, -0.4 ms
-     * a 32B decode step on the H100 (10.64 -> 10.23 ms; 129 of these) */
+    const int lane = threadIdx.x & 31, per = block == 256 ? 4 : 1; /* chunks per group */
+    const int grp = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const bool has_group = grp < cols / (64 * per);
+    /* g is a weight: this warp's part of it is loaded while the kernel
+     * before finishes. With the batched loads of row_scale, -0.4 ms a 32B
+     * decode step on the H100 (10.64 -> 10.23 ms; 129 of these) */
     float ga[4] = {}, gb[4] = {};
 #pragma unroll
     for (int k = 0; k < 4; k++) {
-        if (k >= per || !g || grp0 >= n_grp) break;
-        ga[k] = g[64 * (grp0 * per + k) + lane];
-        gb[k] = g[64 * (grp0 * per + k) + lane + 32];
+        if (k >= per || !g || !has_group) break;
+        ga[k] = g[64 * (grp * per + k) + lane];
+        gb[k] = g[64 * (grp * per + k) + lane + 32];
     }
     pdl_wait();
     int t = blockIdx.x;
@@ -61,27 +63,26 @@ static __global__ void rmsnorm_q8(const float *x, int ld_x, const float *g, floa
     q += (size_t)t * cols;
     meta += (size_t)t * (cols / 32);
     if (y) y += (size_t)t * cols;
-    float r = row_scale(x, cols, g, eps, red);
-    for (int grp = grp0; grp < n_grp; grp += gridDim.y * nw) {
-        float va[4], vb[4];
+    float r = row_scale(x, cols, g, eps, red); /* (every thread: a block sum) */
+    if (!has_group) return;
+    float va[4], vb[4];
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            if (k >= per) break;
-            int ca = 64 * (grp * per + k) + lane, cb = ca + 32;
-            va[k] = x[ca] * r;
-            vb[k] = x[cb] * r;
-            if (g) {
-                va[k] *= grp == grp0 ? ga[k] : g[ca];
-                vb[k] *= grp == grp0 ? gb[k] : g[cb];
-            }
-            if (y) {
-                y[ca] = va[k];
-                y[cb] = vb[k];
-            }
+    for (int k = 0; k < 4; k++) {
+        if (k >= per) break;
+        int ca = 64 * (grp * per + k) + lane, cb = ca + 32;
+        va[k] = x[ca] * r;
+        vb[k] = x[cb] * r;
+        if (g) {
+            va[k] *= ga[k];
+            vb[k] *= gb[k];
         }
-        if (block == 256) q8_chunks256(va, vb, 4 * grp, q, meta);
-        else q8_chunk(va[0], vb[0], grp, q, meta);
+        if (y) {
+            y[ca] = va[k];
+            y[cb] = vb[k];
+        }
     }
+    if (block == 256) q8_chunks256(va, vb, 4 * grp, q, meta);
+    else q8_chunk(va[0], vb[0], grp, q, meta);
 }
 
 /* f16 for the prefill products, a warp per block of 32 columns. With
@@ -95,40 +96,40 @@ static __global__ void rmsnorm_f16(const float *x, int ld_x, const float *g, flo
 {
     pdl_trigger();
     __shared__ float red[32];
-    /* a warp per block of q8round columns (32 when not rounding); blocks
-     * (blockIdx.y) of a token share them, as in rmsnorm_q8, which also
-     * says why the first block's weights are loaded before the wait */
-    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, bs = q8round ? q8round : 32;
-    const int b0 = blockIdx.y * nw + (threadIdx.x >> 5);
-    float g0[8];
+    /* a warp per block of q8round columns (32 when not rounding), the
+     * launch has one for every block; blocks (blockIdx.y) of a token share
+     * them, and the weights load before the wait, as in rmsnorm_q8 */
+    const int lane = threadIdx.x & 31, bs = q8round ? q8round : 32;
+    const int b = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const bool has_block = b < cols / bs;
+    float gv[8];
 #pragma unroll
-    for (int k = 0; k < 8; k++) g0[k] = g && 32 * k < bs && b0 < cols / bs ? g[bs * b0 + 32 * k + lane] : 1.0f;
+    for (int k = 0; k < 8; k++) gv[k] = g && 32 * k < bs && has_block ? g[bs * b + 32 * k + lane] : 1.0f;
     pdl_wait();
     int t = blockIdx.x;
     x += (size_t)t * ld_x;
     if (!frag) out += (size_t)t * cols;
     if (y) y += (size_t)t * cols;
-    float r = row_scale(x, cols, g, eps, red);
-    for (int b = b0; b < cols / bs; b += gridDim.y * nw) {
-        float v[8];
-        float m = 0.0f;
+    float r = row_scale(x, cols, g, eps, red); /* (every thread: a block sum) */
+    if (!has_block) return;
+    float v[8];
+    float m = 0.0f;
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            if (32 * k >= bs) break;
-            const int c = bs * b + 32 * k + lane;
-            v[k] = x[c] * r * (b == b0 ? g0[k] : g ? g[c] : 1.0f);
-            if (y) y[c] = v[k];
-            m = fmaxf(m, fabsf(v[k]));
-        }
-        const float d = q8round ? warp_max(m) / 127.0f : 0.0f;
+    for (int k = 0; k < 8; k++) {
+        if (32 * k >= bs) break;
+        const int c = bs * b + 32 * k + lane;
+        v[k] = x[c] * r * gv[k];
+        if (y) y[c] = v[k];
+        m = fmaxf(m, fabsf(v[k]));
+    }
+    const float d = q8round ? warp_max(m) / 127.0f : 0.0f;
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            if (32 * k >= bs) break;
-            float w = v[k];
-            if (q8round) w = d > 0.0f ? (float)__float2int_rn(w / d) * d : 0.0f;
-            const int c = bs * b + 32 * k + lane;
-            out[frag ? xfrag_index(t, c, cols) : c] = __float2half_rn(w);
-        }
+    for (int k = 0; k < 8; k++) {
+        if (32 * k >= bs) break;
+        float w = v[k];
+        if (q8round) w = d > 0.0f ? (float)__float2int_rn(w / d) * d : 0.0f;
+        const int c = bs * b + 32 * k + lane;
+        out[frag ? xfrag_index(t, c, cols) : c] = __float2half_rn(w);
     }
 }
 
@@ -140,7 +141,7 @@ extern "C" apr_status apr_cuda_quantize_rmsnorm_q8(const float *x, int ld_x, con
     if (n <= 0) return APR_OK;
     if ((out.block != 32 && out.block != 256) || cols % out.block)
         return apr_error(APR_ERR_INVALID, "apr_cuda_quantize_rmsnorm_q8: blocks of %d for %d columns", out.block, cols);
-    /* a group of columns per warp, four warps per block */
+    /* a warp for every group of columns (the kernel relies on it), four per block */
     dim3 grid(n, APR_DIV_UP(cols / (out.block == 256 ? 256 : 64), 4));
     APR_CUDA_CHECK(launch_pdl(rmsnorm_q8, grid, 128, 0, stream, x, ld_x, g, eps, cols, out.block, out.q,
                               (float4 *)out.meta, y_f32));
@@ -156,7 +157,7 @@ extern "C" apr_status apr_cuda_quantize_rmsnorm_f16(const float *x, int ld_x, co
     if ((q8round && q8round != 32 && q8round != 256) || cols % (q8round ? q8round : 32) || (frag && cols % 128))
         return apr_error(APR_ERR_INVALID, "apr_cuda_quantize_rmsnorm_f16: blocks of %d for %d columns%s", q8round, cols,
                          frag ? " in fragment order" : "");
-    dim3 grid(n, APR_DIV_UP(cols / (q8round ? q8round : 32), 4));
+    dim3 grid(n, APR_DIV_UP(cols / (q8round ? q8round : 32), 4)); /* a warp for every block of columns */
     /* with programmatic launch: decode steps of more than q8_max tokens use it too */
     APR_CUDA_CHECK(launch_pdl(rmsnorm_f16, grid, 128, 0, stream, x, ld_x, g, eps, cols, (__half *)out_f16, y_f32,
                               q8round, frag));

@@ -190,6 +190,16 @@ static void reference(float *out, const float *x, const tw *parts, const float *
     }
 }
 
+/* SwiGLU of gate and up in float64 from the dequantized weights:
+ * out[t][f] = silu(x_t . g_f) * (x_t . u_f). uw: scratch of n * ff. */
+static void glu_reference(float *out, float *uw, const float *x, const tw *g, const tw *u, int n, int64_t cols,
+                          int64_t ff)
+{
+    reference(out, x, g, NULL, 1, n, cols, ff, NULL);
+    reference(uw, x, u, NULL, 1, n, cols, ff, NULL);
+    for (int64_t i = 0; i < n * ff; i++) out[i] = out[i] / (1.0f + expf(-out[i])) * uw[i];
+}
+
 TEST(cuda_matmul_every_type_decode_and_prefill)
 {
     const int64_t cols = 768, rows = 384;
@@ -342,12 +352,9 @@ TEST(cuda_matmul_glu_decode_and_prefill)
         static const int ns[] = { 1, 3, 8, 12, 16, 32, 130 };
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int n = ns[ni];
-            float *x = rnd_floats((size_t)n * cols, 2.0f), *gw = malloc(sizeof(float) * n * ff);
-            float *uw = malloc(sizeof(float) * n * ff), *want = malloc(sizeof(float) * n * ff);
-            float *got = malloc(sizeof(float) * n * ff);
-            reference(gw, x, &g, NULL, 1, n, cols, ff, NULL);
-            reference(uw, x, &u, NULL, 1, n, cols, ff, NULL);
-            for (int i = 0; i < n * ff; i++) want[i] = gw[i] / (1.0f + expf(-gw[i])) * uw[i];
+            float *x = rnd_floats((size_t)n * cols, 2.0f), *uw = malloc(sizeof(float) * n * ff);
+            float *want = malloc(sizeof(float) * n * ff), *got = malloc(sizeof(float) * n * ff);
+            glu_reference(want, uw, x, &g, &u, n, cols, ff);
             float *dx = dev_copy(&p, x, sizeof(float) * n * cols), *dout = dev_floats(&p, (size_t)n * ff);
             p.gpu->matmul_glu(p.gs, dout, dx, &L, n);
             CHECK(p.gpu->sync(p.gs) == APR_OK);
@@ -358,7 +365,6 @@ TEST(cuda_matmul_glu_decode_and_prefill)
             p.gpu->release(p.gpu, dx);
             p.gpu->release(p.gpu, dout);
             free(x);
-            free(gw);
             free(uw);
             free(want);
             free(got);
@@ -400,9 +406,7 @@ TEST(cuda_decode_products_beyond_one_grid)
         to_host(got, dout, (size_t)n * rows);
         double e = rel_err(got, want, (size_t)n * rows);
         if (!(e <= 2e-2)) test_fail(__FILE__, __LINE__, "q|k|v of %lld rows n=%d: error %.3g", (long long)rows, n, e);
-        reference(want, x, &g, NULL, 1, n, cols, rows, NULL);
-        reference(uw, x, &u, NULL, 1, n, cols, rows, NULL);
-        for (int i = 0; i < n * rows; i++) want[i] = want[i] / (1.0f + expf(-want[i])) * uw[i];
+        glu_reference(want, uw, x, &g, &u, n, cols, rows);
         p.gpu->matmul_glu(p.gs, dout, dx, &G, n);
         CHECK(p.gpu->sync(p.gs) == APR_OK);
         to_host(got, dout, (size_t)n * rows);
