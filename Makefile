@@ -94,7 +94,11 @@ lua/apr/ffi.lua: runtime/include/apr.h scripts/gen_ffi.lua
 $(BUILD)/test_runtime: $(TEST_SRC) $(BUILD)/libapr.a
 	$(CC) $(CFLAGS) -Itests/runtime -o $@ $(TEST_SRC) $(BUILD)/libapr.a $(CUDA_LIBS) $(LDLIBS)
 
+# The oracles' venv is per checkout: made here too, so a fresh clone's
+# `make && make test` has it (where it cannot be made, the oracle tests
+# fail and say to run `make deps`).
 test: all $(BUILD)/test_runtime
+	@scripts/pyenv.sh || echo "test oracles: scripts/pyenv.sh failed (run make deps)"
 	@rm -rf $(BUILD)/results && mkdir -p $(BUILD)/results
 	-@$(BUILD)/test_runtime --counts $(BUILD)/results/c.counts
 	-@./apr run tests/busted.lua --counts $(BUILD)/results/lua.counts

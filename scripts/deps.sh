@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh — installs the Debian packages apr builds and tests with, if any is
-# missing, and the Python venv of the test oracles. Idempotent, and silent
-# when everything is already there.
+# missing, and the Python venv of the test oracles (scripts/pyenv.sh).
+# Idempotent, and silent when everything is already there.
 set -e
 cd "$(dirname "$0")/.."
 # luajit2 is OpenResty's LuaJIT branch (2023-01): Debian's own luajit snapshot
@@ -22,30 +22,6 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# The oracle of the quantized formats' tests: the gguf package from PyPI, in
-# a venv over Debian's python3 and numpy (Debian's python is "externally
-# managed", so pip cannot install into it).
-PYENV=.cache/pyenv
-GGUF_VERSION=0.19.0
-if ! $PYENV/bin/python -c "import gguf, sys, importlib.metadata as m; sys.exit(m.version('gguf') != '$GGUF_VERSION')" 2>/dev/null; then
-    echo "installing: gguf $GGUF_VERSION (Python venv in $PYENV)"
-    rm -rf $PYENV
-    /usr/bin/python3 -m venv --system-site-packages $PYENV
-    $PYENV/bin/pip install -q --disable-pip-version-check "gguf==$GGUF_VERSION" >/dev/null
-fi
-
-# The oracle of the tokenizer's cross-check (tests/lua/apr/tokenizer_spec.lua):
-# Hugging Face tokenizers, in the same venv.
-TOKENIZERS_VERSION=0.23.3
-if ! $PYENV/bin/python -c "import sys, importlib.metadata as m; sys.exit(m.version('tokenizers') != '$TOKENIZERS_VERSION')" 2>/dev/null; then
-    echo "installing: tokenizers $TOKENIZERS_VERSION (Python venv in $PYENV)"
-    $PYENV/bin/pip install -q --disable-pip-version-check "tokenizers==$TOKENIZERS_VERSION" >/dev/null
-fi
-
-# The `openai` client from PyPI, which tests/lua/apr/server/openai_spec.lua
-# points at `apr serve` (prometheus above brings promtool for /metrics).
-OPENAI_VERSION=3.57.0
-if ! $PYENV/bin/python -c "import sys, importlib.metadata as m; sys.exit(m.version('openai') != '$OPENAI_VERSION')" 2>/dev/null; then
-    echo "installing: openai $OPENAI_VERSION (Python venv in $PYENV)"
-    $PYENV/bin/pip install -q --disable-pip-version-check "openai==$OPENAI_VERSION" >/dev/null
-fi
+# The test oracles' Python venv (its own script: `make test` runs it too,
+# so a fresh clone's checkout gets one).
+scripts/pyenv.sh
