@@ -23,7 +23,7 @@ local M = {}
 local DEFAULT_ENDPOINT = "https://huggingface.co"
 local MAX_JSON = 64 * 2 ^ 20   -- one page of a listing; the hub sends ~1000 entries
 local TIMEOUT = 30             -- seconds for one metadata request
-local ATTEMPTS = 5
+local ATTEMPTS = 5             -- at most, for one metadata request
 
 local function env(name)
     local v = os.getenv(name)
@@ -86,12 +86,14 @@ local result = ffi.new("apr_fetch_result")
 local Client = {}
 Client.__index = Client
 
--- new({ endpoint = URL, token = T|false }) -> client.
+-- new({ endpoint = URL, token = T|false, retries = N }) -> client; a
+-- metadata request is retried min(N, 4) times.
 function M.new(opts)
     opts = opts or {}
     local token = opts.token
     if token == nil then token = M.token() end
-    return setmetatable({ endpoint = M.endpoint(opts.endpoint), token = token or nil }, Client)
+    local attempts = math.min(opts.retries or ATTEMPTS - 1, ATTEMPTS - 1) + 1
+    return setmetatable({ endpoint = M.endpoint(opts.endpoint), token = token or nil, attempts = attempts }, Client)
 end
 
 -- The headers for a request to url: the token goes to the hub's host only.
@@ -105,7 +107,8 @@ end
 -- One request with retries: { status, headers, body, url } or nil, message.
 function Client:request(method, url, follow)
     local last
-    for attempt = 1, ATTEMPTS do
+    local attempts = self.attempts or ATTEMPTS
+    for attempt = 1, attempts do
         local status = C.apr_fetch_request(method, url, table.concat(self:headers(url), "\n"), follow and 1 or 0,
             MAX_JSON, TIMEOUT, result)
         local wait
@@ -124,12 +127,12 @@ function Client:request(method, url, follow)
             if status == C.APR_ERR_CANCELLED or status == C.APR_ERR_RANGE then return nil, msg end
             last = msg
         end
-        if attempt == ATTEMPTS then break end
+        if attempt == attempts then break end
         wait = math.min(wait or (0.5 * 2 ^ (attempt - 1)), 60)
         uv.sleep(math.floor(wait * 1000))
         if C.apr_interrupted() ~= 0 then return nil, "interrupted" end
     end
-    return nil, last .. string.format(" (gave up after %d attempts)", ATTEMPTS)
+    return nil, last .. string.format(" (gave up after %d attempts)", attempts)
 end
 
 -- The message for an error answer about repo: the hub's X-Error-Code says

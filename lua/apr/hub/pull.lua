@@ -211,7 +211,7 @@ function M.pull(o, ui)
             ui.cached(p, st and st.size or 0)
         end
     else
-        local client = api.new({ endpoint = o.endpoint })
+        local client = api.new({ endpoint = o.endpoint, retries = o.retries })
         summary.endpoint = client.endpoint
         local entries, err = client:tree(o.repo, o.revision)
         if not entries then return nil, err end

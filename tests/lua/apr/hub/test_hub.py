@@ -20,8 +20,8 @@ official client (huggingface_hub) expects it:
 
 Repositories are folders ROOT/ORG/NAME/...; an optional ROOT/ORG/NAME/.hub.json
 says {"private": true} (needs --token), {"gated": true, "allowed": [tokens]}
-or {"moved_to": "ORG2/NAME2"}. Files of 1 KiB or more, and every .gguf, are
-LFS files. The commit is a hash of the tree, and changes when a file does.
+or {"moved_to": "ORG2/NAME2"}. Files of 10 MiB or more, and every .gguf,
+.bin and .safetensors (as the Hub's .gitattributes has them), are LFS files. The commit is a hash of the tree, and changes when a file does.
 
 Control (for tests): POST /_hub/faults with a JSON list replaces the faults;
 GET /_hub/stats gives bytes served per file and the request log; POST
@@ -51,7 +51,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-LFS_MIN = 1024
+LFS_MIN = 10 * 1024 * 1024
+LFS_EXT = (".gguf", ".bin", ".safetensors")
 SLICE = 64 * 1024
 
 
@@ -77,7 +78,7 @@ class Entry:
         self.path = path
         self.source = source
         self.size = os.path.getsize(source)
-        self.lfs = self.size >= LFS_MIN or path.endswith(".gguf")
+        self.lfs = self.size >= LFS_MIN or path.endswith(LFS_EXT)
         self.sha256 = file_sha256(source)
         if self.lfs:
             self.pointer = ("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n"
@@ -192,6 +193,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ helpers
     def record(self, status):
+        if self.path.startswith("/_hub/"):
+            return  # the tests' own control requests are not traffic
         with self.hub.lock:
             self.hub.log.append({"method": self.command, "path": self.path, "status": status,
                                  "range": self.headers.get("Range"),
