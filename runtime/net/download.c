@@ -743,7 +743,13 @@ static int prepare(apr_download *d)
         }
         if (err) {
             if (ftruncate(d->fd, len > d->size ? d->size : len) != 0) { /* best effort */ }
-            if (d->resumed == 0) { unlink(d->path); unlink(d->journal); }
+            if (d->resumed == 0) {
+                /* Nothing of value: nothing left behind. */
+                unlink(d->path);
+                unlink(d->journal);
+                close(d->fd);
+                d->fd = -1;
+            }
             fail(d, APR_DOWNLOAD_DISK, APR_ERR_IO, 0, "cannot reserve %lld bytes for %s: %s",
                  (long long)d->size, d->path, strerror(err));
             return -1;

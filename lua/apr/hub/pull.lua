@@ -58,14 +58,19 @@ end
 local function fetch_file(client, o, ui, path, entry, index_no, count)
     local record = { path = path }
     for attempt = 1, RESOLVES do
+        if attempt > 1 then
+            -- The file changed since the listing: its digest too.
+            local entries, terr = client:tree(o.repo, o.revision)
+            if not entries then return nil, terr end
+            entry = index(entries)[path]
+            if not entry then return nil, path .. ": no longer in the repository" end
+        end
         local meta, err = client:head(o.repo, o.revision, path)
         if not meta then return nil, err end
         local want = lfs_sha256(entry)
-        if want and #meta.etag == 64 and meta.etag:lower() ~= want and attempt == 1 then
+        if want and #meta.etag == 64 and meta.etag:lower() ~= want then
             -- The listing and the file disagree: the repository changed
             -- between the two requests. Ask again.
-            local entries = client:tree(o.repo, o.revision)
-            entry = entries and index(entries)[path] or entry
             goto continue
         end
         do
@@ -109,8 +114,11 @@ local function fetch_file(client, o, ui, path, entry, index_no, count)
                 else
                     release()
                     ui.abort()
-                    local retry = final.reason == "changed" or (final.reason == "http" and final.http_status == 403
-                        and final.done > 0)
+                    -- A CDN's signed link that expired (403/401 from a host
+                    -- other than the hub's) is fetched anew from the hub.
+                    local cdn = api.host_of(meta.url) ~= api.host_of(client.endpoint)
+                    local retry = final.reason == "changed" or (final.reason == "http" and cdn and
+                        (final.http_status == 403 or final.http_status == 401))
                     if final.reason == "digest" then
                         return nil, string.format("%s: %s; the file was deleted", path, final.message)
                     elseif final.reason == "cancelled" then

@@ -83,9 +83,14 @@ function M.start(spec)
                   cache = dir .. "/hf" }
 
     local function control(method, path, body)
-        local data = body and string.format(" -H 'Content-Type: application/json' --data-binary @- <<'EOF'\n%s\nEOF", body) or ""
-        local out = sh(string.format("curl -s -X %s %s%s%s", method, hub.url, path, data))
-        return out
+        local data = ""
+        if body then
+            local f = assert(io.open(dir .. "/control.json", "wb"))
+            f:write(body)
+            f:close()
+            data = string.format(" -H 'Content-Type: application/json' --data-binary @'%s/control.json'", dir)
+        end
+        return (sh(string.format("curl -s -X %s %s%s%s", method, hub.url, path, data)))
     end
     function hub.faults(list)
         control("POST", "/_hub/faults", cjson.encode(list))
