@@ -1,0 +1,135 @@
+-- bench/pull.lua — apr pull's download speed on loopback, against the test
+-- hub (tests/lua/apr/hub/test_hub.py), side by side in one run:
+--
+--   1. The hub caps every connection at --rate MiB/s (as CDNs cap a TCP
+--      connection): the aggregate throughput of apr pull with 1, 4 and 8
+--      connections, and its ratio to 1 connection (target: >= 3.5x at 4).
+--   2. No cap: apr pull (8 connections, SHA-256 verified, fsync'd) beside
+--      `curl -s -o` of the same URL into the same folder (target: >= 1x).
+--
+-- Each figure is the median of --runs runs, alternating the contenders;
+-- times are the whole command (process start, hub metadata, download,
+-- hash, rename). Files live in /dev/shm when it exists, so the disk is not
+-- what is measured.
+--
+-- usage: apr run bench/pull.lua [--size MiB] [--big MiB] [--rate MiB/s] [--runs N]
+local uv = require "luv"
+
+local opts = { size = 128, big = 1024, rate = 16, runs = 3 }
+local i = 1
+while i <= #arg do
+    local k = arg[i]:match("^%-%-(%w+)$")
+    if not k or opts[k] == nil or not tonumber(arg[i + 1]) then
+        io.stderr:write("usage: apr run bench/pull.lua [--size MiB] [--big MiB] [--rate MiB/s] [--runs N]\n")
+        os.exit(2)
+    end
+    opts[k] = tonumber(arg[i + 1])
+    i = i + 2
+end
+
+local MiB = 1024 * 1024
+local APR = (rawget(_G, "APR_HOME") or ".") .. "/apr"
+local HUB = (rawget(_G, "APR_HOME") or ".") .. "/tests/lua/apr/hub/test_hub.py"
+
+local function sh(cmd)
+    local p = assert(io.popen(cmd))
+    local out = p:read("*a")
+    local ok = p:close()
+    return out, ok
+end
+
+local base = (uv.fs_stat("/dev/shm") and "/dev/shm" or "/tmp") .. "/apr-bench-pull-" .. uv.os_getpid()
+local root = base .. "/root/bench/Bench-GGUF"
+assert(os.execute("mkdir -p '" .. root .. "'") == 0)
+local function cleanup() os.execute("rm -rf '" .. base .. "'") end
+
+io.stderr:write(string.format("writing %d MiB and %d MiB of test data in %s ...\n", opts.size, opts.big, base))
+for name, mib in pairs({ ["small-Q4_K_M.gguf"] = opts.size, ["big-Q8_0.gguf"] = opts.big }) do
+    local _, ok = sh(string.format("head -c %d /dev/urandom > '%s/%s'", mib * MiB, root, name))
+    assert(ok, "cannot write the test data")
+end
+
+local pid = tonumber(sh(string.format("python3 %s --root '%s/root' --port-file '%s/port' >'%s/hub.log' 2>&1 & echo $!",
+    HUB, base, base, base)):match("%d+"))
+local port
+for _ = 1, 600 do
+    local f = io.open(base .. "/port", "rb")
+    if f then port = tonumber(f:read("*a")); f:close() end
+    if port then break end
+    uv.sleep(50)
+end
+if not port then cleanup() error("the test hub did not start") end
+local url = "http://127.0.0.1:" .. port
+
+local function faults(json)
+    local f = assert(io.open(base .. "/faults.json", "wb"))
+    f:write(json)
+    f:close()
+    sh(string.format("curl -s -X POST %s/_hub/faults --data-binary @'%s/faults.json'", url, base))
+end
+
+local function timed(cmd)
+    local t0 = uv.hrtime()
+    local out, ok = sh(cmd)
+    local s = (uv.hrtime() - t0) * 1e-9
+    if not ok then
+        os.execute("kill " .. pid)
+        cleanup()
+        error("failed: " .. cmd .. "\n" .. out)
+    end
+    return s, out
+end
+
+local function pull(ref, conns)
+    local cache = base .. "/cache"
+    os.execute("rm -rf '" .. cache .. "'")
+    local s = timed(string.format("HF_ENDPOINT=%s HF_HUB_CACHE='%s' %s pull %s --connections %d --quiet 2>&1",
+        url, cache, APR, ref, conns))
+    return s
+end
+
+local function median(t)
+    table.sort(t)
+    return t[math.floor((#t + 1) / 2)]
+end
+
+-- 1. Capped connections.
+faults(string.format('[{"kind": "rate", "bps": %d, "times": -1}]', opts.rate * MiB))
+local capped = {}
+for _, n in ipairs({ 1, 4, 8 }) do capped[n] = {} end
+for _ = 1, opts.runs do
+    for _, n in ipairs({ 1, 4, 8 }) do
+        capped[n][#capped[n] + 1] = pull("bench/Bench-GGUF:Q4_K_M", n)
+    end
+end
+
+-- 2. Uncapped: apr beside curl -o of the CDN URL the hub redirects to.
+faults("[]")
+local loc = sh(string.format("curl -sI %s/bench/Bench-GGUF/resolve/main/big-Q8_0.gguf", url))
+    :match("[Ll]ocation: ([^\r\n]+)")
+local apr_t, curl_t = {}, {}
+for _ = 1, opts.runs do
+    apr_t[#apr_t + 1] = pull("bench/Bench-GGUF:Q8_0", 8)
+    os.remove(base .. "/curl.out")
+    curl_t[#curl_t + 1] = timed(string.format("curl -s -o '%s/curl.out' '%s'", base, loc))
+    os.remove(base .. "/curl.out")
+end
+os.execute("kill " .. pid)
+cleanup()
+
+local cpu = sh("grep -m1 'model name' /proc/cpuinfo"):match(":%s*(.-)%s*$") or "?"
+local nproc = sh("nproc"):match("%d+") or "?"
+print(string.format("\napr pull on loopback (%s, %s CPUs), median of %d runs", cpu, nproc, opts.runs))
+print(string.format("\n1. each connection capped at %d MiB/s, %d MiB file", opts.rate, opts.size))
+print("connections  seconds   MiB/s   vs 1 connection")
+local one = opts.size / median(capped[1])
+for _, n in ipairs({ 1, 4, 8 }) do
+    local s = median(capped[n])
+    print(string.format("%11d  %7.2f  %6.1f   %.2fx", n, s, opts.size / s, opts.size / s / one))
+end
+print(string.format("\n2. no cap, %d MiB file", opts.big))
+print("tool                          seconds   GB/s   vs curl")
+local a, c = median(apr_t), median(curl_t)
+local gb = opts.big * MiB / 1e9
+print(string.format("%-28s  %7.2f  %5.2f   %.2fx", "apr pull (8 conn., SHA-256)", a, gb / a, c / a))
+print(string.format("%-28s  %7.2f  %5.2f   1.00x", "curl -s -o", c, gb / c))
