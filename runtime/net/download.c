@@ -11,12 +11,11 @@
  *     never multiplexed: a CDN caps each TCP connection, so N requests
  *     sharing one HTTP/2 connection would be no faster than one.
  *   - Every chunk's progress (bytes from its start) is kept in a journal
- *     beside the file, rewritten (tmp + rename) a few times a second, after
- *     the data it counts was written. A process killed at any point resumes
- *     from the journal and loses only what arrived since its last rewrite.
- *     A file without a journal resumes from its length, as a sequential
- *     writer (curl -C, older huggingface_hub) leaves it, but only where a
- *     digest will check the result.
+ *     beside the file (journal.c), rewritten a few times a second. A process
+ *     killed at any point resumes from it and loses only what arrived since
+ *     its last rewrite. A file without a journal resumes from its length,
+ *     as a sequential writer (curl -C, older huggingface_hub) leaves it, but
+ *     only where a digest will check the result.
  *   - The first response's ETag is the validator: a later response with
  *     another ETag, Content-Range total or size means the file changed on
  *     the server, and the download fails as "changed" (its bytes are thrown
@@ -28,9 +27,9 @@
  *     backoff, or after Retry-After; a connection fails the download after
  *     max_retries failures in a row without a byte. 401/403/404 and other
  *     4xx fail at once.
- *   - A second thread hashes (SHA-256) the contiguous prefix written so far,
- *     reading it back from the page cache, so the digest is ready moments
- *     after the last byte. A mismatch removes the file and the journal.
+ *   - A second thread hashes (SHA-256) the contiguous prefix written so far
+ *     (prefix_hash.c), so the digest is ready moments after the last byte.
+ *     A mismatch removes the file and the journal.
  *
  * Progress reaches the caller as events in a queue, with an eventfd that is
  * readable while some wait (as the engine's tokens do), so a Lua event loop
@@ -50,12 +49,13 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "net/journal.h"
+#include "net/prefix_hash.h"
 
 enum {
     MAX_CONNECTIONS = 64,
-    HASH_BLOCK = 4 << 20,          /* bytes the hasher reads at a time */
     RECV_BUFFER = 512 << 10,       /* libcurl's receive buffer: fewer callbacks at GB/s */
-    ETAG_MAX = 192,
+    ETAG_MAX = APR_JOURNAL_ETAG_MAX,
 };
 static const double JOURNAL_SECONDS = 0.25;  /* between journal rewrites */
 static const int64_t MIN_CHUNK = 1 << 20;
@@ -95,42 +95,33 @@ struct apr_download {
     int64_t size;
     char want[65];            /* expected digest, "" if none */
     int n_conn, max_retries;
-    int64_t chunk;
     double stall_seconds, connect_seconds, progress_seconds, max_wait;
 
     /* Download thread only. */
     int fd;
     CURLM *multi;
     conn conns[MAX_CONNECTIONS];
-    int n_chunks;
-    int64_t *got;             /* [n_chunks] bytes written from each chunk's start */
-    uint8_t *held;            /* [n_chunks] 1 while a connection holds it */
+    apr_journal j;            /* chunks and their progress; j.single: the server ignores ranges,
+                                 one plain GET; j.validator: the ETag every response must carry */
+    uint8_t *held;            /* [j.n_chunks] 1 while a connection holds it */
     int front;                /* first chunk not complete */
-    int single;               /* the server ignored ranges: one plain GET */
-    char validator[ETAG_MAX]; /* the ETag every response must carry ("" until known) */
+    apr_prefix_hash *hash;
+    char digest[65];
     int64_t done, resumed, received;
     int fail_reason, fail_status, fail_http;
     char fail_msg[256];
     int disk_errno;
     unsigned rng;
 
-    /* Shared with the hasher (lock). */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int64_t frontier;         /* bytes from 0 that are written */
-    int gen;                  /* bumped when the file starts over */
-    int64_t hashed;
-    int hash_stop, hash_done, hash_errno;
-    char digest[65];
-
     /* Events (lock). */
+    pthread_mutex_t lock;
     apr_download_event *events;
     int ev_head, n_events, cap_events;
     int event_fd;
 
     atomic_int cancel;
-    pthread_t thread, hasher;
-    int thread_started, hasher_started;
+    pthread_t thread;
+    int thread_started;
 };
 
 static double now_s(void)
@@ -140,13 +131,8 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int64_t chunk_start(const apr_download *d, int c) { return (int64_t)c * d->chunk; }
-
-static int64_t chunk_len(const apr_download *d, int c)
-{
-    int64_t left = d->size - chunk_start(d, c);
-    return left < d->chunk ? left : d->chunk;
-}
+static int64_t chunk_start(const apr_download *d, int c) { return apr_journal_chunk_start(&d->j, c); }
+static int64_t chunk_len(const apr_download *d, int c) { return apr_journal_chunk_len(&d->j, c); }
 
 /* ------------------------------------------------------------------ */
 /* Events                                                             */
@@ -161,8 +147,8 @@ static void post(apr_download *d, apr_download_event *ev)
     int active = 0;
     for (int i = 0; i < d->n_conn; i++) active += d->conns[i].active;
     ev->active = active;
+    ev->hashed = d->hash ? apr_prefix_hash_hashed(d->hash) : 0;
     pthread_mutex_lock(&d->lock);
-    ev->hashed = d->hashed;
     if (d->n_events == d->cap_events) {
         /* Grows instead of dropping: a reader that falls behind costs memory. */
         int cap = d->cap_events ? d->cap_events * 2 : 64;
@@ -206,170 +192,50 @@ static void fail(apr_download *d, int reason, apr_status status, int http, const
 }
 
 /* ------------------------------------------------------------------ */
-/* Journal                                                            */
+/* Chunks, the journal, the hash                                      */
 /* ------------------------------------------------------------------ */
 
-/* Rewrites the journal: a tmp file renamed over the old one, so a process
- * killed mid-write leaves the previous journal whole. The data it counts
- * was written (pwrite) before, so after a kill the journal never claims
- * bytes the file lacks. Not fsynced: after a power loss the final digest
- * catches claimed bytes that never reached the disk. */
-static int journal_save(apr_download *d)
-{
-    FILE *f = fopen(d->journal_tmp, "wb");
-    if (!f) return -1;
-    fprintf(f, "apr download journal 1\nsize %lld\nchunk %lld\nsingle %d\nvalidator %s\ngot",
-            (long long)d->size, (long long)d->chunk, d->single, d->validator);
-    for (int c = 0; c < d->n_chunks; c++) fprintf(f, " %lld", (long long)d->got[c]);
-    fputc('\n', f);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(d->journal_tmp, d->journal) != 0) {
-        unlink(d->journal_tmp);
-        return -1;
-    }
-    return 0;
-}
+static int journal_save(apr_download *d) { return apr_journal_save(&d->j, d->journal, d->journal_tmp); }
 
+/* Chunks of `chunk` bytes, none written or held. */
 static int set_chunks(apr_download *d, int64_t chunk)
 {
-    d->chunk = chunk;
-    d->n_chunks = d->size > 0 ? (int)((d->size + chunk - 1) / chunk) : 0;
-    free(d->got);
     free(d->held);
-    d->got = calloc((size_t)d->n_chunks + 1, sizeof *d->got);
-    d->held = calloc((size_t)d->n_chunks + 1, 1);
-    return d->got && d->held ? 0 : -1;
+    d->held = NULL;
+    if (apr_journal_chunks(&d->j, chunk) != 0) return -1;
+    d->held = calloc((size_t)d->j.n_chunks + 1, 1);
+    return d->held ? 0 : -1;
 }
 
-/* Loads a journal written for this size; 0 if it was taken. Its chunk size
- * wins over the parameters' (a resumed download may have other options). */
+/* Takes the journal on disk if it describes this file. Its chunk size wins
+ * over the parameters' (a resumed download may have other options). */
 static int journal_load(apr_download *d)
 {
-    FILE *f = fopen(d->journal, "rb");
-    if (!f) return -1;
-    long long size = -1, chunk = 0;
-    int single = 0, ok = 0;
-    char line[ETAG_MAX + 32];
-    if (fgets(line, sizeof line, f) && strcmp(line, "apr download journal 1\n") == 0 &&
-        fscanf(f, "size %lld\nchunk %lld\nsingle %d\n", &size, &chunk, &single) == 3 &&
-        size == d->size && chunk >= 1 && chunk <= d->size && fgets(line, sizeof line, f) &&
-        strncmp(line, "validator ", 10) == 0 && set_chunks(d, single ? d->size : chunk) == 0) {
-        line[strcspn(line, "\n")] = '\0';
-        size_t k = strlen(line + 10);
-        if (k >= sizeof d->validator) k = sizeof d->validator - 1;
-        memcpy(d->validator, line + 10, k);
-        d->validator[k] = '\0';
-        d->single = single;
-        ok = fscanf(f, "got") == 0;
-        for (int c = 0; ok && c < d->n_chunks; c++) {
-            long long g;
-            ok = fscanf(f, " %lld", &g) == 1 && g >= 0 && g <= chunk_len(d, c);
-            if (ok) d->got[c] = g;
-        }
-    }
-    fclose(f);
-    if (!ok) { d->single = 0; d->validator[0] = '\0'; }
-    return ok ? 0 : -1;
-}
-
-/* ------------------------------------------------------------------ */
-/* Hashing (its own thread)                                           */
-/* ------------------------------------------------------------------ */
-
-static int pread_all(int fd, uint8_t *buf, size_t n, int64_t off)
-{
-    while (n > 0) {
-        ssize_t r = pread(fd, buf, n, off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) { if (r == 0) errno = EIO; return -1; }
-        buf += r; n -= (size_t)r; off += r;
-    }
-    return 0;
-}
-
-/* Follows the written prefix, hashing it in file order; starts over when
- * the download does (gen). Ends with the digest once the whole file is
- * hashed, or when told to stop. */
-static void *hash_main(void *arg)
-{
-    apr_download *d = arg;
-    apr_sha256 *h = apr_sha256_new();
-    uint8_t *buf = malloc(HASH_BLOCK);
-    int64_t hashed = 0;
-    pthread_mutex_lock(&d->lock);
-    int gen = d->gen;
-    if (!h || !buf) {
-        d->hash_errno = ENOMEM;
-        d->hash_done = 1;
-    }
-    while (!d->hash_done) {
-        if (d->hash_stop) break;
-        if (d->gen != gen) {
-            gen = d->gen;
-            hashed = 0;
-            apr_sha256_reset(h);
-            d->hashed = 0;
-            continue;
-        }
-        if (hashed == d->size && d->frontier == d->size) {
-            apr_sha256_final(h, NULL, d->digest);
-            d->hash_done = 1;
-            break;
-        }
-        if (hashed >= d->frontier) {
-            pthread_cond_wait(&d->cond, &d->lock);
-            continue;
-        }
-        int64_t n = d->frontier - hashed;
-        if (n > HASH_BLOCK) n = HASH_BLOCK;
-        pthread_mutex_unlock(&d->lock);
-        int err = pread_all(d->fd, buf, (size_t)n, hashed) != 0 ? errno : 0;
-        if (!err) apr_sha256_update(h, buf, (size_t)n);
-        pthread_mutex_lock(&d->lock);
-        if (err) {
-            d->hash_errno = err;
-            d->hash_done = 1;
-        } else if (d->gen == gen) {
-            hashed += n;
-            d->hashed = hashed;
-        }
-    }
-    pthread_cond_broadcast(&d->cond);
-    pthread_mutex_unlock(&d->lock);
-    apr_sha256_free(h);
-    free(buf);
-    return NULL;
+    if (apr_journal_load(&d->j, d->journal) != 0) return -1;
+    free(d->held);
+    d->held = calloc((size_t)d->j.n_chunks + 1, 1);
+    return d->held ? 0 : -1;
 }
 
 /* Moves the written prefix forward past complete chunks and tells the
  * hasher. */
 static void advance_front(apr_download *d)
 {
-    while (d->front < d->n_chunks && d->got[d->front] == chunk_len(d, d->front)) d->front++;
-    int64_t f = d->front < d->n_chunks ? chunk_start(d, d->front) + d->got[d->front] : d->size;
-    pthread_mutex_lock(&d->lock);
-    if (f != d->frontier) {
-        d->frontier = f;
-        pthread_cond_signal(&d->cond);
-    }
-    pthread_mutex_unlock(&d->lock);
+    while (d->front < d->j.n_chunks && d->j.got[d->front] == chunk_len(d, d->front)) d->front++;
+    int64_t f = d->front < d->j.n_chunks ? chunk_start(d, d->front) + d->j.got[d->front] : d->size;
+    if (d->hash) apr_prefix_hash_advance(d->hash, f);
 }
 
 /* The file starts over from byte 0 (the server ignored ranges, or a 200
  * replaced a resumed single stream). */
 static void start_over(apr_download *d, int single)
 {
-    d->single = single;
-    set_chunks(d, single ? (d->size > 0 ? d->size : 1) : d->chunk);
+    d->j.single = single;
+    set_chunks(d, single ? (d->size > 0 ? d->size : 1) : d->j.chunk);
     d->front = 0;
     d->done = 0;
     d->resumed = 0;
-    pthread_mutex_lock(&d->lock);
-    d->gen++;
-    d->frontier = 0;
-    d->hashed = 0;
-    pthread_cond_signal(&d->cond);
-    pthread_mutex_unlock(&d->lock);
+    if (d->hash) apr_prefix_hash_restart(d->hash);
 }
 
 /* ------------------------------------------------------------------ */
@@ -444,13 +310,13 @@ static int check_response(conn *c)
     }
     const char *etag = c->etag;
     if (strncmp(etag, "W/", 2) == 0) etag += 2;
-    if (d->validator[0] && etag[0] && strcmp(d->validator, etag) != 0) {
+    if (d->j.validator[0] && etag[0] && strcmp(d->j.validator, etag) != 0) {
         fail(d, APR_DOWNLOAD_CHANGED, APR_ERR_FORMAT, (int)c->code,
-             "the file changed on the server during the download (ETag %s, then %s)", d->validator, etag);
+             "the file changed on the server during the download (ETag %s, then %s)", d->j.validator, etag);
         c->abort = ABORT_CHANGED;
         return 0;
     }
-    if (!d->validator[0] && etag[0]) snprintf(d->validator, sizeof d->validator, "%s", etag);
+    if (!d->j.validator[0] && etag[0]) snprintf(d->j.validator, sizeof d->j.validator, "%s", etag);
     if (c->code == 206) {
         if (c->cr_total >= 0 && c->cr_total != d->size) {
             fail(d, APR_DOWNLOAD_CHANGED, APR_ERR_FORMAT, 206,
@@ -477,7 +343,7 @@ static int check_response(conn *c)
         return 0;
     }
     if (c->pos == 0 && c->end == d->size) return 1;  /* asked for all of it */
-    if (!d->single) {
+    if (!d->j.single) {
         c->abort = ABORT_RANGES;
         return 0;
     }
@@ -521,7 +387,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     }
     c->pos += (int64_t)take;
     c->got_now += (int64_t)take;
-    d->got[c->chunk] += (int64_t)take;
+    d->j.got[c->chunk] += (int64_t)take;
     d->done += (int64_t)take;
     if (c->chunk == d->front) advance_front(d);
     if (take < n) {
@@ -541,15 +407,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 /* The lowest chunk with bytes missing that no connection holds, or -1. */
 static int next_chunk(apr_download *d)
 {
-    for (int c = d->front; c < d->n_chunks; c++) {
-        if (!d->held[c] && d->got[c] < chunk_len(d, c)) return c;
+    for (int c = d->front; c < d->j.n_chunks; c++) {
+        if (!d->held[c] && d->j.got[c] < chunk_len(d, c)) return c;
     }
     return -1;
 }
 
 static int start_request(apr_download *d, conn *c)
 {
-    c->pos = chunk_start(d, c->chunk) + d->got[c->chunk];
+    c->pos = chunk_start(d, c->chunk) + d->j.got[c->chunk];
     c->end = chunk_start(d, c->chunk) + chunk_len(d, c->chunk);
     c->got_now = 0;
     c->checked = 0;
@@ -559,18 +425,18 @@ static int start_request(apr_download *d, conn *c)
     curl_slist_free_all(c->req_headers);
     c->req_headers = NULL;
     for (struct curl_slist *h = d->headers; h; h = h->next) c->req_headers = curl_slist_append(c->req_headers, h->data);
-    if (d->validator[0]) {
+    if (d->j.validator[0]) {
         /* The server sends the whole (new) file instead of a range when the
          * ETag differs: caught as a change by check_response. */
         char hdr[ETAG_MAX + 16];
-        snprintf(hdr, sizeof hdr, "If-Range: %s", d->validator);
+        snprintf(hdr, sizeof hdr, "If-Range: %s", d->j.validator);
         c->req_headers = curl_slist_append(c->req_headers, hdr);
     }
     curl_easy_setopt(c->easy, CURLOPT_URL, d->url);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->req_headers);
-    if (d->single && c->pos == 0) {
+    if (d->j.single && c->pos == 0) {
         curl_easy_setopt(c->easy, CURLOPT_RANGE, NULL);
-    } else if (d->single) {
+    } else if (d->j.single) {
         snprintf(c->range, sizeof c->range, "%lld-", (long long)c->pos);
         curl_easy_setopt(c->easy, CURLOPT_RANGE, c->range);
     } else {
@@ -625,7 +491,7 @@ static void finish_request(apr_download *d, conn *c, CURLcode result)
     }
     if (c->abort == ABORT_CHANGED) return;  /* fail() was called */
     if (c->abort == ABORT_RANGES) {
-        if (!d->single) {
+        if (!d->j.single) {
             post_kind(d, APR_DOWNLOAD_RESTART);
             for (int i = 0; i < d->n_conn; i++) {
                 conn *o = &d->conns[i];
@@ -644,7 +510,7 @@ static void finish_request(apr_download *d, conn *c, CURLcode result)
     }
     if (!c->checked && c->code == 0) curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->code);
     if (result == CURLE_OK && (c->code == 200 || c->code == 206) && c->pos >= c->end && c->checked) {
-        if (d->got[c->chunk] == chunk_len(d, c->chunk)) d->held[c->chunk] = 0, c->chunk = -1;
+        if (d->j.got[c->chunk] == chunk_len(d, c->chunk)) d->held[c->chunk] = 0, c->chunk = -1;
         /* else: a shorter range than asked; the connection asks for the rest */
         c->attempts = 0;
         c->retry_at = 0;
@@ -708,22 +574,22 @@ static int prepare(apr_download *d)
     struct stat st;
     if (fstat(d->fd, &st) != 0) st.st_size = 0;
     int64_t len = st.st_size;
-    int64_t chunk = d->chunk;
+    int64_t chunk = d->j.chunk;
     int journaled = journal_load(d) == 0;
     if (journaled && len >= d->size) {
-        for (int c = 0; c < d->n_chunks; c++) d->resumed += d->got[c];
+        for (int c = 0; c < d->j.n_chunks; c++) d->resumed += d->j.got[c];
     } else {
-        d->single = 0;
-        d->validator[0] = '\0';
+        d->j.single = 0;
+        d->j.validator[0] = '\0';
         if (set_chunks(d, chunk) != 0) {
             fail(d, APR_DOWNLOAD_DISK, APR_ERR_NOMEM, 0, "out of memory");
             return -1;
         }
         if (!journaled && d->want[0] && len > 0 && len <= d->size) {
             /* A sequential writer's partial file: its length is what it has. */
-            for (int c = 0; c < d->n_chunks; c++) {
+            for (int c = 0; c < d->j.n_chunks; c++) {
                 int64_t g = len - chunk_start(d, c);
-                d->got[c] = g < 0 ? 0 : g > chunk_len(d, c) ? chunk_len(d, c) : g;
+                d->j.got[c] = g < 0 ? 0 : g > chunk_len(d, c) ? chunk_len(d, c) : g;
             }
             d->resumed = len;
         } else if (len > 0 && ftruncate(d->fd, 0) != 0) {
@@ -794,11 +660,12 @@ static void *download_main(void *arg)
     apr_download_event ev;
     int ok = prepare(d) == 0;
     if (ok) {
-        if (pthread_create(&d->hasher, NULL, hash_main, d) != 0) {
+        d->hash = apr_prefix_hash_start(d->fd, d->size);
+        if (!d->hash) {
             fail(d, APR_DOWNLOAD_DISK, APR_ERR_NOMEM, 0, "cannot start the hashing thread");
             ok = 0;
         } else {
-            d->hasher_started = 1;
+            advance_front(d);  /* what a resume found is hashed first */
         }
     }
     if (ok) {
@@ -821,7 +688,7 @@ static void *download_main(void *arg)
             break;
         }
         double t = now_s(), wake = t + 0.1;
-        int active = 0, n_conn = d->single ? 1 : d->n_conn;
+        int active = 0, n_conn = d->j.single ? 1 : d->n_conn;
         for (int i = 0; i < n_conn; i++) {
             conn *c = &d->conns[i];
             if (c->active) { active++; continue; }
@@ -841,7 +708,7 @@ static void *download_main(void *arg)
             active++;
         }
         if (d->fail_reason) break;
-        if (active == 0 && d->front == d->n_chunks) {
+        if (active == 0 && d->front == d->j.n_chunks) {
             int waiting = 0;
             for (int i = 0; i < d->n_conn; i++) waiting |= d->conns[i].chunk >= 0;
             if (!waiting) break;
@@ -885,18 +752,13 @@ static void *download_main(void *arg)
     pthread_mutex_unlock(&d->lock);
     if (m) curl_multi_cleanup(m);
 
-    /* The hasher finishes the prefix (all of it on success) or stops. */
-    if (d->hasher_started) {
-        pthread_mutex_lock(&d->lock);
-        if (d->fail_reason) d->hash_stop = 1;
-        pthread_cond_broadcast(&d->cond);
-        while (!d->hash_done && !d->hash_stop) pthread_cond_wait(&d->cond, &d->lock);
-        pthread_mutex_unlock(&d->lock);
-        pthread_join(d->hasher, NULL);
-        d->hasher_started = 0;
-        if (!d->fail_reason && d->hash_errno)
-            fail(d, APR_DOWNLOAD_DISK, APR_ERR_IO, 0, "reading %s back: %s", d->path, strerror(d->hash_errno));
+    /* On success the hasher finishes the file; otherwise it just stops. */
+    if (d->hash && !d->fail_reason) {
+        int err = apr_prefix_hash_finish(d->hash, d->digest);
+        if (err) fail(d, APR_DOWNLOAD_DISK, APR_ERR_IO, 0, "reading %s back: %s", d->path, strerror(err));
     }
+    apr_prefix_hash_free(d->hash);
+    d->hash = NULL;
 
     memset(&ev, 0, sizeof ev);
     if (!d->fail_reason) {
@@ -921,7 +783,7 @@ static void *download_main(void *arg)
             /* The bytes so far belong to another version of the file. */
             unlink(d->path);
             unlink(d->journal);
-        } else if (d->fd >= 0 && d->fail_reason != APR_DOWNLOAD_DIGEST && d->got) {
+        } else if (d->fd >= 0 && d->fail_reason != APR_DOWNLOAD_DIGEST && d->j.got) {
             journal_save(d);
         }
         ev.kind = APR_DOWNLOAD_FAILED;
@@ -993,12 +855,12 @@ apr_status apr_download_start(const apr_download_params *p, apr_download **out)
     d->fd = -1;
     d->event_fd = -1;
     pthread_mutex_init(&d->lock, NULL);
-    pthread_cond_init(&d->cond, NULL);
     d->size = p->size;
     d->n_conn = p->connections;
-    d->chunk = p->chunk_bytes > 0 ? p->chunk_bytes : pick_chunk(p->size, p->connections);
-    if (d->chunk > d->size && d->size > 0) d->chunk = d->size;
-    if (d->chunk < 1) d->chunk = 1;
+    d->j.size = p->size;
+    d->j.chunk = p->chunk_bytes > 0 ? p->chunk_bytes : pick_chunk(p->size, p->connections);
+    if (d->j.chunk > d->size && d->size > 0) d->j.chunk = d->size;
+    if (d->j.chunk < 1) d->j.chunk = 1;
     d->max_retries = p->max_retries;
     d->stall_seconds = p->stall_seconds;
     d->connect_seconds = p->connect_seconds;
@@ -1091,11 +953,10 @@ void apr_download_free(apr_download *d)
     free(d->journal);
     free(d->journal_tmp);
     curl_slist_free_all(d->headers);
-    free(d->got);
+    apr_journal_clear(&d->j);
     free(d->held);
     free(d->events);
     if (d->event_fd >= 0) close(d->event_fd);
     pthread_mutex_destroy(&d->lock);
-    pthread_cond_destroy(&d->cond);
     free(d);
 }
