@@ -73,7 +73,7 @@ function M.run(opts)
         output = opts.output,
     }, ui)
     if not summary then
-        if kind == "cancelled" then
+        if kind == "cancelled" or require("apr.core").C.apr_interrupted() ~= 0 then
             io.stderr:write("apr pull: ", err, "\n")
             return 130
         end
