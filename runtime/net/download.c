@@ -49,6 +49,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "net/ca.h"
 #include "net/journal.h"
 #include "net/prefix_hash.h"
 
@@ -649,8 +650,8 @@ static int setup_conn(apr_download *d, conn *c)
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(d->stall_seconds < 1 ? 1 : d->stall_seconds));
     curl_easy_setopt(e, CURLOPT_USERAGENT, "apr/" APR_VERSION);
-    const char *ca = getenv("SSL_CERT_FILE");
-    if (ca && *ca) curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+    const char *ca = apr_net_ca_bundle();
+    if (ca) curl_easy_setopt(e, CURLOPT_CAINFO, ca);
     return 0;
 }
 

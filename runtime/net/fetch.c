@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "net/ca.h"
 
 typedef struct buffer {
     char *data;
@@ -110,8 +111,8 @@ apr_status apr_fetch_request(const char *method, const char *url, const char *he
     curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "apr/" APR_VERSION);
-    const char *ca = getenv("SSL_CERT_FILE");
-    if (ca && *ca) curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+    const char *ca = apr_net_ca_bundle();
+    if (ca) curl_easy_setopt(e, CURLOPT_CAINFO, ca);
 
     CURLcode r = curl_easy_perform(e);
     long code = 0;
