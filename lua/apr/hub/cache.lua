@@ -151,13 +151,19 @@ function M.snapshots(repo_id)
 end
 
 -- Takes the blob's lock (huggingface_hub's path), waiting for another
--- downloader to finish; returns a release function, or nil and a message.
-function M.lock(repo_id, etag)
+-- downloader to finish (on_wait() is called first if it must wait);
+-- returns a release function, or nil and a message.
+function M.lock(repo_id, etag, on_wait)
     local dir = M.dir() .. "/.locks/models--" .. repo_id:gsub("/", "--")
     local ok, err = M.mkdir(dir)
     if not ok then return nil, err end
     local box = ffi.new("int[1]")
-    local status = C.apr_lockfile_acquire(dir .. "/" .. etag .. ".lock", -1, box)
+    local path = dir .. "/" .. etag .. ".lock"
+    local status = C.apr_lockfile_acquire(path, 0, box)
+    if status == C.APR_ERR_BUSY then
+        if on_wait then on_wait() end
+        status = C.apr_lockfile_acquire(path, -1, box)
+    end
     if status ~= 0 then return core.failure(status) end
     local fd = box[0]
     return function() C.apr_lockfile_release(fd) end

@@ -81,7 +81,9 @@ local function fetch_file(client, o, ui, path, entry, index_no, count)
             ok, werr = cache.write_ref(o.repo, o.revision, meta.commit)
             if not ok then return nil, "cannot write the ref: " .. tostring(werr) end
             local blob = cache.blob(o.repo, meta.etag)
-            local release, lerr = cache.lock(o.repo, meta.etag)
+            local release, lerr = cache.lock(o.repo, meta.etag, function()
+                ui.line(string.format("pull: %s: another process is downloading it; waiting", path))
+            end)
             if not release then return nil, lerr end
             local st = uv.fs_stat(blob)
             if st and st.size == meta.size and not o.force then
