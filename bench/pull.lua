@@ -5,7 +5,8 @@
 --      connection): the aggregate throughput of apr pull with 1, 4 and 8
 --      connections, and its ratio to 1 connection (target: >= 3.5x at 4).
 --   2. No cap: apr pull (8 connections, SHA-256 verified, fsync'd) beside
---      `curl -s -o` of the same URL into the same folder (target: >= 1x).
+--      `curl -s -o` of the same URL into the same folder (target: >= 1x),
+--      and beside curl followed by `sha256sum`, which verifies as apr does.
 --
 -- Each figure is the median of --runs runs, alternating the contenders;
 -- times are the whole command (process start, hub metadata, download,
@@ -107,11 +108,12 @@ end
 faults("[]")
 local loc = sh(string.format("curl -sI %s/bench/Bench-GGUF/resolve/main/big-Q8_0.gguf", url))
     :match("[Ll]ocation: ([^\r\n]+)")
-local apr_t, curl_t = {}, {}
+local apr_t, curl_t, sum_t = {}, {}, {}
 for _ = 1, opts.runs do
     apr_t[#apr_t + 1] = pull("bench/Bench-GGUF:Q8_0", 8)
     os.remove(base .. "/curl.out")
     curl_t[#curl_t + 1] = timed(string.format("curl -s -o '%s/curl.out' '%s'", base, loc))
+    sum_t[#sum_t + 1] = curl_t[#curl_t] + timed(string.format("sha256sum '%s/curl.out'", base))
     os.remove(base .. "/curl.out")
 end
 os.execute("kill " .. pid)
@@ -119,7 +121,9 @@ cleanup()
 
 local cpu = sh("grep -m1 'model name' /proc/cpuinfo"):match(":%s*(.-)%s*$") or "?"
 local nproc = sh("nproc"):match("%d+") or "?"
-print(string.format("\napr pull on loopback (%s, %s CPUs), median of %d runs", cpu, nproc, opts.runs))
+local load = sh("cat /proc/loadavg"):match("^(%S+)") or "?"
+print(string.format("\napr pull on loopback (%s, %s CPUs, load average %s), median of %d runs", cpu, nproc, load,
+    opts.runs))
 print(string.format("\n1. each connection capped at %d MiB/s, %d MiB file", opts.rate, opts.size))
 print("connections  seconds   MiB/s   vs 1 connection")
 local one = opts.size / median(capped[1])
@@ -129,7 +133,8 @@ for _, n in ipairs({ 1, 4, 8 }) do
 end
 print(string.format("\n2. no cap, %d MiB file", opts.big))
 print("tool                          seconds   GB/s   vs curl")
-local a, c = median(apr_t), median(curl_t)
+local a, c, v = median(apr_t), median(curl_t), median(sum_t)
 local gb = opts.big * MiB / 1e9
 print(string.format("%-28s  %7.2f  %5.2f   %.2fx", "apr pull (8 conn., SHA-256)", a, gb / a, c / a))
 print(string.format("%-28s  %7.2f  %5.2f   1.00x", "curl -s -o", c, gb / c))
+print(string.format("%-28s  %7.2f  %5.2f   %.2fx", "curl -s -o, then sha256sum", v, gb / v, c / v))
