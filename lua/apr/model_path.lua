@@ -27,7 +27,9 @@ end
 function M.resolve(arg)
     local ref = M.reference(arg)
     if not ref then return arg end
-    return require("apr.hub.ref").find(ref)
+    local path, err = require("apr.hub.ref").find(ref)
+    if not path then return nil, err end
+    return path
 end
 
 return M
