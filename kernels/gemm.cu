@@ -18,8 +18,9 @@
 enum { BN = 128, BK = 64, LDS = BK + 8, THREADS = 256 };
 enum { EPI_F32 = 0, EPI_SWIGLU = 1 };
 
-/* A block takes 32*MT tokens: MT = 4 for prompts, 1 for short passes
- * (a 32-token prompt would waste three quarters of a 128-token tile). */
+/* A block takes 32*MT tokens: MT = 4 for prompts, 1 or 2 for short passes
+ * (a 32-token prompt would waste three quarters of a 128-token tile, and a
+ * 33-token one split over two 32-token tiles decodes every weight twice). */
 template <int MT> struct tile { enum { BM = 32 * MT, SMEM = 2 * (BM + BN) * LDS * 2 }; };
 
 struct gemm_args {
@@ -357,8 +358,31 @@ static apr_status launch(gemm_args a, void *scratch, size_t scratch_bytes, cudaS
 
 /* ---------------------------------------------------------------- entry points */
 
-/* Passes up to this many tokens take 32-token tiles. */
-enum { SHORT = 64 };
+/* The token tile of a pass of n tokens: the fewest tiles, so every weight
+ * is decoded as few times as the shape allows, then the smallest tile that
+ * holds them. APR_CUDA_GEMM_MT=1 restores the 32-token tiles for all passes
+ * up to 64 tokens (the layout before version 22, for A/B runs). */
+static int tile_mt(int n_tok)
+{
+    static int old = -1;
+    if (old < 0) {
+        const char *v = getenv("APR_CUDA_GEMM_MT");
+        old = v && atoi(v) == 1;
+    }
+    if (n_tok <= 32) return 1;
+    if (n_tok <= 64) return old ? 1 : 2;
+    return 4;
+}
+
+template <int EPI>
+static apr_status launch_mt(const gemm_args &a, void *scratch, size_t scratch_bytes, cudaStream_t stream)
+{
+    switch (tile_mt(a.n_tok)) {
+    case 1: return launch<EPI, 1>(a, scratch, scratch_bytes, stream);
+    case 2: return launch<EPI, 2>(a, scratch, scratch_bytes, stream);
+    default: return launch<EPI, 4>(a, scratch, scratch_bytes, stream);
+    }
+}
 
 /* The kernels' shared memory exceeds the 48 KB a launch gets by default;
  * raised once, before any launch (not allowed while a graph records). */
@@ -366,7 +390,8 @@ extern "C" apr_status apr_cuda_gemm_setup(void)
 {
 #define SETUP1(DT, EPI, MT) \
     APR_CUDA_CHECK(cudaFuncSetAttribute(gemm_q<DT, EPI, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, tile<MT>::SMEM));
-#define SETUP(DT) SETUP1(DT, EPI_F32, 1) SETUP1(DT, EPI_F32, 4) SETUP1(DT, EPI_SWIGLU, 1) SETUP1(DT, EPI_SWIGLU, 4)
+#define SETUP(DT) SETUP1(DT, EPI_F32, 1) SETUP1(DT, EPI_F32, 2) SETUP1(DT, EPI_F32, 4) \
+    SETUP1(DT, EPI_SWIGLU, 1) SETUP1(DT, EPI_SWIGLU, 2) SETUP1(DT, EPI_SWIGLU, 4)
     APR_CUDA_FOR_EACH_QTYPE(SETUP)
     SETUP(APR_F16)
     SETUP(APR_BF16)
@@ -382,8 +407,7 @@ extern "C" apr_status apr_cuda_gemm(const apr_cuda_qmat *w, const void *x_f16, i
 {
     if (n_tok <= 0) return APR_OK;
     gemm_args a = {*w, *w, (const __half *)x_f16, n_tok, out, ld_out, bias, resid, ld_resid, NULL, NULL, 1, 0};
-    return n_tok <= SHORT ? launch<EPI_F32, 1>(a, scratch, scratch_bytes, stream)
-                          : launch<EPI_F32, 4>(a, scratch, scratch_bytes, stream);
+    return launch_mt<EPI_F32>(a, scratch, scratch_bytes, stream);
 }
 
 extern "C" apr_status apr_cuda_gemm_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, const void *x_f16,
@@ -396,6 +420,5 @@ extern "C" apr_status apr_cuda_gemm_swiglu(const apr_cuda_qmat *gate, const apr_
                          apr_dtype_name(gate->dtype), gate->rows, gate->cols, apr_dtype_name(up->dtype), up->rows,
                          up->cols);
     gemm_args a = {*gate, *up, (const __half *)x_f16, n_tok, out, ld_out, NULL, NULL, 0, (__half *)out_f16, NULL, 1, 0};
-    return n_tok <= SHORT ? launch<EPI_SWIGLU, 1>(a, scratch, scratch_bytes, stream)
-                          : launch<EPI_SWIGLU, 4>(a, scratch, scratch_bytes, stream);
+    return launch_mt<EPI_SWIGLU>(a, scratch, scratch_bytes, stream);
 }

@@ -296,6 +296,9 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
     b->q8_max = CUDA_Q8_DEFAULT;
     if (getenv("APR_CUDA_Q8_MAX")) b->q8_max = atoi(getenv("APR_CUDA_Q8_MAX")); /* for measurements */
     if (b->q8_max < 0 || b->q8_max > CUDA_GEMV_MAX) b->q8_max = CUDA_Q8_DEFAULT;
+    b->mma_max = CUDA_MMA_MAX;
+    if (getenv("APR_CUDA_MMA_MAX")) b->mma_max = atoi(getenv("APR_CUDA_MMA_MAX")); /* for measurements */
+    if (b->mma_max < 0 || b->mma_max > CUDA_MMA_MAX) b->mma_max = CUDA_MMA_MAX;
     cudaSetDevice(gpu_index);
     /* the kernels' stack frames are at most 40 bytes (ptxas -v); the
      * default 1 KB per thread reserves local memory for every thread the

@@ -60,6 +60,8 @@ typedef struct cuda_backend {
     int glu_q8;            /* APR_CUDA_GLU_Q8=1: SwiGLU's kernel quantizes its output (ops.c: measured slower) */
     int q8_max;            /* products of up to this many tokens take int8 activations (CUDA_Q8_DEFAULT;
                               APR_CUDA_Q8_MAX=0..CUDA_GEMV_MAX for measurements) */
+    int mma_max;           /* products of up to this many tokens take the tensor-core decode kernels
+                              (CUDA_MMA_MAX; APR_CUDA_MMA_MAX=0..CUDA_MMA_MAX for measurements) */
 } cuda_backend;
 
 /* Which intermediate form of an activation buffer a kernel has already left

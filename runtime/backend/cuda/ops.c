@@ -111,7 +111,7 @@ static int decode_kernels(const apr_stream *s, const apr_linear *W, int n)
 {
     const int q = all_quantized(W);
     if (takes_q8(s, n) || (!q && n <= CUDA_GEMV_MAX)) return 1;
-    return q && n <= CUDA_MMA_MAX && W->cols % 128 == 0 ? 2 : 0;
+    return q && n <= s->b->mma_max && W->cols % 128 == 0 ? 2 : 0;
 }
 
 static apr_cuda_kv layer_kv(apr_stream *s, const apr_kv_cache *kv, int layer)
@@ -165,7 +165,7 @@ void apr_cuda_op_rmsnorm(apr_stream *s, float *out, const float *x, const apr_we
         s->memo.q8_block = q.block;
     } else {
         /* the tensor-core decode kernels' order when they will likely read it */
-        const int rb = cols % block ? 32 : block, frag = n <= CUDA_MMA_MAX && cols % 128 == 0;
+        const int rb = cols % block ? 32 : block, frag = n <= s->b->mma_max && cols % 128 == 0;
         void *buf = frag ? s->x16f : s->x16;
         apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, cols, w->data, eps, n, cols, buf, out, rb, frag, s->cs));
         s->memo.f16_of = out;

@@ -207,7 +207,7 @@ TEST(cuda_matmul_every_type_decode_and_prefill)
     pair p;
     if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
     rng_state = 21;
-    static const int ns[] = { 1, 2, 3, 5, 8, 9, 12, 16, 17, 24, 32, 33, 150 };
+    static const int ns[] = { 1, 2, 3, 5, 8, 9, 12, 16, 17, 24, 32, 33, 47, 64, 65, 150 };
     for (int ti = 0; ti < N_QTYPES; ti++) {
         tw t;
         if (!make_weight(&p, &t, qtypes[ti], rows, cols, 0)) break;
@@ -259,7 +259,7 @@ TEST(cuda_matmul_parts_bias_and_accumulate)
         L.bias[k] = (apr_weight){ .name = "b", .type = APR_F32, .rows = 1, .cols = prow[k], .row_bytes = 4 * prow[k] };
         REQUIRE(p.gpu->weight_upload(p.gpu, &L.bias[k], bias[k]) == APR_OK);
     }
-    static const int ns[] = { 1, 4, 8, 12, 16, 32, 40, 200 };
+    static const int ns[] = { 1, 4, 8, 12, 16, 32, 40, 64, 200 };
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
         const int n = ns[ni];
         for (int accumulate = 0; accumulate < 2; accumulate++) {
@@ -349,7 +349,7 @@ TEST(cuda_matmul_glu_decode_and_prefill)
         apr_linear L = { .n_parts = 2, .rows = 2 * ff, .cols = cols };
         L.part[0] = g.gw;
         L.part[1] = u.gw;
-        static const int ns[] = { 1, 3, 8, 12, 16, 32, 130 };
+        static const int ns[] = { 1, 3, 8, 12, 16, 32, 33, 57, 130 };
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int n = ns[ni];
             float *x = rnd_floats((size_t)n * cols, 2.0f), *uw = malloc(sizeof(float) * n * ff);
