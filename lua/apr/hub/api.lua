@@ -200,14 +200,14 @@ function Client:head(repo, rev, path)
                 size = tonumber(r.headers["x-linked-size"] or (r.status < 300 and r.headers["content-length"]) or ""),
                 url = (r.status >= 300 and loc) or url,
             }
-            if not meta.commit or not meta.commit:match("^%x+$") then
+            if not meta.commit or not meta.commit:match("^%x+$") or #meta.commit > 64 then
                 return nil, string.format("%s: the hub's answer for %s has no X-Repo-Commit", repo, path)
             end
-            if not meta.etag or meta.etag == "" or meta.etag:find("[/\\]") or meta.etag:find("^%.") then
+            if not meta.etag or not meta.etag:match("^[%w%-_][%w%-_.]*$") or #meta.etag > 128 then
                 return nil, string.format("%s: the hub's answer for %s has no usable ETag", repo, path)
             end
-            if not meta.size then
-                return nil, string.format("%s: the hub's answer for %s gives no size", repo, path)
+            if not meta.size or meta.size < 0 or meta.size ~= math.floor(meta.size) or meta.size >= 2 ^ 53 then
+                return nil, string.format("%s: the hub's answer for %s gives no usable size", repo, path)
             end
             return meta
         end

@@ -32,6 +32,19 @@ function M.dir()
     return home .. "/hub"
 end
 
+-- Is p a path that stays inside the folder it is joined to? A hub's
+-- listing, a revision or --file name may hold anything; none may make apr
+-- write outside the cache (huggingface_hub refuses the same).
+function M.safe_relative(p)
+    if type(p) ~= "string" or p == "" or #p > 4096 or p:sub(1, 1) == "/" or p:find("[%z\\]") then
+        return false
+    end
+    for seg in (p .. "/"):gmatch("([^/]*)/") do
+        if seg == "" or seg == "." or seg == ".." then return false end
+    end
+    return true
+end
+
 function M.repo_dir(repo_id)
     return M.dir() .. "/models--" .. repo_id:gsub("/", "--")
 end

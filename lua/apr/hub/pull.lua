@@ -34,7 +34,7 @@ end
 local function index(entries)
     local by, paths = {}, {}
     for _, e in ipairs(entries) do
-        if e.type ~= "directory" then
+        if e.type ~= "directory" and cache.safe_relative(e.path) then
             by[e.path] = e
             paths[#paths + 1] = e.path
         end
@@ -203,6 +203,8 @@ end
 -- o: repo, revision, quant, file, endpoint, connections, chunk, stall,
 -- retries, force, output. ui: hub/progress.lua's.
 function M.pull(o, ui)
+    if not cache.safe_relative(o.revision) then return nil, "not a revision: " .. tostring(o.revision) end
+    if o.file and not cache.safe_relative(o.file) then return nil, "not a file name: " .. o.file end
     local summary = { repo = o.repo, revision = o.revision, cache = absolute(cache.dir()), files = {} }
     local recs
     if api.offline() then

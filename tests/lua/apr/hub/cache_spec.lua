@@ -22,6 +22,16 @@ describe("hub/cache", function()
         assert.equal("/h/.cache/huggingface/hub", dir_with("HOME=/h"))
     end)
 
+    it("refuses paths that would leave the cache", function()
+        local cache = require "apr.hub.cache"
+        for _, ok in ipairs({ "a.gguf", "Q8_0/a-00001-of-00002.gguf", "refs/pr/1", "main" }) do
+            assert.is_true(cache.safe_relative(ok), ok)
+        end
+        for _, bad in ipairs({ "", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/", "a\\b", "a\0b" }) do
+            assert.is_false(cache.safe_relative(bad), bad)
+        end
+    end)
+
     it("links snapshots to blobs relatively, at any depth, and records refs without a newline", function()
         local d = h.tmpdir()
         local script = d .. "/t.lua"
