@@ -32,11 +32,13 @@ local MiB = 1024 * 1024
 local APR = (rawget(_G, "APR_HOME") or ".") .. "/apr"
 local HUB = (rawget(_G, "APR_HOME") or ".") .. "/tests/lua/apr/hub/test_hub.py"
 
+-- sh(cmd) -> output, whether it exited 0.
 local function sh(cmd)
-    local p = assert(io.popen(cmd))
+    local p = assert(io.popen(cmd .. "; echo \"exit=$?\""))
     local out = p:read("*a")
-    local ok = p:close()
-    return out, ok
+    p:close()
+    local code = tonumber(out:match("exit=(%d+)%s*$"))
+    return (out:gsub("exit=%d+%s*$", "")), code == 0
 end
 
 local base = (uv.fs_stat("/dev/shm") and "/dev/shm" or "/tmp") .. "/apr-bench-pull-" .. uv.os_getpid()
@@ -69,24 +71,29 @@ local function faults(json)
     sh(string.format("curl -s -X POST %s/_hub/faults --data-binary @'%s/faults.json'", url, base))
 end
 
+-- GNU time gives each command's CPU seconds (user + system), which say
+-- where a slower wall time comes from on a busy machine.
+local GNU_TIME = uv.fs_stat("/usr/bin/time") and "/usr/bin/time -f 'cpu %U %S' " or ""
+
+-- timed(cmd) -> wall seconds, CPU seconds (or nil), output.
 local function timed(cmd)
     local t0 = uv.hrtime()
-    local out, ok = sh(cmd)
+    local out, ok = sh(GNU_TIME .. cmd .. " 2>&1")
     local s = (uv.hrtime() - t0) * 1e-9
     if not ok then
         os.execute("kill " .. pid)
         cleanup()
         error("failed: " .. cmd .. "\n" .. out)
     end
-    return s, out
+    local u, k = out:match("cpu ([%d.]+) ([%d.]+)%s*$")
+    return s, u and (tonumber(u) + tonumber(k)), out
 end
 
 local function pull(ref, conns)
     local cache = base .. "/cache"
     os.execute("rm -rf '" .. cache .. "'")
-    local s = timed(string.format("HF_ENDPOINT=%s HF_HUB_CACHE='%s' %s pull %s --connections %d --quiet 2>&1",
+    return timed(string.format("env HF_ENDPOINT=%s HF_HUB_CACHE='%s' %s pull %s --connections %d --quiet",
         url, cache, APR, ref, conns))
-    return s
 end
 
 local function median(t)
@@ -108,12 +115,15 @@ end
 faults("[]")
 local loc = sh(string.format("curl -sI %s/bench/Bench-GGUF/resolve/main/big-Q8_0.gguf", url))
     :match("[Ll]ocation: ([^\r\n]+)")
-local apr_t, curl_t, sum_t = {}, {}, {}
+local apr_t, curl_t, sum_t, cpus = {}, {}, {}, { apr = {}, curl = {}, sum = {} }
 for _ = 1, opts.runs do
-    apr_t[#apr_t + 1] = pull("bench/Bench-GGUF:Q8_0", 8)
+    local s, c = pull("bench/Bench-GGUF:Q8_0", 8)
+    apr_t[#apr_t + 1], cpus.apr[#cpus.apr + 1] = s, c
     os.remove(base .. "/curl.out")
-    curl_t[#curl_t + 1] = timed(string.format("curl -s -o '%s/curl.out' '%s'", base, loc))
-    sum_t[#sum_t + 1] = curl_t[#curl_t] + timed(string.format("sha256sum '%s/curl.out'", base))
+    s, c = timed(string.format("curl -s -o '%s/curl.out' '%s'", base, loc))
+    curl_t[#curl_t + 1], cpus.curl[#cpus.curl + 1] = s, c
+    local s2, c2 = timed(string.format("sha256sum '%s/curl.out'", base))
+    sum_t[#sum_t + 1], cpus.sum[#cpus.sum + 1] = s + s2, c and c2 and c + c2
     os.remove(base .. "/curl.out")
 end
 os.execute("kill " .. pid)
@@ -132,9 +142,14 @@ for _, n in ipairs({ 1, 4, 8 }) do
     print(string.format("%11d  %7.2f  %6.1f   %.2fx", n, s, opts.size / s, opts.size / s / one))
 end
 print(string.format("\n2. no cap, %d MiB file", opts.big))
-print("tool                          seconds   GB/s   vs curl")
+print("tool                          seconds   GB/s   vs curl" .. (GNU_TIME ~= "" and "   CPU s" or ""))
 local a, c, v = median(apr_t), median(curl_t), median(sum_t)
 local gb = opts.big * MiB / 1e9
-print(string.format("%-28s  %7.2f  %5.2f   %.2fx", "apr pull (8 conn., SHA-256)", a, gb / a, c / a))
-print(string.format("%-28s  %7.2f  %5.2f   1.00x", "curl -s -o", c, gb / c))
-print(string.format("%-28s  %7.2f  %5.2f   %.2fx", "curl -s -o, then sha256sum", v, gb / v, c / v))
+local function cpu_text(list)
+    if #list < opts.runs then return "" end
+    return string.format("   %5.2f", median(list))
+end
+print(string.format("%-28s  %7.2f  %5.2f   %.2fx%s", "apr pull (8 conn., SHA-256)", a, gb / a, c / a, cpu_text(cpus.apr)))
+print(string.format("%-28s  %7.2f  %5.2f   1.00x%s", "curl -s -o", c, gb / c, cpu_text(cpus.curl)))
+print(string.format("%-28s  %7.2f  %5.2f   %.2fx%s", "curl -s -o, then sha256sum", v, gb / v, c / v,
+    cpu_text(cpus.sum)))

@@ -47,6 +47,9 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <linux/magic.h>
 
 #include "core/error.h"
 #include "net/ca.h"
@@ -56,6 +59,7 @@
 enum {
     MAX_CONNECTIONS = 64,
     RECV_BUFFER = 512 << 10,       /* libcurl's receive buffer: fewer callbacks at GB/s */
+    HASH_STEP = 4 << 20,           /* the hasher is woken for this much more written prefix */
     ETAG_MAX = APR_JOURNAL_ETAG_MAX,
 };
 static const double JOURNAL_SECONDS = 0.25;  /* between journal rewrites */
@@ -107,6 +111,7 @@ struct apr_download {
     uint8_t *held;            /* [j.n_chunks] 1 while a connection holds it */
     int front;                /* first chunk not complete */
     apr_prefix_hash *hash;
+    int64_t published;        /* the written prefix the hasher was last told of */
     char digest[65];
     int64_t done, resumed, received;
     int fail_reason, fail_status, fail_http;
@@ -219,12 +224,16 @@ static int journal_load(apr_download *d)
 }
 
 /* Moves the written prefix forward past complete chunks and tells the
- * hasher. */
+ * hasher, in steps of HASH_STEP bytes (and at the end): waking it for each
+ * 16-64 KiB a socket read gives would cost two context switches per read. */
 static void advance_front(apr_download *d)
 {
     while (d->front < d->j.n_chunks && d->j.got[d->front] == chunk_len(d, d->front)) d->front++;
     int64_t f = d->front < d->j.n_chunks ? chunk_start(d, d->front) + d->j.got[d->front] : d->size;
-    if (d->hash) apr_prefix_hash_advance(d->hash, f);
+    if (d->hash && (f - d->published >= HASH_STEP || f == d->size)) {
+        apr_prefix_hash_advance(d->hash, f);
+        d->published = f;
+    }
 }
 
 /* The file starts over from byte 0 (the server ignored ranges, or a 200
@@ -236,6 +245,7 @@ static void start_over(apr_download *d, int single)
     d->front = 0;
     d->done = 0;
     d->resumed = 0;
+    d->published = 0;
     if (d->hash) apr_prefix_hash_restart(d->hash);
 }
 
@@ -563,6 +573,26 @@ static void finish_request(apr_download *d, conn *c, CURLcode result)
 /* The download thread                                                */
 /* ------------------------------------------------------------------ */
 
+/* Reserves the file's size on its file system; 0 or an errno. On disks
+ * fallocate takes the blocks at once (no zeroing), so a full disk fails
+ * before a byte is fetched. On tmpfs it would zero the whole file in RAM
+ * before the first byte arrives: there the free space is checked instead
+ * and the pages come as the bytes do. */
+static int reserve(apr_download *d, int64_t allocated)
+{
+    struct statfs fs;
+    if (fstatfs(d->fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
+        struct statvfs vfs;
+        if (fstatvfs(d->fd, &vfs) == 0 && (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize < d->size - allocated)
+            return ENOSPC;
+        return ftruncate(d->fd, d->size) != 0 ? errno : 0;
+    }
+    if (fallocate(d->fd, 0, 0, d->size) == 0) return 0;
+    int err = errno;
+    if (err == EOPNOTSUPP || err == ENOSYS) err = ftruncate(d->fd, d->size) != 0 ? errno : 0;
+    return err;
+}
+
 /* Opens the file, loads the journal (or takes a sequential prefix) and
  * reserves the whole size on disk, so a full disk fails here, at once. */
 static int prepare(apr_download *d)
@@ -603,11 +633,8 @@ static int prepare(apr_download *d)
         fail(d, APR_DOWNLOAD_DISK, APR_ERR_IO, 0, "cannot write %s: %s", d->journal, strerror(errno));
         return -1;
     }
-    if (d->size > 0 && fallocate(d->fd, 0, 0, d->size) != 0) {
-        int err = errno;
-        if (err == EOPNOTSUPP || err == ENOSYS) {
-            if (ftruncate(d->fd, d->size) != 0) err = errno; else err = 0;
-        }
+    if (d->size > 0) {
+        int err = reserve(d, st.st_blocks * 512);
         if (err) {
             if (ftruncate(d->fd, len > d->size ? d->size : len) != 0) { /* best effort */ }
             if (d->resumed == 0) {
