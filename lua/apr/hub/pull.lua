@@ -54,9 +54,43 @@ local function lfs_sha256(e)
     end
 end
 
--- Downloads one file into the cache; returns its record or nil, message.
+-- Downloads blob (the file at meta.url) under its lock, verifying it
+-- against want. Returns the final download event's facts, or nil, a
+-- message, and what to do: "stop", "cancelled", or "resolve" (the file
+-- changed, or the CDN's signed link expired: ask the hub again).
+local function download_blob(client, o, ui, path, meta, want, blob)
+    local t0 = clock()
+    local final, err = download.run({
+        url = meta.url, path = blob .. ".incomplete", size = meta.size, sha256 = want,
+        headers = client:headers(meta.url), connections = o.connections, chunk = o.chunk,
+        stall = o.stall, retries = o.retries,
+    }, ui.event)
+    if not final then return nil, err, "stop" end
+    if final.kind == "done" then
+        local renamed, rerr = os.rename(blob .. ".incomplete", blob)
+        if not renamed then return nil, "cannot move the file into the cache: " .. rerr, "stop" end
+        return { sha256 = final.sha256, received = final.received, resumed = final.resumed, seconds = clock() - t0 }
+    end
+    if final.reason == "digest" then
+        return nil, string.format("%s: %s; the file was deleted", path, final.message), "stop"
+    elseif final.reason == "cancelled" then
+        return nil, "interrupted; run the same command again to resume", "cancelled"
+    end
+    -- A 403/401 from a host other than the hub's: the CDN's signed link
+    -- expired, and the hub gives a new one.
+    local cdn = api.host_of(meta.url) ~= api.host_of(client.endpoint)
+    if final.reason == "changed" or (final.reason == "http" and cdn and
+            (final.http_status == 403 or final.http_status == 401)) then
+        return nil, final.message, "resolve"
+    end
+    return nil, string.format("%s: %s%s", path, final.message, final.done > 0 and
+        " (what arrived is kept: run the same command again to resume)" or ""), "stop"
+end
+
+-- Puts one file of the repository into the cache (unless there) and links
+-- its snapshot; returns its record, or nil, a message and a kind.
 local function fetch_file(client, o, ui, path, entry, index_no, count)
-    local record = { path = path }
+    local last
     for attempt = 1, RESOLVES do
         if attempt > 1 then
             -- The file changed since the listing: its digest too.
@@ -68,13 +102,11 @@ local function fetch_file(client, o, ui, path, entry, index_no, count)
         local meta, err = client:head(o.repo, o.revision, path)
         if not meta then return nil, err end
         local want = lfs_sha256(entry)
-        if want and #meta.etag == 64 and meta.etag:lower() ~= want then
-            -- The listing and the file disagree: the repository changed
-            -- between the two requests. Ask again.
-            goto continue
-        end
-        do
-            record.commit, record.etag, record.size, record.expected_sha256 = meta.commit, meta.etag, meta.size, want
+        -- The listing and the file disagree when the repository changed
+        -- between the two requests: ask again.
+        if not (want and #meta.etag == 64 and meta.etag:lower() ~= want) then
+            local record = { path = path, commit = meta.commit, etag = meta.etag, size = meta.size,
+                             expected_sha256 = want }
             local ok, werr = cache.mkdir(cache.repo_dir(o.repo) .. "/blobs")
             if not ok then return nil, werr end
             cache.tag()
@@ -86,68 +118,43 @@ local function fetch_file(client, o, ui, path, entry, index_no, count)
             end)
             if not release then return nil, lerr end
             local st = uv.fs_stat(blob)
+            local got, derr, kind
             if st and st.size == meta.size and not o.force then
-                release()
-                ui.cached(path, meta.size)
                 record.cached = true
+                ui.cached(path, meta.size)
             else
                 ui.start(path, meta.size, index_no, count)
-                local t0 = clock()
-                local headers = client:headers(meta.url)
-                local final, derr = download.run({
-                    url = meta.url, path = blob .. ".incomplete", size = meta.size, sha256 = want, headers = headers,
-                    connections = o.connections, chunk = o.chunk, stall = o.stall, retries = o.retries,
-                }, ui.event)
-                if not final then
-                    release()
-                    ui.abort()
-                    return nil, derr
-                end
-                if final.kind == "done" then
-                    local renamed, rerr = os.rename(blob .. ".incomplete", blob)
-                    release()
-                    if not renamed then ui.abort() return nil, "cannot move the file into the cache: " .. rerr end
-                    record.sha256 = final.sha256
-                    record.received = final.received
-                    record.resumed = final.resumed
-                    record.seconds = clock() - t0
-                    ui.finish({ bytes = final.received, seconds = record.seconds, resumed = final.resumed,
+                got, derr, kind = download_blob(client, o, ui, path, meta, want, blob)
+                if got then
+                    for k, v in pairs(got) do record[k] = v end
+                    ui.finish({ bytes = got.received, seconds = got.seconds, resumed = got.resumed,
                                 verified = want ~= nil })
                 else
-                    release()
                     ui.abort()
-                    -- A CDN's signed link that expired (403/401 from a host
-                    -- other than the hub's) is fetched anew from the hub.
-                    local cdn = api.host_of(meta.url) ~= api.host_of(client.endpoint)
-                    local retry = final.reason == "changed" or (final.reason == "http" and cdn and
-                        (final.http_status == 403 or final.http_status == 401))
-                    if final.reason == "digest" then
-                        return nil, string.format("%s: %s; the file was deleted", path, final.message)
-                    elseif final.reason == "cancelled" then
-                        return nil, "interrupted; run the same command again to resume", "cancelled"
-                    elseif not retry or attempt == RESOLVES then
-                        return nil, string.format("%s: %s%s", path, final.message,
-                            final.reason ~= "changed" and final.done > 0 and
-                            " (what arrived is kept: run the same command again to resume)" or "")
-                    end
-                    ui.line(string.format("pull: %s: %s; asking the hub again", path, final.message))
-                    goto continue
                 end
             end
-            local linked, lnerr = cache.link(o.repo, meta.commit, path, meta.etag)
-            if not linked then return nil, lnerr end
-            record.local_path = absolute(linked)
-            record.blob = absolute(blob)
-            if record.sha256 then
-                checksum.store(record.local_path, record.sha256, { beside = false })
+            release()
+            if kind == "resolve" then
+                ui.line(string.format("pull: %s: %s; asking the hub again", path, derr))
+                last = derr
+            elseif derr then
+                return nil, derr, kind
             else
-                record.sha256 = checksum.recorded(record.local_path)
+                local linked, lnerr = cache.link(o.repo, meta.commit, path, meta.etag)
+                if not linked then return nil, lnerr end
+                record.local_path = absolute(linked)
+                record.blob = absolute(blob)
+                if record.sha256 then
+                    checksum.store(record.local_path, record.sha256, { beside = false })
+                else
+                    local hex, fresh = checksum.recorded(record.local_path)
+                    if fresh then record.sha256 = hex end
+                end
+                return record
             end
-            return record
         end
-        ::continue::
     end
-    return nil, path .. ": the file kept changing on the hub"
+    return nil, string.format("%s: the file kept changing on the hub%s", path, last and (" (" .. last .. ")") or "")
 end
 
 -- Puts the file at dest: a hard link to the blob when they share a file
