@@ -56,17 +56,23 @@ function M.run_command(name, argv)
         eprint("apr: unknown command '", name, "' (see 'apr help')")
         return 2
     end
+    local tracing
     local ok, result = xpcall(function()
         local opts = args.parse(cmd.spec, argv)
         if opts.help then
             io.stdout:write(args.help(name, cmd.spec))
             return 0
         end
+        -- --trace DIR, or APR_TRACE_DIR from `apr trace` (lua/apr/trace/session.lua)
+        if opts.trace or os.getenv("APR_TRACE_DIR") then
+            tracing = require("apr.trace.session").open(name, argv, opts)
+        end
         return cmd.run(opts) or 0
     end, function(e)
         if type(e) == "table" then return e end
         return { bug = tostring(e), traceback = debug.traceback(tostring(e), 2) }
     end)
+    if tracing then tracing:close(ok and result or 1) end
     close_uv_handles()
     if ok then return result end
     if args.is_usage_error(result) then

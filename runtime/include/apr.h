@@ -955,7 +955,8 @@ void apr_trace_end(uint32_t name);
 /* A whole span measured by the caller (start_ns from apr_trace_now or
  * uv.hrtime), on lane `lane` of this thread: spans that overlap without
  * nesting (concurrent HTTP requests of one event loop) go on different
- * lanes >= 1; lane 0 is the thread's own stack. */
+ * lanes 1..200 (higher ones share lane 200); lane 0 is the thread's own
+ * stack. */
 void apr_trace_complete(uint32_t name, int lane, uint64_t start_ns, uint64_t dur_ns);
 /* Names the calling thread in the trace ("main", "engine"); cut at 31 bytes. */
 void apr_trace_thread_name(const char *name);

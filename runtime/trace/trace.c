@@ -40,6 +40,7 @@ int apr_trace_active;
 /* ===================================================================== */
 
 enum { REC_BEGIN = 1, REC_END = 2, REC_COMPLETE = 3 };
+enum { MAX_LANES = 200 };
 
 typedef struct rec {
     uint64_t t;             /* ns; REC_COMPLETE: the start */
@@ -242,7 +243,7 @@ void apr_trace_complete(uint32_t name, int lane, uint64_t t0, uint64_t dur)
 {
     if (!apr_trace_active || name == 0) return;
     if (lane < 0) lane = 0;
-    if (lane > 0xffff) lane = 0xffff;
+    if (lane > MAX_LANES) lane = MAX_LANES;
     push(REC_COMPLETE, name, t0, dur, (uint16_t)lane);
 }
 
@@ -390,8 +391,10 @@ static void put_span(FILE *f, int pid, long long tid, uint32_t name, uint64_t t0
     *first = 0;
 }
 
-/* Lanes of a thread appear as threads of their own. */
-static long long lane_tid(int tid, int lane) { return lane ? (long long)lane * 100000000LL + tid : tid; }
+/* Lanes of a thread appear as threads of their own; with Linux's thread ids
+ * below 2^22 (pid_max) and at most MAX_LANES lanes, every id stays a
+ * positive 32-bit number, as some trace readers want. */
+static long long lane_tid(int tid, int lane) { return lane ? (long long)lane * 4194304LL + tid : tid; }
 
 enum { MAX_DEPTH = 128 };
 
