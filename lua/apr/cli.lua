@@ -11,7 +11,7 @@ local M = {}
 -- for each lua/apr/cmd/NAME.lua (cli_spec checks both ways).
 M.commands = {
     "info", "inspect", "verify", "synth", "run", "repl",
-    "pass", "chat", "serve", "devices", "version", "help",
+    "pass", "chat", "serve", "trace", "devices", "version", "help",
 }
 
 -- A failure the user caused or must fix (bad file, missing model): exit 1

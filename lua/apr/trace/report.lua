@@ -112,6 +112,28 @@ function M.write_chrome(trace, path)
     return os.rename(path .. ".tmp", path)
 end
 
+-- The summary as JSON: the tree's first three levels (µs, counts), the
+-- wall time, GPU busy time and the decode steps' coverage.
+function M.summary_json(trace, tree)
+    local steps = require "apr.trace.steps"
+    local function walk(n, depth)
+        local out = { name = n.name, us = n.value, self_us = n.self, count = n.count }
+        if depth < 3 and #n.order > 0 then
+            out.children = {}
+            for _, name in ipairs(n.order) do out.children[#out.children + 1] = walk(n.children[name], depth + 1) end
+        end
+        return out
+    end
+    local cov = steps.coverage(trace)
+    cov.shares = nil
+    local busy, n_gpu = steps.busy(trace)
+    return cjson.encode({
+        command = trace.meta.command, wall_us = tonumber(trace.meta.duration_us) or 0, groups = walk(tree, 0).children,
+        gpu_busy_us = busy, gpu_records = n_gpu, decode_steps = cov, kernels_note = trace.meta.kernels_note,
+        syscalls = trace.meta.syscalls,
+    }) .. "\n"
+end
+
 local function write(path, text)
     local f, err = io.open(path, "wb")
     if not f then return nil, err end
@@ -155,6 +177,7 @@ function M.render(dir, opts)
     if not ok then return nil, werr end
     local text = require("apr.trace.summary").text(trace, tree)
     ok, werr = write(dir .. "/summary.txt", text)
+    if ok then ok, werr = write(dir .. "/summary.json", M.summary_json(trace, tree)) end
     if not ok then return nil, werr end
     return text, trace, tree
 end

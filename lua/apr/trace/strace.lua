@@ -9,7 +9,9 @@
 -- into the trace, on the same clock as the spans.
 --
 -- The command it runs:
---   strace -f -ttt -T -y -s 0 -qq -I 3 -o FILE -- apr COMMAND ...
+--   strace -f -C -ttt -T -y -s 0 -qq -I 3 -o FILE -- apr COMMAND ...
+-- -C: strace's own count table (what `strace -c` prints) follows the calls
+-- in FILE, so the counts read here can be checked against it (M.table).
 -- -ttt: wall-clock seconds with microseconds (CLOCK_REALTIME; the trace's
 -- otherData.start_realtime_ns aligns them); -s 0: no string contents (the
 -- output stays small); -I 3: Ctrl+C reaches apr (which stops cleanly and
@@ -17,7 +19,7 @@
 local M = {}
 
 function M.args(out_file)
-    return { "-f", "-ttt", "-T", "-y", "-s", "0", "-qq", "-I", "3", "-o", out_file, "--" }
+    return { "-f", "-C", "-ttt", "-T", "-y", "-s", "0", "-qq", "-I", "3", "-o", out_file, "--" }
 end
 
 -- Where strace is, or nil.
@@ -57,6 +59,7 @@ end
 function M.parse(lines)
     local out, pending = {}, {}
     for line in lines do
+        if line:find("^%% time") then break end  -- -C's table: the calls are over
         local tid, ts, rest = line:match("^(%d+)%s+(%d+%.%d+)%s+(.*)$")
         if not tid then
             tid = "0"
@@ -94,6 +97,21 @@ function M.parse(lines)
     end
     table.sort(out, function(a, b) return a.ts < b.ts end)
     return out
+end
+
+-- table(lines) -> { [syscall] = calls, total = n }: the count table -c or
+-- -C prints ("% time  seconds  usecs/call  calls  errors  syscall").
+function M.table(lines)
+    local counts, inside = {}, false
+    for line in lines do
+        if line:find("^%% time") then
+            inside = true
+        elseif inside then
+            local calls, name = line:match("^%s*[%d.]+%s+[%d.]+%s+%d+%s+(%d+)%s+%d*%s*([%w_]+)%s*$")
+            if calls then counts[name] = tonumber(calls) end
+        end
+    end
+    return counts
 end
 
 function M.parse_file(path)
