@@ -63,8 +63,9 @@ function M.run_command(name, argv)
             io.stdout:write(args.help(name, cmd.spec))
             return 0
         end
-        -- --trace DIR, or APR_TRACE_DIR from `apr trace` (lua/apr/trace/session.lua)
-        if opts.trace or os.getenv("APR_TRACE_DIR") then
+        -- --trace DIR, or APR_TRACE_DIR from `apr trace` (lua/apr/trace/session.lua);
+        -- `apr trace` itself renders that folder, it does not write into it
+        if opts.trace or (os.getenv("APR_TRACE_DIR") and name ~= "trace") then
             tracing = require("apr.trace.session").open(name, argv, opts)
         end
         return cmd.run(opts) or 0
