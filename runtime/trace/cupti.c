@@ -244,7 +244,7 @@ int apr_trace_cupti_start(char *why, size_t size)
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds && r == CUPTI_SUCCESS; i++) r = cu.enable(kinds[i]);
     if (r != CUPTI_SUCCESS) {
         for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) cu.disable(kinds[i]);
-        snprintf(why, size, "CUPTI: enabling activity records: %s", result_str(r));
+        snprintf(why, size, "CUPTI: enabling activity records: %s (is there a GPU, and its driver?)", result_str(r));
         return 0;
     }
     return 1;
