@@ -55,6 +55,7 @@ typedef struct ring {
     uint64_t cap;           /* a power of 2 */
     _Atomic uint64_t n;     /* records written since this trace began (the writer's only) */
     uint32_t epoch;         /* the trace these records belong to */
+    int gone;               /* its thread has exited: the ring may go to a new thread */
     int tid;
     char name[32];
     struct ring *next;
@@ -63,6 +64,8 @@ typedef struct ring {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;  /* rings list, names, GPU store, start/stop */
 static ring *rings;
 static _Thread_local ring *mine;
+static pthread_key_t exit_key;   /* its destructor marks a thread's ring as free */
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static uint32_t epoch;      /* bumped by every start */
 static uint64_t ring_cap = 1u << 20;
 static uint64_t start_ns, stop_ns;
@@ -175,14 +178,39 @@ uint64_t apr_trace_now(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void thread_exited(void *p)
+{
+    pthread_mutex_lock(&lock);
+    ((ring *)p)->gone = 1;
+    pthread_mutex_unlock(&lock);
+}
+
+static void make_exit_key(void) { pthread_key_create(&exit_key, thread_exited); }
+
 /* This thread's ring for the current trace, made on its first record;
- * NULL when the address space for it cannot be had. */
+ * NULL when the address space for it cannot be had. The ring of a thread
+ * that has exited is reused once its records are no longer the current
+ * trace's (a server's engine threads come and go with reloads). */
 static ring *my_ring(void)
 {
     ring *g = mine;
     uint32_t e = __atomic_load_n(&epoch, __ATOMIC_ACQUIRE);
     if (g && g->epoch == e) return g;
+    pthread_once(&exit_once, make_exit_key);
     pthread_mutex_lock(&lock);
+    if (!g) {
+        for (ring *r = rings; r && !g; r = r->next)
+            if (r->gone && r->epoch != epoch && r->cap == ring_cap) g = r;
+        if (g) {
+            g->gone = 0;
+            g->tid = (int)syscall(SYS_gettid);
+            char comm[17] = { 0 };
+            prctl(PR_GET_NAME, comm, 0, 0, 0);
+            snprintf(g->name, sizeof g->name, "%s", comm[0] ? comm : "thread");
+            mine = g;
+            pthread_setspecific(exit_key, g);
+        }
+    }
     if (!g) {
         g = calloc(1, sizeof *g);
         if (g) {
@@ -201,6 +229,7 @@ static ring *my_ring(void)
                 g->next = rings;
                 rings = g;
                 mine = g;
+                pthread_setspecific(exit_key, g);
             }
         }
     }
@@ -351,14 +380,32 @@ void apr_trace_get_info(apr_trace_info *out)
 /* Chrome trace-event JSON                                               */
 /* ===================================================================== */
 
+/* The length of the valid UTF-8 sequence at s, or 0. */
+static int utf8_len(const unsigned char *s)
+{
+    int n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    return n;
+}
+
+/* A JSON string; bytes that are not UTF-8 (a name from a script) become '?'. */
 static void put_str(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char c = *p;
         if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
         else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+        else if (c < 0x80) fputc(c, f);
+        else {
+            int n = utf8_len(p);
+            if (n == 0) fputc('?', f);
+            else {
+                fwrite(p, 1, (size_t)n, f);
+                p += n - 1;
+            }
+        }
     }
     fputc('"', f);
 }

@@ -177,3 +177,54 @@ TEST(trace_write_json_reports_unwritable_paths)
     CHECK(strstr(apr_last_error(), "/nonexistent-dir/trace.json") != NULL);
     CHECK_EQ_INT(apr_trace_write_json(NULL, NULL), APR_ERR_INVALID);
 }
+
+TEST(trace_json_strings_are_utf8_whatever_the_names)
+{
+    REQUIRE(apr_trace_start(NULL) == APR_OK);
+    uint32_t id = apr_trace_name("caf\xc3\xa9 \xff\xfe bad \xe2\x82");
+    APR_TRACE_BEGIN(id);
+    APR_TRACE_END(id);
+    apr_trace_stop();
+    apr_status st;
+    char *json = read_json(&st);
+    REQUIRE(json);
+    CHECK_EQ_INT(count(json, "\"name\":\"caf\xc3\xa9 ?? bad ??\""), 1);
+    free(json);
+}
+
+static void *one_span(void *arg)
+{
+    (void)arg;
+    APR_TRACE_BEGIN(APR_SPAN_SCHEDULE);
+    APR_TRACE_END(APR_SPAN_SCHEDULE);
+    return NULL;
+}
+
+/* A thread that exited leaves its records to its trace; a thread of the
+ * next trace takes over its ring. */
+TEST(trace_rings_of_exited_threads_serve_later_threads)
+{
+    apr_trace_params p;
+    apr_trace_params_default(&p);
+    p.ring_records = 32;  /* a size no other test's threads have */
+    REQUIRE(apr_trace_start(&p) == APR_OK);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, one_span, NULL) == 0);
+    pthread_join(t, NULL);
+    apr_trace_stop();
+    apr_trace_info info;
+    apr_trace_get_info(&info);
+    CHECK_EQ_INT(info.n_threads, 1);
+    CHECK_EQ_INT(info.records, 2);  /* the exited thread's records stay */
+    REQUIRE(apr_trace_start(&p) == APR_OK);
+    REQUIRE(pthread_create(&t, NULL, one_span, NULL) == 0);
+    pthread_join(t, NULL);
+    REQUIRE(pthread_create(&t, NULL, one_span, NULL) == 0);
+    pthread_join(t, NULL);
+    apr_trace_stop();
+    apr_trace_get_info(&info);
+    /* the first took over the last trace's ring (which starts empty for
+     * it); the second gets its own, the first's records being this trace's */
+    CHECK_EQ_INT(info.n_threads, 2);
+    CHECK_EQ_INT(info.records, 4);
+}
