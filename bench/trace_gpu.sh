@@ -5,8 +5,9 @@
 #  2. `apr trace --kernels` of a greedy decode of 64 tokens (apr pass --gpu);
 #  3. bench/trace_gpu_check.lua: every kernel named, the kernels of the
 #     decode steps >= 90% of them;
-#  4. bench/trace_overhead.lua --gpu --kernels: decode tokens/s with spans
-#     off / on / on with CUPTI, side by side.
+#  4. bench/trace_overhead.lua --gpu: decode tokens/s with spans off / on,
+#     side by side; then again with --kernels (CUPTI on while the model
+#     loads, then off / spans / spans and kernels, side by side).
 # Files under $OUT (default /tmp/trace-gpu): summary.txt, summary.json,
 # check.txt, overhead.txt, trace.svg, trace.folded, trace.json.gz.
 #
@@ -28,7 +29,9 @@ cp "$dir/summary.txt" "$dir/summary.json" "$dir/trace.svg" "$dir/trace.folded" "
 gzip -c "$dir/trace.json" > "$OUT/trace.json.gz"
 status=0
 "$APR" run "$here/trace_gpu_check.lua" "$dir" > "$OUT/check.txt" || status=1
-"$APR" run "$here/trace_overhead.lua" "$MODEL" --gpu --kernels --tokens 64 --rounds 5 --out "$OUT/overhead.txt" >/dev/null
+"$APR" run "$here/trace_overhead.lua" "$MODEL" --gpu --tokens 64 --rounds 6 --out "$dir/spans.txt" >/dev/null
+"$APR" run "$here/trace_overhead.lua" "$MODEL" --gpu --kernels --tokens 64 --rounds 6 --out "$dir/cupti.txt" >/dev/null
+cat "$dir/spans.txt" "$dir/cupti.txt" > "$OUT/overhead.txt"
 rm -rf "$dir"
 echo
 cat "$OUT/summary.txt" "$OUT/check.txt" "$OUT/overhead.txt"

@@ -9,9 +9,12 @@
 -- machine (other processes, clocks) fall on every mode alike; the figure of
 -- a mode is its median decode tokens/s (apr's own timing: sampling,
 -- detokenizing and the forward pass of each token). A warm-up generation
--- comes first. With --kernels the first round starts with CUPTI on, so the
--- CUDA graphs are recorded while it is; the table says how many kernel
--- records each decode step brought (0 would mean CUPTI saw none). Last, the
+-- comes first. With --kernels, CUPTI is on from before the model loads to
+-- the end of the warm-up, so the CUDA graphs are made while it records (as
+-- under `apr trace --kernels`), and the rounds then turn it on and off; the
+-- table says how many GPU records each token brought (0 would mean CUPTI
+-- saw none). Compare the "off" rows of a run with and one without --kernels
+-- for what having had CUPTI on costs by itself. Last, the
 -- cost of one span is measured in a tight loop (off: the branch; on: the
 -- record), and its share of a token's time at the spans a token records:
 -- a figure that the machine's noise does not swamp as it does the
@@ -38,6 +41,10 @@ path = path or require("apr.model").default_model_path()
 if kernels and not gpu then fail("--kernels needs --gpu") end
 
 local apr = require "apr"
+if kernels then
+    assert(trace.start({ kernels = true }))
+    if not trace.info().kernels then fail("CUPTI is not recording: %s", trace.info().kernels_note) end
+end
 local t0 = hrtime()
 local m, err = apr.load(path, { device = gpu and "cuda" or "cpu", ctx = 2048 })
 if not m then fail("%s", err) end
@@ -51,11 +58,12 @@ local function decode()
 end
 
 local modes = { "off", "spans" }
-if kernels then table.insert(modes, 1, "spans+kernels") end
+if kernels then modes[3] = "spans+kernels" end
 local tps, records, kernel_records, steps = {}, {}, {}, {}
 for _, mode in ipairs(modes) do tps[mode], records[mode], kernel_records[mode], steps[mode] = {}, 0, 0, 0 end
 
 decode()  -- warm-up: first pass shapes (graphs), caches
+if kernels then trace.stop() end
 for r = 1, rounds do
     for k = 0, #modes - 1 do
         local mode = modes[(r - 1 + k) % #modes + 1]
