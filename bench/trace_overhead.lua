@@ -119,12 +119,20 @@ local base = median(tps.off)
 local lines = {
     string.format("trace overhead, %s on %s: %d rounds of %d tokens, medians", path:match("[^/]*$"), m.info.device,
         rounds, tokens),
-    string.format("%-16s %12s %10s %16s %16s", "mode", "tokens/s", "vs off", "span records/tok", "GPU records/tok"),
+    string.format("%-16s %10s %9s %22s %12s %11s", "mode", "tokens/s", "vs off", "paired: median [range]",
+        "span rec/tok", "GPU rec/tok"),
 }
+-- paired: each round's rate over the same round's "off" (measured next to
+-- it), so a drift of the machine between rounds cancels
 for _, mode in ipairs({ "off", "spans", "spans+kernels" }) do
     if tps[mode] then
         local med = median(tps[mode])
-        lines[#lines + 1] = string.format("%-16s %12.2f %9.2f%% %16.1f %16.1f", mode, med, 100 * (med / base - 1),
+        local ratios = {}
+        for r = 1, #tps[mode] do ratios[r] = tps[mode][r] / tps.off[r] end
+        local lo, hi = math.huge, -math.huge
+        for _, v in ipairs(ratios) do lo, hi = math.min(lo, v), math.max(hi, v) end
+        lines[#lines + 1] = string.format("%-16s %10.2f %8.2f%% %7.2f%% [%+.0f, %+.0f]%% %12.1f %11.1f", mode, med,
+            100 * (med / base - 1), 100 * (median(ratios) - 1), 100 * (lo - 1), 100 * (hi - 1),
             records[mode] / math.max(steps[mode], 1), kernel_records[mode] / math.max(steps[mode], 1))
     end
 end

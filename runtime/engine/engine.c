@@ -464,7 +464,9 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
     cp.n_seq = p->n_seq;
     cp.n_batch = e->n_batch;
     if (p->kv_type) cp.kv_type = p->kv_type;
+    APR_TRACE_BEGIN(APR_SPAN_TENSOR_ALLOC);
     apr_status st = apr_context_new(m, &cp, &e->ctx);
+    APR_TRACE_END(APR_SPAN_TENSOR_ALLOC);
     if (st != APR_OK) {
         apr_engine_free(e);
         return st;

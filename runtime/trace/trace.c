@@ -96,6 +96,7 @@ static const char *const span_names[APR_SPAN_COUNT] = {
     [APR_SPAN_ENGINE_STEP] = "engine step",
     [APR_SPAN_SCHEDULE] = "schedule",
     [APR_SPAN_DEVICE_WAIT] = "device wait",
+    [APR_SPAN_TENSOR_ALLOC] = "tensor allocation",
     [APR_SPAN_ZRAM_COMPRESS] = "zram compress",
     [APR_SPAN_ZRAM_DECOMPRESS] = "zram decompress",
 };

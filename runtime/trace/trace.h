@@ -34,6 +34,7 @@ enum apr_span {
     APR_SPAN_ENGINE_STEP,     /* one step of the engine thread */
     APR_SPAN_SCHEDULE,        /* admitting and cancelling requests, building a batch */
     APR_SPAN_DEVICE_WAIT,     /* waiting for the device to finish a pass (sync) */
+    APR_SPAN_TENSOR_ALLOC,    /* a context's buffers and KV cache (apr_context_new) */
     APR_SPAN_ZRAM_COMPRESS,   /* hook for the zram pool (issue: zram KV pages) */
     APR_SPAN_ZRAM_DECOMPRESS,
     APR_SPAN_COUNT

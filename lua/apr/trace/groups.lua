@@ -36,7 +36,8 @@ end
 -- Spans that are memory operations rather than CPU work: they and what
 -- they enclose go under "Memory".
 local MEMORY_SPANS = {
-    ["model load"] = true, ["weights upload"] = true, ["H2D copy"] = true, ["D2H copy"] = true,
+    ["model load"] = true, ["weights upload"] = true, ["tensor allocation"] = true, ["H2D copy"] = true,
+    ["D2H copy"] = true,
     ["zram compress"] = true, ["zram decompress"] = true,
 }
 function M.memory_span(name) return MEMORY_SPANS[name] or false end

@@ -40,6 +40,7 @@ TEST(trace_names_are_interned_once_and_c_spans_keep_their_ids)
     CHECK_EQ_INT(apr_trace_name("decode step"), APR_SPAN_DECODE);
     CHECK_EQ_INT(apr_trace_name("model load"), APR_SPAN_MODEL_LOAD);
     CHECK_EQ_INT(apr_trace_name("zram decompress"), APR_SPAN_ZRAM_DECOMPRESS);
+    CHECK_EQ_INT(apr_trace_name("tensor allocation"), APR_SPAN_TENSOR_ALLOC);
 }
 
 TEST(trace_records_nothing_while_off)

@@ -72,7 +72,7 @@ describe("apr trace", function()
         local xs = validate(doc)
         local seen = {}
         for _, e in ipairs(xs) do seen[e.name] = (seen[e.name] or 0) + 1 end
-        for _, name in ipairs({ "apr pass", "model load", "weights upload", "tokenize", "prefill", "forward",
+        for _, name in ipairs({ "apr pass", "model load", "weights upload", "tensor allocation", "tokenize", "prefill", "forward",
                                 "decode step", "sample", "detokenize", "H2D copy", "D2H copy" }) do
             assert.truthy(seen[name], name .. " missing: " .. cjson.encode(seen))
         end
