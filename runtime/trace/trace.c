@@ -19,6 +19,7 @@
  * begins, which the matching drops here instead of passing on. */
 #include "trace/trace.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -531,6 +532,23 @@ apr_status apr_trace_write_json(const char *path, const char *meta_json)
         lost += n > g->cap ? n - g->cap : 0;
         put_ring(f, pid, g, end, &first);
     }
+    /* The process's other live threads by their names (workers that record
+     * no spans still make syscalls, which `apr trace` puts on their tracks). */
+    DIR *tasks = opendir("/proc/self/task");
+    for (struct dirent *d; tasks && (d = readdir(tasks));) {
+        int tid = atoi(d->d_name);
+        int known = tid <= 0;
+        for (ring *g = rings; g && !known; g = g->next) known = g->epoch == epoch && g->tid == tid;
+        if (known) continue;
+        char comm_path[64], comm[32] = "";
+        snprintf(comm_path, sizeof comm_path, "/proc/self/task/%d/comm", tid);
+        FILE *c = fopen(comm_path, "r");
+        if (!c) continue;
+        if (fgets(comm, sizeof comm, c)) comm[strcspn(comm, "\n")] = 0;
+        fclose(c);
+        if (comm[0]) put_meta(f, pid, tid, "thread_name", comm, &first);
+    }
+    if (tasks) closedir(tasks);
     long long named[64];
     int n_named = 0;
     for (uint64_t i = 0; i < n_gpu; i++) {

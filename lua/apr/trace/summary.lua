@@ -93,7 +93,8 @@ function M.text(trace, tree, opts)
                 cov.step_us > 0 and 100 * cov.sum_us / cov.step_us or 0, 100 * (cov.min_share or 0), cov.unnamed)
             or "")
     end
-    put("(groups overlap in time: the CPU waits while the GPU works, so shares may add up past 100%%)")
+    put("(groups overlap in time and threads run side by side: the CPU waits while the GPU works, a syscall's time " ..
+        "includes its wait (an idle thread's futex, the event loop's epoll_wait); shares may add up past 100%%)")
     if meta.kernels_note and meta.kernels_note ~= "" then put("note: GPU kernels not recorded: %s", meta.kernels_note) end
     local lost = tonumber(meta.span_records_overwritten) or 0
     if lost > 0 then put("note: %s oldest span records were overwritten (full rings): the start is missing", fmt_count(lost)) end
