@@ -13,6 +13,8 @@ local core = require "apr.core"
 local C, ffi = core.C, core.ffi
 local sampler = require "apr.sampler"
 local stopper = require "apr._stop"
+local trace = require "apr.trace"
+local TENSOR_ALLOC = trace.name("tensor allocation")  -- a context's buffers and KV cache
 
 local M = {}
 
@@ -149,7 +151,9 @@ function Model:_context()
         local p = ffi.new("apr_context_params")
         C.apr_context_params_default(p)
         p.n_ctx = self.n_ctx
+        trace.begin(TENSOR_ALLOC)
         local status = C.apr_context_new(self.handle, p, context_box)
+        trace.finish(TENSOR_ALLOC)
         if status ~= 0 then
             local _, msg = core.failure(status, 3)
             error(msg, 3)

@@ -1021,6 +1021,78 @@ void apr_download_cancel(apr_download *d);
  * frees d. Accepts NULL. */
 void apr_download_free(apr_download *d);
 
+/* ===================================================================== */
+/* Tracing (runtime/trace/, docs/trace.md)                               */
+/* ===================================================================== */
+
+/* Where the time of a run goes: spans (named begin/end pairs) recorded by C
+ * and Lua into per-thread ring buffers, and, on the GPU, kernels and copies
+ * as CUPTI reports them. While tracing is off a span costs one predictable
+ * branch. Timestamps are CLOCK_MONOTONIC nanoseconds (luv's uv.hrtime()).
+ * Span names are interned: apr_trace_name gives the id that begin/end take.
+ * Everything may be called from any thread; a thread's first record
+ * reserves its ring (address space only: pages are used as records fill). */
+typedef struct apr_trace_params {
+    int64_t ring_records;     /* records per thread, rounded up to a power of 2 (0: 1M); when a
+                                 ring is full its oldest records are overwritten (and counted) */
+    int kernels;              /* 1: record GPU kernels, copies and memsets through CUPTI */
+} apr_trace_params;
+
+typedef struct apr_trace_info {
+    int active;               /* between apr_trace_start and apr_trace_stop */
+    int kernels;              /* 1 if CUPTI is recording (kernels asked for, CUDA build, library found) */
+    char kernels_note[256];   /* when kernels were asked for and are not recorded: why */
+    int n_threads;            /* threads that recorded in this trace */
+    int64_t records;          /* span records kept in the rings */
+    int64_t overwritten;      /* span records lost to full rings (oldest first) */
+    int64_t gpu_records;      /* kernel, copy and memset records kept */
+    int64_t gpu_dropped;      /* GPU records lost (CUPTI's buffers or apr's store full) */
+    uint64_t start_ns;        /* apr_trace_now() at apr_trace_start */
+    uint64_t stop_ns;         /* at apr_trace_stop (0 while active) */
+} apr_trace_info;
+
+/* Fills p with the defaults above. */
+void apr_trace_params_default(apr_trace_params *p);
+/* Starts a trace, discarding the records of an earlier one. With
+ * p->kernels on a machine without CUPTI (no CUDA build, no libcupti, no
+ * GPU) it still starts, records spans only, and says why in
+ * apr_trace_info.kernels_note. Fails with APR_ERR_INVALID for bad params
+ * (NULL means the defaults) or when a trace is already active. */
+apr_status apr_trace_start(const apr_trace_params *p);
+/* Stops recording and collects CUPTI's pending records (waiting for the
+ * GPU work they describe). Records stay readable until the next start.
+ * Does nothing when no trace is active. */
+void apr_trace_stop(void);
+/* 1 while a trace is active. */
+int apr_trace_enabled(void);
+/* The trace clock: CLOCK_MONOTONIC in nanoseconds. */
+uint64_t apr_trace_now(void);
+/* The id of a span name (interned for the life of the process; the same
+ * name gives the same id). 0 for NULL, "" or when out of memory; names are
+ * cut at 255 bytes. */
+uint32_t apr_trace_name(const char *name);
+/* Opens and closes a span of this thread. Spans nest: an end closes the
+ * innermost open span of that name (and any opened inside it). No effect
+ * while tracing is off or for id 0. */
+void apr_trace_begin(uint32_t name);
+void apr_trace_end(uint32_t name);
+/* A whole span measured by the caller (start_ns from apr_trace_now or
+ * uv.hrtime), on lane `lane` of this thread: spans that overlap without
+ * nesting (concurrent HTTP requests of one event loop) go on different
+ * lanes 1..200 (higher ones share lane 200); lane 0 is the thread's own
+ * stack. */
+void apr_trace_complete(uint32_t name, int lane, uint64_t start_ns, uint64_t dur_ns);
+/* Names the calling thread in the trace ("main", "engine"); cut at 31 bytes. */
+void apr_trace_thread_name(const char *name);
+/* Fills out with the current trace's counters. */
+void apr_trace_get_info(apr_trace_info *out);
+/* Writes the last trace (stopped or not) as Chrome trace-event JSON to
+ * path: one X event per span, kernel and copy, thread and process names as
+ * M events, and an "otherData" object holding meta_json (a JSON object's
+ * members without braces, or NULL) beside apr's own fields. Fails with
+ * APR_ERR_IO naming the path; a partial file is removed. */
+apr_status apr_trace_write_json(const char *path, const char *meta_json);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,7 @@
 
 #include "backend/cuda/cuda.h"
 #include "core/error.h"
+#include "trace/trace.h"
 
 void apr_model_params_default(apr_model_params *p)
 {
@@ -45,6 +46,7 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
 
     apr_model *m = calloc(1, sizeof *m);
     APR_CHECK(m, APR_ERR_NOMEM, "cannot allocate a model");
+    APR_TRACE_BEGIN(APR_SPAN_MODEL_LOAD);
     m->path = strdup(path);
     m->vocab_only = p->vocab_only != 0;
     apr_status s = m->path ? APR_OK : apr_error(APR_ERR_NOMEM, "cannot allocate a model");
@@ -71,7 +73,10 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
         }
     }
     if (s == APR_OK && !m->vocab_only) s = open_backend(m, p);
+    APR_TRACE_BEGIN(APR_SPAN_WEIGHTS_UPLOAD);
     if (s == APR_OK && !m->vocab_only) s = apr_qwen2_bind(m);
+    APR_TRACE_END(APR_SPAN_WEIGHTS_UPLOAD);
+    APR_TRACE_END(APR_SPAN_MODEL_LOAD);
     if (s == APR_OK && !m->vocab_only)
         APR_CHECK(apr_tokenizer_n_vocab(m->tok) <= m->hp.n_vocab, APR_ERR_FORMAT,
                   "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", path,

@@ -40,6 +40,7 @@ M.spec = {
           help = "seconds a request's head may take to arrive (408 after)" },
         { "idle-timeout", value = "S", type = "number", min = 0.01, default = 60,
           help = "seconds an idle keep-alive connection stays open" },
+        require("apr.trace.session").OPTION,
     },
     examples = {
         "apr serve models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --port 8080",
