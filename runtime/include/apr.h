@@ -572,8 +572,14 @@ typedef struct apr_model_info {
 /* Fills p with the defaults (AUTO device, all threads, no budget). */
 void apr_model_params_default(apr_model_params *p);
 /* Loads path. Fails with a message naming the file and, for missing
- * hyperparameters or tensors, the key or tensor name. */
+ * hyperparameters or tensors, the key or tensor name. The caller holds the
+ * one reference to *out and releases it with apr_model_free. */
 apr_status apr_model_load(const char *path, const apr_model_params *p, apr_model **out);
+/* Takes another reference on m and returns it (NULL for NULL). Thread-safe. */
+apr_model *apr_model_retain(apr_model *m);
+/* Releases a reference: the model is freed with the last one. Contexts and
+ * engines hold their own reference, so a model released before them stays
+ * until they are freed, whatever the order. Thread-safe. */
 void apr_model_free(apr_model *m);
 void apr_model_get_info(const apr_model *m, apr_model_info *out);
 /* The model's tokenizer, owned by the model. */
@@ -594,7 +600,10 @@ typedef struct apr_context_params {
 } apr_context_params;
 
 void apr_context_params_default(apr_context_params *p);
+/* A context for m, holding a reference on it (apr_model_retain) until
+ * apr_context_free: the caller may release its own reference first. */
 apr_status apr_context_new(apr_model *m, const apr_context_params *p, apr_context **out);
+/* Frees the context and releases its reference on the model. */
 void apr_context_free(apr_context *c);
 int apr_context_n_ctx(const apr_context *c);
 /* Tokens sequence seq holds in the cache (the next position to decode). */
@@ -871,7 +880,8 @@ void apr_engine_params_default(apr_engine_params *p);
 /* Fills r with an empty prompt, max_tokens 16 and the sampler's defaults. */
 void apr_engine_request_default(apr_engine_request *r);
 /* Creates the context (n_seq sequences, n_ctx slots) for m and starts the
- * thread. m must outlive the engine. Fails as apr_context_new does, with
+ * thread. The engine holds a reference on m until apr_engine_free, so the
+ * caller may release its own first. Fails as apr_context_new does, with
  * APR_ERR_INVALID for bad parameters (naming them), APR_ERR_NOMEM or
  * APR_ERR_IO (no eventfd); *out is then NULL. */
 apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine **out);

@@ -45,6 +45,7 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
 
     apr_model *m = calloc(1, sizeof *m);
     APR_CHECK(m, APR_ERR_NOMEM, "cannot allocate a model");
+    atomic_init(&m->refs, 1);
     m->path = strdup(path);
     m->vocab_only = p->vocab_only != 0;
     apr_status s = m->path ? APR_OK : apr_error(APR_ERR_NOMEM, "cannot allocate a model");
@@ -84,9 +85,18 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
     return APR_OK;
 }
 
+apr_model *apr_model_retain(apr_model *m)
+{
+    if (m) atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
 void apr_model_free(apr_model *m)
 {
     if (!m) return;
+    /* acq_rel: whatever a releasing thread did with the model happens
+     * before the last one frees it */
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1) return;
     if (m->backend) m->backend->destroy(m->backend);
     free(m->layers);
     apr_tokenizer_free(m->tok);
