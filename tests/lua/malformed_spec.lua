@@ -35,6 +35,25 @@ describe("the malformed GGUF corpus", function()
         end)
     end
 
+    -- Issue 16: open() of a FIFO waited for a writer forever, in every
+    -- command that opens a model. `timeout` turns a hang into exit 124.
+    it("a FIFO, a directory or a device as the model: one line, exit 1, at once", function()
+        local dir = h.tmpdir()
+        local fifo = dir .. "/model.gguf"
+        assert.equal(0, os.execute("mkfifo " .. fifo))
+        local cases = { { fifo, "a FIFO" }, { dir, "a directory" }, { "/dev/null", "a character device" } }
+        for _, cmd in ipairs({ "info", "inspect", "inspect --tensors", "verify", "verify --deep --checksum",
+                               "pass --prompt hi --max-tokens 1" }) do
+            for _, c in ipairs(cases) do
+                local r = h.apr_timeout(10, cmd .. " " .. c[1])
+                local verb = cmd:match("^%S+")
+                assert.equal(1, r.code, cmd .. " " .. c[1] .. ": " .. r.err)
+                assert.equal(string.format("apr %s: %s: not a regular file (%s)\n", verb, c[1], c[2]), r.err)
+            end
+        end
+        h.rmtree(dir)
+    end)
+
     it("is what gen.py writes (regenerate and commit after changing it)", function()
         local dir = h.tmpdir()
         local p = io.popen("python3 tests/malformed/gen.py " .. dir .. " 2>&1 && diff -r " .. dir .. " " .. DIR ..
