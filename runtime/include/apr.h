@@ -575,6 +575,14 @@ void apr_model_params_default(apr_model_params *p);
  * hyperparameters or tensors, the key or tensor name. The caller holds the
  * one reference to *out and releases it with apr_model_free. */
 apr_status apr_model_load(const char *path, const apr_model_params *p, apr_model **out);
+/* Runs every check apr_model_load makes, in the same code, without a
+ * device: the file's structure, the architecture and hyperparameters, the
+ * tokenizer, each tensor's presence, shape and type, the norms finite, the
+ * vocabulary against token_embd. Nothing is uploaded or kept. APR_OK if
+ * apr_model_load would get that far; otherwise the status and message it
+ * would fail with (`apr verify` reports them). What only a device can
+ * refuse (memory, the CUDA kernels' head sizes) is not checked. */
+apr_status apr_model_validate(const char *path);
 /* Takes another reference on m and returns it (NULL for NULL). Thread-safe. */
 apr_model *apr_model_retain(apr_model *m);
 /* Releases a reference: the model is freed with the last one. Contexts and
