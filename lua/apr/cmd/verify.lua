@@ -48,9 +48,11 @@ end
 
 local function structure_checks(f, report)
     local tensors = f:tensors()
-    report("ok", "header", string.format("GGUF v%d, %d keys, %d tensors", f.version, #f:keys(), #tensors))
-    report("ok", "tensor data", string.format("%d tensors inside the file (%d bytes), aligned to %d",
-        #tensors, f.size, f.alignment))
+    local parts = #f.files > 1 and string.format(" in %d files", #f.files) or ""
+    report("ok", "header", string.format("%s v%d, %d keys, %d tensors%s", f.format, f.version, #f:keys(), #tensors,
+        parts))
+    report("ok", "tensor data", string.format("%d tensors inside the %s (%d bytes), aligned to %d",
+        #tensors, #f.files > 1 and "files" or "file", f.size, f.alignment))
     local seen, names = {}, {}
     for _, t in ipairs(tensors) do
         if not seen[t.type] then seen[t.type] = true; names[#names + 1] = t.type end
@@ -86,24 +88,28 @@ local function structure_checks(f, report)
     return tensors
 end
 
-local function checksum_check(f, want, report)
+-- The SHA256 of file k of f (a split model has one per part) against want
+-- or, without it, the digest its sidecar records.
+local function checksum_check(f, want, report, k)
+    local path = f.files[k].path
+    local check = #f.files > 1 and string.format("sha256 %d/%d", k, #f.files) or "sha256"
     local source = "given digest"
     if not want then
         local fresh
-        want, fresh = checksum.recorded(f.path)
+        want, fresh = checksum.recorded(path)
         if not want then
-            return report("FAIL", "sha256", "no recorded digest for " .. f.path ..
+            return report("FAIL", check, "no recorded digest for " .. path ..
                 " (run 'apr info' once, or pass the expected digest: --checksum HEX)")
         end
         source = fresh and "recorded digest" or "digest recorded before the file last changed"
     end
-    local got, err = checksum.compute(f)
-    if not got then cli.fail("%s: SHA256 %s", f.path, err) end
+    local got, err = checksum.compute(f, k)
+    if not got then cli.fail("%s: SHA256 %s", path, err) end
     if got == want then
-        checksum.store(f.path, got)
-        report("ok", "sha256", got .. " matches the " .. source)
+        checksum.store(path, got)
+        report("ok", check, got .. " matches the " .. source)
     else
-        report("FAIL", "sha256", string.format("%s, but the %s is %s", got, source, want))
+        report("FAIL", check, string.format("%s, but the %s is %s", got, source, want))
     end
 end
 
@@ -148,7 +154,13 @@ function M.run(opts)
         end
     end
     local tensors = structure_checks(f, report)
-    if opts.checksum then checksum_check(f, want, report) end
+    if opts.checksum then
+        if want and #f.files > 1 then
+            args.usage_error("%s is a split model of %d files: --checksum alone checks each against its recorded " ..
+                "digest", path, #f.files)
+        end
+        for k = 1, #f.files do checksum_check(f, want, report, k) end
+    end
     if opts.deep then deep_check(f, tensors, report) end
     if opts.json then
         io.stdout:write(require("cjson").encode({ path = path, ok = failed == 0, checks = results }), "\n")
