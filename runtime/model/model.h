@@ -2,7 +2,7 @@
  *
  *   model.c    apr_model_load: the file, the tokenizer, the backend, the weights
  *   qwen2.c    hyperparameters, tensor binding, and the forward pass
- *   kvcache.c  the paged KV cache: blocks, per-sequence block tables
+ *   kvcache.c  the paged KV cache: one pool of blocks, per-sequence block tables, prefix reuse
  *   context.c  apr_context_* and apr_decode: batches in, logits out */
 #ifndef APR_MODEL_MODEL_H
 #define APR_MODEL_MODEL_H
@@ -84,6 +84,7 @@ struct apr_context {
     int32_t *dev_meta;         /* device: ids, pos, seq, slot, out ([n_batch] each), then the block table */
     int32_t *host_meta;        /* the same layout, filled on the host */
     size_t meta_bytes;
+    void *block_copy;          /* host bytes of one KV block of one layer (copy-on-write of a shared block) */
 };
 
 /* One forward pass over c->step (already uploaded); writes the logits of
