@@ -574,6 +574,9 @@ void apr_model_params_default(apr_model_params *p);
 /* Loads path. Fails with a message naming the file and, for missing
  * hyperparameters or tensors, the key or tensor name. */
 apr_status apr_model_load(const char *path, const apr_model_params *p, apr_model **out);
+/* Frees m once the contexts (and engines) made from it are freed too: each
+ * holds a reference, so they may be freed in any order (a garbage
+ * collector's finalizers at exit). NULL is ignored. */
 void apr_model_free(apr_model *m);
 void apr_model_get_info(const apr_model *m, apr_model_info *out);
 /* The model's tokenizer, owned by the model. */
@@ -914,7 +917,8 @@ void apr_engine_params_default(apr_engine_params *p);
 /* Fills r with an empty prompt, max_tokens 16 and the sampler's defaults. */
 void apr_engine_request_default(apr_engine_request *r);
 /* Creates the context (n_seq sequences sharing n_ctx slots; n_ctx 0 as
- * for apr_context_new) for m and starts the thread. m must outlive the engine. Fails as apr_context_new does, with
+ * for apr_context_new) for m and starts the thread; the engine keeps m
+ * alive until apr_engine_free. Fails as apr_context_new does, with
  * APR_ERR_INVALID for bad parameters (naming them), APR_ERR_NOMEM or
  * APR_ERR_IO (no eventfd); *out is then NULL. */
 apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine **out);

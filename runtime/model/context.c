@@ -79,6 +79,7 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
     apr_context *c = calloc(1, sizeof *c);
     APR_CHECK(c, APR_ERR_NOMEM, "cannot allocate a context");
     c->model = m;
+    apr_model_retain(m);  /* the model outlives its contexts, whatever order their owners free them in */
     c->p = p;
     c->B = m->backend;
     c->attn = (apr_attn_params){
@@ -161,7 +162,9 @@ void apr_context_free(apr_context *c)
     if (c->cache.b) apr_kvcache_release(&c->cache);
     free(c->host_meta);
     free(c->block_copy);
+    apr_model *m = c->model;
     free(c);
+    apr_model_free(m);
 }
 
 int apr_context_n_ctx(const apr_context *c) { return c ? c->cache.n_ctx : 0; }

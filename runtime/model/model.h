@@ -7,6 +7,8 @@
 #ifndef APR_MODEL_MODEL_H
 #define APR_MODEL_MODEL_H
 
+#include <stdatomic.h>
+
 #include "apr.h"
 #include "backend/backend.h"
 #include "model/kvcache.h"
@@ -40,6 +42,7 @@ typedef struct apr_layer {
 } apr_layer;
 
 struct apr_model {
+    atomic_int refs;           /* the owner's and one per context: the last apr_model_free frees it */
     char *path;
     apr_gguf *file;            /* kept open: CPU weights point into its mmap */
     apr_hparams hp;
@@ -54,6 +57,9 @@ struct apr_model {
     apr_linear output;         /* output.weight, or token_embd when the file ties them: [n_vocab][n_embd] */
     apr_layer *layers;         /* [n_layer] */
 };
+
+/* One more reference to m (a context's); apr_model_free drops one. */
+void apr_model_retain(apr_model *m);
 
 /* Reads the hyperparameters of f (path names it in messages). */
 apr_status apr_qwen2_hparams(const apr_gguf *f, const char *path, apr_hparams *hp);

@@ -168,19 +168,42 @@ describe("a model", function()
         assert.equal("stop", s.stop_reason)
     end)
 
-    it("reuses the context when a prompt extends the previous one", function()
-        local prompt = m:tokenize("The quick brown fox")
-        local ids1 = collect(m:generate(prompt, { max_tokens = 4, temperature = 0, ignore_eos = true }))
+    it("reuses the cached blocks of a prompt and answer that the next prompt extends", function()
+        local prompt = m:tokenize(string.rep("The quick brown fox jumps over the lazy dog. ", 8))
+        local opts = { max_tokens = 20, temperature = 0, ignore_eos = true }
+        local ids1, _, s1 = collect(m:generate(prompt, opts))
+        assert.equal(0, s1.n_cached)
         local next_prompt = {}
         for _, id in ipairs(prompt) do next_prompt[#next_prompt + 1] = id end
         for _, id in ipairs(ids1) do next_prompt[#next_prompt + 1] = id end
         for _, id in ipairs(m:tokenize(" jumps")) do next_prompt[#next_prompt + 1] = id end
-        local ids2, _, s = collect(m:generate(next_prompt, { max_tokens = 4, temperature = 0, ignore_eos = true }))
-        -- all but the last generated token were decoded into the context
-        assert.equal(#prompt + #ids1 - 1, s.n_cached)
+        local ids2, _, s = collect(m:generate(next_prompt, opts))
+        -- the sequence held all but the last generated token: its whole
+        -- blocks of 32 come back from the prefix cache
+        assert.is_true(#prompt + #ids1 - 1 >= 64)
+        assert.equal(math.floor((#prompt + #ids1 - 1) / 32) * 32, s.n_cached)
+        assert.is_true(s.timings.prompt_tps > 0)
+        -- and the answer is a cold start's, token for token
         local fresh = assert(apr.load(TINY, { ctx = 512, threads = 2 }))
-        local ids3 = collect(fresh:generate(next_prompt, { max_tokens = 4, temperature = 0, ignore_eos = true }))
-        assert.equal(ids3[1], ids2[1])
+        local ids3, _, s3 = collect(fresh:generate(next_prompt, opts))
+        assert.equal(0, s3.n_cached)
+        assert.same(ids3, ids2)
+    end)
+
+    it("keeps the ids of a text prompt and its answer when the next text extends them", function()
+        local text = string.rep("Once upon a time there was a tiny model. ", 6)
+        local _, answer = collect(m:generate(text, { max_tokens = 12, temperature = 0, ignore_eos = true }))
+        local _, _, s = collect(m:generate(text .. answer .. " The end.",
+            { max_tokens = 2, temperature = 0, ignore_eos = true }))
+        assert.is_true(s.n_cached >= 32, tostring(s.n_cached))
+    end)
+
+    it("ends a generation left unfinished when the next one starts", function()
+        local gen = m:generate("abc", { max_tokens = 400, temperature = 0, ignore_eos = true })
+        assert.is_table(gen())
+        local ids = collect(m:generate("abc", { max_tokens = 3, temperature = 0, ignore_eos = true }))
+        assert.equal(3, #ids)
+        assert.equal("cancelled", gen.generation.finish_reason)
     end)
 
     it("fails clearly on an empty prompt", function()
