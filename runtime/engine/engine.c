@@ -15,11 +15,11 @@
  *   1. apply cancellations and admit waiting requests into free sequences,
  *      each first taking from the prefix cache the blocks that begin its
  *      tokens;
- *   2. plan ONE batch, oldest request first: the last token of every
- *      sequence that has one token left to decode, then prompt chunks of
- *      those still prefilling, up to n_batch tokens (so a long prompt never
- *      stalls the others for long), making sure the pool has a block for
- *      every slot the batch takes;
+ *   2. plan ONE batch: the last token of every sequence that has one token
+ *      left to decode, then prompt chunks of those still prefilling (a
+ *      share for the oldest, then the shortest first), up to n_batch
+ *      tokens, so a long prompt never stalls the others; making sure the
+ *      pool has a block for every slot the batch takes;
  *   3. apr_decode it, sample each sequence that produced logits, and post a
  *      token event per sequence;
  *   4. a sequence that finished (a stop token, its token limit, an error)
@@ -43,6 +43,7 @@
  * batch and whether its prefix was decoded, reused or recomputed, so
  * batching, prefix reuse and preemption do not change what it generates. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,7 @@ typedef struct job {
     int n_cached;             /* prompt tokens the prefix cache gave it before its first preemption */
     int preempted;            /* times it was preempted */
     int take;                 /* tokens of it in this step's batch */
+    int left;                 /* tokens it has yet to be given in this step's plan (sorting) */
     int planned;              /* blocks this step's batch takes for it */
 } job;
 
@@ -108,6 +110,7 @@ struct apr_engine {
     /* Engine thread only. */
     job **running;            /* [n_seq], NULL where the sequence is free */
     job **order;              /* [n_seq] the running jobs of this step, oldest first */
+    job **prefill;            /* [n_seq] those with more than one token to decode (planning) */
     int n_order;
     job *requeue;             /* jobs preempted this step, oldest first, for the queue's head */
     int plan_tokens;          /* tokens this step's plan decodes */
@@ -348,6 +351,54 @@ static int by_age(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Prompt tokens j has yet to be given in this step's plan. */
+static int tokens_left(apr_engine *e, const job *j) { return pending(e, j) - j->take; }
+
+static int by_tokens_left(const void *a, const void *b)
+{
+    const job *x = *(job *const *)a, *y = *(job *const *)b;
+    if (x->left != y->left) return x->left < y->left ? -1 : 1;
+    return by_age(a, b);
+}
+
+/* Adds up to `want` more of j's prompt to this step's plan, as far as the
+ * batch and the pool allow (preempting newer jobs when the pool cannot
+ * give j a single slot). `singles` is the batch's share of single tokens. */
+static void grant(apr_engine *e, job *j, int want, int singles)
+{
+    apr_kvcache *c = kv(e);
+    if (j->seq < 0) return;  /* preempted meanwhile */
+    const int len = apr_kvcache_len(c, j->seq) + j->take, left = tokens_left(e, j);
+    int take = e->n_batch - e->plan_tokens;
+    if (left < take) take = left;
+    if (want < take) take = want;
+    if (take <= 0) return;
+    /* slots in the blocks it holds or is given, and in those the pool can give */
+    int room = (c->n_owned[j->seq] + j->planned) * APR_KV_BLOCK - len;
+    if (room + spare(e) * APR_KV_BLOCK < 1) {
+        if (!make_room(e, j, 1)) return;
+        room = (c->n_owned[j->seq] + j->planned) * APR_KV_BLOCK - len;
+    }
+    const int fits = room + spare(e) * APR_KV_BLOCK;
+    if (take > fits) take = fits;
+    /* A chunk that does not finish the prompt ends on a block boundary:
+     * the next chunk then starts on one, where the prefix cache can supply
+     * it (another request may be computing the same block now). One that
+     * would not reach the next boundary waits a step, if a step can hold a
+     * block beside the single tokens (the oldest prompt then always
+     * advances). */
+    if (take < left) {
+        const int aligned = take - (len + take) % APR_KV_BLOCK;
+        if (aligned > 0) take = aligned;
+        else if (e->n_batch - singles >= APR_KV_BLOCK) return;
+    }
+    const int need = apr_kvcache_blocks_needed(c, j->seq, j->take + take) - j->planned;
+    j->take += take;
+    j->planned += need;
+    e->planned += need;
+    e->plan_tokens += take;
+}
+
 /* Decides each running job's share of the batch (j->take), preempting
  * where the pool cannot hold it; returns the batch's size. */
 static int plan(apr_engine *e)
@@ -383,36 +434,24 @@ static int plan(apr_engine *e)
         e->planned += need;
         e->plan_tokens++;
     }
+    /* Then prompt chunks. The oldest prompt gets a quarter of what the
+     * single tokens leave first (so it always advances); the others then
+     * go shortest first, so short requests beside a long prompt get their
+     * first tokens at once instead of after it; what is left goes to the
+     * oldest first. */
     const int singles = e->plan_tokens;
-    /* Then prompt chunks, oldest first, while the batch has room. */
-    for (int i = 0; i < e->n_order && e->plan_tokens < e->n_batch; i++) {
-        job *j = e->order[i];
-        const int len = apr_kvcache_len(c, j->seq), left = pending(e, j);
-        if (left <= 1) continue;
-        /* slots in its own last block, and in the blocks the pool can give */
-        const int room = c->n_owned[j->seq] * APR_KV_BLOCK - len;
-        if (room + spare(e) * APR_KV_BLOCK < 1 && !make_room(e, j, 1)) {
-            i--;
-            continue;
-        }
-        int take = left < e->n_batch - e->plan_tokens ? left : e->n_batch - e->plan_tokens;
-        const int fits = room + spare(e) * APR_KV_BLOCK;
-        if (take > fits) take = fits;
-        /* A chunk that does not finish the prompt ends on a block boundary:
-         * the next chunk then starts on one, where the prefix cache can
-         * supply it (another request may be computing the same block now).
-         * One that would not reach the next boundary waits a step, if a
-         * step can hold a block beside the single tokens (the oldest
-         * prompt then always advances). */
-        if (take < left) {
-            const int aligned = take - (len + take) % APR_KV_BLOCK;
-            if (aligned > 0) take = aligned;
-            else if (e->n_batch - singles >= APR_KV_BLOCK) continue;
-        }
-        j->take = take;
-        j->planned = apr_kvcache_blocks_needed(c, j->seq, take);
-        e->planned += j->planned;
-        e->plan_tokens += take;
+    int n_prefill = 0;
+    for (int i = 0; i < e->n_order; i++)
+        if (pending(e, e->order[i]) > 1) e->prefill[n_prefill++] = e->order[i];
+    if (n_prefill > 0) {
+        int quota = (e->n_batch - singles) / 4;
+        quota = quota < APR_KV_BLOCK ? APR_KV_BLOCK : quota - quota % APR_KV_BLOCK;
+        grant(e, e->prefill[0], quota, singles);
+        for (int i = 1; i < n_prefill; i++) e->prefill[i]->left = tokens_left(e, e->prefill[i]);
+        qsort(e->prefill + 1, (size_t)n_prefill - 1, sizeof *e->prefill, by_tokens_left);
+        for (int i = 1; i < n_prefill; i++) grant(e, e->prefill[i], INT_MAX, singles);
+        qsort(e->prefill, (size_t)n_prefill, sizeof *e->prefill, by_age);
+        for (int i = 0; i < n_prefill; i++) grant(e, e->prefill[i], INT_MAX, singles);
     }
     return e->plan_tokens;
 }
@@ -688,6 +727,7 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
 
     e->running = calloc((size_t)e->n_seq, sizeof *e->running);
     e->order = malloc((size_t)e->n_seq * sizeof *e->order);
+    e->prefill = malloc((size_t)e->n_seq * sizeof *e->prefill);
     e->b_ids = malloc((size_t)e->n_batch * sizeof *e->b_ids);
     e->b_pos = malloc((size_t)e->n_batch * sizeof *e->b_pos);
     e->b_seq = malloc((size_t)e->n_batch * sizeof *e->b_seq);
@@ -699,7 +739,7 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
     e->logits = malloc((size_t)e->n_seq * (size_t)e->n_vocab * sizeof *e->logits);
     e->cap_cancels = 64;
     e->cancels = malloc((size_t)e->cap_cancels * sizeof *e->cancels);
-    if (!e->running || !e->order || !e->b_ids || !e->b_pos || !e->b_seq || !e->b_logits || !e->row_seq || !e->row_ev ||
+    if (!e->running || !e->order || !e->prefill || !e->b_ids || !e->b_pos || !e->b_seq || !e->b_logits || !e->row_seq || !e->row_ev ||
         !e->row_done || !e->argmax || !e->logits ||
         !e->cancels) {
         apr_engine_free(e);
@@ -740,6 +780,7 @@ void apr_engine_free(apr_engine *e)
     if (e->event_fd >= 0) close(e->event_fd);
     free(e->running);
     free(e->order);
+    free(e->prefill);
     free(e->b_ids);
     free(e->b_pos);
     free(e->b_seq);

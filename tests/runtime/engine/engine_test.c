@@ -480,3 +480,54 @@ TEST(engine_prefix_cache_reuses_blocks_without_changing_results)
     apr_engine_free(e);
     apr_model_free(m);
 }
+
+/* A long prompt beside short requests: the short ones get their first
+ * tokens while the long one is still prefilling (its chunks share each
+ * step with them) and none fails; the long one, again from the prefix
+ * cache, gives the tokens it gave beside them. */
+TEST(engine_short_requests_do_not_wait_for_a_long_prompt)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    enum { LONG = 1800, N = 16, GEN = 6 };
+    static int32_t ids[LONG];
+    for (int i = 0; i < LONG; i++) ids[i] = (int32_t)((i * 389 + 11) % 2000);
+    apr_engine *e = engine(m, N, 4096, 64);
+    REQUIRE(e != NULL);
+    result r[N], alone;
+    REQUIRE(submit_ids(e, ids, LONG, GEN, &r[0]) == APR_OK);
+    for (int k = 1; k < N; k++) REQUIRE(submit_greedy(e, k, GEN, &r[k]) == APR_OK);
+    /* the order of first tokens */
+    static apr_engine_event ev[64];
+    int first_seen[N] = { 0 }, order = 0, long_first = -1, shorts_before = 0, finished = 0;
+    while (finished < N) {
+        struct pollfd pfd = { apr_engine_fd(e), POLLIN, 0 };
+        REQUIRE(poll(&pfd, 1, 20000) > 0);
+        int k;
+        while ((k = apr_engine_poll(e, ev, 64)) > 0) {
+            for (int i = 0; i < k; i++) {
+                for (int q = 0; q < N; q++) {
+                    if (r[q].id != ev[i].id) continue;
+                    if (ev[i].token >= 0 && r[q].n < MAX_GEN) r[q].tokens[r[q].n++] = ev[i].token;
+                    if (!first_seen[q] && ev[i].token >= 0) {
+                        first_seen[q] = 1;
+                        if (q == 0) long_first = order;
+                        else if (long_first < 0) shorts_before++;
+                        order++;
+                    }
+                    if (ev[i].finish != APR_FINISH_NONE) {
+                        r[q].finish = ev[i].finish;
+                        finished++;
+                    }
+                }
+            }
+        }
+    }
+    CHECK_EQ_INT(shorts_before, N - 1);
+    for (int q = 0; q < N; q++) CHECK_EQ_INT(r[q].finish, APR_FINISH_LENGTH);
+    REQUIRE(submit_ids(e, ids, LONG, GEN, &alone) == APR_OK);
+    REQUIRE(collect(e, &alone, 1));
+    CHECK(memcmp(alone.tokens, r[0].tokens, GEN * sizeof(int32_t)) == 0);
+    apr_engine_free(e);
+    apr_model_free(m);
+}
