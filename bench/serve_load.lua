@@ -405,19 +405,21 @@ local function long_beside_short(long_tokens)
     local _, _, per = run_clients(lists)
     local long = per[1][1]
     local short_ttft, itl, failed, long_end = {}, {}, long.ok and 0 or 1, long.t_end or now()
-    local waited = 0
+    local waited, before = 0, 0
     for c = 2, 16 do
         local r = per[c][1]
         if not r.ok then
             failed = failed + 1
         else
             short_ttft[#short_ttft + 1] = ttft_of(r)
-            -- "waited": its first token came only after the long one ended
+            -- "waited": its first token came only after the long one ended;
+            -- "before": it came while the long prompt was still prefilling
             if (r.events[1] or math.huge) > long_end then waited = waited + 1 end
+            if (r.events[1] or math.huge) < (long.events[1] or math.huge) then before = before + 1 end
             for k = 2, #r.events do itl[#itl + 1] = r.events[k] - r.events[k - 1] end
         end
     end
-    return { long_tokens = total, failed = failed, waited = waited, long_ttft = ttft_of(long),
+    return { long_tokens = total, failed = failed, waited = waited, before_long = before, long_ttft = ttft_of(long),
              short_ttft_max = quantile(short_ttft, 1), short_itl_p50 = quantile(itl, 0.5),
              short_itl_p99 = quantile(itl, 0.99) }
 end
@@ -518,8 +520,9 @@ elseif opts.mode == "kv" then
             r.warm_ttft / r.cold_ttft, tostring(r.cached_tokens)))
     end
     print(string.format("| %d-token prompt beside 15 streams | long TTFT %s | short TTFT max %s | short ITL p50 %s, p99 %s | " ..
-        "failed %d, waited for the long one %d |", mixed.long_tokens, ms(mixed.long_ttft), ms(mixed.short_ttft_max),
-        ms(mixed.short_itl_p50), ms(mixed.short_itl_p99), mixed.failed, mixed.waited))
+        "failed %d; first token before the long one's: %d of 15; after its end: %d |", mixed.long_tokens,
+        ms(mixed.long_ttft), ms(mixed.short_ttft_max), ms(mixed.short_itl_p50), ms(mixed.short_itl_p99), mixed.failed,
+        mixed.before_long, mixed.waited))
     print(string.format("| 16 streams of %d tokens | %.1f tokens/s | one stream %.1f tokens/s | %.1fx | failed %d |",
         opts.tokens, tps16, one_tps, figures.streams16_ratio, s16.failed))
 else

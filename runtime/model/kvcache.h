@@ -66,6 +66,11 @@ typedef struct apr_kvcache {
     int *owned_before;     /* [n_seq] blocks owned when the pass began */
 } apr_kvcache;
 
+/* Bytes of one cached head_dim vector in element type `type`: F16, or Q8_0
+ * (llama.cpp's blocks of 32 elements with an f16 scale, as core/quant.h
+ * lays them out) when head_dim is a whole number of blocks; 0 for anything
+ * else. */
+size_t apr_kvcache_row_bytes(int type, int head_dim);
 /* Bytes one token's keys and values take in every layer (for sizing a pool
  * from a memory budget). */
 size_t apr_kvcache_token_bytes(int type, int n_layer, int n_head_kv, int head_dim);
