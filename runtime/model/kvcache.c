@@ -26,6 +26,8 @@
 
 static int div_up(int a, int b) { return (a + b - 1) / b; }
 
+enum { INDEXED_FULL = 1, INDEXED_PARTIAL = 2 };  /* apr_kvcache.indexed */
+
 size_t apr_kvcache_row_bytes(int type, int head_dim)
 {
     if (type != APR_F16 && type != APR_Q8_0) return 0;
@@ -50,6 +52,12 @@ static uint64_t block_key(const int32_t *ids, uint64_t parent)
 
 static int32_t *bucket_of(apr_kvcache *c, uint64_t key) { return &c->bucket[key & (uint64_t)(c->n_buckets - 1)]; }
 
+/* A cached partial block is found by the key of the block before it. */
+static int32_t *partial_bucket_of(apr_kvcache *c, uint64_t parent)
+{
+    return &c->partial[parent & (uint64_t)(c->n_buckets - 1)];
+}
+
 /* The indexed block for (key, parent, ids), or -1. */
 static int32_t find(apr_kvcache *c, uint64_t key, uint64_t parent, const int32_t *ids)
 {
@@ -65,12 +73,25 @@ static void index_add(apr_kvcache *c, int32_t b)
     int32_t *head = bucket_of(c, c->hash[b]);
     c->chain[b] = *head;
     *head = b;
-    c->indexed[b] = 1;
+    c->indexed[b] = INDEXED_FULL;
+}
+
+/* Enters a partly filled block of a sequence that lets go of it, holding
+ * `filled` tokens after the block keyed `parent`. */
+static void index_add_partial(apr_kvcache *c, int32_t b, uint64_t parent, int filled)
+{
+    int32_t *head = partial_bucket_of(c, parent);
+    c->parent[b] = parent;
+    c->filled[b] = (int16_t)filled;
+    c->chain[b] = *head;
+    *head = b;
+    c->indexed[b] = INDEXED_PARTIAL;
 }
 
 static void index_remove(apr_kvcache *c, int32_t b)
 {
-    for (int32_t *p = bucket_of(c, c->hash[b]); *p >= 0; p = &c->chain[*p]) {
+    int32_t *p = c->indexed[b] == INDEXED_FULL ? bucket_of(c, c->hash[b]) : partial_bucket_of(c, c->parent[b]);
+    for (; *p >= 0; p = &c->chain[*p]) {
         if (*p != b) continue;
         *p = c->chain[b];
         break;
@@ -185,18 +206,20 @@ apr_status apr_kvcache_init(apr_kvcache *c, apr_backend *b, int type, int n_laye
     c->hash = calloc(nb, sizeof(uint64_t));
     c->parent = calloc(nb, sizeof(uint64_t));
     c->indexed = calloc(nb, 1);
+    c->filled = calloc(nb, sizeof(int16_t));
+    c->partial = malloc(sizeof(int32_t) * (size_t)c->n_buckets);
     c->free_blocks = malloc(sizeof(int32_t) * nb);
     c->lru_prev = malloc(sizeof(int32_t) * nb);
     c->lru_next = malloc(sizeof(int32_t) * nb);
     c->chain = malloc(sizeof(int32_t) * nb);
     c->bucket = malloc(sizeof(int32_t) * (size_t)c->n_buckets);
     if (!c->table || !c->len || !c->n_owned || !c->pending || !c->owned_before || !c->ref || !c->ids || !c->hash ||
-        !c->parent || !c->indexed || !c->free_blocks || !c->lru_prev || !c->lru_next || !c->chain || !c->bucket) {
+        !c->parent || !c->indexed || !c->filled || !c->partial || !c->free_blocks || !c->lru_prev || !c->lru_next || !c->chain || !c->bucket) {
         apr_kvcache_release(c);
         return apr_error(APR_ERR_NOMEM, "cannot allocate the KV cache's block tables");
     }
     for (size_t i = 0; i < (size_t)n_seq * (size_t)c->max_blocks; i++) c->table[i] = -1;
-    for (int i = 0; i < c->n_buckets; i++) c->bucket[i] = -1;
+    for (int i = 0; i < c->n_buckets; i++) c->bucket[i] = c->partial[i] = -1;
     c->lru_head = c->lru_tail = -1;
     for (int i = n_blocks - 1; i >= 0; i--) c->free_blocks[c->n_free++] = i;  /* block 0 on top */
 
@@ -226,6 +249,8 @@ void apr_kvcache_release(apr_kvcache *c)
     free(c->hash);
     free(c->parent);
     free(c->indexed);
+    free(c->filled);
+    free(c->partial);
     free(c->free_blocks);
     free(c->lru_prev);
     free(c->lru_next);
@@ -303,7 +328,32 @@ int apr_kvcache_match(apr_kvcache *c, int seq, const int32_t *ids, int n)
     }
     c->n_owned[seq] = c->owned_before[seq] = i;
     c->len[seq] = i * APR_KV_BLOCK;
-    return (i - first) * APR_KV_BLOCK;
+    int got = (i - first) * APR_KV_BLOCK;
+    /* Then the partly filled block a sequence that went the same way left
+     * (the last block of a chat's previous turn): the one that agrees
+     * longest with what follows is taken over whole (nobody holds it), and
+     * its slots past the agreement are written again. */
+    const int room = n - i * APR_KV_BLOCK < c->n_ctx - i * APR_KV_BLOCK ? n - i * APR_KV_BLOCK : c->n_ctx - i * APR_KV_BLOCK;
+    if (room <= 0) return got;
+    const int32_t *next = ids + (size_t)i * APR_KV_BLOCK;
+    int32_t best = -1;
+    int best_len = 0;
+    for (int32_t b = *partial_bucket_of(c, parent); b >= 0; b = c->chain[b]) {
+        if (c->parent[b] != parent) continue;
+        const int32_t *held = c->ids + (size_t)b * APR_KV_BLOCK;
+        const int limit = c->filled[b] < room ? c->filled[b] : room;
+        int k = 0;
+        while (k < limit && held[k] == next[k]) k++;
+        if (k > best_len) best = b, best_len = k;
+    }
+    if (best < 0) return got;
+    lru_remove(c, best);
+    index_remove(c, best);
+    c->ref[best] = 1;
+    row[i] = best;
+    c->n_owned[seq] = c->owned_before[seq] = i + 1;
+    c->len[seq] += best_len;
+    return got + best_len;
 }
 
 int apr_kvcache_holds(const apr_kvcache *c, int seq, const int32_t *ids, int n)
@@ -341,6 +391,11 @@ apr_status apr_kvcache_truncate(apr_kvcache *c, int seq, int from, int32_t *copy
             index_remove(c, b);
         }
     }
+    /* the last block, partly filled and held by seq alone, stays for a
+     * sequence that continues the same way (a chat's next turn) */
+    const int last = (c->len[seq] - 1) / APR_KV_BLOCK, filled = c->len[seq] - last * APR_KV_BLOCK;
+    if (c->prefix && last >= keep && filled < APR_KV_BLOCK && c->ref[row[last]] == 1 && !c->indexed[row[last]])
+        index_add_partial(c, row[last], last ? c->hash[row[last - 1]] : 0, filled);
     free_tail(c, seq, keep);
     c->len[seq] = from;
     c->owned_before[seq] = c->n_owned[seq];

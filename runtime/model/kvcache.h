@@ -16,9 +16,13 @@
  * (apr_kvcache_match) instead of computing them again. When the last
  * sequence holding an indexed block lets it go, the block keeps its keys
  * and values on an LRU list; it is taken back (evicted) only when no free
- * block is left. The block a sequence writes into is never shared: full
- * blocks only are indexed, and a truncation into a shared block copies it
- * first (apr_kvcache_truncate says how).
+ * block is left. A sequence's last block, partly filled, is kept too when
+ * the sequence lets it go, found by the key of the block before it: the
+ * next sequence that continues the same way takes it over (a chat's next
+ * turn then computes only its new tokens). The block a sequence writes
+ * into is never shared: full blocks only are shared, a partial one changes
+ * hands, and a truncation into a shared block copies it first
+ * (apr_kvcache_truncate says how).
  *
  * A pass first reserves the slots of its tokens (append), and then either
  * commits them (the sequences' lengths advance, newly full blocks enter the
@@ -51,13 +55,15 @@ typedef struct apr_kvcache {
     int32_t *ids;          /* [n_blocks][APR_KV_BLOCK] the token id of each slot */
     uint64_t *hash;        /* a full block's key: its ids chained with parent */
     uint64_t *parent;      /* the key of the block before it (0 before the first) */
-    int8_t *indexed;       /* 1: in the prefix index */
+    int8_t *indexed;       /* 1: a full block in the prefix index; 2: a partial one in the partial index */
+    int16_t *filled;       /* a partial indexed block's slots holding tokens */
     int32_t *free_blocks;  /* stack of blocks holding nothing to keep */
     int n_free;
     int32_t *lru_prev, *lru_next;  /* indexed blocks with ref 0, least recently released at lru_head */
     int32_t lru_head, lru_tail;
     int n_lru;
     int32_t *bucket;       /* [n_buckets] the first indexed block of each hash bucket (-1: none) */
+    int32_t *partial;      /* [n_buckets] the first partial indexed block of each bucket of parent keys */
     int32_t *chain;        /* the next indexed block of the same bucket */
     int n_buckets;         /* a power of two */
 
@@ -105,7 +111,8 @@ void apr_kvcache_rollback(apr_kvcache *c);
 
 /* Attaches to seq, which holds a whole number of blocks and nothing
  * reserved, the indexed blocks that continue it with ids[len .. n) (ids
- * holds the sequence from position 0), as far as whole blocks match.
+ * holds the sequence from position 0): whole blocks as far as they match,
+ * then the cached partial block that agrees longest with what follows.
  * Returns the tokens attached (0 when prefix reuse is off). */
 int apr_kvcache_match(apr_kvcache *c, int seq, const int32_t *ids, int n);
 /* 1 if seq's tokens are ids[0 .. len). */

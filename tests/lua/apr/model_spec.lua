@@ -171,17 +171,16 @@ describe("a model", function()
     it("reuses the cached blocks of a prompt and answer that the next prompt extends", function()
         local prompt = m:tokenize(string.rep("The quick brown fox jumps over the lazy dog. ", 8))
         local opts = { max_tokens = 20, temperature = 0, ignore_eos = true }
-        local ids1, _, s1 = collect(m:generate(prompt, opts))
-        assert.equal(0, s1.n_cached)
+        local ids1 = collect(m:generate(prompt, opts))
         local next_prompt = {}
         for _, id in ipairs(prompt) do next_prompt[#next_prompt + 1] = id end
         for _, id in ipairs(ids1) do next_prompt[#next_prompt + 1] = id end
         for _, id in ipairs(m:tokenize(" jumps")) do next_prompt[#next_prompt + 1] = id end
         local ids2, _, s = collect(m:generate(next_prompt, opts))
-        -- the sequence held all but the last generated token: its whole
-        -- blocks of 32 come back from the prefix cache
-        assert.is_true(#prompt + #ids1 - 1 >= 64)
-        assert.equal(math.floor((#prompt + #ids1 - 1) / 32) * 32, s.n_cached)
+        -- the sequence held all but the last generated token: all of them
+        -- come back from the prefix cache (whole blocks, then the partly
+        -- filled last one)
+        assert.equal(#prompt + #ids1 - 1, s.n_cached)
         assert.is_true(s.timings.prompt_tps > 0)
         -- and the answer is a cold start's, token for token
         local fresh = assert(apr.load(TINY, { ctx = 512, threads = 2 }))
@@ -192,10 +191,16 @@ describe("a model", function()
 
     it("keeps the ids of a text prompt and its answer when the next text extends them", function()
         local text = string.rep("Once upon a time there was a tiny model. ", 6)
-        local _, answer = collect(m:generate(text, { max_tokens = 12, temperature = 0, ignore_eos = true }))
-        local _, _, s = collect(m:generate(text .. answer .. " The end.",
+        local ids, _, s1 = collect(m:generate(text, { max_tokens = 12, temperature = 0, ignore_eos = true }))
+        -- the answer's bytes as the tokens have them (the random model's
+        -- text may hold control tokens, which a reader does not see)
+        local answer = {}
+        for i, id in ipairs(ids) do answer[i] = m.tokenizer:piece(id) end
+        local _, _, s = collect(m:generate(text .. table.concat(answer) .. " The end.",
             { max_tokens = 2, temperature = 0, ignore_eos = true }))
-        assert.is_true(s.n_cached >= 32, tostring(s.n_cached))
+        -- the text's ids and the answer's, as they were: all that the first
+        -- generation's sequence held is reused
+        assert.equal(s1.n_prompt + #ids - 1, s.n_cached)
     end)
 
     it("ends a generation left unfinished when the next one starts", function()

@@ -108,8 +108,9 @@ TEST(kvcache_reserve_commit_rollback_truncate)
 
 /* Full blocks outlive their sequence in the index; a sequence with the same
  * first tokens takes them (counted), one with different ones does not; a
- * block is shared while both hold it, and indexed blocks are evicted least
- * recently released first when the free blocks run out. */
+ * block is shared while both hold it; a released sequence's partial last
+ * block goes to the next that continues the same way; cached blocks are
+ * evicted least recently released first when the free blocks run out. */
 TEST(kvcache_prefix_index_shares_and_evicts)
 {
     apr_backend *b = apr_backend_cpu_new(1);
@@ -148,26 +149,45 @@ TEST(kvcache_prefix_index_shares_and_evicts)
     apr_kvcache_rollback(&c);
 
     /* letting go: shared blocks stay held by the others; once nobody holds
-     * them the indexed ones are cached (reusable), the partial one is free */
+     * them the indexed ones are cached (reusable), and so is sequence 0's
+     * partly filled last block (5 tokens) */
     truncate_to(&c, 0, 0);
     truncate_to(&c, 2, 0);
     CHECK_EQ_INT(c.ref[c.table[c.max_blocks]], 1);
-    CHECK_EQ_INT(c.n_lru, 0);
+    CHECK_EQ_INT(c.n_lru, 1);
     truncate_to(&c, 1, 0);
-    CHECK_EQ_INT(c.n_lru, 3);
-    CHECK_EQ_INT(c.n_free, 8);
+    CHECK_EQ_INT(c.n_lru, 4);
+    CHECK_EQ_INT(c.n_free, 7);
     CHECK_EQ_INT(apr_kvcache_available(&c), 11);  /* 8 for n_ctx, 3 of slack */
 
-    /* a later sequence takes them back from the LRU list */
-    CHECK_EQ_INT(apr_kvcache_match(&c, 0, a, N), 3 * APR_KV_BLOCK);
+    /* a later sequence takes them back from the LRU list: the 3 whole
+     * blocks, then as much of the partial one as agrees with what follows */
+    CHECK_EQ_INT(apr_kvcache_match(&c, 0, a, 3 * APR_KV_BLOCK + 3), 3 * APR_KV_BLOCK + 3);
     CHECK_EQ_INT(c.n_lru, 0);
+    CHECK_EQ_INT(c.n_owned[0], 4);
+    CHECK(apr_kvcache_holds(&c, 0, a, 3 * APR_KV_BLOCK + 3));
+    /* it is seq 0's own now: it writes on from there */
+    CHECK_EQ_INT(feed(&c, 0, other, 2), APR_OK);
+    CHECK_EQ_INT(apr_kvcache_len(&c, 0), 3 * APR_KV_BLOCK + 5);
     truncate_to(&c, 0, 0);
+    /* a continuation that differs inside the partial block takes its
+     * agreeing part only; one that differs at once takes none of it */
+    int32_t late[N];
+    memcpy(late, a, sizeof late);
+    late[3 * APR_KV_BLOCK + 1] = 9;
+    CHECK_EQ_INT(apr_kvcache_match(&c, 1, late, N), 3 * APR_KV_BLOCK + 1);
+    truncate_to(&c, 1, 0);
+    late[3 * APR_KV_BLOCK] = 9;
+    CHECK_EQ_INT(apr_kvcache_match(&c, 1, late, N), 3 * APR_KV_BLOCK);
+    truncate_to(&c, 1, 0);
+    CHECK_EQ_INT(c.n_lru, 4);  /* the partial one (one token) is back */
 
-    /* eviction: the 8 free blocks first, then the LRU's; the deepest block
-     * of the released sequence goes first, so the first ones survive longest */
+    /* eviction: the 7 free blocks first, then the LRU's, least recently
+     * released first; the deepest block of a released sequence goes before
+     * its first ones */
     int32_t fill[8 * APR_KV_BLOCK];
     for (int i = 0; i < 8 * APR_KV_BLOCK; i++) fill[i] = 50000 + i;
-    CHECK_EQ_INT(feed(&c, 2, fill, 8 * APR_KV_BLOCK), APR_OK);
+    CHECK_EQ_INT(feed(&c, 2, fill, 8 * APR_KV_BLOCK), APR_OK);  /* 7 free + the partial one */
     CHECK_EQ_INT(c.n_lru, 3);
     CHECK_EQ_INT(feed(&c, 3, fill, APR_KV_BLOCK), APR_OK);
     CHECK_EQ_INT(c.n_lru, 2);

@@ -201,7 +201,8 @@ describe("apr serve", function()
         }
         local first = post(s.port, "/v1/chat/completions", { messages = messages, max_tokens = 12, temperature = 0 })
         assert.equal(200, first.status, first.body)
-        assert.equal(0, first.json.usage.prompt_tokens_details.cached_tokens)
+        -- (earlier requests' cached blocks may share its first tokens, not a whole block)
+        assert.is_true(first.json.usage.prompt_tokens_details.cached_tokens < 32)
         messages[3] = { role = "assistant", content = first.json.choices[1].message.content }
         messages[4] = { role = "user", content = "And three more?" }
         local second = post(s.port, "/v1/chat/completions", { messages = messages, max_tokens = 12, temperature = 0 })
