@@ -590,10 +590,10 @@ const char *apr_model_chat_template(const apr_model *m);
  * from as they grow: one sequence may hold all of it while the others hold
  * nothing. With prefix_cache, blocks whose 32 slots are written are kept,
  * keyed by their tokens and all the tokens before them, after their
- * sequence lets go of them (least recently used first to be reused), so a
- * sequence that starts the same way can take them instead of computing
- * them again (apr_context_seq_reuse). Not thread-safe: one thread drives a
- * context. */
+ * sequence lets go of them (least recently used first to be reused), and
+ * so is a sequence's partly filled last block, so a sequence that starts
+ * the same way can take them instead of computing them again
+ * (apr_context_seq_reuse). Not thread-safe: one thread drives a context. */
 typedef struct apr_context apr_context;
 
 typedef struct apr_context_params {
@@ -619,8 +619,9 @@ apr_status apr_context_seq_truncate(apr_context *c, int seq, int from);
 /* Prefix reuse: given the n ids sequence seq is to hold from position 0
  * (it must hold their first apr_context_seq_len tokens already, usually
  * none), attaches the cached blocks that continue it, as far as whole
- * blocks of 32 match and leaving at least the last id to decode, and
- * writes the tokens attached to *n_reused. The caller then decodes ids
+ * blocks of 32 match, then as much of a cached partly filled block (the
+ * last one a sequence let go of) as agrees, leaving at least the last id
+ * to decode, and writes the tokens attached to *n_reused. The caller then decodes ids
  * from position apr_context_seq_len on. On the CPU the logits are the same
  * bits as if every token had been decoded. APR_ERR_INVALID when seq holds
  * other tokens; 0 reused when the context was made without prefix_cache. */
