@@ -163,6 +163,7 @@ local function feed(r, data, t)
             if payload == "[DONE]" then
                 r.done_marker = true
             elseif payload then
+                r.first_event = r.first_event or t
                 local ev = json.decode(payload)
                 local d = ev and ev.choices and ev.choices[1] and ev.choices[1].delta
                 if d and type(d.content) == "string" and d.content ~= "" then
@@ -359,7 +360,11 @@ local function one_request(body)
     return r
 end
 
-local function ttft_of(r) return (r.events[1] or 0 / 0) - r.t0 end
+-- Time to the first event of the stream: the server sends it with the
+-- first token, whether or not that token has text yet (a random model's
+-- first token may be a byte of an unfinished character, or a control
+-- token), so this is the first token's time.
+local function ttft_of(r) return (r.first_event or r.events[1] or 0 / 0) - r.t0 end
 
 -- The next turn of a conversation with a history of about `target`
 -- tokens, cold (a new system prompt: nothing cached) and warm (the turn
