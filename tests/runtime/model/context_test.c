@@ -9,6 +9,8 @@
 #include <stdlib.h>
 
 #include "backend/cpu/cpu.h"
+#include "model/kvcache.h"
+#include "model/model.h"
 #include "model_fixture.h"
 
 #define V 2048  /* the tiny models' vocabulary */
@@ -354,5 +356,56 @@ TEST(context_prefix_reuse_gives_the_logits_of_a_cold_prefill)
     apr_context_free(c);
     free(cold);
     free(warm);
+    apr_model_free(m);
+}
+
+/* n_ctx 0 under a memory budget: the cache gets what the budget leaves
+ * after the weights, activations and scratch, in whole blocks, less the
+ * slack blocks of the other sequences; a budget that leaves less than a
+ * block fails saying so. (The CPU backend enforces no budget; the sizing is
+ * the same arithmetic on the GPU, where allocations past it fail.) */
+TEST(context_sized_from_a_vram_budget)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 1);
+    REQUIRE(m);
+    const size_t per_token = apr_kvcache_token_bytes(APR_F16, m->hp.n_layer, m->hp.n_head_kv, m->hp.head_dim);
+    apr_context_params p;
+    apr_context_params_default(&p);
+    p.n_ctx = 0;
+    p.n_seq = 2;
+    p.n_batch = 64;
+    /* what a context takes beside its cache: measured with a small cache
+     * and a stream sized for the training context, as a budgeted one is */
+    p.n_ctx = m->hp.n_ctx_train;
+    apr_context *probe = NULL;
+    const uint64_t before = m->backend->bytes;
+    REQUIRE(apr_context_new(m, &p, &probe) == APR_OK);
+    const uint64_t cache = 2 * (uint64_t)probe->cache.dev.layer_bytes * m->hp.n_layer;
+    const uint64_t rest = m->backend->bytes - before - cache;
+    apr_context_free(probe);
+
+    /* room for 1000 tokens beyond the weights and the rest: 31 blocks, one
+     * of them the second sequence's slack, so at most 30 blocks of n_ctx
+     * (the estimate of the block table's bytes may cost one more) */
+    m->backend->budget = before + rest + 1000 * per_token;
+    p.n_ctx = 0;
+    apr_context *c = NULL;
+    REQUIRE(apr_context_new(m, &p, &c) == APR_OK);
+    CHECK(apr_context_n_ctx(c) % 32 == 0);
+    CHECK(apr_context_n_ctx(c) == 30 * 32 || apr_context_n_ctx(c) == 29 * 32);
+    CHECK(m->backend->bytes <= m->backend->budget);
+    apr_context_free(c);
+
+    /* too little: one line saying what is left */
+    m->backend->budget = before + rest + 20 * per_token;
+    CHECK_EQ_INT(apr_context_new(m, &p, &c), APR_ERR_NOMEM);
+    CHECK(c == NULL);
+    CHECK(strstr(apr_last_error(), "leaves room for 0 tokens of KV cache") != NULL);
+    /* an explicit n_ctx is not resized */
+    p.n_ctx = 64;
+    REQUIRE(apr_context_new(m, &p, &c) == APR_OK);
+    CHECK_EQ_INT(apr_context_n_ctx(c), 64);
+    apr_context_free(c);
+    m->backend->budget = 0;
     apr_model_free(m);
 }
