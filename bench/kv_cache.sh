@@ -9,9 +9,12 @@
 #   APR=dist/apr/apr bench/kv_cache.sh [MODEL.gguf] [serve_load options...]
 #   APR=dist/apr/apr bench/kv_cache.sh /tmp/c32.gguf --history 8192 --reps 1   (quicker)
 #
+# First it starts `apr serve --gpu --vram-budget 24G` (BUDGET=...; NO_BUDGET=1
+# skips it) and reports the KV pool the budget left room for.
+#
 # On the CPU with the default model (small sizes):
-#   bench/kv_cache.sh models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --serve "--parallel 16 --ctx 8192" \
-#       --history 1024,2048 --long 2048 --tokens 32 --reps 1
+#   NO_BUDGET=1 bench/kv_cache.sh models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
+#       --serve "--parallel 16 --ctx 8192" --history 1024,2048 --long 2048 --tokens 32 --reps 1
 set -e
 APR=${APR:-./apr}
 MODEL=${1:-/tmp/c32.gguf}
@@ -19,6 +22,22 @@ MODEL=${1:-/tmp/c32.gguf}
 if [ ! -f "$MODEL" ]; then
     "$APR" synth --preset qwen2.5-coder-32b --layout q4_k_m \
         --vocab "$(dirname "$0")/../tests/fixtures/tokenizer/tokenizer.json.zst" "$MODEL"
+fi
+# --vram-budget on serve: the pool gets what the budget leaves (the log's
+# "model ready ... ctx=N" line says how many tokens).
+if [ -z "$NO_BUDGET" ]; then
+    log=$(mktemp)
+    "$APR" serve "$MODEL" --gpu --vram-budget "${BUDGET:-24G}" --parallel 16 --port 0 2>"$log" &
+    pid=$!
+    for _ in $(seq 1 180); do
+        grep -q "model ready\|cannot load" "$log" && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 1
+    done
+    echo "apr serve --vram-budget ${BUDGET:-24G}: $(grep -o 'model ready.*' "$log" | grep -o 'ctx=[0-9]*' || tail -1 "$log")"
+    kill $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+    rm -f "$log"
 fi
 exec "$APR" run "$(dirname "$0")/serve_load.lua" --model "$MODEL" --mode kv \
     --serve "--gpu --parallel 16 --ctx 32768" --history 8192,13312 --long 16384 --tokens 128 --reps 2 "$@"
