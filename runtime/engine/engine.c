@@ -447,7 +447,10 @@ static int plan(apr_engine *e)
         int quota = (e->n_batch - singles) / 4;
         quota = quota < APR_KV_BLOCK ? APR_KV_BLOCK : quota - quota % APR_KV_BLOCK;
         grant(e, e->prefill[0], quota, singles);
-        for (int i = 1; i < n_prefill; i++) e->prefill[i]->left = tokens_left(e, e->prefill[i]);
+        for (int i = 1; i < n_prefill; i++) {
+            job *j = e->prefill[i];
+            j->left = j->seq >= 0 ? tokens_left(e, j) : 0;  /* preempted by the oldest's share: skipped */
+        }
         qsort(e->prefill + 1, (size_t)n_prefill - 1, sizeof *e->prefill, by_tokens_left);
         for (int i = 1; i < n_prefill; i++) grant(e, e->prefill[i], INT_MAX, singles);
         qsort(e->prefill, (size_t)n_prefill, sizeof *e->prefill, by_age);
