@@ -50,6 +50,7 @@ static apr_status load(const char *path, const apr_model_params *params, int che
     APR_TRACE_BEGIN(APR_SPAN_MODEL_LOAD);
     atomic_init(&m->refs, 1);
     m->path = strdup(path);
+    atomic_init(&m->refs, 1);
     m->vocab_only = p->vocab_only != 0;
     apr_status s = m->path ? APR_OK : apr_error(APR_ERR_NOMEM, "cannot allocate a model");
     if (s == APR_OK) s = apr_source_open(path, &m->src);
