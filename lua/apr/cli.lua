@@ -11,7 +11,7 @@ local M = {}
 -- for each lua/apr/cmd/NAME.lua (cli_spec checks both ways).
 M.commands = {
     "info", "inspect", "verify", "synth", "run", "repl",
-    "pass", "chat", "serve", "devices", "version", "help",
+    "pass", "chat", "serve", "bench", "devices", "version", "help",
 }
 
 -- A failure the user caused or must fix (bad file, missing model): exit 1
@@ -90,6 +90,7 @@ end
 function M.main(argv)
     local list = {}
     for i = 1, #argv do list[i] = argv[i] end
+    M.argv = { unpack(list) }  -- the command line as given, for reports that record it
     local name = table.remove(list, 1)
     if name == nil then
         -- `apr` alone: the REPL on a terminal, the help otherwise.

@@ -12,8 +12,14 @@ local M = {}
 -- Errors raised inside a resumed coroutine keep their value (a cli.fail
 -- table stays one) and get the coroutine's traceback for bugs.
 local failure
+-- Each task.run is a generation: a coroutine of a run that was cancelled
+-- is never resumed again (its callbacks may still fire while the cleanup
+-- runs in the next generation).
+local generation = 0
+local born = setmetatable({}, { __mode = "k" })
 
 local function resume(co, ...)
+    if born[co] ~= generation then return end
     local ok, err = coroutine.resume(co, ...)
     if not ok and not failure then
         failure = { err = err, traceback = debug.traceback(co, tostring(err)) }
@@ -57,7 +63,9 @@ function M.now() return uv.hrtime() * 1e-9 end
 -- spawn(fn, ...) starts fn in its own coroutine now; it runs until it
 -- first waits.
 function M.spawn(fn, ...)
-    resume(coroutine.create(fn), ...)
+    local co = coroutine.create(fn)
+    born[co] = generation
+    resume(co, ...)
 end
 
 -- all(fns): runs each function in its own coroutine and waits until every
@@ -77,11 +85,18 @@ function M.all(fns)
     return results
 end
 
+-- cancel(err): stops task.run, which raises err (an interrupt, say).
+function M.cancel(err)
+    if not failure then failure = { err = err, traceback = tostring(err) } end
+    uv.stop()
+end
+
 -- run(fn, ...) runs fn as the main task and the loop until it returns (or
 -- raises: the error is raised again here, with its value intact). Handles
 -- left open (timers, a server's pipes) do not keep it waiting.
 function M.run(fn, ...)
     failure = nil
+    generation = generation + 1
     local done, result = false, nil
     local args = { n = select("#", ...), ... }
     M.spawn(function()
