@@ -131,8 +131,10 @@ local function legend(parent, x, y, systems)
     local cx = 0
     for i, s in ipairs(systems) do
         g:rect({ x = cx, y = -10, width = 12, height = 12, fill = color_of(s.id, i) })
-        g:text(cx + 18, 0, s.name .. (s.version ~= json.null and (" (" .. tostring(s.version):sub(1, 48) .. ")") or ""))
-        cx = cx + 40 + 7 * #(s.name .. tostring(s.version ~= json.null and s.version or "")):sub(1, 60)
+        local v = s.version ~= json.null and tostring(s.version):match("^[^,]*"):sub(1, 60) or ""
+        local label = s.name .. (v ~= "" and (" (" .. v .. ")") or "")
+        g:text(cx + 18, 0, label)
+        cx = cx + 40 + 6.5 * #label
     end
     return g
 end
@@ -162,9 +164,11 @@ function M.render(doc)
     local title = string.format("apr bench: %s", doc.model.name ~= json.null and doc.model.name or doc.model.path)
     local d = svg.new(W, H, { title = title })
     d:text(W / 2, 30, title, { ["text-anchor"] = "middle", ["font-size"] = 18, ["font-weight"] = "bold" })
-    d:text(W / 2, 52, string.format("%s; %d runs + %d warm-up per system and level; medians with 95%% intervals; %s",
+    d:text(W / 2, 52, string.format("%s; %d runs + %d warm-up per system and level; medians with %s; %s",
         doc.environment.gpu.available and tostring(doc.environment.gpu.name) or ("CPU: " .. tostring(doc.environment.cpu)),
-        doc.config.runs, doc.config.warmup, doc.created), { ["text-anchor"] = "middle", fill = "#4a5568" })
+        doc.config.runs, doc.config.warmup,
+        doc.config.runs >= 6 and "95% intervals" or "no intervals (a median's 95% interval needs 6 runs)",
+        doc.created), { ["text-anchor"] = "middle", fill = "#4a5568" })
     legend(d, 80, 80, systems)
     for pi, p in ipairs(panels) do
         local col, row = (pi - 1) % 2, math.floor((pi - 1) / 2)

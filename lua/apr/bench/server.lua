@@ -56,14 +56,16 @@ function System:stream(messages, cfg)
     end)
 end
 
--- GET/POST path as JSON: value or nil, why.
+-- GET/POST path as JSON: the decoded answer, or nil and why.
 function System:json(method, path, body, timeout)
     local value, r = task.await(function(cb)
         client.json_request({ host = self.host, port = self.port, method = method, path = (self.base or "") .. path,
                               json = body, timeout = timeout or 30 }, cb)
     end)
-    if value == nil and r.error then return nil, r.error end
-    return value, r
+    if value == nil then
+        return nil, r.error or string.format("%s %s: HTTP %s with no JSON body", method, path, tostring(r.status))
+    end
+    return value
 end
 
 -- The device memory this system's server holds: bytes and where the

@@ -326,18 +326,17 @@ function M.summary(xs, level)
 end
 
 -- The comparison of a system's sample a with a baseline's b for a metric
--- where higher_is_better says which way is faster. speedup > 1 always
--- means a is faster: mean(a)/mean(b) for rates, mean(b)/mean(a) for times.
+-- where higher_is_better says which way is better. Every figure is turned
+-- so that it favours a when positive (t, Cohen's d) or above 1 (speedup):
+-- speedup is mean(a)/mean(b) for rates, mean(b)/mean(a) for times.
 function M.compare(a, b, higher_is_better, level)
     local c = {}
-    local t, df, p = M.welch(a, b)
+    local better, worse = a, b
+    if not higher_is_better then better, worse = b, a end
+    local t, df, p = M.welch(better, worse)
     c.t, c.df, c.p = t, df, p
-    c.cohens_d = M.cohens_d(a, b)
-    if higher_is_better then
-        c.speedup, c.speedup_ci_lo, c.speedup_ci_hi = M.ratio_ci(a, b, level)
-    else
-        c.speedup, c.speedup_ci_lo, c.speedup_ci_hi = M.ratio_ci(b, a, level)
-    end
+    c.cohens_d = M.cohens_d(better, worse)
+    c.speedup, c.speedup_ci_lo, c.speedup_ci_hi = M.ratio_ci(better, worse, level)
     return c
 end
 

@@ -110,8 +110,8 @@ function M.prepare(spec, cfg)
     }
 
     -- Cold start: unloaded, then the first request loads it.
-    local _, uerr2 = unload(sys)
-    if uerr2 then return sys:fail("unloading before the cold start: " .. tostring(uerr2)) end
+    local unloaded, uerr2 = unload(sys)
+    if not unloaded then return sys:fail("unloading before the cold start: " .. tostring(uerr2)) end
     local t = task.now()
     local cold, cold_err = sys:cold_request(cfg, t)
     if not cold then return sys:fail(cold_err) end
