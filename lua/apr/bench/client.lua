@@ -23,6 +23,9 @@ local json = require "apr.json"
 
 local M = {}
 
+-- Request bodies as clients send them: no spaces after , and :.
+local COMPACT = { separators = { ",", ":" } }
+
 local function now() return uv.hrtime() * 1e-9 end
 M.now = now
 
@@ -386,7 +389,7 @@ function M.json_request(opts, cb)
     local o = {}
     for k, v in pairs(opts) do o[k] = v end
     if opts.json ~= nil then
-        o.body = json.encode(opts.json)
+        o.body = json.encode(opts.json, COMPACT)
         o.headers = o.headers or {}
         o.headers["Content-Type"] = "application/json"
     end
@@ -412,7 +415,7 @@ function M.chat_body(protocol, req)
         local options = { num_predict = req.max_tokens, temperature = 0, seed = req.seed }
         for k, v in pairs(req.options or {}) do options[k] = v end
         return "/api/chat", json.encode({ model = req.model, messages = req.messages, stream = true,
-                                          options = options, keep_alive = req.keep_alive })
+                                          options = options, keep_alive = req.keep_alive }, COMPACT)
     end
     -- ignore_eos: every system generates max_tokens (where it can: Ollama
     -- has no such option); cache_prompt false: llama-server would otherwise
@@ -421,7 +424,7 @@ function M.chat_body(protocol, req)
         model = req.model, messages = req.messages, max_tokens = req.max_tokens, temperature = 0,
         seed = req.seed, stream = true, stream_options = { include_usage = true }, ignore_eos = true,
         cache_prompt = false,
-    })
+    }, COMPACT)
 end
 
 -- Reads one parsed event of either protocol into the record s.
@@ -494,7 +497,7 @@ function M.stream(opts, cb)
         on_head = function(status) s.status = status end,
     }, function(r)
         s.t_connect, s.t0, s.t_first_byte, s.t_end = r.t_connect, r.t0, r.t_first_byte, r.t_end
-        s.error = r.error or failed
+        s.error = failed or r.error
         if not s.error and s.status ~= 200 then
             local v = s.error_body and json.decode(s.error_body)
             local msg = type(v) == "table" and v.error and (type(v.error) == "table" and v.error.message or v.error)

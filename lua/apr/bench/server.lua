@@ -136,6 +136,13 @@ function System:attach(url, cfg)
 end
 
 function System:stop()
+    if self.proc and self.proc.exited and self.status == "ready" then
+        -- It died on its own (its last requests failed; the exit may have
+        -- been noticed only now).
+        self.status = "failed"
+        self.reason = string.format("the server exited during the benchmark (code %s):\n%s",
+            tostring(self.proc.exit_code), self.proc:log_tail(10))
+    end
     if self.proc then
         self.proc:stop(10)
         self.exit_code = self.proc.exit_code

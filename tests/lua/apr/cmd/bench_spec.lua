@@ -121,7 +121,7 @@ describe("apr bench against stand-ins with known speeds", function()
                                            STANDIN_GPU_BYTES = 123456789, STANDIN_SEED = 4 })
         local cmd = string.format("bench %s --apr-url http://127.0.0.1:%d --baseline llama-cpp=%s " ..
             "--baseline ollama=http://127.0.0.1:%d --runs 6 --warmup 1 --max-tokens 24 --concurrency 2,1 " ..
-            "--duration 1.5s -o %s/r.json --csv %s/r.csv --svg %s/r.svg", MODEL, apr_port, sh(llama), ollama_port,
+            "--duration 3s -o %s/r.json --csv %s/r.csv --svg %s/r.svg", MODEL, apr_port, sh(llama), ollama_port,
             dir, dir, dir)
         -- The fake NVML library (tests/fixtures/nvml) stands for the driver's.
         local out, err = dir .. "/out", dir .. "/err"
@@ -149,8 +149,11 @@ describe("apr bench against stand-ins with known speeds", function()
         within(result(doc, "apr", 1).summary.decode_tps.median, 300, 0.12, "apr decode")
         within(result(doc, "llama.cpp", 1).summary.decode_tps.median, 150, 0.08, "llama.cpp decode")
         within(result(doc, "ollama", 1).summary.decode_tps.median, 100, 0.08, "Ollama decode")
-        -- Two streams at once: each at its rate, both together at twice it.
-        within(result(doc, "llama.cpp", 2).summary.throughput_tps.median, 2 * 150 * 23 / 24, 0.2, "llama.cpp throughput")
+        -- Two streams at once (two slots): each at its rate, both together
+        -- at twice one stream's throughput.
+        within(result(doc, "llama.cpp", 2).summary.decode_tps.median, 150, 0.08, "llama.cpp decode, 2 streams")
+        within(result(doc, "llama.cpp", 2).summary.throughput_tps.median,
+            2 * result(doc, "llama.cpp", 1).summary.throughput_tps.median, 0.15, "llama.cpp throughput, 2 streams")
         -- Time to first token: the set delay plus prefill (50 us a prompt token).
         local ttft = result(doc, "llama.cpp", 1).summary.ttft_s.median
         assert.is_true(ttft > 0.038 and ttft < 0.08, "llama.cpp TTFT " .. tostring(ttft))
@@ -255,7 +258,7 @@ describe("apr bench against stand-ins with known speeds", function()
     it("runs the stability test and fits a drift line", function()
         assert.is_table(doc.stability)
         assert.equal(1, doc.stability.concurrency)
-        assert.is_true(doc.stability.duration_s >= 1.5)
+        assert.is_true(doc.stability.duration_s >= 3)
         for _, s in ipairs(doc.stability.systems) do
             assert.is_true(s.drift.runs >= 3, s.system .. ": " .. s.drift.runs .. " runs")
             assert.truthy(({ stable = true, degrading = true, improving = true })[s.drift.verdict])
