@@ -187,7 +187,8 @@ function M.run(opts)
     local set = prompts.load(opts.prompts)
 
     local threads = opts.threads > 0 and opts.threads or #(uv.cpu_info() or { 1 })
-    local workdir = uv.fs_mkdtemp("/tmp/apr-bench-XXXXXX")
+    local tmp = os.getenv("TMPDIR")
+    local workdir = uv.fs_mkdtemp(((tmp and tmp ~= "") and tmp or "/tmp") .. "/apr-bench-XXXXXX")
     local cfg = {
         model = model, model_size = st.size, runs = opts.runs, warmup = opts.warmup, concurrency = levels,
         max_tokens = opts.max_tokens, ctx = ctx, parallel = parallel, gpu = opts.gpu or false,
@@ -305,7 +306,13 @@ function M.run(opts)
     if failed then
         io.stderr:write("apr bench: server logs are in ", workdir, "\n")
     else
-        os.execute("rm -rf '" .. workdir .. "'")
+        local dir = uv.fs_scandir(workdir)
+        while dir do
+            local name = uv.fs_scandir_next(dir)
+            if not name then break end
+            os.remove(workdir .. "/" .. name)
+        end
+        uv.fs_rmdir(workdir)
     end
     return failed and 1 or 0
 end
