@@ -367,20 +367,22 @@ end
 
 function M.build(ctx)
     local cfg, systems, results = ctx.cfg, ctx.systems, ctx.results
-    local doc = {
-        schema = M.SCHEMA,
-        created = ctx.created,
-        command = json.array(ctx.argv),
-        model = ctx.model,
-        config = {
-            runs = cfg.runs, warmup = cfg.warmup, max_tokens = cfg.max_tokens, ctx = cfg.ctx, parallel = cfg.parallel,
-            concurrency = json.array(cfg.concurrency), gpu = cfg.gpu, flash_attn = cfg.flash_attn,
-            threads = cfg.threads, seed = cfg.seed, duration_s = num(cfg.duration), confidence = cfg.confidence,
-            order = "interleaved: systems take turns within each run, the order rotated every run",
-            prompts = { source = ctx.prompts.source, count = #ctx.prompts.list, sha256 = ctx.prompts_sha256 },
-        },
-        environment = ctx.environment,
+    -- The top level in reading order (an ordered object).
+    local doc = json.object()
+    doc.schema = M.SCHEMA
+    doc.created = ctx.created
+    doc.command = json.array(ctx.argv)
+    doc.complete = ctx.complete ~= false
+    doc.interrupted = ctx.interrupted or json.null
+    doc.model = ctx.model
+    doc.config = {
+        runs = cfg.runs, warmup = cfg.warmup, max_tokens = cfg.max_tokens, ctx = cfg.ctx, parallel = cfg.parallel,
+        concurrency = json.array(cfg.concurrency), gpu = cfg.gpu, flash_attn = cfg.flash_attn,
+        threads = cfg.threads, seed = cfg.seed, duration_s = num(cfg.duration), confidence = cfg.confidence,
+        order = "interleaved: systems take turns within each run, the order rotated every run",
+        prompts = { source = ctx.prompts.source, count = #ctx.prompts.list, sha256 = ctx.prompts_sha256 },
     }
+    doc.environment = ctx.environment
     local versions = { apr = json.null, ["llama.cpp"] = json.null, ollama = json.null,
                        driver = str(ctx.environment.gpu.driver), cuda = str(ctx.environment.gpu.cuda),
                        gpu = str(ctx.environment.gpu.name) }

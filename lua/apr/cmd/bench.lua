@@ -279,10 +279,8 @@ function M.run(opts)
     local doc = report.build({
         cfg = cfg, systems = systems, results = results or {}, environment = environment, model = minfo,
         prompts = set, prompts_sha256 = prompts.fingerprint(set), argv = argv,
-        created = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+        created = os.date("!%Y-%m-%dT%H:%M:%SZ"), complete = interrupted == nil, interrupted = interrupted,
     })
-    doc.complete = interrupted == nil
-    doc.interrupted = interrupted or json.null
     local text = json.encode(doc, { indent = 2, allow_nan = false })
     for _, o in ipairs(outputs) do
         if o[2] == "JSON report" then write_file(o[1], text .. "\n", o[2])
