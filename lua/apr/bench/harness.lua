@@ -132,8 +132,21 @@ function M.measure(sys, list, cfg, mon)
         end
     end
     if not run.gpu_mem_bytes and mon.available then
-        run.gpu_mem_bytes, run.gpu_mem_source = sys:gpu_memory(mon)
-        if not run.gpu_mem_bytes then run.gpu_mem_source = "unavailable: " .. tostring(run.gpu_mem_source) end
+        local b, source = sys:gpu_memory(mon)
+        if b then
+            run.gpu_mem_bytes, run.gpu_mem_source = b, source
+        elseif g and g.mem_used_max and cfg.device_memory_base and sys.launch_memory then
+            -- The device's peak during the run, less what was there before any
+            -- server and what the other servers took at their launch.
+            local others = 0
+            for _, o in ipairs(cfg.systems or {}) do
+                if o ~= sys and o.launch_memory then others = others + o.launch_memory end
+            end
+            run.gpu_mem_bytes = math.max(0, g.mem_used_max - cfg.device_memory_base - others)
+            run.gpu_mem_source = "device memory in use during the run less the rest (" .. tostring(source) .. ")"
+        else
+            run.gpu_mem_source = "unavailable: " .. tostring(source)
+        end
     end
     if proc then
         local mem = proc:memory()

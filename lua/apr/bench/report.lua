@@ -403,7 +403,7 @@ function M.build(ctx)
             id = s.id, name = s.name, status = s.status == "ready" and "ok" or s.status, reason = str(s.reason),
             version = str(s.version), endpoint = s.host and s:endpoint() or json.null, started = s.proc ~= nil,
             protocol = s.protocol, settings = settings, cold_start = cold, warning = str(s.warning),
-            exit_code = num(s.exit_code),
+            exit_code = num(s.exit_code), launch_gpu_memory_bytes = num(s.launch_memory),
         }
     end
     doc.versions = versions

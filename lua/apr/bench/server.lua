@@ -68,6 +68,15 @@ function System:json(method, path, body, timeout)
     return value
 end
 
+-- What the device's used memory grew by across this system's launch (its
+-- load and first request, the other servers idle meanwhile): the fallback
+-- for its share of the memory where the driver's process list does not
+-- show its process (a container with a PID namespace of its own).
+function System:note_launch_memory(before, cfg)
+    local after = cfg.device_memory and cfg.device_memory()
+    if before and after then self.launch_memory = math.max(0, after - before) end
+end
+
 -- The device memory this system's server holds: bytes and where the
 -- figure came from, or nil and why.
 function System:gpu_memory(mon)
@@ -102,6 +111,7 @@ function System:launch(exe, args, env, cfg)
     self.settings.command = { exe }
     for _, a in ipairs(args) do self.settings.command[#self.settings.command + 1] = a end
     local log = string.format("%s/%s.log", cfg.workdir, self.id:gsub("[^%w]", "_"))
+    local before = cfg.device_memory and cfg.device_memory()
     local proc, err = process.spawn({ exe = exe, args = args, env = env, log = log })
     if not proc then return self:fail(err) end
     self.proc, self.pid, self.log = proc, proc.pid, log
@@ -112,6 +122,7 @@ function System:launch(exe, args, env, cfg)
     cold.launch_to_ready_s = ready_s
     cold.what = "process launch to the first streamed token of the first request"
     self.cold = cold
+    self:note_launch_memory(before, cfg)
     self.status = "ready"
     return self
 end

@@ -216,6 +216,12 @@ function M.run(opts)
         note("apr bench: GPU figures unavailable: " .. tostring(mon.reason))
     end
     local environment = report.environment(mon, opts.gpu_index)
+    -- Device memory in use now (bytes), for the systems' launch footprints.
+    cfg.device_memory = function()
+        local s = mon.available and mon:sample()
+        return s and s.mem_used or nil
+    end
+    cfg.device_memory_base = cfg.device_memory()
 
     local systems, results = {}, nil
     local argv = { "apr" }
@@ -252,6 +258,7 @@ function M.run(opts)
         end
         local ready = {}
         for _, s in ipairs(systems) do if s.status == "ready" then ready[#ready + 1] = s end end
+        cfg.systems = ready
         if #ready > 0 then
             results = harness.run(ready, cfg, set, mon, status, partial)
         end

@@ -112,9 +112,11 @@ function M.prepare(spec, cfg)
     -- Cold start: unloaded, then the first request loads it.
     local unloaded, uerr2 = unload(sys)
     if not unloaded then return sys:fail("unloading before the cold start: " .. tostring(uerr2)) end
+    local before = cfg.device_memory and cfg.device_memory()
     local t = task.now()
     local cold, cold_err = sys:cold_request(cfg, t)
     if not cold then return sys:fail(cold_err) end
+    sys:note_launch_memory(before, cfg)
     cold.what = "model load (unloaded first with keep_alive 0) to the first streamed token"
     sys.cold = cold
     sys.status = "ready"

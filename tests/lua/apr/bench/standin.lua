@@ -12,6 +12,7 @@
 --   STANDIN_SEED               the spread's random seed
 --   STANDIN_GPU_BYTES          with FAKE_NVML_PROCESSES: the stand-in writes "PID BYTES" there
 --                              (tests/fixtures/nvml/fake_nvml.c reads it), posing as a GPU process
+--   STANDIN_GPU_FOREIGN_PID    ... under this pid instead of its own (another PID namespace)
 --   STANDIN_FAIL_AFTER         requests answered before the process exits (a crash)
 local uv = require "luv"
 local http = require "apr.server.http"
@@ -90,7 +91,9 @@ function M.register_gpu_process()
     if not path or not M.cfg.gpu_bytes then return end
     local f = io.open(path, "a")
     if f then
-        f:write(string.format("%d %d\n", uv.os_getpid(), M.cfg.gpu_bytes))
+        -- STANDIN_GPU_FOREIGN_PID: listed under another pid, as the driver
+        -- lists a process of another PID namespace.
+        f:write(string.format("%d %d\n", tonumber(os.getenv("STANDIN_GPU_FOREIGN_PID") or "") or uv.os_getpid(), M.cfg.gpu_bytes))
         f:close()
     end
 end

@@ -323,6 +323,24 @@ describe("apr bench with the real apr serve", function()
         assert.equal(2, #result(doc, "llama.cpp", 1).runs)
     end)
 
+    it("attributes device memory by launch footprints where the driver does not list the process", function()
+        local dir = h.tmpdir()
+        write(dir .. "/procs", "")
+        local llama = llama_wrapper(dir, { STANDIN_LOAD_MS = 0, STANDIN_GPU_BYTES = 500000000, STANDIN_GPU_FOREIGN_PID = 1 })
+        local out = dir .. "/out"
+        os.execute(string.format("APR_NVML_LIBRARY=%s FAKE_NVML_PROCESSES=%s %s bench %s --baseline llama-cpp=%s " ..
+            "--runs 2 --warmup 0 --max-tokens 4 --json >%s 2>/dev/null", sh(h.root .. "/" .. FAKE_NVML),
+            sh(dir .. "/procs"), h.apr_bin, MODEL, sh(llama), out))
+        local doc = json.decode(h.read_file(out))
+        h.rmtree(dir)
+        assert.equal(500000000, system(doc, "llama.cpp").launch_gpu_memory_bytes)
+        local l = result(doc, "llama.cpp", 1)
+        assert.equal(500000000, l.runs[1].gpu_mem_bytes)
+        assert.truthy(l.gpu_mem_source:find("less the rest", 1, true), l.gpu_mem_source)
+        -- apr serve ran on the CPU here: nothing on the device.
+        assert.equal(0, result(doc, "apr", 1).runs[1].gpu_mem_bytes)
+    end)
+
     it("reports a baseline that dies during the runs as failed, keeps the rest, and exits 1", function()
         local dir = h.tmpdir()
         local llama = llama_wrapper(dir, { STANDIN_FAIL_AFTER = 3, STANDIN_LOAD_MS = 0 })
