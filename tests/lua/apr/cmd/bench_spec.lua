@@ -344,8 +344,11 @@ describe("apr bench with the real apr serve", function()
     it("reports a baseline that dies during the runs as failed, keeps the rest, and exits 1", function()
         local dir = h.tmpdir()
         local llama = llama_wrapper(dir, { STANDIN_FAIL_AFTER = 3, STANDIN_LOAD_MS = 0 })
-        local r = h.apr(string.format("bench %s --baseline llama-cpp=%s --runs 4 --warmup 0 --max-tokens 4 -o %s/r.json",
-            MODEL, sh(llama), dir))
+        -- TMPDIR: the logs it keeps go where the test cleans up.
+        local out, err = dir .. "/out", dir .. "/err"
+        local code = os.execute(string.format("TMPDIR=%s %s bench %s --baseline llama-cpp=%s --runs 4 --warmup 0 " ..
+            "--max-tokens 4 -o %s/r.json >%s 2>%s", sh(dir), h.apr_bin, MODEL, sh(llama), dir, out, err))
+        local r = { code = math.floor(code / 256), out = h.read_file(out), err = h.read_file(err) }  -- wait status
         local doc = json.decode(h.read_file(dir .. "/r.json"))
         local valid = validate(dir .. "/r.json")
         h.rmtree(dir)
