@@ -217,18 +217,22 @@ function Monitor:begin(opts)
     local function tick()
         local s = self:sample()
         if s then add_sample(w, s) end
-        if #w.pids > 0 and (self.source == "nvml" or w.n % 10 == 1) then
-            -- nvidia-smi's process query is a process start: one in ten samples.
-            local procs = self:processes()
-            for _, pid in ipairs(w.pids) do
-                local b = procs and procs[pid]
-                if b then w.proc_peak[pid] = math.max(w.proc_peak[pid] or 0, b) end
-            end
-        end
+        -- nvidia-smi's process query starts a process and waits for it,
+        -- which would stall the loop that times the tokens: only NVML's
+        -- is asked during the run, nvidia-smi's once at its end.
+        if #w.pids > 0 and self.source == "nvml" then self:watch_processes(w) end
     end
     tick()
     self.timer = uv.new_timer()
     self.timer:start(M.PERIOD_MS, M.PERIOD_MS, tick)
+end
+
+function Monitor:watch_processes(w)
+    local procs = self:processes()
+    for _, pid in ipairs(w.pids) do
+        local b = procs and procs[pid]
+        if b then w.proc_peak[pid] = math.max(w.proc_peak[pid] or 0, b) end
+    end
 end
 
 function Monitor:finish()
@@ -242,6 +246,7 @@ function Monitor:finish()
     if not w then return nil end
     local s = self:sample()
     if s then add_sample(w, s) end
+    if #w.pids > 0 then self:watch_processes(w) end
     return window_figures(w)
 end
 
