@@ -50,12 +50,20 @@ end
 local Node = {}
 Node.__index = Node
 
-local function node(name, a, text)
-    return setmetatable({ name = name, attrs = a, children = {}, text = text }, Node)
+-- A node's own text is `content` (`text` is the method that adds a text
+-- element); attribute tables are copied, so a caller may pass one table
+-- to several elements.
+local function node(name, a, content)
+    local copy
+    if a then
+        copy = {}
+        for k, v in pairs(a) do copy[k] = v end
+    end
+    return setmetatable({ name = name, attrs = copy, children = {}, content = content }, Node)
 end
 
-function Node:add(name, a, text)
-    local n = node(name, a, text)
+function Node:add(name, a, content)
+    local n = node(name, a, content)
     self.children[#self.children + 1] = n
     return n
 end
@@ -63,41 +71,41 @@ end
 function Node:group(a) return self:add("g", a) end
 function Node:rect(a) return self:add("rect", a) end
 function Node:line(x1, y1, x2, y2, a)
-    a = a or {}
-    a.x1, a.y1, a.x2, a.y2 = x1, y1, x2, y2
-    return self:add("line", a)
+    local n = self:add("line", a or {})
+    n.attrs.x1, n.attrs.y1, n.attrs.x2, n.attrs.y2 = x1, y1, x2, y2
+    return n
 end
 function Node:circle(cx, cy, r, a)
-    a = a or {}
-    a.cx, a.cy, a.r = cx, cy, r
-    return self:add("circle", a)
+    local n = self:add("circle", a or {})
+    n.attrs.cx, n.attrs.cy, n.attrs.r = cx, cy, r
+    return n
 end
 function Node:text(x, y, s, a)
-    a = a or {}
-    a.x, a.y = x, y
-    return self:add("text", a, s)
+    local n = self:add("text", a or {}, tostring(s))
+    n.attrs.x, n.attrs.y = x, y
+    return n
 end
 -- points: { {x, y}, ... }
 function Node:polyline(points, a)
     local p = {}
     for i, pt in ipairs(points) do p[i] = M.number(pt[1]) .. "," .. M.number(pt[2]) end
-    a = a or {}
-    a.points = table.concat(p, " ")
-    a.fill = a.fill or "none"
-    return self:add("polyline", a)
+    local n = self:add("polyline", a or {})
+    n.attrs.points = table.concat(p, " ")
+    n.attrs.fill = n.attrs.fill or "none"
+    return n
 end
 -- A tooltip for the element it is added to.
-function Node:title(s) return self:add("title", nil, s) end
+function Node:title(s) return self:add("title", nil, tostring(s)) end
 
 local function render(n, out, depth)
     local pad = string.rep("  ", depth)
-    if #n.children == 0 and n.text == nil then
+    if #n.children == 0 and n.content == nil then
         out[#out + 1] = string.format("%s<%s%s/>", pad, n.name, attrs(n.attrs))
     elseif #n.children == 0 then
-        out[#out + 1] = string.format("%s<%s%s>%s</%s>", pad, n.name, attrs(n.attrs), M.escape(n.text), n.name)
+        out[#out + 1] = string.format("%s<%s%s>%s</%s>", pad, n.name, attrs(n.attrs), M.escape(n.content), n.name)
     else
         out[#out + 1] = string.format("%s<%s%s>", pad, n.name, attrs(n.attrs))
-        if n.text then out[#out + 1] = pad .. "  " .. M.escape(n.text) end
+        if n.content then out[#out + 1] = pad .. "  " .. M.escape(n.content) end
         for _, c in ipairs(n.children) do render(c, out, depth + 1) end
         out[#out + 1] = string.format("%s</%s>", pad, n.name)
     end

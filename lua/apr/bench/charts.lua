@@ -31,7 +31,8 @@ end
 
 local function tick_text(v)
     if v == 0 then return "0" end
-    if math.abs(v) >= 1e4 or math.abs(v) < 1e-2 then return string.format("%.3g", v) end
+    if math.abs(v) >= 1e7 or math.abs(v) < 1e-2 then return string.format("%.3g", v) end
+    if math.abs(v) >= 1e4 and v == math.floor(v) then return string.format("%gk", v / 1000) end
     return (string.format("%.2f", v):gsub("0+$", ""):gsub("%.$", ""))
 end
 
@@ -112,6 +113,7 @@ function M.cdf(parent, x, y, w, h, spec)
     end
     g:line(0, h, w, h, { stroke = "#4a5568" })
     g:text(w / 2, h + 34, spec.xlabel, { ["text-anchor"] = "middle", fill = "#2d3748" })
+    if xmax == 0 then g:text(w / 2, h / 2, "no runs", { ["text-anchor"] = "middle", fill = "#718096" }) end
     for _, s in ipairs(spec.series) do
         local pts = {}
         for _, p in ipairs(s.points) do

@@ -48,6 +48,17 @@ describe("apr.svg", function()
         g:circle(1, 2, 3)
         local text = d:render()
         assert.truthy(text:find('points="0,0 1.23,5.68"', 1, true))
+        -- Elements without text close themselves; a table of attributes given
+        -- to several elements leaves each its own coordinates.
+        assert.truthy(text:find('<line stroke="#000" x1="0" x2="10" y1="0" y2="10"/>', 1, true), text)
+        local shared = { stroke = "#111" }
+        local d2 = svg.new(10, 10)
+        d2:line(1, 2, 3, 4, shared)
+        d2:line(5, 6, 7, 8, shared)
+        local t2 = d2:render()
+        assert.truthy(t2:find('x1="1" x2="3" y1="2" y2="4"', 1, true), t2)
+        assert.truthy(t2:find('x1="5" x2="7" y1="6" y2="8"', 1, true), t2)
+        assert.is_nil(shared.x1)
         assert.equal("{http://www.w3.org/2000/svg}svg 10\n", parses(text))
         assert.has_error(function()
             local bad = svg.new(1, 1)

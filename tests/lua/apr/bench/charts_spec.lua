@@ -81,9 +81,22 @@ describe("bench charts in a browser", function()
     end)
 
     it("draws whiskers for the medians' intervals and a CDF line per system", function()
-        local svg = charts.render(synthetic_doc())
+        local doc = synthetic_doc()
+        local svg = charts.render(doc)
         local _, whiskers = svg:gsub('class="whisker"', "")
         assert.equal(4 * 3 * 3, whiskers)  -- 4 bar panels, 3 systems, 3 lines each
+        -- The first bar's whisker: a vertical line from the interval's top to
+        -- its bottom, a cap at each end, in the panel's scale (0..125 over 260 px).
+        local lines = {}
+        for y1, y2 in svg:gmatch('<line class="whisker"[^>]* y1="([%d.]+)" y2="([%d.]+)"/>') do
+            lines[#lines + 1] = { tonumber(y1), tonumber(y2) }
+        end
+        local ci = doc.results[1].summary.decode_tps.median_ci95
+        local function yof(v) return 260 - v / 125 * 260 end
+        assert.is_true(math.abs(lines[1][1] - yof(ci[2])) < 0.02 and math.abs(lines[1][2] - yof(ci[1])) < 0.02,
+            string.format("whisker %s-%s for the interval %s-%s", lines[1][1], lines[1][2], ci[1], ci[2]))
+        assert.is_true(math.abs(lines[2][1] - yof(ci[2])) < 0.02 and lines[2][1] == lines[2][2])
+        assert.is_true(math.abs(lines[3][1] - yof(ci[1])) < 0.02 and lines[3][1] == lines[3][2])
         local _, series = svg:gsub('class="series"', "")
         assert.equal(2 * 3, series)        -- TTFT and ITL, 3 systems
         assert.truthy(svg:find("test &lt;model&gt; &amp; &quot;chart&quot;", 1, true))
