@@ -2,10 +2,12 @@
 # gpu_bench.sh — issue 12's run on the GPU machine: `apr bench` against
 # llama.cpp's llama-server (built here for sm_90 from the trimmed source
 # tarball) and Ollama (skipped, with the reason, where none is running) on
-# the synthetic Qwen2.5-Coder-32B Q4_K_M, at concurrency 1 and 16, within
-# one 10-minute call: the CUDA build (~4.5 min) runs while the model is
-# synthesized, and the benchmark gets what is left before DEADLINE_S (it
-# is interrupted with SIGINT then, which still writes what was measured).
+# the synthetic Qwen2.5-Coder-32B Q4_K_M (prompts under its chat template
+# through the completion endpoints, --api completions), at concurrency 1
+# and 16, within one 10-minute call: the CUDA build (~4.5 min) runs while
+# the model is synthesized, and the benchmark gets what is left before
+# DEADLINE_S (it is interrupted with SIGINT then, which still writes what
+# was measured).
 #
 #   bench/gpu_bench.sh [RUNS [WARMUP]]          (defaults 10 and 2)
 #
@@ -48,11 +50,17 @@ if [ -z "${LLAMA_BIN:-}" ]; then
     build_pid=$!
 fi
 
-# 2. The 32B, meanwhile (the real Qwen2 vocabulary, so prompts count as on the real file).
+# 2. The 32B, meanwhile (the real Qwen2 vocabulary, so prompts count as on
+# the real file), made to emit text (bench/text_only_model.lua: random
+# weights otherwise emit invalid UTF-8 now and then, which llama-server
+# answers with HTTP 500).
 if [ ! -f "$MODEL" ]; then
     log "synthesizing $MODEL"
     "$APR" synth --preset qwen2.5-coder-32b --layout q4_k_m \
         --vocab tests/fixtures/tokenizer/tokenizer.json.zst "$MODEL" || { echo "gpu_bench: synth failed"; exit 1; }
+    "$APR" run bench/text_only_model.lua "$MODEL" || { echo "gpu_bench: text_only_model failed"; exit 1; }
+else
+    log "using $MODEL as it is (bench/text_only_model.lua runs only on a model synthesized here)"
 fi
 ls -la "$MODEL"
 
@@ -75,7 +83,7 @@ left=$(( DEADLINE_S - ( $(date +%s) - t_start ) - 10 ))
 log "apr bench: $RUNS runs + $WARMUP warm-up at concurrency 1 and 16, ${left}s left"
 mkdir -p /tmp/gpu-bench-work
 TMPDIR=/tmp/gpu-bench-work timeout -s INT -k 20 "$left" "$APR" bench "$MODEL" --gpu \
-    --baseline "llama-cpp=$LLAMA_BIN" --baseline ollama \
+    --baseline "llama-cpp=$LLAMA_BIN" --baseline ollama --api completions \
     --concurrency 1,16 --parallel 16 --ctx 32768 --max-tokens 128 --runs "$RUNS" --warmup "$WARMUP" \
     --start-timeout 240 -o "$stem.json" --csv "$stem.csv" --svg "$stem.svg" >"$OUT/table.txt"
 rc=$?

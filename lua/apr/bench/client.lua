@@ -408,23 +408,34 @@ end
 
 ------------------------------------------------------------------ streamed chat
 
--- The bodies of the two protocols for the same request. req: messages,
--- max_tokens, seed, model, and options (Ollama's, merged in).
-function M.chat_body(protocol, req)
+-- The request for protocol and api ("chat": the server applies the chat
+-- template to req.messages; "completions": req.prompt is the text already
+-- under the template, sent as it is): path and body. req: messages or
+-- prompt, max_tokens, seed, model, and Ollama's options (merged in).
+function M.request_body(protocol, api, req)
     if protocol == "ollama" then
         local options = { num_predict = req.max_tokens, temperature = 0, seed = req.seed }
         for k, v in pairs(req.options or {}) do options[k] = v end
+        if api == "completions" then
+            return "/api/generate", json.encode({ model = req.model, prompt = req.prompt, raw = true, stream = true,
+                                                  options = options, keep_alive = req.keep_alive }, COMPACT)
+        end
         return "/api/chat", json.encode({ model = req.model, messages = req.messages, stream = true,
                                           options = options, keep_alive = req.keep_alive }, COMPACT)
     end
     -- ignore_eos: every system generates max_tokens (where it can: Ollama
     -- has no such option); cache_prompt false: llama-server would otherwise
     -- reuse the KV of a prompt seen in an earlier run, which apr does not.
-    return "/v1/chat/completions", json.encode({
-        model = req.model, messages = req.messages, max_tokens = req.max_tokens, temperature = 0,
-        seed = req.seed, stream = true, stream_options = { include_usage = true }, ignore_eos = true,
-        cache_prompt = false,
-    }, COMPACT)
+    local body = {
+        model = req.model, max_tokens = req.max_tokens, temperature = 0, seed = req.seed, stream = true,
+        stream_options = { include_usage = true }, ignore_eos = true, cache_prompt = false,
+    }
+    if api == "completions" then
+        body.prompt = req.prompt
+        return "/v1/completions", json.encode(body, COMPACT)
+    end
+    body.messages = req.messages
+    return "/v1/chat/completions", json.encode(body, COMPACT)
 end
 
 -- Reads one parsed event of either protocol into the record s.
@@ -460,8 +471,9 @@ local function take_event(s, protocol, payload, t)
     end
 end
 
--- stream(opts, cb): one streamed chat request. opts: host, port, base
--- (path prefix), protocol ("openai" | "ollama"), req (see chat_body),
+-- stream(opts, cb): one streamed request. opts: host, port, base (path
+-- prefix), protocol ("openai" | "ollama"), api ("chat" | "completions"),
+-- req (see request_body),
 -- headers, timeout; conn: send it on this open connection (keep-alive)
 -- instead of a new one. cb(s) with s.ok, s.error, s.status, s.t_connect, s.t0,
 -- s.events (arrival times of the pieces of text), s.t_end, s.text (the
@@ -469,7 +481,7 @@ end
 -- final object), s.finish_reason.
 function M.stream(opts, cb)
     local protocol = opts.protocol or "openai"
-    local path, body = M.chat_body(protocol, opts.req)
+    local path, body = M.request_body(protocol, opts.api or "chat", opts.req)
     local s = { events = {}, text = {}, protocol = protocol }
     local feed
     local function on_payload(payload)

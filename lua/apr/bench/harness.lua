@@ -86,7 +86,7 @@ function M.measure(sys, list, cfg, mon)
     mon:begin({ pids = sys.pid and { sys.pid } or {} })
     local t_start = task.now()
     local fns = {}
-    for j, messages in ipairs(list) do fns[j] = function() return sys:stream(messages, cfg) end end
+    for j, item in ipairs(list) do fns[j] = function() return sys:stream(item, cfg) end end
     local records = task.all(fns)
     local wall = task.now() - t_start
     local g = mon:finish()

@@ -90,11 +90,11 @@ local function to_messages(item, where)
     return msgs
 end
 
--- load(path or nil) -> { source, list = { messages, ... } }
+-- load(path or nil) -> { source, list = { { messages = ... }, ... } }
 function M.load(path)
     local list = {}
     if not path then
-        for i, p in ipairs(M.DEFAULT) do list[i] = to_messages(p, "default prompt " .. i) end
+        for i, p in ipairs(M.DEFAULT) do list[i] = { messages = to_messages(p, "default prompt " .. i) } end
         return { source = "apr's default coding prompts", list = list }
     end
     local f, err = io.open(path, "rb")
@@ -107,7 +107,7 @@ function M.load(path)
     if first == "[" then
         local v, jerr = json.decode(text)
         if type(v) ~= "table" then fail("%s: not valid JSON: %s", path, tostring(jerr)) end
-        for i, item in ipairs(v) do list[i] = to_messages(item, string.format("%s: item %d", path, i)) end
+        for i, item in ipairs(v) do list[i] = { messages = to_messages(item, string.format("%s: item %d", path, i)) } end
     elseif first == "{" then
         local n = 0
         for line in text:gmatch("[^\n]+") do
@@ -115,17 +115,43 @@ function M.load(path)
             if line:find("%S") then
                 local v, jerr = json.decode(line)
                 if v == nil then fail("%s: line %d is not valid JSON: %s", path, n, tostring(jerr)) end
-                list[#list + 1] = to_messages(v, string.format("%s: line %d", path, n))
+                list[#list + 1] = { messages = to_messages(v, string.format("%s: line %d", path, n)) }
             end
         end
     else
         for line in text:gmatch("[^\n]+") do
             line = line:gsub("\r$", "")
-            if line:find("%S") then list[#list + 1] = to_messages(line, path) end
+            if line:find("%S") then list[#list + 1] = { messages = to_messages(line, path) } end
         end
     end
     if #list == 0 then fail("%s holds no prompts", path) end
     return { source = path, list = list }
+end
+
+-- render(set, path): every prompt's text under the model's own chat
+-- template (ChatML when the file has none), with the generation prompt,
+-- as `apr serve` renders it, for --api completions: then every server gets
+-- the same text and no server parses the answer as a chat message.
+function M.render(set, path)
+    local f, err = require("apr.file").open(path)
+    if not f then fail("%s", err) end
+    local md = f.metadata
+    local template = md["tokenizer.chat_template"]
+    local tokens = md["tokenizer.ggml.tokens"]
+    local function token(key)
+        local id = md[key]
+        return type(id) == "number" and type(tokens) == "table" and tokens[id + 1] or nil
+    end
+    local bos, eos = token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id")
+    f:close()
+    if type(template) ~= "string" then template = require("apr.model").CHATML_TEMPLATE end
+    local chat = require "apr.chat"
+    for i, item in ipairs(set.list) do
+        local text, rerr = chat.render(template, item.messages, { add_generation_prompt = true,
+                                                                 bos_token = bos, eos_token = eos })
+        if not text then fail("the chat template of %s failed on prompt %d: %s", path, i, tostring(rerr)) end
+        item.text = text
+    end
 end
 
 -- A fingerprint of the set: the SHA256 of its JSON, so reports can show

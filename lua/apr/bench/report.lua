@@ -379,6 +379,7 @@ function M.build(ctx)
         runs = cfg.runs, warmup = cfg.warmup, max_tokens = cfg.max_tokens, ctx = cfg.ctx, parallel = cfg.parallel,
         concurrency = json.array(cfg.concurrency), gpu = cfg.gpu, flash_attn = cfg.flash_attn,
         threads = cfg.threads, seed = cfg.seed, duration_s = num(cfg.duration), confidence = cfg.confidence,
+        api = cfg.api or "chat",
         order = "interleaved: systems take turns within each run, the order rotated every run",
         prompts = { source = ctx.prompts.source, count = #ctx.prompts.list, sha256 = ctx.prompts_sha256 },
     }

@@ -42,17 +42,18 @@ function System:endpoint()
     return string.format("http://%s:%d%s", self.host, self.port, self.base or "")
 end
 
--- The request a run sends, in this system's protocol.
-function System:request(messages, cfg)
-    return { model = self.model, messages = messages, max_tokens = cfg.max_tokens, seed = cfg.seed,
-             options = self.options, keep_alive = self.keep_alive }
+-- The request a run sends for a prompt (bench/prompts.lua's item: its
+-- messages, and its text under the model's template for --api completions).
+function System:request(item, cfg)
+    return { model = self.model, messages = item.messages, prompt = item.text, max_tokens = cfg.max_tokens,
+             seed = cfg.seed, options = self.options, keep_alive = self.keep_alive }
 end
 
 -- One streamed request; returns client.stream's record.
-function System:stream(messages, cfg)
+function System:stream(item, cfg)
     return task.await(function(cb)
         client.stream({ host = self.host, port = self.port, base = self.base, protocol = self.protocol,
-                        req = self:request(messages, cfg), timeout = cfg.request_timeout }, cb)
+                        api = cfg.api, req = self:request(item, cfg), timeout = cfg.request_timeout }, cb)
     end)
 end
 
@@ -90,7 +91,7 @@ end
 -- The first streamed request after launch: seconds from launch to its
 -- first token, and the request's own figures.
 function System:cold_request(cfg, t_launch)
-    local s = self:stream(cfg.cold_messages, cfg)
+    local s = self:stream(cfg.cold_prompt, cfg)
     if not s.ok then return nil, "the first request failed: " .. tostring(s.error) end
     local first = s.events[1]
     return {

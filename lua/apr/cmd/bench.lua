@@ -37,6 +37,8 @@ M.spec = {
         { "threads", value = "N", type = "integer", min = 0, default = 0, help = "CPU threads of every system (0: all CPUs)" },
         { "seed", value = "N", type = "integer", min = 0, default = 42, help = "sampling seed sent with every request" },
         { "duration", value = "TIME", help = "then a stability run this long (90s, 30m, 1h): throughput over time, drift test" },
+        { "api", value = "chat|completions", choices = { "chat", "completions" }, default = "chat",
+          help = "chat: servers apply the chat template; completions: apr bench does (for models that emit no text)" },
         { "apr-url", value = "URL", help = "measure the apr server running at URL instead of starting one" },
         { "output", short = "o", value = "FILE.json", help = "write the full results as JSON (docs/bench.schema.json)" },
         { "csv", value = "FILE", help = "write one row per run as CSV" },
@@ -185,6 +187,7 @@ function M.run(opts)
             opts.ctx == 0 and " (the model's training context is the limit)" or "")
     end
     local set = prompts.load(opts.prompts)
+    if opts.api == "completions" then prompts.render(set, model) end
 
     local threads = opts.threads > 0 and opts.threads or #(uv.cpu_info() or { 1 })
     local tmp = os.getenv("TMPDIR")
@@ -194,7 +197,7 @@ function M.run(opts)
         max_tokens = opts.max_tokens, ctx = ctx, parallel = parallel, gpu = opts.gpu or false,
         flash_attn = opts.flash_attn == "on", threads = threads, seed = opts.seed, duration = duration,
         confidence = 0.95, request_timeout = opts.timeout, start_timeout = opts.start_timeout,
-        apr_url = opts.apr_url, workdir = workdir, cold_messages = set.list[1],
+        apr_url = opts.apr_url, workdir = workdir, cold_prompt = set.list[1], api = opts.api,
     }
 
     -- Progress on a terminal (stderr), nothing in logs and pipes.

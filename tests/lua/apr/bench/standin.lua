@@ -14,6 +14,8 @@
 --                              (tests/fixtures/nvml/fake_nvml.c reads it), posing as a GPU process
 --   STANDIN_GPU_FOREIGN_PID    ... under this pid instead of its own (another PID namespace)
 --   STANDIN_FAIL_AFTER         requests answered before the process exits (a crash)
+--   STANDIN_ONLY_API           "completions": the chat endpoints answer 404 (llama-server's
+--                              /v1/chat/completions, Ollama's /api/chat)
 local uv = require "luv"
 local http = require "apr.server.http"
 
@@ -32,6 +34,7 @@ M.cfg = {
     jitter = env_number("STANDIN_JITTER", 0.05),
     fail_after = env_number("STANDIN_FAIL_AFTER", nil),
     gpu_bytes = env_number("STANDIN_GPU_BYTES", nil),
+    only_api = os.getenv("STANDIN_ONLY_API"),
 }
 math.randomseed(env_number("STANDIN_SEED", 1))
 

@@ -3,8 +3,8 @@
 -- to what apr bench relies on in llama.cpp's tools/server (upstream
 -- 34af94c): the command line (-m, --host, --port, -c, -np, -fa, -ngl, -t,
 -- -tb, --version), /health answering 503 "Loading model" until the model
--- is loaded, /props, and POST /v1/chat/completions streaming
--- chat.completion.chunk events (role first, a token per event, the
+-- is loaded, /props, POST /v1/completions (text_completion chunks) and
+-- POST /v1/chat/completions streaming chat.completion.chunk events (role first, a token per event, the
 -- finish_reason chunk, the usage chunk with an empty choices list when
 -- stream_options.include_usage, timings on the last one, then [DONE]);
 -- requests beyond the slots wait, a request longer than a slot's context
@@ -65,27 +65,34 @@ local function err_json(res, code, message, etype)
     res:json(code, { error = { code = code, message = message, type = etype } })
 end
 
-local function chunk(id, created, choices, extra)
+local function chunk(object, id, created, choices, extra)
     local c = { choices = json.array(choices), created = created, id = id, model = model_name,
-                system_fingerprint = "b7777-5t4nd1n", object = "chat.completion.chunk" }
+                system_fingerprint = "b7777-5t4nd1n", object = object }
     for k, v in pairs(extra or {}) do c[k] = v end
     return c
 end
 
-local function chat(req, res)
+-- POST /v1/chat/completions (completions = false) or /v1/completions.
+local function generate(req, res, completions)
     local body, jerr = json.decode(req.body)
     if type(body) ~= "table" then return err_json(res, 400, "Failed to parse JSON: " .. tostring(jerr), "invalid_request_error") end
-    if type(body.messages) ~= "table" or #body.messages == 0 then
-        return err_json(res, 400, "'messages' is required", "invalid_request_error")
-    end
-    local text = ""
-    for _, m in ipairs(body.messages) do
-        if type(m) ~= "table" or type(m.content) ~= "string" then
-            return err_json(res, 400, "Missing 'content'", "invalid_request_error")
+    local n_prompt
+    if completions then
+        if type(body.prompt) ~= "string" then return err_json(res, 400, "\"prompt\" must be a string", "invalid_request_error") end
+        n_prompt = standin.count_tokens(body.prompt)
+    else
+        if type(body.messages) ~= "table" or #body.messages == 0 then
+            return err_json(res, 400, "'messages' is required", "invalid_request_error")
         end
-        text = text .. m.content
+        local text = ""
+        for _, m in ipairs(body.messages) do
+            if type(m) ~= "table" or type(m.content) ~= "string" then
+                return err_json(res, 400, "Missing 'content'", "invalid_request_error")
+            end
+            text = text .. m.content
+        end
+        n_prompt = standin.count_tokens(text) + 8 * #body.messages  -- the chat template's tokens
     end
-    local n_prompt = standin.count_tokens(text) + 8 * #body.messages  -- the chat template's tokens
     local n_predict = tonumber(body.max_tokens) or tonumber(body.n_predict) or 16
     if n_prompt + n_predict > slot_ctx then
         return err_json(res, 400, "the request exceeds the available context size, try increasing it", "exceed_context_size_error")
@@ -100,14 +107,19 @@ local function chat(req, res)
     local include_usage = type(body.stream_options) == "table" and body.stream_options.include_usage == true
     local pieces = {}
     local alive = true
-    if stream then
-        res:sse(chunk(id, created, { { finish_reason = json.null, index = 0, delta = { role = "assistant", content = json.null } } }))
+    local function choice(piece, finish)
+        if completions then return { text = piece or "", index = 0, logprobs = json.null, finish_reason = finish or json.null } end
+        return { finish_reason = finish or json.null, index = 0, delta = piece and { content = piece } or {} }
+    end
+    local object = completions and "text_completion" or "chat.completion.chunk"
+    if stream and not completions then
+        res:sse(chunk(object, id, created, { { finish_reason = json.null, index = 0, delta = { role = "assistant", content = json.null } } }))
     end
     standin.decode(n_predict, function(k)
         local piece = k == 1 and "tok" or " tok"
         pieces[k] = piece
         if stream then
-            alive = res:sse(chunk(id, created, { { finish_reason = json.null, index = 0, delta = { content = piece } } }))
+            alive = res:sse(chunk(object, id, created, { choice(piece) }))
             return alive
         end
     end)
@@ -127,10 +139,10 @@ local function chat(req, res)
             message = { role = "assistant", content = table.concat(pieces) } } }), created = created, id = id,
             model = model_name, object = "chat.completion", usage = usage, timings = timings })
     end
-    local last = chunk(id, created, { { finish_reason = "length", index = 0, delta = {} } })
+    local last = chunk(object, id, created, { choice(nil, "length") })
     if include_usage then
         res:sse(last)
-        last = chunk(id, created, {}, { usage = usage })
+        last = chunk(object, id, created, {}, { usage = usage })
     end
     last.timings = timings
     res:sse(last)
@@ -149,8 +161,11 @@ local srv, err = http.listen({
         elseif req.path == "/props" and req.method == "GET" then
             return res:json(200, { default_generation_settings = { n_ctx = slot_ctx }, total_slots = opts.parallel,
                                    model_path = opts.model, build_info = "b7777-5t4nd1n" })
-        elseif (req.path == "/v1/chat/completions" or req.path == "/chat/completions") and req.method == "POST" then
-            return chat(req, res)
+        elseif (req.path == "/v1/chat/completions" or req.path == "/chat/completions") and req.method == "POST"
+            and standin.cfg.only_api ~= "completions" then
+            return generate(req, res, false)
+        elseif (req.path == "/v1/completions" or req.path == "/completions") and req.method == "POST" then
+            return generate(req, res, true)
         end
         return err_json(res, 404, "File Not Found", "not_found_error")
     end,

@@ -9,7 +9,8 @@
 --   POST /api/chat                    NDJSON: a message per token, then done with done_reason and
 --                                     total_duration, load_duration, prompt_eval_count,
 --                                     prompt_eval_duration, eval_count, eval_duration (nanoseconds)
---   POST /api/generate                with keep_alive 0 and no prompt: unloads (done_reason "unload")
+--   POST /api/generate                a prompt (raw or not): as /api/chat, with "response";
+--                                     keep_alive 0 and no prompt: unloads (done_reason "unload")
 --   GET  /api/ps                      the loaded models with size and size_vram
 -- A model not created gets 404 {"error": "model 'x' not found"}; the first
 -- request after an unload pays STANDIN_LOAD_MS of loading. The server
@@ -57,16 +58,23 @@ local function load_if_needed(name)
     return standin.now() - t
 end
 
-local function chat(req, res, body)
+-- /api/chat (generate = false) or /api/generate with a prompt.
+local function chat(req, res, body, generate)
     local name = model_of(res, body)
     if not name then return end
-    if type(body.messages) ~= "table" then return err(res, 400, "messages is required") end
-    local text = ""
-    for _, m in ipairs(body.messages) do text = text .. tostring(type(m) == "table" and m.content or "") end
+    local n_prompt
+    if generate then
+        if type(body.prompt) ~= "string" then return err(res, 400, "prompt is required") end
+        n_prompt = standin.count_tokens(body.prompt) + (body.raw and 0 or 8)
+    else
+        if type(body.messages) ~= "table" then return err(res, 400, "messages is required") end
+        local text = ""
+        for _, m in ipairs(body.messages) do text = text .. tostring(type(m) == "table" and m.content or "") end
+        n_prompt = standin.count_tokens(text) + 8 * #body.messages
+    end
     local options = type(body.options) == "table" and body.options or {}
     local n_predict = tonumber(options.num_predict) or 128
     local num_ctx = tonumber(options.num_ctx) or 2048
-    local n_prompt = standin.count_tokens(text) + 8 * #body.messages
     standin.count_request()
     slots.acquire()
     local t0 = standin.now()
@@ -85,18 +93,20 @@ local function chat(req, res, body)
         local piece = k == 1 and "tok" or " tok"
         pieces[k] = piece
         if stream then
-            alive = res:write(json.encode({ model = name, created_at = created,
-                message = { role = "assistant", content = piece }, done = false }) .. "\n")
+            local ev = { model = name, created_at = created, done = false }
+            if generate then ev.response = piece else ev.message = { role = "assistant", content = piece } end
+            alive = res:write(json.encode(ev) .. "\n")
             return alive
         end
     end)
     local t_end = standin.now()
     slots.release()
     if not alive then return end
-    local final = { model = name, created_at = created, message = { role = "assistant", content = stream and "" or table.concat(pieces) },
-                    done_reason = "length", done = true, total_duration = ns(t_end - t0), load_duration = ns(load_s),
+    local final = { model = name, created_at = created, done_reason = "length", done = true, total_duration = ns(t_end - t0), load_duration = ns(load_s),
                     prompt_eval_count = n_prompt, prompt_eval_duration = ns(t_prompt - t_prompt0), eval_count = n,
                     eval_duration = ns(t_end - t_prompt) }
+    local text = stream and "" or table.concat(pieces)
+    if generate then final.response = text else final.message = { role = "assistant", content = text } end
     if not stream then return res:json(200, final) end
     res:write(json.encode(final) .. "\n")
     res:finish()
@@ -142,8 +152,8 @@ local function handler(req, res)
             res:write(json.encode({ status = s }) .. "\n")
         end
         return res:finish()
-    elseif path == "/api/chat" then
-        return chat(req, res, body)
+    elseif path == "/api/chat" and standin.cfg.only_api ~= "completions" then
+        return chat(req, res, body, false)
     elseif path == "/api/generate" then
         local name = model_of(res, body)
         if not name then return end
@@ -152,7 +162,7 @@ local function handler(req, res)
             return res:json(200, { model = name, created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), response = "",
                                    done = true, done_reason = "unload" })
         end
-        return err(res, 400, "the stand-in answers /api/generate only to unload")
+        return chat(req, res, body, true)
     end
     return err(res, 404, "404 page not found")
 end

@@ -341,6 +341,27 @@ describe("apr bench with the real apr serve", function()
         assert.equal(0, result(doc, "apr", 1).runs[1].gpu_mem_bytes)
     end)
 
+    it("sends prompts under the model's template to the completion endpoints with --api completions", function()
+        local dir = h.tmpdir()
+        local llama = llama_wrapper(dir, { STANDIN_LOAD_MS = 0, STANDIN_ONLY_API = "completions" })
+        local port, pid = start_standin(dir, "ollama", { "tests/lua/apr/bench/standin_ollama.lua", "0" },
+            { STANDIN_ONLY_API = "completions", STANDIN_LOAD_MS = 0 })
+        local r = h.apr(string.format("bench %s --api completions --baseline llama-cpp=%s --baseline ollama=http://127.0.0.1:%d " ..
+            "--runs 2 --warmup 0 --max-tokens 5 --json", MODEL, sh(llama), port))
+        stop(pid)
+        h.rmtree(dir)
+        assert.equal(0, r.code, r.err)
+        local doc = json.decode(r.out)
+        assert.equal("completions", doc.config.api)
+        for _, id in ipairs({ "apr", "llama.cpp", "ollama" }) do
+            assert.equal("ok", system(doc, id).status, tostring(system(doc, id).reason))
+            local q = result(doc, id, 1).runs[1].requests[1]
+            assert.equal(5, q.tokens, id)
+            -- The prompt carries the template's tokens (ChatML around the message).
+            assert.is_true(q.prompt_tokens > 10, id .. " prompt tokens " .. tostring(q.prompt_tokens))
+        end
+    end)
+
     it("reports a baseline that dies during the runs as failed, keeps the rest, and exits 1", function()
         local dir = h.tmpdir()
         local llama = llama_wrapper(dir, { STANDIN_FAIL_AFTER = 3, STANDIN_LOAD_MS = 0 })
