@@ -209,10 +209,7 @@ function M.run(opts)
         if tty then io.stderr:write("\r\27[K") end
         io.stderr:write(text, "\n")
     end
-    cfg.progress = function(label)
-        local p = term.progress(label)
-        return p
-    end
+    cfg.progress = term.progress  -- long steps (Ollama's upload): a percentage line
 
     local mon = gpu.open(opts.gpu_index)
     if opts.gpu and not mon.available then
