@@ -91,8 +91,14 @@ lua/apr/ffi.lua: runtime/include/apr.h scripts/gen_ffi.lua
 	$(LUAJIT) scripts/gen_ffi.lua $< > $@.tmp && mv $@.tmp $@
 
 # ---------------------------------------------------------------- tests
-$(BUILD)/test_runtime: $(TEST_SRC) $(BUILD)/libapr.a
+$(BUILD)/test_runtime: $(TEST_SRC) $(BUILD)/libapr.a $(BUILD)/fake-nvml/libnvidia-ml.so.1
 	$(CC) $(CFLAGS) -Itests/runtime -o $@ $(TEST_SRC) $(BUILD)/libapr.a $(CUDA_LIBS) $(LDLIBS)
+
+# A stand-in for the driver's NVML library (tests/fixtures/nvml), so the C
+# test and apr bench's specs check the NVML path without a GPU.
+$(BUILD)/fake-nvml/libnvidia-ml.so.1: tests/fixtures/nvml/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -shared -fPIC -o $@ $<
 
 # The oracles' venv is per checkout: made here too, so a fresh clone's
 # `make && make test` has it (where it cannot be made, the oracle tests

@@ -90,6 +90,54 @@ apr_status apr_device_get_info(int index, apr_device_info *out);
 apr_status apr_device_copy_bandwidth(int index, uint64_t bytes, double *out);
 
 /* ===================================================================== */
+/* GPU monitoring through NVML (runtime/core/nvml.c)                     */
+/* ===================================================================== */
+
+/* A GPU as NVML describes it. */
+typedef struct apr_gpu_info {
+    char name[96];               /* "NVIDIA H100 80GB HBM3" */
+    char uuid[96];               /* "GPU-..." */
+    char driver_version[80];     /* "550.54.15" */
+    int cuda_driver_version;     /* CUDA the driver supports, 1000*major + 10*minor; -1 unknown */
+    uint64_t memory_total_bytes;
+    int sm_clock_max_mhz;        /* -1 unknown */
+} apr_gpu_info;
+
+/* What NVML reports of a GPU at one moment. A figure NVML cannot give on
+ * this card is -1. */
+typedef struct apr_gpu_sample {
+    int utilization_pct;         /* % of the driver's last sample period (1/6 s to 1 s) a kernel ran */
+    int memory_utilization_pct;  /* % of it device memory was read or written */
+    int sm_clock_mhz;
+    int memory_clock_mhz;
+    int temperature_c;
+    int power_mw;
+    uint64_t memory_used_bytes;  /* by every process together */
+    uint64_t throttle_reasons;   /* NVML's clocks-event reason bits (0: none; 0x1 idle) */
+} apr_gpu_sample;
+
+/* Loads NVML (libnvidia-ml.so.1, or the file $APR_NVML_LIBRARY names) with
+ * dlopen, so apr runs where it is absent, and initializes it. Succeeds at
+ * once after a first success; a failure is not remembered (a later call
+ * tries again). APR_ERR_DEVICE with the reason when there is no library or
+ * no driver. */
+apr_status apr_nvml_init(void);
+/* GPUs NVML sees: 0 until apr_nvml_init has succeeded. */
+int apr_nvml_device_count(void);
+/* Describes GPU index (NVML's numbering: PCI order, not CUDA_VISIBLE_DEVICES).
+ * APR_ERR_RANGE for no such GPU, APR_ERR_DEVICE when NVML fails; *out is
+ * zeroed first. */
+apr_status apr_nvml_device_info(int index, apr_gpu_info *out);
+/* Samples GPU index now (about 1 ms of driver calls). Errors as above. */
+apr_status apr_nvml_sample(int index, apr_gpu_sample *out);
+/* The compute processes on GPU index and the device memory each holds: up to
+ * cap of them into pids[] and bytes[] (bytes -1 as NVML's "not available",
+ * which it reports inside some containers); *n is how many there are, which
+ * may exceed cap. PIDs are in NVML's namespace, the host's when apr runs in a
+ * container of its own. */
+apr_status apr_nvml_processes(int index, uint32_t *pids, int64_t *bytes, int cap, int *n);
+
+/* ===================================================================== */
 /* Interrupts (Ctrl+C)                                                   */
 /* ===================================================================== */
 
