@@ -93,12 +93,12 @@ function M.store(path, hex)
     return false
 end
 
--- compute(file) -> hex of the whole mapping of an apr.open file, hashed in
--- CHUNK pieces with a progress line on a terminal; nil, "interrupted" if
--- Ctrl+C was pressed.
-function M.compute(file)
-    local base = ffi.cast("const uint8_t *", C.apr_gguf_base(file:handle()))
-    local size = file.size
+-- compute(file [, size]) -> hex of the whole mapping of an apr.open file
+-- (or of its first `size` bytes), hashed in CHUNK pieces with a progress
+-- line on a terminal; nil, "interrupted" if Ctrl+C was pressed.
+function M.compute(file, upto)
+    local base, size = file:mapping()
+    size = upto or size
     local h = ffi.gc(C.apr_sha256_new(), C.apr_sha256_free)
     local progress = require("apr._term").progress("SHA256 " .. basename(file.path))
     local done = 0

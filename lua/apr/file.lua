@@ -102,9 +102,21 @@ end
 
 -- ------------------------------------------------------------------ open
 
--- apr.open(path) -> file, or nil and a message naming the problem.
+-- The format a file's first bytes name: "APR", "GGUF", or nil.
+function M.sniff(path)
+    local fh = io.open(path, "rb")
+    local magic = fh and fh:read(4)
+    if fh then fh:close() end
+    if magic == "APRM" then return "APR" elseif magic == "GGUF" then return "GGUF" end
+    return nil
+end
+
+-- apr.open(path) -> file, or nil and a message naming the problem. An APR
+-- file (docs/apr-format.md) opens as lua/apr/aprfile.lua's object, which
+-- answers the same methods.
 function M.open(path)
     if type(path) ~= "string" then error("apr.open: path must be a string", 2) end
+    if M.sniff(path) == "APR" then return require("apr.aprfile").open(path) end
     local s = C.apr_gguf_open(path, gguf_box)
     if s ~= 0 then return core.failure(s) end
     local h = ffi.gc(gguf_box[0], C.apr_gguf_close)
@@ -129,6 +141,11 @@ end
 -- The handle (apr_gguf *) for code that calls the C API directly; valid
 -- while the file object lives.
 function File:handle() return handle(self) end
+
+-- The mapped bytes of the whole file: pointer and size.
+function File:mapping()
+    return ffi.cast("const uint8_t *", C.apr_gguf_base(handle(self))), self.size
+end
 
 -- Keys in file order.
 function File:keys()
@@ -255,5 +272,7 @@ File.__tostring = function(self)
     return string.format("apr.file(%s, GGUF v%d, %d tensors)", self.path, self.version,
         rawget(self, "_h") and tonumber(C.apr_gguf_n_tensors(self._h)) or 0)
 end
+
+M.File = File  -- lua/apr/aprfile.lua inherits the metadata methods
 
 return M

@@ -695,7 +695,8 @@ static void read_body(void *ctx, int64_t begin, int64_t end, int thread)
     const apr_aprf_tensor_info *t = &j->f->tensors[j->tensor];
     for (int64_t c = begin; c < end; c++) {
         void *scratch = j->scratch ? j->scratch + (uint64_t)thread * j->scratch_bytes : NULL;
-        apr_status s = apr_aprf_read_chunk(j->f, j->tensor, (uint32_t)c, j->dst + (uint64_t)c * t->chunk_bytes, scratch);
+        void *dst = j->dst ? j->dst + (uint64_t)c * t->chunk_bytes : NULL;
+        apr_status s = apr_aprf_read_chunk(j->f, j->tensor, (uint32_t)c, dst, scratch);
         if (s != APR_OK) {
             pthread_mutex_lock(&j->lock);
             if (j->failed == APR_OK) {
@@ -709,14 +710,14 @@ static void read_body(void *ctx, int64_t begin, int64_t end, int thread)
 
 apr_status apr_aprf_read_tensor(const apr_aprf *f, int64_t i, void *dst, int threads)
 {
-    APR_CHECK(f && dst, APR_ERR_INVALID, "apr_aprf_read_tensor: NULL argument");
+    APR_CHECK(f, APR_ERR_INVALID, "apr_aprf_read_tensor: f is NULL");
     APR_CHECK(i >= 0 && i < f->n_tensors, APR_ERR_RANGE, "%s: tensor index %" PRId64 " out of range", f->path, i);
     const apr_aprf_tensor_info *t = &f->tensors[i];
     read_job j = { .f = f, .tensor = i, .dst = dst };
-    if (t->filter != APR_FILTER_NONE) {
+    if (t->filter != APR_FILTER_NONE || !dst) {
         int n = threads > 0 ? threads : apr_parallel_threads();
         if (n > APR_PARALLEL_MAX_THREADS) n = APR_PARALLEL_MAX_THREADS;
-        j.scratch_bytes = t->chunk_bytes;
+        j.scratch_bytes = (uint64_t)t->chunk_bytes * (dst ? 1 : 2);
         j.scratch = malloc((size_t)n * j.scratch_bytes);
         APR_CHECK(j.scratch, APR_ERR_NOMEM, "%s: out of memory decoding '%s'", f->path, t->name);
         threads = n;

@@ -177,6 +177,23 @@ apr_status apr_tensor_stats(int dtype, const void *data, int64_t n, apr_stats *o
  * elements); with no finite element min/max/mean/std are NaN. The result does
  * not depend on the thread count. APR_ERR_CANCELLED if Ctrl+C stopped it. */
 
+/* How two tensors of n elements differ (runtime/core/compare.c). */
+typedef struct apr_compare {
+    int64_t n_diff;            /* elements whose values differ (whole blocks of differing bytes where
+                                  values cannot be measured); 0: the same values */
+    int64_t first_diff;        /* the first such element, -1 if none */
+    double max_abs_diff;       /* the largest |a - b| of the dequantized values (0 if none differ) */
+    int64_t nan_mismatch;      /* elements NaN on one side only (not in max_abs_diff) */
+    int measured;              /* 1 if the values were dequantized (else only bytes were compared) */
+    int bit_equal;             /* 1 if the types are the same and every byte is */
+} apr_compare;
+/* Compares n elements of a (type_a) with n of b (type_b), on all cores.
+ * Same types: block bytes first (bit-equal blocks are equal), differing
+ * blocks dequantized to measure them. Different types: dequantized values.
+ * APR_ERR_UNSUPPORTED when the types differ and one cannot be dequantized;
+ * APR_ERR_INVALID when n is not a whole number of either's blocks. */
+apr_status apr_tensor_compare(int type_a, const void *a, int type_b, const void *b, int64_t n, apr_compare *out);
+
 /* Scans n elements for NaN and Inf where they would poison values: every
  * value of F32/F16/BF16/F64 data, the float scale fields (d, dmin, m, s) of
  * every block of a block format. APR_OK with *first_bad_element = -1 if all
@@ -506,8 +523,9 @@ uint64_t apr_aprf_scratch_bytes(const apr_aprf *f);
  * the bytes do not decode or do not match their checksum. */
 apr_status apr_aprf_read_chunk(const apr_aprf *f, int64_t i, uint32_t c, void *dst, void *scratch);
 /* Decodes all of tensor i into dst (nbytes), its chunks on up to `threads`
- * threads of the worker pool (<= 0: all). For a codec-none tensor this
- * copies and checks the mapping's bytes. */
+ * threads of the worker pool (<= 0: all), checking each chunk's checksum;
+ * with dst NULL only checks. For a codec-none tensor this copies (or only
+ * checks) the mapping's bytes. */
 apr_status apr_aprf_read_tensor(const apr_aprf *f, int64_t i, void *dst, int threads);
 
 const char *apr_codec_name(int codec);    /* "none", "lz4", "zstd"; NULL for others */

@@ -8,7 +8,9 @@ local M = {}
 M.spec = {
     usage = "apr info FILE [--json] [--format] [--no-hash]",
     summary = "Show a model file's name, format, quantization, size, parameters and SHA256.",
-    description = "The SHA256 of a large file takes a while the first time (progress is shown on\n" ..
+    description = "Reads GGUF and APR files; for APR it adds the codecs, the bytes they saved and\n" ..
+                  "the source GGUF's size and SHA256 (docs/apr-format.md).\n" ..
+                  "The SHA256 of a large file takes a while the first time (progress is shown on\n" ..
                   "a terminal; Ctrl+C stops it); it is then cached in FILE.sha256, or under\n" ..
                   "$XDG_CACHE_HOME/apr/sha256 when the file's folder is read-only.",
     options = {
@@ -30,8 +32,8 @@ local function gather(f, hash)
     local params = mi.param_count(tensors)
     local info = {
         path = f.path,
-        model = type(hp.name) == "string" and hp.name or (f.path:match("([^/]+)$"):gsub("%.gguf$", "")),
-        format = "GGUF v" .. f.version,
+        model = type(hp.name) == "string" and hp.name or (f.path:match("([^/]+)$"):gsub("%.gguf$", ""):gsub("%.apr$", "")),
+        format = f.format .. " v" .. f.version,
         quantization = mi.quantization(f, tensors),
         size = f.size,
         parameters = params,
@@ -44,6 +46,21 @@ local function gather(f, hash)
         vocab = hp.n_vocab,
         tensors = #tensors,
     }
+    if f.format == "APR" then
+        -- what the container adds: codecs, how much they saved, the source
+        local _, all = require("apr.convert").ratios(f)
+        local codecs = {}
+        for _, t in ipairs(tensors) do codecs[t.codec] = (codecs[t.codec] or 0) + 1 end
+        local list = {}
+        for c, n in pairs(codecs) do list[#list + 1] = string.format("%s (%d tensors)", c, n) end
+        table.sort(list)
+        info.compression = table.concat(list, ", ")
+        info.tensor_bytes, info.stored_bytes, info.ratio = all.bytes, all.stored, all.ratio
+        info.chunks = f.n_chunks
+        info.source_format = "GGUF v" .. f.gguf_version
+        info.source_size = f.gguf_size
+        info.source_sha256 = f.source_sha256
+    end
     if hash then
         local hex, err = f:sha256()
         if not hex then cli.fail("%s: SHA256 %s", f.path, err) end
@@ -55,7 +72,7 @@ end
 function M.run(opts)
     local f = mi.open(opts[1])
     if opts.format then
-        io.stdout:write("GGUF v", f.version, "\n")
+        io.stdout:write(f.format, " v", f.version, "\n")
         return 0
     end
     local info = gather(f, not opts.no_hash)
@@ -80,6 +97,13 @@ function M.run(opts)
     add("Heads", info.heads)
     add("KV heads", info.kv_heads)
     add("Vocabulary", info.vocab, " tokens")
+    if info.compression then
+        add("Compression", info.compression)
+        add("Tensor data", string.format("%s stored for %s (%.1f%%), %d chunks", mi.format_size(info.stored_bytes),
+            mi.format_size(info.tensor_bytes), 100 * info.ratio, info.chunks))
+        add("Source", string.format("%s, %s", info.source_format, mi.format_size(info.source_size)))
+        add("Source SHA256", info.source_sha256)
+    end
     add("SHA256", info.sha256)
     io.stdout:write(table.concat(lines, "\n"), "\n")
     return 0

@@ -16,8 +16,10 @@ M.spec = {
     description = "Structure: the header parses, every tensor lies inside the file at an aligned\n" ..
                   "offset, every type is known, and for qwen2/llama files every tensor the\n" ..
                   "architecture needs exists with the shape its hyperparameters give.\n" ..
+                  "APR files: every chunk is decoded and checked against its checksum.\n" ..
                   "--checksum HEX compares the SHA256 with HEX; --checksum alone compares it\n" ..
-                  "with the digest recorded in the sidecar (FILE.sha256, or the cache).\n" ..
+                  "with the digest recorded in the sidecar (FILE.sha256, or the cache), or for\n" ..
+                  "an APR file the SHA256 of its bytes with the one its trailer records.\n" ..
                   "--deep reads every block and fails on a NaN or Inf scale or value.",
     options = {
         { "checksum", help = "compare the SHA256 with HEX (the next argument) or the recorded digest" },
@@ -46,9 +48,16 @@ end
 
 local function structure_checks(f, report)
     local tensors = f:tensors()
-    report("ok", "header", string.format("GGUF v%d, %d keys, %d tensors", f.version, #f:keys(), #tensors))
-    report("ok", "tensor data", string.format("%d tensors inside the file (%d bytes), aligned to %d",
-        #tensors, f.size, f.alignment))
+    if f.format == "APR" then
+        report("ok", "header", string.format("APR v%d of a GGUF v%d, %d keys, %d tensors", f.version, f.gguf_version,
+            #f:keys(), #tensors))
+        report("ok", "tensor data", string.format("%d tensors in %d chunks inside the file (%d bytes), none overlapping",
+            #tensors, f.n_chunks, f.size))
+    else
+        report("ok", "header", string.format("GGUF v%d, %d keys, %d tensors", f.version, #f:keys(), #tensors))
+        report("ok", "tensor data", string.format("%d tensors inside the file (%d bytes), aligned to %d",
+            #tensors, f.size, f.alignment))
+    end
     local seen, names = {}, {}
     for _, t in ipairs(tensors) do
         if not seen[t.type] then seen[t.type] = true; names[#names + 1] = t.type end
@@ -73,7 +82,44 @@ local function structure_checks(f, report)
     return tensors
 end
 
+-- APR: every chunk decodes to the XXH3 checksum of its raw bytes.
+local function chunk_check(f, tensors, report)
+    local progress = require("apr._term").progress("chunks")
+    local total, done = 0, 0
+    for _, t in ipairs(tensors) do total = total + t.bytes end
+    for i, t in ipairs(tensors) do
+        if C.apr_interrupted() ~= 0 then
+            progress.finish()
+            cli.fail("interrupted")
+        end
+        local ok, err = f:check_tensor(i - 1)
+        if not ok then
+            progress.finish()
+            return report("FAIL", "chunks", err)
+        end
+        done = done + t.bytes
+        progress.update(done, total)
+    end
+    progress.finish()
+    report("ok", "chunks", string.format("%d chunks (%s of tensor data) match their checksums", f.n_chunks,
+        mi.format_size(total)))
+end
+
+-- APR without a digest given: the SHA-256 its trailer records for the
+-- bytes before it.
+local function apr_checksum_check(f, report)
+    local got, err = checksum.compute(f, tonumber(C.apr_aprf_hashed_size(f:handle())))
+    if not got then cli.fail("%s: SHA256 %s", f.path, err) end
+    if got == f.file_sha256 then
+        report("ok", "sha256", got .. " matches the digest the file records")
+    else
+        report("FAIL", "sha256", string.format("the bytes before the trailer hash to %s, but the file records %s", got,
+            f.file_sha256))
+    end
+end
+
 local function checksum_check(f, want, report)
+    if f.format == "APR" and not want then return apr_checksum_check(f, report) end
     local source = "given digest"
     if not want then
         local fresh
@@ -101,8 +147,13 @@ local function deep_check(f, tensors, report)
     local total, done, skipped, bad = 0, 0, {}, nil
     for _, t in ipairs(tensors) do total = total + t.bytes end
     for _, t in ipairs(tensors) do
-        local data = f:tensor_data(t.name)
+        local data, err, owner = f:tensor_data(t.name)
+        if not data then
+            progress.finish()
+            return report("FAIL", "deep", err)
+        end
         local s = C.apr_dtype_check_finite(t.dtype, data, t.elements, bad_box)
+        if type(owner) == "cdata" then ffi.gc(owner, nil); C.apr_free(owner) end
         if s == C.APR_ERR_CANCELLED then
             progress.finish()
             cli.fail("interrupted")
@@ -135,6 +186,7 @@ function M.run(opts)
         end
     end
     local tensors = structure_checks(f, report)
+    if f.format == "APR" then chunk_check(f, tensors, report) end
     if opts.checksum then checksum_check(f, want, report) end
     if opts.deep then deep_check(f, tensors, report) end
     if opts.json then
