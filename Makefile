@@ -4,7 +4,7 @@
 #   make             build ./apr and build/libapr.so (CUDA too if nvcc is found)
 #   make test        C runtime tests + busted specs; ends with "N passed, N failed, N skipped"
 #   make test-asan   the C tests and the malformed-file corpus under AddressSanitizer
-#   make fuzz        libFuzzer on the GGUF reader (FUZZ_SECONDS, default 60)
+#   make fuzz        libFuzzer on the GGUF and APR readers and the others in tests/fuzz (FUZZ_SECONDS, default 60)
 #   make bundle      a relocatable folder dist/apr (binary, Lua, libraries via $ORIGIN)
 #   make model       fetch and check the built-in default model into models/
 
@@ -139,7 +139,8 @@ fuzz:
 	    mkdir -p tests/fuzz/corpus/$$t; \
 	    echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
 	    build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        tests/fuzz/corpus/$$t $$( [ -d tests/fuzz/seeds/$$t ] && echo tests/fuzz/seeds/$$t ) || exit 1; \
+	        tests/fuzz/corpus/$$t $$( [ -d tests/fuzz/seeds/$$t ] && echo tests/fuzz/seeds/$$t ) \
+	        $$( [ -d tests/fixtures/malformed-$$t ] && echo tests/fixtures/malformed-$$t ) || exit 1; \
 	done
 
 # ---------------------------------------------------------------- packaging

@@ -9,7 +9,8 @@ function M.isatty(fd) return C.apr_term_isatty(fd) ~= 0 end
 -- A progress line on stderr, redrawn in place, only when stderr is a
 -- terminal (logs and pipes get nothing). `done`/`total` in any unit.
 -- opts.lines: where stderr is not a terminal, a plain line at every tenth
--- instead of nothing (for long jobs whose logs should show they move).
+-- instead of nothing, once the job has run for 2 s (long jobs' logs show
+-- they move; a short one, or one failing at once, prints only its result).
 -- opts.rate(done, seconds) -> text shown after the percentage ("1.2 GB/s").
 function M.progress(label, opts)
     opts = opts or {}
@@ -28,7 +29,7 @@ function M.progress(label, opts)
         local pct = total > 0 and (100 * done / total) or 100
         if not tty then
             local t = math.floor(pct / 10)
-            if t > tenth then
+            if t > tenth and (require("luv").hrtime() - started) / 1e9 >= 2 then
                 tenth = t
                 io.stderr:write(string.format("%s: %d%%%s\n", label, t * 10, extra(done)))
                 io.stderr:flush()
