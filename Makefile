@@ -112,7 +112,8 @@ test-lua: all
 
 # AddressSanitizer + UBSan build of the runtime, its C tests, and the apr
 # binary run over the malformed-file corpus (tests/fixtures/malformed, see
-# tests/malformed/run.sh).
+# tests/malformed/run.sh) and exiting with models, contexts and engines
+# alive (tests/asan/exit_order.sh).
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 test-asan:
 	$(MAKE) --no-print-directory BUILD=build/asan SANITIZE="$(ASAN_FLAGS)" NVCC= \
@@ -120,7 +121,8 @@ test-asan:
 	@rm -rf build/asan/results && mkdir -p build/asan/results
 	-@ASAN_OPTIONS=detect_leaks=1 build/asan/test_runtime --counts build/asan/results/c.counts
 	-@APR_BIN=build/asan/apr ASAN_OPTIONS=detect_leaks=1 tests/malformed/run.sh build/asan/results/malformed.counts
-	@scripts/test_summary.sh build/asan/results c malformed
+	-@APR_BIN=build/asan/apr ASAN_OPTIONS=detect_leaks=1 tests/asan/exit_order.sh build/asan/results/exit.counts
+	@scripts/test_summary.sh build/asan/results c malformed exit
 
 build/asan/apr: $(BUILD)/obj/runtime/main.o $(BUILD)/libapr.a lua/apr/ffi.lua
 	$(CC) $(CFLAGS) -o $@ $(BUILD)/obj/runtime/main.o -Wl,--whole-archive $(BUILD)/libapr.a -Wl,--no-whole-archive \

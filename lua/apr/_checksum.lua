@@ -49,12 +49,15 @@ local function cache_sidecar(path)
     return dir, dir .. "/" .. sha256_hex(abs, #abs) .. ".sha256"
 end
 
+local bytes_box, len_box = ffi.new("char *[1]"), ffi.new("uint64_t[1]")
+
+-- Through the runtime's reader, which refuses what is not a regular file
+-- without opening it for a blocking read: a sidecar path that is a FIFO
+-- would make io.open wait for a writer forever (issue 16).
 local function read_sidecar(file)
-    local f = io.open(file, "rb")
-    if not f then return nil end
-    local text = f:read("*a")
-    f:close()
-    if not text then return nil end  -- a directory, or unreadable
+    if C.apr_file_read(file, bytes_box, len_box) ~= 0 then return nil end  -- none, unreadable, not a file
+    local text = ffi.string(bytes_box[0], len_box[0])
+    C.apr_free(bytes_box[0])
     local hex = text:match("^(%x+)  ")
     local size, mtime = text:match("\n# apr: size=(%d+) mtime=([%d.]+)")
     if not hex or #hex ~= 64 or not size then return nil end

@@ -54,7 +54,12 @@ end
 function M.model_path(arg)
     local path = arg or require("apr.model").default_model_path()
     local st = require("luv").fs_stat(path)
-    if st and st.type ~= "file" then cli.fail("%s: not a regular file", path) end
+    if st and st.type ~= "file" then
+        -- the runtime's opener says the same (core/file.h)
+        local kinds = { fifo = "a FIFO", directory = "a directory", char = "a character device",
+                        block = "a block device", socket = "a socket" }
+        cli.fail("%s: not a regular file (%s)", path, kinds[st.type] or st.type)
+    end
     local f, err = io.open(path, "rb")
     if not f then
         if not arg then cli.fail("no model given and the default model is not installed: run `make model`") end

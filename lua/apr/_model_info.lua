@@ -124,6 +124,11 @@ function M.expected_tensors(hp)
     for _, k in ipairs({ "n_layer", "n_embd", "n_ff", "n_head", "n_vocab" }) do
         if not hp[k] then return nil, string.format("the metadata lacks %s", k) end
     end
+    -- head_count 0 (or a key_length that is no size) leaves no head size:
+    -- the loader refuses it, and shapes cannot follow from it
+    if not (hp.head_dim and hp.head_dim > 0 and hp.n_kv_head and hp.n_kv_head > 0) then
+        return nil, "no head size (head_count or key_length)"
+    end
     local e, q, kv = hp.n_embd, hp.n_head * hp.head_dim, hp.n_kv_head * hp.head_dim
     local biases_required = hp.arch == "qwen2"
     local list = {

@@ -435,7 +435,7 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
 
     apr_engine *e = calloc(1, sizeof *e);
     APR_CHECK(e, APR_ERR_NOMEM, "engine: out of memory");
-    e->model = m;
+    e->model = apr_model_retain(m);  /* the thread reads it until apr_engine_free */
     e->tok = apr_model_tokenizer(m);
     e->n_seq = p->n_seq;
     /* Every generating sequence needs a slot in each step's batch. */
@@ -538,6 +538,7 @@ void apr_engine_free(apr_engine *e)
     free(e->events);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->wake);
+    apr_model_free(e->model);
     free(e);
 }
 

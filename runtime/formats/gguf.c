@@ -11,6 +11,7 @@
  * apr_gguf_array_get on the 152K-entry vocabulary of a Qwen2 file is O(1). */
 #include "formats/gguf.h"
 #include "core/error.h"
+#include "core/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -585,24 +586,15 @@ apr_status apr_gguf_open(const char *path, apr_gguf **out)
     APR_CHECK(out, APR_ERR_INVALID, "apr_gguf_open: out is NULL");
     *out = NULL;
     APR_CHECK(path, APR_ERR_INVALID, "apr_gguf_open: path is NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return apr_error(errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return apr_error(APR_ERR_IO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return apr_error(APR_ERR_IO, "%s: not a regular file", path);
-    }
+    int fd;
+    uint64_t size;
+    APR_TRY(apr_file_open_regular(path, &fd, &size));  /* a FIFO fails here instead of blocking */
     apr_gguf *f = new_file(path);
     if (!f) {
         close(fd);
         return APR_ERR_NOMEM;
     }
-    f->size = (uint64_t)st.st_size;
+    f->size = size;
     if (f->size > 0) {
         void *p = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {

@@ -313,6 +313,135 @@ apr_status apr_gguf_tensor(const apr_gguf *f, int64_t i, apr_gguf_tensor_info *o
 int64_t apr_gguf_find_tensor(const apr_gguf *f, const char *name);
 
 /* ===================================================================== */
+/* Model sources (runtime/formats/source.c; formats: formats/source.h)   */
+/* ===================================================================== */
+
+/* A model file of any container apr reads, behind one interface: metadata
+ * by key, the tensor table, and each tensor's bytes. apr_source_open picks
+ * the container by the file's first bytes: GGUF, as one file or as a split
+ * set (NAME-00001-of-0000N.gguf, llama.cpp's gguf-split: opened from its
+ * first part, read as one model), and the formats formats/source.h lists.
+ * The model loader, the tokenizer and the Lua side (apr.open, info,
+ * inspect, verify) see files only through this interface.
+ *
+ * Everything is validated at open (counts, sizes, offsets, names), so
+ * nothing below reads outside the files. Queries (metadata, the tensor
+ * table, apr_source_tensor_read) are safe from any number of threads;
+ * apr_source_tensor_data and _release have the rule stated on them. Strings
+ * and values returned point into the source and live until it is closed. */
+typedef struct apr_source apr_source;
+
+/* What a source is. */
+typedef struct apr_source_info {
+    const char *format;       /* "GGUF" (or another container's name) */
+    uint32_t version;         /* the container's version (GGUF: 2 or 3) */
+    int n_files;              /* 1, or the number of parts of a split model */
+    uint64_t size;            /* bytes of all its files together */
+    int64_t n_kv;             /* metadata keys */
+    int64_t n_tensors;        /* tensors of all its files together */
+    uint64_t alignment;       /* of tensor data in the file (GGUF: general.alignment, 32), 0 if none */
+    uint64_t data_offset;     /* where the first file's tensor data starts, 0 if it has no such section */
+} apr_source_info;
+
+/* One tensor of a source. ne[0] is the innermost (contiguous) dimension, as
+ * in GGUF; dimensions past n_dims are 1. */
+typedef struct apr_tensor_info {
+    const char *name;         /* NUL-terminated, owned by the source */
+    int type;                 /* apr_dtype */
+    int n_dims;               /* 1..4 */
+    int64_t ne[4];
+    uint64_t nbytes;          /* its bytes as apr computes with them (apr_source_tensor_data's size) */
+    int file;                 /* which file holds it: 0, or the part of a split model */
+    uint64_t offset;          /* its stored bytes, from the start of that file's data section (GGUF's offset) */
+    uint64_t file_offset;     /* the same from the file's first byte */
+    uint64_t stored_bytes;    /* bytes it takes in the file: nbytes when stored as is, less when compressed */
+    const char *codec;        /* how it is stored: "none" (as is), else the container's codec ("lz4", "zstd") */
+    uint64_t chunk_bytes;     /* decoded bytes per stored chunk (the last may be shorter): reads of ranges
+                                 aligned to it decode each chunk once; 0 when stored as is (any range is free) */
+    int mapped;               /* 1: apr_source_tensor_data points into the file's mapping (no copy, no decode) */
+} apr_tensor_info;
+
+/* Opens path: checks it is a regular file (a FIFO or a directory fails at
+ * once, core/file.h), reads its first bytes to pick the container, and
+ * opens and validates it. A split GGUF model is opened from its first part
+ * and needs every part beside it; opening another part fails and names the
+ * first. On failure *out is NULL and the one-line message names the file,
+ * the problem and where it is. Close with apr_source_close. */
+apr_status apr_source_open(const char *path, apr_source **out);
+/* The same for an image of size bytes at data (one file; not copied: the
+ * bytes must outlive the source); messages call it "<memory>". */
+apr_status apr_source_open_memory(const void *data, size_t size, apr_source **out);
+void apr_source_close(apr_source *s);
+
+void apr_source_get_info(const apr_source *s, apr_source_info *out);
+/* The path it was opened with ("<memory>" for memory images). */
+const char *apr_source_path(const apr_source *s);
+/* File k (0 <= k < n_files): its path and its bytes as stored on disk
+ * (mapped read-only, for whole-file checksums). APR_ERR_RANGE for a bad k. */
+apr_status apr_source_file(const apr_source *s, int k, const char **path, const void **bytes, uint64_t *size);
+/* The GGUF file behind part k of a GGUF source (NULL for another container
+ * or a bad k): for GGUF-specific work such as apr_gguf_copy. The model code
+ * never needs it. */
+const apr_gguf *apr_source_gguf(const apr_source *s, int k);
+
+/* --- metadata ---------------------------------------------------------- */
+/* Values are typed as GGUF types them (apr_gguf_type, apr_gguf_value),
+ * whatever the container: apr's containers keep GGUF metadata verbatim. */
+int64_t apr_source_n_kv(const apr_source *s);
+/* The i-th key (0 <= i < n_kv) and its value; APR_ERR_RANGE for a bad i. */
+apr_status apr_source_kv(const apr_source *s, int64_t i, const char **key, apr_gguf_value *out);
+/* Index of key, or -1 if absent. */
+int64_t apr_source_find_kv(const apr_source *s, const char *key);
+/* Element i of an array value from this source (any element type, nested
+ * arrays included); APR_ERR_RANGE for i >= len. */
+apr_status apr_source_array_get(const apr_source *s, const apr_gguf_value *array, uint64_t i, apr_gguf_value *out);
+/* Typed lookups: APR_ERR_NOT_FOUND when the key is absent, APR_ERR_FORMAT
+ * when its type does not convert (any integer type to int64 if it fits;
+ * float32/float64 to double; a string holding a NUL byte). Messages name
+ * the file and the key. The string is NUL-terminated and owned by the
+ * source. */
+apr_status apr_source_get_int(const apr_source *s, const char *key, int64_t *out);
+apr_status apr_source_get_float(const apr_source *s, const char *key, double *out);
+apr_status apr_source_get_bool(const apr_source *s, const char *key, int *out);
+apr_status apr_source_get_str(const apr_source *s, const char *key, const char **out);
+/* An array value whose elements are of elem_type (an apr_gguf_type; -1:
+ * any), read with apr_source_array_get, or for fixed-size elements straight
+ * from out->data (packed, maybe unaligned: memcpy). APR_ERR_NOT_FOUND when
+ * absent, APR_ERR_FORMAT when not such an array. */
+apr_status apr_source_get_array(const apr_source *s, const char *key, int elem_type, apr_gguf_value *out);
+
+/* --- tensors ----------------------------------------------------------- */
+int64_t apr_source_n_tensors(const apr_source *s);
+/* Tensor i (0 <= i < n_tensors; split models: the first part's tensors,
+ * then the second's, ...); APR_ERR_RANGE for a bad i. */
+apr_status apr_source_tensor(const apr_source *s, int64_t i, apr_tensor_info *out);
+/* Index of the tensor called name, or -1 if absent. */
+int64_t apr_source_find_tensor(const apr_source *s, const char *name);
+
+/* --- tensor bytes ------------------------------------------------------ */
+/* The whole of tensor i (nbytes), borrowed. A mapped tensor (info.mapped)
+ * is a pointer into the file's mapping, valid until the source is closed.
+ * Any other is decoded whole into a buffer the source owns, valid until
+ * apr_source_tensor_release(s, i) or the close. Calls for different
+ * tensors may run on different threads at once; not so for the same i, nor
+ * with its release. Fails (nothing kept) with APR_ERR_RANGE for a bad i,
+ * APR_ERR_NOMEM, or APR_ERR_FORMAT naming the tensor and chunk whose stored
+ * bytes are corrupt (a checksum, a codec error). */
+apr_status apr_source_tensor_data(apr_source *s, int64_t i, const void **data);
+/* Copies bytes [offset, offset + n) of tensor i, as apr_source_tensor_data
+ * would give them, into dst (the caller's memory: a staging buffer, pinned
+ * or not). A compressed tensor decodes only the chunks the range touches
+ * (ranges aligned to info.chunk_bytes decode each chunk once), never the
+ * whole tensor, and nothing is kept. Safe from any number of threads at
+ * once, on any tensors: the loader reads chunks in parallel. APR_ERR_RANGE
+ * for a bad i or a range past the tensor's end; otherwise as
+ * apr_source_tensor_data. */
+apr_status apr_source_tensor_read(apr_source *s, int64_t i, uint64_t offset, void *dst, uint64_t n);
+/* Frees what apr_source_tensor_data decoded for tensor i (nothing for a
+ * mapped tensor or a bad i); pointers it gave for i become invalid. */
+void apr_source_tensor_release(apr_source *s, int64_t i);
+
+/* ===================================================================== */
 /* Writing GGUF files (runtime/formats/gguf_write.c)                     */
 /* ===================================================================== */
 
@@ -743,8 +872,22 @@ typedef struct apr_model_info {
 /* Fills p with the defaults (AUTO device, all threads, no budget). */
 void apr_model_params_default(apr_model_params *p);
 /* Loads path. Fails with a message naming the file and, for missing
- * hyperparameters or tensors, the key or tensor name. */
+ * hyperparameters or tensors, the key or tensor name. The caller holds the
+ * one reference to *out and releases it with apr_model_free. */
 apr_status apr_model_load(const char *path, const apr_model_params *p, apr_model **out);
+/* Runs every check apr_model_load makes, in the same code, without a
+ * device: the file's structure, the architecture and hyperparameters, the
+ * tokenizer, each tensor's presence, shape and type, the norms finite, the
+ * vocabulary against token_embd. Nothing is uploaded or kept. APR_OK if
+ * apr_model_load would get that far; otherwise the status and message it
+ * would fail with (`apr verify` reports them). What only a device can
+ * refuse (memory, the CUDA kernels' head sizes) is not checked. */
+apr_status apr_model_validate(const char *path);
+/* Takes another reference on m and returns it (NULL for NULL). Thread-safe. */
+apr_model *apr_model_retain(apr_model *m);
+/* Releases a reference: the model is freed with the last one. Contexts and
+ * engines hold their own reference, so a model released before them stays
+ * until they are freed, whatever the order. Thread-safe. */
 void apr_model_free(apr_model *m);
 void apr_model_get_info(const apr_model *m, apr_model_info *out);
 /* The model's tokenizer, owned by the model. */
@@ -765,7 +908,10 @@ typedef struct apr_context_params {
 } apr_context_params;
 
 void apr_context_params_default(apr_context_params *p);
+/* A context for m, holding a reference on it (apr_model_retain) until
+ * apr_context_free: the caller may release its own reference first. */
 apr_status apr_context_new(apr_model *m, const apr_context_params *p, apr_context **out);
+/* Frees the context and releases its reference on the model. */
 void apr_context_free(apr_context *c);
 int apr_context_n_ctx(const apr_context *c);
 /* Tokens sequence seq holds in the cache (the next position to decode). */
@@ -1042,7 +1188,8 @@ void apr_engine_params_default(apr_engine_params *p);
 /* Fills r with an empty prompt, max_tokens 16 and the sampler's defaults. */
 void apr_engine_request_default(apr_engine_request *r);
 /* Creates the context (n_seq sequences, n_ctx slots) for m and starts the
- * thread. m must outlive the engine. Fails as apr_context_new does, with
+ * thread. The engine holds a reference on m until apr_engine_free, so the
+ * caller may release its own first. Fails as apr_context_new does, with
  * APR_ERR_INVALID for bad parameters (naming them), APR_ERR_NOMEM or
  * APR_ERR_IO (no eventfd); *out is then NULL. */
 apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine **out);

@@ -50,7 +50,7 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
 
     apr_context *c = calloc(1, sizeof *c);
     APR_CHECK(c, APR_ERR_NOMEM, "cannot allocate a context");
-    c->model = m;
+    c->model = apr_model_retain(m);  /* released last, in apr_context_free */
     c->p = p;
     c->B = m->backend;
     c->attn = (apr_attn_params){
@@ -72,6 +72,7 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
     apr_status s = apr_kvcache_init(&c->cache, c->B, p.kv_type, hp->n_layer, hp->n_head_kv, hp->head_dim, p.n_ctx,
                                     p.n_seq);
     if (s != APR_OK) {
+        apr_model_free(c->model);
         free(c);
         return s;
     }
@@ -119,6 +120,7 @@ void apr_context_free(apr_context *c)
     if (c->stream) B->stream_free(c->stream);
     apr_kvcache_release(&c->cache);
     free(c->host_meta);
+    apr_model_free(c->model);  /* the backend released into above belongs to it */
     free(c);
 }
 

@@ -33,11 +33,11 @@ static apr_status open_backend(apr_model *m, const apr_model_params *p)
     return m->backend ? APR_OK : APR_ERR_NOMEM;
 }
 
-apr_status apr_model_load(const char *path, const apr_model_params *params, apr_model **out)
+/* apr_model_load, and apr_model_validate with check_only: the same steps
+ * and checks, without a backend, so nothing is uploaded (bind stops after
+ * each tensor's checks). One path, so verify says what loading would. */
+static apr_status load(const char *path, const apr_model_params *params, int check_only, apr_model **out)
 {
-    APR_CHECK(out, APR_ERR_INVALID, "apr_model_load: out is NULL");
-    *out = NULL;
-    APR_CHECK(path, APR_ERR_INVALID, "apr_model_load: path is NULL");
     apr_model_params defaults;
     apr_model_params_default(&defaults);
     const apr_model_params *p = params ? params : &defaults;
@@ -45,6 +45,7 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
 
     apr_model *m = calloc(1, sizeof *m);
     APR_CHECK(m, APR_ERR_NOMEM, "cannot allocate a model");
+    atomic_init(&m->refs, 1);
     m->path = strdup(path);
     m->vocab_only = p->vocab_only != 0;
     apr_status s = m->path ? APR_OK : apr_error(APR_ERR_NOMEM, "cannot allocate a model");
@@ -70,12 +71,11 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
             s = APR_OK;
         }
     }
-    if (s == APR_OK && !m->vocab_only) s = open_backend(m, p);
+    if (s == APR_OK && !m->vocab_only && !check_only) s = open_backend(m, p);
     if (s == APR_OK && !m->vocab_only) s = apr_qwen2_bind(m);
-    if (s == APR_OK && !m->vocab_only)
-        APR_CHECK(apr_tokenizer_n_vocab(m->tok) <= m->hp.n_vocab, APR_ERR_FORMAT,
-                  "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", path,
-                  apr_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+    if (s == APR_OK && !m->vocab_only && apr_tokenizer_n_vocab(m->tok) > m->hp.n_vocab)
+        s = apr_error(APR_ERR_FORMAT, "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", path,
+                      apr_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
     if (s != APR_OK) {
         apr_model_free(m);
         return s;
@@ -84,9 +84,35 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
     return APR_OK;
 }
 
+apr_status apr_model_load(const char *path, const apr_model_params *params, apr_model **out)
+{
+    APR_CHECK(out, APR_ERR_INVALID, "apr_model_load: out is NULL");
+    *out = NULL;
+    APR_CHECK(path, APR_ERR_INVALID, "apr_model_load: path is NULL");
+    return load(path, params, 0, out);
+}
+
+apr_status apr_model_validate(const char *path)
+{
+    APR_CHECK(path, APR_ERR_INVALID, "apr_model_validate: path is NULL");
+    apr_model *m = NULL;
+    apr_status s = load(path, NULL, 1, &m);
+    apr_model_free(m);
+    return s;
+}
+
+apr_model *apr_model_retain(apr_model *m)
+{
+    if (m) atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
 void apr_model_free(apr_model *m)
 {
     if (!m) return;
+    /* acq_rel: whatever a releasing thread did with the model happens
+     * before the last one frees it */
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1) return;
     if (m->backend) m->backend->destroy(m->backend);
     free(m->layers);
     apr_tokenizer_free(m->tok);

@@ -7,6 +7,8 @@
 #ifndef APR_MODEL_MODEL_H
 #define APR_MODEL_MODEL_H
 
+#include <stdatomic.h>
+
 #include "apr.h"
 #include "backend/backend.h"
 #include "model/kvcache.h"
@@ -40,6 +42,11 @@ typedef struct apr_layer {
 } apr_layer;
 
 struct apr_model {
+    /* References: the loader's (released by apr_model_free) and one per
+     * context (engines hold theirs through their context). Whatever frees
+     * last frees the model, so contexts may be freed in any order relative
+     * to it (Lua finalizers run in no particular order at exit). */
+    atomic_int refs;
     char *path;
     apr_gguf *file;            /* kept open: CPU weights point into its mmap */
     apr_hparams hp;

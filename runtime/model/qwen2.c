@@ -54,7 +54,8 @@ static apr_status get_float(const apr_gguf *f, const char *path, const char *arc
     if (s == APR_ERR_NOT_FOUND && !required) return APR_OK;
     APR_CHECK(s != APR_ERR_NOT_FOUND, APR_ERR_FORMAT, "%s: metadata key %s is missing", path, name);
     APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error());
-    APR_CHECK(isfinite(v) && v > 0, APR_ERR_FORMAT, "%s: metadata key %s = %g must be positive", path, name, v);
+    APR_CHECK(isfinite(v) && v > 0, APR_ERR_FORMAT, "%s: metadata key %s = %g must be a finite positive number", path,
+              name, v);
     *out = (float)v;
     return APR_OK;
 }
@@ -116,9 +117,23 @@ apr_status apr_qwen2_hparams(const apr_gguf *f, const char *path, apr_hparams *h
 /* Weights                                                               */
 /* ===================================================================== */
 
+/* The element types of the matrices the forward pass multiplies by (and
+ * looks rows up in): those the backends' products implement. */
+static int matrix_type(int dtype)
+{
+    switch (dtype) {
+    case APR_F32: case APR_F16: case APR_BF16: case APR_Q4_0: case APR_Q4_1: case APR_Q5_0: case APR_Q5_1:
+    case APR_Q8_0: case APR_Q4_K: case APR_Q5_K: case APR_Q6_K:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Finds tensor `name` (NULL with APR_OK if absent and optional), checks it
- * is a [cols] vector or a [cols, rows] matrix of a type the backend takes,
- * and uploads it. */
+ * is a [cols] vector (F32, finite) or a [cols, rows] matrix of a type the
+ * products take, and uploads it; with no backend (apr_model_validate) it
+ * stops after the checks. */
 static apr_status bind_tensor(apr_model *m, apr_weight *w, const char *name, int64_t cols, int64_t rows,
                               int required)
 {
@@ -143,12 +158,20 @@ static apr_status bind_tensor(apr_model *m, apr_weight *w, const char *name, int
         APR_CHECK(apr_dtype_check_finite(APR_F32, t.data, cols, &bad) == APR_OK, APR_ERR_FORMAT,
                   "%s: tensor %s: element %lld is NaN or infinite; the file is corrupt (apr verify --deep)",
                   m->path, name, (long long)bad);
+    } else {
+        APR_CHECK(matrix_type(t.type), APR_ERR_UNSUPPORTED,
+                  "%s: tensor %s is %s, which apr cannot multiply by (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
+                  "Q4_K, Q5_K, Q6_K)", m->path, name, type);
     }
     const int64_t block = apr_dtype_block_size(t.type);
     APR_CHECK(block > 0 && cols % block == 0, APR_ERR_FORMAT, "%s: tensor %s: %lld columns are not whole %s blocks",
               m->path, name, (long long)cols, type);
     *w = (apr_weight){ .name = t.name, .type = t.type, .rows = want1, .cols = cols,
                        .row_bytes = (size_t)(t.nbytes / (uint64_t)want1), .gather_only = gather_only };
+    if (!m->backend) {
+        w->data = t.data;  /* checked, not uploaded: marks the tensor present */
+        return APR_OK;
+    }
     apr_status s = m->backend->weight_upload(m->backend, w, t.data);
     APR_CHECK(s == APR_OK, s, "%s: %s", m->path, apr_last_error());
     m->weight_bytes += t.nbytes;

@@ -14,8 +14,10 @@ M.spec = {
     usage = "apr verify FILE [--checksum [HEX]] [--deep] [--json]",
     summary = "Check a model file: structure, shapes, SHA256, and NaN/Inf in its blocks.",
     description = "Structure: the header parses, every tensor lies inside the file at an aligned\n" ..
-                  "offset, every type is known, and for qwen2/llama files every tensor the\n" ..
-                  "architecture needs exists with the shape its hyperparameters give.\n" ..
+                  "offset, every type is known. Model: the loader's own checks (what `apr pass`\n" ..
+                  "would refuse: hyperparameters, tokenizer, each tensor's presence, shape and\n" ..
+                  "type). Shapes: every tensor the architecture needs, with the shape its\n" ..
+                  "hyperparameters give (all mismatches, not just the first).\n" ..
                   "APR files: every chunk is decoded and checked against its checksum.\n" ..
                   "--checksum HEX compares the SHA256 with HEX; --checksum alone compares it\n" ..
                   "with the digest recorded in the sidecar (FILE.sha256, or the cache), or for\n" ..
@@ -64,6 +66,17 @@ local function structure_checks(f, report)
     end
     table.sort(names)
     report("ok", "types", table.concat(names, ", "))
+    -- What loading would say, from the loader's own checks (apr.h
+    -- apr_model_validate): hyperparameters, tokenizer, each tensor.
+    local status = C.apr_model_validate(f.path)
+    if status == 0 then
+        report("ok", "model", "the loader's checks pass (hyperparameters, tokenizer, tensors)")
+    else
+        local _, msg = core.failure(status)
+        -- the loader names the file first; every line here is about it
+        if msg:sub(1, #f.path + 2) == f.path .. ": " then msg = msg:sub(#f.path + 3) end
+        report("FAIL", "model", msg)
+    end
     local hp = mi.hparams(f, tensors)
     local problems, extras = mi.check_shapes(hp, tensors)
     if not problems then
@@ -193,7 +206,12 @@ function M.run(opts)
         io.stdout:write(require("cjson").encode({ path = path, ok = failed == 0, checks = results }), "\n")
     end
     if failed > 0 then
-        cli.fail("%s: %d of %d checks failed", path, failed, #results)
+        -- one line that says what is wrong: the first failure
+        local first
+        for _, r in ipairs(results) do
+            if r.status == "FAIL" then first = r break end
+        end
+        cli.fail("%s: %d of %d checks failed (%s: %s)", path, failed, #results, first.check, first.detail)
     end
     return 0
 end
