@@ -13,6 +13,7 @@
  * Checksums are XXH3-64 from libxxhash; LZ4 and zstd from their libraries. */
 #include "formats/apr_format.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "core/parallel.h"
 
 #include <errno.h>
@@ -33,22 +34,6 @@
 /* ===================================================================== */
 /* Structures                                                            */
 /* ===================================================================== */
-
-struct apr_aprf {
-    char *path;
-    const uint8_t *base;       /* the mapping, or the caller's bytes */
-    uint64_t size;
-    int mapped;
-    uint32_t version, flags, trailer_flags;
-    uint64_t meta_offset, meta_size, data_offset, gguf_size;
-    uint64_t gaps_offset, gaps_size, index_offset, index_size;
-    int64_t n_tensors, n_chunks;
-    uint8_t source_sha[32], file_sha[32];
-    uint32_t max_chunk;        /* the largest chunk_bytes of any tensor */
-    apr_gguf *meta;            /* the source GGUF's header */
-    apr_aprf_tensor_info *tensors;   /* [n_tensors], names owned */
-    apr_aprf_chunk_info *chunks;     /* [n_chunks] */
-};
 
 /* ===================================================================== */
 /* Small helpers                                                         */
@@ -420,7 +405,9 @@ static apr_status parse_index(apr_aprf *f)
     uint64_t names_size = f->index_size - nt * APRF_TENSOR_REC - nc * APRF_CHUNK_REC;
     f->tensors = calloc(nt + 1, sizeof *f->tensors);
     f->chunks = malloc((nc + 1) * sizeof *f->chunks);
-    if (!f->tensors || !f->chunks) return apr_error(APR_ERR_NOMEM, "%s: out of memory for the index", f->path);
+    f->decoded = calloc(nt + 1, sizeof *f->decoded);
+    if (!f->tensors || !f->chunks || !f->decoded)
+        return apr_error(APR_ERR_NOMEM, "%s: out of memory for the index", f->path);
     for (uint64_t c = 0; c < nc; c++) {
         const uint8_t *r = chunk_recs + c * APRF_CHUNK_REC;
         f->chunks[c] = (apr_aprf_chunk_info){ .offset = rd64(r), .stored = rd32(r + 8), .raw = rd32(r + 12),
@@ -453,6 +440,7 @@ static apr_aprf *new_file(const char *path)
 {
     apr_aprf *f = calloc(1, sizeof *f);
     if (f) f->path = strdup(path);
+    if (f) f->src = (apr_source){ .ops = &aprf_source_ops, .path = f->path };
     if (!f || !f->path) {
         free(f);
         apr_error(APR_ERR_NOMEM, "%s: out of memory", path);
@@ -468,6 +456,7 @@ static apr_status finish_open(apr_aprf *f, apr_aprf **out)
         apr_aprf_close(f);
         return s;
     }
+    aprf_source_init(f);
     *out = f;
     return APR_OK;
 }
@@ -477,20 +466,15 @@ apr_status apr_aprf_open(const char *path, apr_aprf **out)
     APR_CHECK(out, APR_ERR_INVALID, "apr_aprf_open: out is NULL");
     *out = NULL;
     APR_CHECK(path, APR_ERR_INVALID, "apr_aprf_open: path is NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return apr_error(errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        int e = errno;
-        close(fd);
-        return apr_error(APR_ERR_IO, "%s: %s", path, S_ISREG(st.st_mode) ? strerror(e) : "not a regular file");
-    }
+    int fd;
+    uint64_t size;
+    APR_TRY(apr_file_open_regular(path, &fd, &size));
     apr_aprf *f = new_file(path);
     if (!f) {
         close(fd);
         return APR_ERR_NOMEM;
     }
-    f->size = (uint64_t)st.st_size;
+    f->size = size;
     if (f->size == 0) {
         close(fd);
         apr_status s = bad(f, "empty file, not APR");
@@ -525,6 +509,8 @@ void apr_aprf_close(apr_aprf *f)
 {
     if (!f) return;
     for (int64_t i = 0; f->tensors && i < f->n_tensors; i++) free((char *)f->tensors[i].name);
+    for (int64_t i = 0; f->decoded && i < f->n_tensors; i++) free(f->decoded[i]);
+    free(f->decoded);
     free(f->tensors);
     free(f->chunks);
     apr_gguf_close(f->meta);

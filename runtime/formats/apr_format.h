@@ -14,6 +14,7 @@
 
 #include "apr.h"
 #include "formats/gguf.h"
+#include "formats/source.h"
 
 #define APRF_MAGIC "APRM"
 #define APRF_VERSION 2u
@@ -47,6 +48,34 @@ enum {
     APRF_R_FILTER = 21, APRF_R_LEVEL = 22, APRF_R_NE = 24, APRF_R_NBYTES = 56, APRF_R_SOURCE_OFFSET = 64,
     APRF_R_FIRST_CHUNK = 72, APRF_R_N_CHUNKS = 80, APRF_R_CHUNK_BYTES = 84
 };
+
+/* An open APR file (formats/apr.c opens it; formats/apr_source.c makes it a
+ * model source: the head of the struct is the source's, so an apr_aprf is
+ * an apr_source). */
+struct apr_aprf {
+    apr_source src;            /* first: ops, info, path (the same string as `path`) */
+    char *path;
+    const uint8_t *base;       /* the mapping, or the caller's bytes */
+    uint64_t size;
+    int mapped;
+    uint32_t version, flags, trailer_flags;
+    uint64_t meta_offset, meta_size, data_offset, gguf_size;
+    uint64_t gaps_offset, gaps_size, index_offset, index_size;
+    int64_t n_tensors, n_chunks;
+    uint8_t source_sha[32], file_sha[32];
+    uint32_t max_chunk;        /* the largest chunk_bytes of any tensor */
+    apr_gguf *meta;            /* the source GGUF's header */
+    apr_aprf_tensor_info *tensors;   /* [n_tensors], names owned */
+    apr_aprf_chunk_info *chunks;     /* [n_chunks] */
+    void **decoded;            /* [n_tensors]: what apr_source_tensor_data decoded, or NULL */
+};
+
+/* The model-source operations of an APR file (formats/apr_source.c). */
+extern const apr_source_ops aprf_source_ops;
+/* Fills f->src.info once f is validated. */
+void aprf_source_init(apr_aprf *f);
+/* APR's row for source.c's list of formats. */
+extern const apr_source_format apr_aprf_source_format;
 
 static inline void aprf_put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static inline void aprf_put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
