@@ -1,0 +1,233 @@
+-- bench/apr_convert.lua — APR v2 against GGUF on one model, in one run:
+-- conversion speed per codec, file size per codec and tensor type, and
+-- load-to-first-token (warm page cache, and cold where caches can be
+-- dropped) with the peak host RSS of the load.
+--
+--   ./apr run bench/apr_convert.lua [MODEL.gguf] [--synth PRESET] [--dir DIR]
+--        [--codecs lz4,zstd,none] [--threads N] [--reps 3] [--device auto|cpu|cuda]
+--        [--no-load] [--keep]
+--
+-- MODEL defaults to the default model (models/); --synth PRESET writes
+-- `apr synth --preset PRESET --layout q4_k_m` into DIR first (kept and
+-- reused), e.g. qwen2.5-coder-32b for the 19.8 GB file of the spec.
+--
+-- Conversion: GGUF -> APR through the same job as `apr convert`, with the
+-- source's SHA-256 computed during the conversion (no sidecar: the worst
+-- case), timed from start to the renamed file; GB/s are source bytes per
+-- second. Then APR -> GGUF, whose output must hash to the source's digest.
+--
+-- Loads: each load runs in a fresh child process (`--child-load`) that
+-- records its RSS after the CUDA runtime is up (the baseline), loads the
+-- model, decodes a 1-token prompt and reads its first token, then reports
+-- the seconds and its peak RSS (VmHWM). Files alternate within each
+-- repetition (GGUF, APR none, APR lz4, ...), so a busy machine slows all
+-- alike; the table gives medians and each APR file's ratio to the GGUF.
+-- Warm: after one unmeasured load of each. Cold: page cache dropped before
+-- every load (needs root and a writable /proc/sys/vm/drop_caches; else
+-- reported as not measured).
+local core = require "apr.core"
+local C, ffi = core.C, core.ffi
+local convert = require "apr.convert"
+local cjson = require "cjson"
+local uv = require "luv"
+
+local function now() return uv.hrtime() * 1e-9 end
+local function fail(msg, ...) io.stderr:write("bench/apr_convert.lua: ", string.format(msg, ...), "\n") os.exit(1) end
+
+local function median(t)
+    local s = {}
+    for i, v in ipairs(t) do s[i] = v end
+    table.sort(s)
+    if #s == 0 then return nil end
+    return #s % 2 == 1 and s[(#s + 1) / 2] or (s[#s / 2] + s[#s / 2 + 1]) / 2
+end
+
+local function status_kb(field)
+    local f = io.open("/proc/self/status")
+    if not f then return nil end
+    local text = f:read("*a")
+    f:close()
+    local v = text:match(field .. ":%s+(%d+) kB")
+    return v and tonumber(v) * 1024
+end
+
+-- ------------------------------------------------------------ child: one load
+
+if arg[1] == "--child-load" then
+    local path, device = arg[2], arg[3] or "auto"
+    C.apr_device_count()  -- the CUDA runtime (if any) is part of the baseline, not of the load
+    collectgarbage()
+    local base = status_kb("VmRSS")
+    local t0 = now()
+    local m, err = require("apr").load(path, { device = device, ctx = 256 })
+    if not m then fail("%s", err) end
+    local t_load = now()
+    local first
+    for t in m:generate("fn", { max_tokens = 1, temperature = 0, raw = true }) do first = t.id end
+    local t1 = now()
+    io.stdout:write(cjson.encode({ load = t_load - t0, first_token = t1 - t0, token = first, base_rss = base,
+        peak_rss = status_kb("VmHWM"), device = m.info and m.info.device or device }), "\n")
+    os.exit(0)
+end
+
+-- ------------------------------------------------------------ options
+
+local opts = { dir = "/tmp/apr-bench", codecs = "lz4,zstd,none", threads = 0, reps = 3, device = "auto" }
+local model
+do
+    local i = 1
+    while i <= #arg do
+        local a = arg[i]
+        if a == "--no-load" then opts.no_load = true; i = i + 1
+        elseif a == "--keep" then opts.keep = true; i = i + 1
+        elseif a:match("^%-%-") then
+            local k = a:sub(3)
+            if k ~= "synth" and opts[k] == nil then fail("unknown option %s", a) end
+            if arg[i + 1] == nil then fail("%s needs a value", a) end
+            opts[k] = tonumber(arg[i + 1]) or arg[i + 1]
+            i = i + 2
+        else model = a; i = i + 1 end
+    end
+end
+os.execute("mkdir -p '" .. opts.dir .. "'")
+local apr_bin = uv.exepath()
+
+if opts.synth then
+    model = opts.dir .. "/" .. opts.synth .. "-q4_k_m.gguf"
+    if not io.open(model, "rb") then
+        io.stderr:write("writing ", model, " (apr synth)\n")
+        local ok = os.execute(string.format("'%s' synth --preset %s --layout q4_k_m '%s' >&2", apr_bin, opts.synth, model))
+        if ok ~= 0 and ok ~= true then fail("apr synth failed") end
+    end
+end
+model = model or require("apr.model").default_model_path()
+local gguf = assert(require("apr.file").open(model))
+local codecs = {}
+for c in tostring(opts.codecs):gmatch("[^,]+") do codecs[#codecs + 1] = c end
+local threads = opts.threads > 0 and opts.threads or 0  -- 0: the pool's default (every CPU, or $APR_THREADS)
+
+local function gb(n) return string.format("%.2f", n / 1e9) end
+
+-- ------------------------------------------------------------ conversion
+
+io.stderr:write(string.format("model %s (%s GB), %s\n", model, gb(gguf.size), threads > 0 and (threads .. " threads") or "all threads"))
+local results, files = {}, { { label = "GGUF", path = model } }
+for _, codec in ipairs(codecs) do
+    local out = string.format("%s/bench-%s.apr", opts.dir, codec)
+    local r, err = convert.run(model, out, { compression = codec, threads = opts.threads > 0 and opts.threads or nil,
+        sidecar = false })
+    if not r then fail("convert %s: %s", codec, err) end
+    local back = opts.dir .. "/bench-back.gguf"
+    local x
+    x, err = convert.run(out, back, { threads = opts.threads > 0 and opts.threads or nil, sidecar = false })
+    if not x then fail("export %s: %s", codec, err) end
+    if not x.matches_source then fail("export %s: SHA-256 %s is not the source's %s", codec, x.sha256, r.source_sha256) end
+    os.remove(back)
+    results[#results + 1] = { codec = codec, to_apr = r, to_gguf = x }
+    files[#files + 1] = { label = "APR " .. codec, path = out }
+    io.stderr:write(string.format("  %-5s %.1f s (%.2f GB/s), back %.1f s\n", codec, r.seconds, r.input_bytes / r.seconds / 1e9,
+        x.seconds))
+end
+
+-- ------------------------------------------------------------ loads
+
+local loads = {}
+local function child_load(path)
+    local p = io.popen(string.format("'%s' run bench/apr_convert.lua --child-load '%s' %s", apr_bin, path, opts.device))
+    local out = p:read("*a")
+    p:close()
+    local ok, j = pcall(cjson.decode, out)
+    if not ok then fail("load of %s failed: %s", path, out) end
+    return j
+end
+
+local function drop_caches()
+    os.execute("sync")
+    local f = io.open("/proc/sys/vm/drop_caches", "w")
+    if not f then return false end
+    local ok = f:write("3\n")
+    f:close()
+    return ok ~= nil
+end
+
+if not opts.no_load then
+    for _, f in ipairs(files) do
+        child_load(f.path)  -- warm the page cache, and each code path
+        loads[f.label] = { warm = {}, cold = {}, rss = {}, token = nil }
+    end
+    for _ = 1, opts.reps do
+        for _, f in ipairs(files) do
+            local j = child_load(f.path)
+            local l = loads[f.label]
+            l.warm[#l.warm + 1] = j.first_token
+            l.rss[#l.rss + 1] = j.peak_rss - j.base_rss
+            l.token = l.token or j.token
+            if l.token ~= j.token then fail("%s: first token %s, earlier %s", f.label, j.token, l.token) end
+            l.device = j.device
+        end
+    end
+    local cold_ok = drop_caches()
+    if cold_ok then
+        for _ = 1, opts.reps do
+            for _, f in ipairs(files) do
+                drop_caches()
+                local j = child_load(f.path)
+                local l = loads[f.label]
+                l.cold[#l.cold + 1] = j.first_token
+            end
+        end
+    end
+    loads.cold_measured = cold_ok
+end
+
+-- ------------------------------------------------------------ tables
+
+local out = {}
+local function line(...) out[#out + 1] = string.format(...) end
+line("")
+line("APR v2 vs GGUF: %s (%s GB), %s threads, git %s", model, gb(gguf.size), threads > 0 and threads or "all",
+    ffi.string(C.apr_git_revision()))
+line("")
+line("%-6s %9s %9s %11s %8s %11s", "codec", "convert s", "GB/s", "APR GB", "ratio", "back GB/s")
+for _, r in ipairs(results) do
+    local a, x = r.to_apr, r.to_gguf
+    line("%-6s %9.2f %9.2f %11s %7.2f%% %11.2f", r.codec, a.seconds, a.input_bytes / a.seconds / 1e9, gb(a.output_bytes),
+        100 * a.output_bytes / a.input_bytes, x.output_bytes / x.seconds / 1e9)
+end
+line("")
+-- stored / raw bytes per tensor type, per codec
+local types, by = {}, {}
+for _, r in ipairs(results) do
+    for _, t in ipairs(r.to_apr.by_type) do
+        if not by[t.type] then by[t.type] = { bytes = t.bytes }; types[#types + 1] = t.type end
+        by[t.type][r.codec] = t.ratio
+    end
+end
+table.sort(types, function(x, y) return by[x].bytes > by[y].bytes end)
+local head = string.format("%-6s %12s", "type", "GB")
+for _, r in ipairs(results) do head = head .. string.format(" %8s", r.codec) end
+line("%s", head)
+for _, ty in ipairs(types) do
+    local row = string.format("%-6s %12.4f", ty, by[ty].bytes / 1e9)
+    for _, r in ipairs(results) do row = row .. string.format(" %7.2f%%", 100 * (by[ty][r.codec] or 1)) end
+    line("%s", row)
+end
+if not opts.no_load then
+    line("")
+    local g = loads.GGUF
+    local gw, gc = median(g.warm), median(g.cold)
+    line("%-10s %-6s %14s %8s %14s %8s %16s  %s", "file", "device", "warm load+1st", "vs GGUF", "cold load+1st", "vs GGUF",
+        "peak RSS over", "first token")
+    for _, f in ipairs(files) do
+        local l = loads[f.label]
+        local w, c = median(l.warm), median(l.cold)
+        line("%-10s %-6s %12.3f s %7.3fx %12s %8s %13.2f GB  %s", f.label, tostring(l.device), w, w / gw,
+            c and string.format("%.3f s", c) or "n/a", c and gc and string.format("%.3fx", c / gc) or "n/a",
+            median(l.rss) / 1e9, tostring(l.token))
+    end
+    if not loads.cold_measured then line("cold: not measured (cannot write /proc/sys/vm/drop_caches: needs root)") end
+end
+io.stdout:write(table.concat(out, "\n"), "\n")
+if not opts.keep then
+    for i = 2, #files do os.remove(files[i].path) end
+end
