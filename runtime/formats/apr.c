@@ -441,6 +441,7 @@ static apr_aprf *new_file(const char *path)
     apr_aprf *f = calloc(1, sizeof *f);
     if (f) f->path = strdup(path);
     if (f) f->src = (apr_source){ .ops = &aprf_source_ops, .path = f->path };
+    if (f) f->fd = -1;
     if (!f || !f->path) {
         free(f);
         apr_error(APR_ERR_NOMEM, "%s: out of memory", path);
@@ -483,7 +484,9 @@ apr_status apr_aprf_open(const char *path, apr_aprf **out)
     }
     void *p = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
-    close(fd);  /* the mapping keeps the file */
+    /* kept open: a GPU load reads with pread, so the pages it streams
+     * through never count in the process's memory (apr_source.c) */
+    f->fd = fd;
     if (p == MAP_FAILED) {
         apr_aprf_close(f);
         return apr_error(APR_ERR_IO, "%s: mmap: %s", path, strerror(e));
@@ -515,6 +518,7 @@ void apr_aprf_close(apr_aprf *f)
     free(f->chunks);
     apr_gguf_close(f->meta);
     if (f->mapped) munmap((void *)f->base, (size_t)f->size);
+    if (f->fd >= 0) close(f->fd);
     free(f->path);
     free(f);
 }
@@ -619,11 +623,10 @@ static ZSTD_DCtx *thread_dctx(void)
 
 /* Decompresses the stored bytes of a compressed chunk into out (raw bytes). */
 static apr_status decompress(const apr_aprf *f, const apr_aprf_tensor_info *t, uint32_t c,
-                             const apr_aprf_chunk_info *k, void *out)
+                             const apr_aprf_chunk_info *k, const uint8_t *src, void *out)
 {
-    const void *src = f->base + k->offset;
     if (t->codec == APR_CODEC_LZ4) {
-        int n = LZ4_decompress_safe(src, out, (int)k->stored, (int)k->raw);
+        int n = LZ4_decompress_safe((const char *)src, out, (int)k->stored, (int)k->raw);
         if (n != (int)k->raw)
             return bad_chunk(f, t, c, "LZ4 data %s", n < 0 ? "is corrupt" : "decodes to the wrong size");
         return APR_OK;
@@ -640,17 +643,23 @@ apr_status apr_aprf_read_chunk(const apr_aprf *f, int64_t i, uint32_t c, void *d
 {
     apr_aprf_chunk_info k;
     APR_TRY(apr_aprf_chunk(f, i, c, &k));
+    return aprf_decode_chunk(f, i, c, f->base + k.offset, dst, scratch);
+}
+
+apr_status aprf_decode_chunk(const apr_aprf *f, int64_t i, uint32_t c, const uint8_t *stored, void *dst, void *scratch)
+{
     const apr_aprf_tensor_info *t = &f->tensors[i];
+    const apr_aprf_chunk_info k = f->chunks[t->first_chunk + c];
     const uint8_t *raw;
     if (k.stored == k.raw) {
-        raw = f->base + k.offset;  /* kept as is */
-        if (dst) memcpy(dst, raw, k.raw);
+        raw = stored;  /* kept as is */
+        if (dst && dst != stored) memcpy(dst, raw, k.raw);
     } else {
         const int filtered = t->filter != APR_FILTER_NONE;
         APR_CHECK(scratch || (dst && !filtered), APR_ERR_INVALID, "apr_aprf_read_chunk: scratch is needed");
         uint8_t *out = dst ? dst : (uint8_t *)scratch + (filtered ? t->chunk_bytes : 0);
         uint8_t *dec = filtered ? scratch : out;
-        APR_TRY(decompress(f, t, c, &k, dec));
+        APR_TRY(decompress(f, t, c, &k, stored, dec));
         if (filtered) {
             size_t rec = aprf_record_bytes(t->type);
             aprf_planes_join(out, dec, k.raw / rec, rec);

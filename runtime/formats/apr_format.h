@@ -58,6 +58,7 @@ struct apr_aprf {
     const uint8_t *base;       /* the mapping, or the caller's bytes */
     uint64_t size;
     int mapped;
+    int fd;                    /* the file, kept open for pread (-1 for memory images) */
     uint32_t version, flags, trailer_flags;
     uint64_t meta_offset, meta_size, data_offset, gguf_size;
     uint64_t gaps_offset, gaps_size, index_offset, index_size;
@@ -74,6 +75,12 @@ struct apr_aprf {
 extern const apr_source_ops aprf_source_ops;
 /* Fills f->src.info once f is validated. */
 void aprf_source_init(apr_aprf *f);
+/* apr_aprf_read_chunk with the chunk's stored bytes at `stored` (the
+ * mapping, or a copy read with pread); dst may be `stored` itself for a
+ * chunk kept as is. */
+apr_status aprf_decode_chunk(const apr_aprf *f, int64_t i, uint32_t c, const uint8_t *stored, void *dst,
+                             void *scratch);
+
 /* APR's row for source.c's list of formats. */
 extern const apr_source_format apr_aprf_source_format;
 

@@ -7,13 +7,22 @@
  * the CPU backend's weights) or range by range into the caller's buffer
  * (apr_source_tensor_read, what a GPU loader streams through pinned staging
  * buffers), decoding only the chunks the range touches, each checked
- * against its checksum. */
+ * against its checksum.
+ *
+ * tensor_read takes the stored bytes with pread, not from the mapping: a GPU
+ * load streams the whole file through it, and mapped pages it touched would
+ * stay in the process's resident set (20 GB for the 32B model) although the
+ * weights live on the device; pread copies from the page cache without
+ * mapping anything. Memory images (the fuzzers) have no descriptor and are
+ * read in place. */
 #include "formats/apr_format.h"
 #include "core/error.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static apr_aprf *of(const apr_source *s) { return (apr_aprf *)s; }
 
@@ -73,6 +82,35 @@ static apr_status tensor_data(apr_source *s, int64_t i, const void **data)
     return APR_OK;
 }
 
+/* n bytes of the file at `at` into dst. */
+static apr_status read_at(const apr_aprf *f, uint64_t at, void *dst, uint64_t n)
+{
+    uint8_t *p = dst;
+    while (n > 0) {
+        ssize_t got = pread(f->fd, p, n > ((uint64_t)1 << 30) ? (size_t)1 << 30 : (size_t)n, (off_t)at);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0)
+            return apr_error(APR_ERR_IO, "%s: reading at byte %" PRIu64 ": %s", f->path, at,
+                             got < 0 ? strerror(errno) : "the file is shorter than when it was opened");
+        p += got;
+        at += (uint64_t)got;
+        n -= (uint64_t)got;
+    }
+    return APR_OK;
+}
+
+/* Chunk c of tensor i decoded into out, its stored bytes read into `stored`
+ * (chunk-sized) first when the file has a descriptor. */
+static apr_status chunk_to(const apr_aprf *f, int64_t i, uint32_t c, uint8_t *stored, void *out, void *scratch)
+{
+    const apr_aprf_chunk_info *k = &f->chunks[f->tensors[i].first_chunk + c];
+    if (f->fd < 0) return aprf_decode_chunk(f, i, c, f->base + k->offset, out, scratch);
+    /* a chunk kept as is is read straight into place */
+    uint8_t *into = k->stored == k->raw ? out : stored;
+    APR_TRY(read_at(f, k->offset, into, k->stored));
+    return aprf_decode_chunk(f, i, c, into, out, scratch);
+}
+
 /* Decoded bytes [offset, offset + n) of tensor i: whole chunks straight into
  * dst, the partial ones at either end through a chunk-sized buffer. */
 static apr_status tensor_read(apr_source *s, int64_t i, uint64_t offset, void *dst, uint64_t n)
@@ -81,33 +119,27 @@ static apr_status tensor_read(apr_source *s, int64_t i, uint64_t offset, void *d
     const apr_aprf_tensor_info *t = &f->tensors[i];
     if (n == 0) return APR_OK;
     if (t->codec == APR_CODEC_NONE) {
+        if (f->fd >= 0) return read_at(f, f->chunks[t->first_chunk].offset + offset, dst, n);
         memcpy(dst, (const uint8_t *)t->data + offset, n);
         return APR_OK;
     }
     const uint64_t cb = t->chunk_bytes, end = offset + n;
-    uint8_t *scratch = NULL, *part = NULL;
-    if (t->filter != APR_FILTER_NONE) scratch = malloc(cb);
-    apr_status st = t->filter != APR_FILTER_NONE && !scratch
-                        ? apr_error(APR_ERR_NOMEM, "%s: out of memory reading tensor '%s'", f->path, t->name)
-                        : APR_OK;
+    /* one block: the stored bytes, the byte planes, a partial chunk */
+    uint8_t *buf = malloc(3 * cb);
+    uint8_t *stored = buf, *scratch = buf ? buf + cb : NULL, *part = buf ? buf + 2 * cb : NULL;
+    apr_status st = buf ? APR_OK : apr_error(APR_ERR_NOMEM, "%s: out of memory reading tensor '%s'", f->path, t->name);
     for (uint64_t c = offset / cb; st == APR_OK && c * cb < end; c++) {
         uint64_t begin = c * cb, raw = f->chunks[t->first_chunk + c].raw;
         uint64_t lo = offset > begin ? offset - begin : 0, hi = end < begin + raw ? end - begin : raw;
         uint8_t *out = (uint8_t *)dst + (begin + lo - offset);
         if (lo == 0 && hi == raw) {
-            st = apr_aprf_read_chunk(f, i, (uint32_t)c, out, scratch);
-            continue;
+            st = chunk_to(f, i, (uint32_t)c, stored, out, scratch);
+        } else {
+            st = chunk_to(f, i, (uint32_t)c, stored, part, scratch);
+            if (st == APR_OK) memcpy(out, part + lo, hi - lo);
         }
-        if (!part) part = malloc(cb);
-        if (!part) {
-            st = apr_error(APR_ERR_NOMEM, "%s: out of memory reading tensor '%s'", f->path, t->name);
-            break;
-        }
-        st = apr_aprf_read_chunk(f, i, (uint32_t)c, part, scratch);
-        if (st == APR_OK) memcpy(out, part + lo, hi - lo);
     }
-    free(part);
-    free(scratch);
+    free(buf);
     return st;
 }
 
