@@ -5,7 +5,7 @@
 --
 --   ./apr run bench/apr_convert.lua [MODEL.gguf] [--synth PRESET] [--dir DIR]
 --        [--codecs lz4,zstd,none] [--threads N] [--reps 3] [--device auto|cpu|cuda]
---        [--no-load] [--keep]
+--        [--no-load] [--keep] [--filters]
 --
 -- MODEL defaults to the default model (models/); --synth PRESET writes
 -- `apr synth --preset PRESET --layout q4_k_m` into DIR first (kept and
@@ -15,6 +15,10 @@
 -- source's SHA-256 computed during the conversion (no sidecar: the worst
 -- case), timed from start to the renamed file; GB/s are source bytes per
 -- second. Then APR -> GGUF, whose output must hash to the source's digest.
+--
+-- --filters adds conversions with each filter forced (lz4 and zstd, with and
+-- without byte planes) and a table of their ratios per tensor type: the
+-- measurement behind the writer's default (byte planes with zstd only).
 --
 -- Loads: each load runs in a fresh child process (`--child-load`) that
 -- records its RSS after the CUDA runtime is up (the baseline), loads the
@@ -79,6 +83,7 @@ do
     while i <= #arg do
         local a = arg[i]
         if a == "--no-load" then opts.no_load = true; i = i + 1
+        elseif a == "--filters" then opts.filters = true; i = i + 1
         elseif a == "--keep" then opts.keep = true; i = i + 1
         elseif a:match("^%-%-") then
             local k = a:sub(3)
@@ -127,6 +132,27 @@ for _, codec in ipairs(codecs) do
     files[#files + 1] = { label = "APR " .. codec, path = out }
     io.stderr:write(string.format("  %-5s %.1f s (%.2f GB/s), back %.1f s\n", codec, r.seconds, r.input_bytes / r.seconds / 1e9,
         x.seconds))
+end
+
+local variants = {}
+if opts.filters then
+    for _, codec in ipairs({ "lz4", "zstd" }) do
+        for _, filter in ipairs({ "none", "byteplane" }) do
+            local out = string.format("%s/bench-%s-%s.apr", opts.dir, codec, filter)
+            local t0 = now()
+            local r, err = convert.run(model, out, { compression = codec, filter = filter, sidecar = false,
+                threads = opts.threads > 0 and opts.threads or nil })
+            if not r then fail("convert %s %s: %s", codec, filter, err) end
+            -- decoding cost: every chunk of the file checked (decoded) once
+            local t1 = now()
+            local v
+            v, err = convert.verify(out, { threads = opts.threads > 0 and opts.threads or nil })
+            if not v then fail("verify %s %s: %s", codec, filter, err) end
+            variants[#variants + 1] = { label = codec .. (filter == "byteplane" and "+bp" or ""), r = r,
+                write_s = t1 - t0, read_s = now() - t1 }
+            os.remove(out)
+        end
+    end
 end
 
 -- ------------------------------------------------------------ loads
@@ -211,6 +237,35 @@ for _, ty in ipairs(types) do
     local row = string.format("%-6s %12.4f", ty, by[ty].bytes / 1e9)
     for _, r in ipairs(results) do row = row .. string.format(" %7.2f%%", 100 * (by[ty][r.codec] or 1)) end
     line("%s", row)
+end
+if #variants > 0 then
+    line("")
+    line("byte planes (bp) on and off: stored / raw bytes per tensor type; seconds to write, and to read back")
+    local vtypes, vby = {}, {}
+    for _, v in ipairs(variants) do
+        for _, t in ipairs(v.r.by_type) do
+            if not vby[t.type] then vby[t.type] = { bytes = t.bytes }; vtypes[#vtypes + 1] = t.type end
+            vby[t.type][v.label] = t.ratio
+        end
+    end
+    table.sort(vtypes, function(x, y) return vby[x].bytes > vby[y].bytes end)
+    local vh = string.format("%-6s", "type")
+    for _, v in ipairs(variants) do vh = vh .. string.format(" %8s", v.label) end
+    line("%s", vh)
+    for _, ty in ipairs(vtypes) do
+        local row = string.format("%-6s", ty)
+        for _, v in ipairs(variants) do row = row .. string.format(" %7.2f%%", 100 * (vby[ty][v.label] or 1)) end
+        line("%s", row)
+    end
+    local all, ws, rs = string.format("%-6s", "all"), string.format("%-6s", "write"), string.format("%-6s", "read")
+    for _, v in ipairs(variants) do
+        all = all .. string.format(" %7.2f%%", 100 * v.r.stored_bytes / v.r.tensor_bytes)
+        ws = ws .. string.format(" %7.2fs", v.write_s)
+        rs = rs .. string.format(" %7.2fs", v.read_s)
+    end
+    line("%s", all)
+    line("%s", ws)
+    line("%s", rs)
 end
 if not opts.no_load then
     line("")
