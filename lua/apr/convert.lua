@@ -59,7 +59,7 @@ function M.ratios(f)
             by[t.type] = a
         end
         for _, x in ipairs({ a, all }) do
-            x.tensors, x.bytes, x.stored = x.tensors + 1, x.bytes + t.bytes, x.stored + t.stored
+            x.tensors, x.bytes, x.stored = x.tensors + 1, x.bytes + t.bytes, x.stored + t.stored_bytes
             if t.codec ~= "none" then x.compressed = x.compressed + 1 end
         end
     end
@@ -88,8 +88,12 @@ local function to_apr(input, output, opts)
         if hex and fresh then known = hex end
     end
     p.source_sha256 = known
+    local g = C.apr_source_gguf(src:handle(), 0)
+    if g == nil or #src.files ~= 1 then
+        return nil, string.format("%s: APR converts one GGUF file; this is a split model of %d files", input, #src.files)
+    end
     local t0 = now()
-    local s = C.apr_aprf_writer_new(src:handle(), output, p, writer_box)
+    local s = C.apr_aprf_writer_new(g, output, p, writer_box)
     if s ~= 0 then return core.failure(s) end
     local w = ffi.gc(writer_box[0], C.apr_aprf_writer_free)
     local ok, why = drive(C.apr_aprf_writer_step, w, opts)
@@ -126,7 +130,7 @@ local function to_gguf(input, output, opts)
     local f, err = file.open(input)
     if not f then return nil, err end
     local t0 = now()
-    local s = C.apr_aprf_export_new(f:handle(), output, opts.threads or 0, export_box)
+    local s = C.apr_aprf_export_new(C.apr_source_aprf(f:handle()), output, opts.threads or 0, export_box)
     if s ~= 0 then return core.failure(s) end
     local x = ffi.gc(export_box[0], C.apr_aprf_export_free)
     local ok, why = drive(C.apr_aprf_export_step, x, opts)
@@ -187,7 +191,7 @@ function M.verify(path, opts)
         done = done + t.bytes
         if opts.progress then opts.progress(done, total) end
     end
-    local sha, why = checksum.compute(f, tonumber(C.apr_aprf_hashed_size(f:handle())))
+    local sha, why = checksum.compute(f, 1, f.hashed_size)
     if not sha then return nil, why end
     if sha ~= f.file_sha256 then
         return nil, string.format("%s: SHA-256 of the file before its trailer is %s, but it records %s", path, sha,

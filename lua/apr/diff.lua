@@ -26,9 +26,9 @@ local PREFIX = { [tonumber(C.APR_GGUF_STRING)] = 8, [tonumber(C.APR_GGUF_ARRAY)]
 
 -- key -> { bytes = encoded value, type = number } of every key of f.
 local function encoded(f)
-    local h, out, order = f._h, {}, {}
-    for i = 0, tonumber(C.apr_gguf_n_kv(h)) - 1 do
-        core.check(C.apr_gguf_kv(h, i, key_box, value))
+    local h, out, order = f:handle(), {}, {}
+    for i = 0, tonumber(C.apr_source_n_kv(h)) - 1 do
+        core.check(C.apr_source_kv(h, i, key_box, value))
         local key, t = ffi.string(key_box[0]), tonumber(value.type)
         local pre = PREFIX[t] or 0
         out[key] = { type = t, bytes = ffi.string(ffi.cast(u8p, value.data) - pre, tonumber(value.size)) }
@@ -97,14 +97,6 @@ local function same_shape(x, y)
     return true
 end
 
--- Frees decoded tensor memory now: decoded buffers of a large model would
--- otherwise pile up faster than the collector, which cannot see their size.
-local function release(owner)
-    if type(owner) == "cdata" then
-        ffi.gc(owner, nil)
-        C.apr_free(owner)
-    end
-end
 
 local function compare_tensors(a, b, opts)
     local ta, tb = a:tensors(), b:tensors()
@@ -123,13 +115,14 @@ local function compare_tensors(a, b, opts)
                 a = x.type .. " " .. shape_text(x.shape), b = y.type .. " " .. shape_text(y.shape) }
         else
             if C.apr_interrupted() ~= 0 then return nil, "interrupted" end
-            local pa, _, oa = a:tensor_data(x.name)
-            if not pa then return nil, _ end
-            local pb, eb, ob = b:tensor_data(y.name)
-            if not pb then release(oa) return nil, eb end
+            local pa, ea = a:tensor_data(x.name)
+            if not pa then return nil, ea end
+            local pb, eb = b:tensor_data(y.name)
+            if not pb then a:release_tensor(x.name) return nil, eb end
             local s = C.apr_tensor_compare(x.dtype, pa, y.dtype, pb, x.elements, cmp)
-            release(oa)
-            release(ob)
+            -- one decoded tensor at a time, whatever the model's size
+            a:release_tensor(x.name)
+            b:release_tensor(y.name)
             r.compared = r.compared + 1
             if s ~= 0 then
                 local _, msg = core.failure(s)
@@ -164,6 +157,7 @@ local function describe(f)
     if f.format == "APR" then
         local codecs = {}
         for _, t in ipairs(f:tensors()) do codecs[t.codec] = true end
+        d.source_sha256 = f.source_sha256
         local list = {}
         for c in pairs(codecs) do list[#list + 1] = c end
         table.sort(list)

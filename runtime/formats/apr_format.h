@@ -81,8 +81,6 @@ void aprf_source_init(apr_aprf *f);
 apr_status aprf_decode_chunk(const apr_aprf *f, int64_t i, uint32_t c, const uint8_t *stored, void *dst,
                              void *scratch);
 
-/* APR's row for source.c's list of formats. */
-extern const apr_source_format apr_aprf_source_format;
 
 static inline void aprf_put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static inline void aprf_put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }

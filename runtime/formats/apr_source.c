@@ -206,5 +206,10 @@ static apr_status open_memory(const void *data, size_t size, apr_source **out)
     return APR_OK;
 }
 
+const apr_aprf *apr_source_aprf(const apr_source *s)
+{
+    return s && s->ops == &aprf_source_ops ? (const apr_aprf *)s : NULL;
+}
+
 const apr_source_format apr_aprf_source_format = { .name = "APR", .probe = probe, .open = open_path,
                                                    .open_memory = open_memory };

@@ -42,6 +42,10 @@ typedef struct apr_source_ops {
      * hold NUL bytes (source.c's get_str refuses those); `data` of every
      * value, nested arrays included, stays valid until close. */
     apr_status (*kv)(const apr_source *s, int64_t i, const char **key, apr_gguf_value *out);
+    /* Key i's value as a NUL-terminated string kept until close (source.c
+     * checked it is a STRING holding no NUL byte); NULL only when out of
+     * memory. */
+    const char *(*str)(const apr_source *s, int64_t i);
     /* Element i of an array value this source returned (i < array->len;
      * the caller checked both). */
     apr_status (*array_get)(const apr_source *s, const apr_gguf_value *array, uint64_t i, apr_gguf_value *out);
@@ -98,5 +102,7 @@ typedef struct apr_source_format {
 
 /* GGUF: one file, or a split set read as one source (formats/gguf_source.c). */
 extern const apr_source_format apr_gguf_source_format;
+/* APR v2 (formats/apr_source.c, docs/apr-format.md). */
+extern const apr_source_format apr_aprf_source_format;
 
 #endif

@@ -657,6 +657,10 @@ apr_status apr_aprf_read_chunk(const apr_aprf *f, int64_t i, uint32_t c, void *d
  * checks) the mapping's bytes. */
 apr_status apr_aprf_read_tensor(const apr_aprf *f, int64_t i, void *dst, int threads);
 
+/* The APR file behind a model source (apr_source_open of an APR file), or
+ * NULL for another container: for what only APR has (chunks, digests). */
+const apr_aprf *apr_source_aprf(const apr_source *s);
+
 const char *apr_codec_name(int codec);    /* "none", "lz4", "zstd"; NULL for others */
 const char *apr_filter_name(int filter);  /* "none", "byteplane"; NULL for others */
 /* The checksum an APR file records for n bytes (XXH3-64, seed 0). */
@@ -722,7 +726,7 @@ void apr_aprf_export_free(apr_aprf_export *x);
 /* Tokenizer (runtime/model/tokenizer.c, detok.c)                        */
 /* ===================================================================== */
 
-/* A byte-level BPE tokenizer built from a GGUF file's tokenizer.ggml.*
+/* A byte-level BPE tokenizer built from a model file's tokenizer.ggml.*
  * metadata (docs/tokenizer.md). It copies what it needs, so the file may be
  * closed afterwards. Immutable once built: any number of threads may
  * tokenize with one tokenizer at once. */
@@ -758,13 +762,13 @@ typedef enum apr_detok_flags {
     APR_DETOK_SKIP_CONTROL = 1
 } apr_detok_flags;
 
-/* Builds the tokenizer of f: tokenizer.ggml.model must be "gpt2" (byte-level
+/* Builds the tokenizer of source f: tokenizer.ggml.model must be "gpt2" (byte-level
  * BPE) and tokenizer.ggml.pre a split apr implements (qwen2, llama-bpe,
  * smollm, gpt-2 and their aliases); anything else is APR_ERR_UNSUPPORTED
  * naming the value. A missing key is APR_ERR_NOT_FOUND naming it; malformed
  * values APR_ERR_FORMAT. On success the caller frees *out with
  * apr_tokenizer_free; on failure *out is NULL. */
-apr_status apr_tokenizer_from_gguf(const apr_gguf *f, apr_tokenizer **out);
+apr_status apr_tokenizer_from_source(const apr_source *f, apr_tokenizer **out);
 void apr_tokenizer_free(apr_tokenizer *t);
 
 /* Vocabulary size (ids are 0 .. n_vocab-1). */
@@ -835,6 +839,56 @@ apr_status apr_detok_push(apr_detok *d, int32_t id, const char **text, size_t *l
 apr_status apr_detok_flush(apr_detok *d, const char **text, size_t *len);
 /* Drops what is held back and starts over. */
 void apr_detok_reset(apr_detok *d);
+
+/* ===================================================================== */
+/* Architectures (runtime/model/arch.c)                                  */
+/* ===================================================================== */
+
+/* The tensors a model of each architecture apr runs has, with shapes that
+ * follow from its hyperparameters: the one description the loader binds
+ * from, `apr verify` checks against and `apr synth` writes. */
+
+/* What a tensor is for. */
+typedef enum apr_tensor_role {
+    APR_ROLE_EMBEDDING = 0,   /* token_embd: a row per token, looked up by id */
+    APR_ROLE_NORM = 1,        /* an RMSNorm gain (vector) */
+    APR_ROLE_WEIGHT = 2,      /* a linear layer's matrix */
+    APR_ROLE_BIAS = 3,        /* a linear layer's bias (vector) */
+    APR_ROLE_OUTPUT = 4       /* output.weight: hidden state to logits */
+} apr_tensor_role;
+
+/* The hyperparameters shapes are made of. */
+typedef struct apr_arch_dims {
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+} apr_arch_dims;
+
+/* One tensor an architecture has. */
+typedef struct apr_expected_tensor {
+    char name[64];            /* "blk.3.attn_q.weight" */
+    const char *kind;         /* the name's stem: "token_embd", "attn_q", "ffn_down", "output" (static) */
+    int layer;                /* its block, -1 outside the blocks */
+    int role;                 /* apr_tensor_role */
+    int n_dims;               /* 1 (a vector) or 2 (a matrix) */
+    int64_t ne[2];            /* GGUF order: ne[0] the inputs (a row's length), ne[1] the outputs (1 for vectors) */
+    int required;             /* 0: may be absent (output.weight: tied to token_embd; Llama's q/k/v biases) */
+} apr_expected_tensor;
+
+/* 1 if apr has a tensor table for general.architecture arch ("qwen2",
+ * "llama"), else 0. */
+int apr_arch_supported(const char *arch);
+/* How many tensors arch has with n_layer blocks (optional ones included);
+ * -1 for an architecture without a table or a negative n_layer. */
+int64_t apr_arch_n_tensors(const char *arch, int n_layer);
+/* Tensor i (0 <= i < apr_arch_n_tensors) of arch with the hyperparameters
+ * d, in the order apr synth writes them: token_embd, each block's
+ * tensors, output_norm, output. APR_ERR_UNSUPPORTED for an architecture
+ * without a table, APR_ERR_RANGE for a bad i. */
+apr_status apr_arch_tensor(const char *arch, const apr_arch_dims *d, int64_t i, apr_expected_tensor *out);
+/* 1 if a tensor of this role may be of element type dtype: norms and
+ * biases F32; matrices the types apr's products take. */
+int apr_arch_type_allowed(int role, int dtype);
+/* Those types as text for messages ("F32, F16, BF16, Q4_0, ..."); static. */
+const char *apr_arch_types(int role);
 
 /* ===================================================================== */
 /* Models and inference contexts (runtime/model/)                        */

@@ -1,8 +1,9 @@
 /* model.c — loading a model: the file, its tokenizer, a backend, the weights.
  *
- * The GGUF file stays open for the model's life: on the CPU the weights are
- * its mmap (never copied), and the tokenizer's and template's strings point
- * into it. */
+ * The file is read through the model-source interface (apr_source: GGUF,
+ * split GGUF, other containers by their magic) and stays open for the
+ * model's life: on the CPU the weights are its mapped bytes (never copied),
+ * and the template's string points into it. */
 #include "model/model.h"
 
 #include <stdlib.h>
@@ -49,22 +50,22 @@ static apr_status load(const char *path, const apr_model_params *params, int che
     m->path = strdup(path);
     m->vocab_only = p->vocab_only != 0;
     apr_status s = m->path ? APR_OK : apr_error(APR_ERR_NOMEM, "cannot allocate a model");
-    if (s == APR_OK) s = apr_gguf_open(path, &m->file);
+    if (s == APR_OK) s = apr_source_open(path, &m->src);
     if (s == APR_OK) {
-        s = apr_tokenizer_from_gguf(m->file, &m->tok);
+        s = apr_tokenizer_from_source(m->src, &m->tok);
         if (s != APR_OK) s = apr_error(s, "%s: %s", path, apr_last_error());
     }
     if (s == APR_OK) {
         const char *name = "", *tmpl = NULL;
-        apr_gguf_get_str(m->file, "general.name", &name);
+        apr_source_get_str(m->src, "general.name", &name);
         m->name = strdup(name);
-        if (apr_gguf_get_str(m->file, "tokenizer.chat_template", &tmpl) == APR_OK) m->chat_template = tmpl;
+        if (apr_source_get_str(m->src, "tokenizer.chat_template", &tmpl) == APR_OK) m->chat_template = tmpl;
         if (!m->name) s = apr_error(APR_ERR_NOMEM, "cannot allocate a model");
     }
     if (s == APR_OK) {
         /* a vocabulary file's hyperparameters may be placeholders: only a
          * model that runs needs them */
-        s = apr_qwen2_hparams(m->file, path, &m->hp);
+        s = apr_qwen2_hparams(m->src, path, &m->hp);
         if (m->vocab_only) {
             if (s != APR_OK) memset(&m->hp, 0, sizeof m->hp);
             m->hp.n_vocab = apr_tokenizer_n_vocab(m->tok);
@@ -116,7 +117,7 @@ void apr_model_free(apr_model *m)
     if (m->backend) m->backend->destroy(m->backend);
     free(m->layers);
     apr_tokenizer_free(m->tok);
-    apr_gguf_close(m->file);
+    apr_source_close(m->src);
     free(m->name);
     free(m->path);
     free(m);

@@ -8,9 +8,7 @@ local M = {}
 M.spec = {
     usage = "apr info FILE [--json] [--format] [--no-hash]",
     summary = "Show a model file's name, format, quantization, size, parameters and SHA256.",
-    description = "Reads GGUF and APR files; for APR it adds the codecs, the bytes they saved and\n" ..
-                  "the source GGUF's size and SHA256 (docs/apr-format.md).\n" ..
-                  "The SHA256 of a large file takes a while the first time (progress is shown on\n" ..
+    description = "The SHA256 of a large file takes a while the first time (progress is shown on\n" ..
                   "a terminal; Ctrl+C stops it); it is then cached in FILE.sha256, or under\n" ..
                   "$XDG_CACHE_HOME/apr/sha256 when the file's folder is read-only.",
     options = {
@@ -32,8 +30,11 @@ local function gather(f, hash)
     local params = mi.param_count(tensors)
     local info = {
         path = f.path,
-        model = type(hp.name) == "string" and hp.name or (f.path:match("([^/]+)$"):gsub("%.gguf$", ""):gsub("%.apr$", "")),
+        model = type(hp.name) == "string" and hp.name
+            or (f.path:match("([^/]+)$"):gsub("%-%d%d%d%d%d%-of%-%d%d%d%d%d%.gguf$", ""):gsub("%.gguf$", "")
+                :gsub("%.apr$", "")),
         format = f.format .. " v" .. f.version,
+        files = #f.files,
         quantization = mi.quantization(f, tensors),
         size = f.size,
         parameters = params,
@@ -46,8 +47,8 @@ local function gather(f, hash)
         vocab = hp.n_vocab,
         tensors = #tensors,
     }
-    if f.format == "APR" then
-        -- what the container adds: codecs, how much they saved, the source
+    if f.gguf_version then
+        -- what APR adds: codecs, the bytes they saved, the source
         local _, all = require("apr.convert").ratios(f)
         local codecs = {}
         for _, t in ipairs(tensors) do codecs[t.codec] = (codecs[t.codec] or 0) + 1 end
@@ -104,7 +105,13 @@ function M.run(opts)
         add("Source", string.format("%s, %s", info.source_format, mi.format_size(info.source_size)))
         add("Source SHA256", info.source_sha256)
     end
-    add("SHA256", info.sha256)
+    if #f.files > 1 then
+        add("Files", string.format("%d (a split model)", #f.files))
+        -- one digest per part, as each part is published and checked
+        for k, hex in ipairs(info.sha256 or {}) do add("SHA256", hex .. "  " .. f.files[k].path:match("[^/]*$")) end
+    else
+        add("SHA256", info.sha256)
+    end
     io.stdout:write(table.concat(lines, "\n"), "\n")
     return 0
 end

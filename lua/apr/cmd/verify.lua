@@ -18,10 +18,11 @@ M.spec = {
                   "would refuse: hyperparameters, tokenizer, each tensor's presence, shape and\n" ..
                   "type). Shapes: every tensor the architecture needs, with the shape its\n" ..
                   "hyperparameters give (all mismatches, not just the first).\n" ..
-                  "APR files: every chunk is decoded and checked against its checksum.\n" ..
+                  "APR files: every chunk is decoded and checked against its checksum, and\n" ..
+                  "--checksum alone compares the SHA256 of the bytes before its trailer with the\n" ..
+                  "digest the trailer records.\n" ..
                   "--checksum HEX compares the SHA256 with HEX; --checksum alone compares it\n" ..
-                  "with the digest recorded in the sidecar (FILE.sha256, or the cache), or for\n" ..
-                  "an APR file the SHA256 of its bytes with the one its trailer records.\n" ..
+                  "with the digest recorded in the sidecar (FILE.sha256, or the cache).\n" ..
                   "--deep reads every block and fails on a NaN or Inf scale or value.",
     options = {
         { "checksum", help = "compare the SHA256 with HEX (the next argument) or the recorded digest" },
@@ -50,15 +51,17 @@ end
 
 local function structure_checks(f, report)
     local tensors = f:tensors()
-    if f.format == "APR" then
+    local parts = #f.files > 1 and string.format(" in %d files", #f.files) or ""
+    if f.gguf_version then
         report("ok", "header", string.format("APR v%d of a GGUF v%d, %d keys, %d tensors", f.version, f.gguf_version,
             #f:keys(), #tensors))
         report("ok", "tensor data", string.format("%d tensors in %d chunks inside the file (%d bytes), none overlapping",
             #tensors, f.n_chunks, f.size))
     else
-        report("ok", "header", string.format("GGUF v%d, %d keys, %d tensors", f.version, #f:keys(), #tensors))
-        report("ok", "tensor data", string.format("%d tensors inside the file (%d bytes), aligned to %d",
-            #tensors, f.size, f.alignment))
+        report("ok", "header", string.format("%s v%d, %d keys, %d tensors%s", f.format, f.version, #f:keys(), #tensors,
+            parts))
+        report("ok", "tensor data", string.format("%d tensors inside the %s (%d bytes), aligned to %d",
+            #tensors, #f.files > 1 and "files" or "file", f.size, f.alignment))
     end
     local seen, names = {}, {}
     for _, t in ipairs(tensors) do
@@ -95,6 +98,8 @@ local function structure_checks(f, report)
     return tensors
 end
 
+-- The SHA256 of file k of f (a split model has one per part) against want
+-- or, without it, the digest its sidecar records.
 -- APR: every chunk decodes to the XXH3 checksum of its raw bytes.
 local function chunk_check(f, tensors, report)
     local progress = require("apr._term").progress("chunks")
@@ -121,7 +126,7 @@ end
 -- APR without a digest given: the SHA-256 its trailer records for the
 -- bytes before it.
 local function apr_checksum_check(f, report)
-    local got, err = checksum.compute(f, tonumber(C.apr_aprf_hashed_size(f:handle())))
+    local got, err = checksum.compute(f, 1, f.hashed_size)
     if not got then cli.fail("%s: SHA256 %s", f.path, err) end
     if got == f.file_sha256 then
         report("ok", "sha256", got .. " matches the digest the file records")
@@ -131,25 +136,27 @@ local function apr_checksum_check(f, report)
     end
 end
 
-local function checksum_check(f, want, report)
-    if f.format == "APR" and not want then return apr_checksum_check(f, report) end
+local function checksum_check(f, want, report, k)
+    if f.gguf_version and not want then return apr_checksum_check(f, report) end
+    local path = f.files[k].path
+    local check = #f.files > 1 and string.format("sha256 %d/%d", k, #f.files) or "sha256"
     local source = "given digest"
     if not want then
         local fresh
-        want, fresh = checksum.recorded(f.path)
+        want, fresh = checksum.recorded(path)
         if not want then
-            return report("FAIL", "sha256", "no recorded digest for " .. f.path ..
+            return report("FAIL", check, "no recorded digest for " .. path ..
                 " (run 'apr info' once, or pass the expected digest: --checksum HEX)")
         end
         source = fresh and "recorded digest" or "digest recorded before the file last changed"
     end
-    local got, err = checksum.compute(f)
-    if not got then cli.fail("%s: SHA256 %s", f.path, err) end
+    local got, err = checksum.compute(f, k)
+    if not got then cli.fail("%s: SHA256 %s", path, err) end
     if got == want then
-        checksum.store(f.path, got)
-        report("ok", "sha256", got .. " matches the " .. source)
+        checksum.store(path, got)
+        report("ok", check, got .. " matches the " .. source)
     else
-        report("FAIL", "sha256", string.format("%s, but the %s is %s", got, source, want))
+        report("FAIL", check, string.format("%s, but the %s is %s", got, source, want))
     end
 end
 
@@ -160,13 +167,13 @@ local function deep_check(f, tensors, report)
     local total, done, skipped, bad = 0, 0, {}, nil
     for _, t in ipairs(tensors) do total = total + t.bytes end
     for _, t in ipairs(tensors) do
-        local data, err, owner = f:tensor_data(t.name)
+        local data, err = f:tensor_data(t.name)
         if not data then
             progress.finish()
             return report("FAIL", "deep", err)
         end
         local s = C.apr_dtype_check_finite(t.dtype, data, t.elements, bad_box)
-        if type(owner) == "cdata" then ffi.gc(owner, nil); C.apr_free(owner) end
+        f:release_tensor(t.name)  -- one decoded tensor at a time
         if s == C.APR_ERR_CANCELLED then
             progress.finish()
             cli.fail("interrupted")
@@ -199,8 +206,14 @@ function M.run(opts)
         end
     end
     local tensors = structure_checks(f, report)
-    if f.format == "APR" then chunk_check(f, tensors, report) end
-    if opts.checksum then checksum_check(f, want, report) end
+    if f.gguf_version then chunk_check(f, tensors, report) end
+    if opts.checksum then
+        if want and #f.files > 1 then
+            args.usage_error("%s is a split model of %d files: --checksum alone checks each against its recorded " ..
+                "digest", path, #f.files)
+        end
+        for k = 1, #f.files do checksum_check(f, want, report, k) end
+    end
     if opts.deep then deep_check(f, tensors, report) end
     if opts.json then
         io.stdout:write(require("cjson").encode({ path = path, ok = failed == 0, checks = results }), "\n")

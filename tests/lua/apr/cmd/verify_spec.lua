@@ -22,8 +22,8 @@ local function rewritten(path, out, edit)
     core.check(C.apr_gguf_writer_new(box))
     local w = ffi.gc(box[0], C.apr_gguf_writer_free)
     local key, v = ffi.new("const char *[1]"), ffi.new("apr_gguf_value")
-    for i = 0, tonumber(C.apr_gguf_n_kv(f:handle())) - 1 do
-        core.check(C.apr_gguf_kv(f:handle(), i, key, v))
+    for i = 0, tonumber(C.apr_source_n_kv(f:handle())) - 1 do
+        core.check(C.apr_source_kv(f:handle(), i, key, v))
         core.check(C.apr_gguf_writer_add_value(w, key[0], v))
     end
     local ts = f:tensors()

@@ -1,4 +1,4 @@
--- aprfile_spec.lua — apr.open on an APR file answers what it does for the
+-- file_apr_spec.lua — apr.open on an APR file answers what it does for the
 -- GGUF it came from: the same metadata values, tensor table and tensor
 -- values; plus codecs, stored sizes and the recorded digests.
 local h = require "tests.lua.helpers"
@@ -31,7 +31,7 @@ describe("apr.open on an APR file", function()
             assert.equal(t.bytes, at[i].bytes)
             assert.equal(t.offset, at[i].offset)
             assert.truthy(at[i].codec == "zstd" or at[i].codec == "none")
-            assert.is_true(at[i].stored <= t.bytes)
+            assert.is_true(at[i].stored_bytes <= t.bytes)
             -- the values, decoded
             local x, y = g:tensor(t.name), a:tensor(t.name)
             assert.equal(x:nbytes(), y:nbytes())
