@@ -35,6 +35,15 @@ static apr_status kv(const apr_source *s, int64_t i, const char **key, apr_gguf_
     return apr_gguf_kv(of(s)->meta, i, key, out);
 }
 
+/* The GGUF reader keeps a NUL-terminated copy of every string value. */
+static const char *str(const apr_source *s, int64_t i)
+{
+    const char *key, *out = NULL;
+    apr_gguf_value v;
+    if (apr_gguf_kv(of(s)->meta, i, &key, &v) != APR_OK) return NULL;
+    return apr_gguf_get_str(of(s)->meta, key, &out) == APR_OK ? out : NULL;
+}
+
 static apr_status array_get(const apr_source *s, const apr_gguf_value *array, uint64_t i, apr_gguf_value *out)
 {
     return apr_gguf_array_get(of(s)->meta, array, i, out);
@@ -163,6 +172,7 @@ const apr_source_ops aprf_source_ops = {
     .close = close_source,
     .find_kv = find_kv,
     .kv = kv,
+    .str = str,
     .array_get = array_get,
     .tensor = tensor,
     .find_tensor = find_tensor,

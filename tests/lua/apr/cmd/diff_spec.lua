@@ -18,8 +18,9 @@ local function altered(dir)
     core.check(C.apr_gguf_writer_new(box))
     local w = ffi.gc(box[0], C.apr_gguf_writer_free)
     local key, v = ffi.new("const char *[1]"), ffi.new("apr_gguf_value")
-    for i = 0, tonumber(C.apr_gguf_n_kv(f:handle())) - 1 do
-        core.check(C.apr_gguf_kv(f:handle(), i, key, v))
+    local g = C.apr_source_gguf(f:handle(), 0)
+    for i = 0, tonumber(C.apr_gguf_n_kv(g)) - 1 do
+        core.check(C.apr_gguf_kv(g, i, key, v))
         local k = ffi.string(key[0])
         if k == "tokenizer.chat_template" then
             core.check(C.apr_gguf_writer_add_str(w, k, "{{ messages }}", 14))

@@ -172,7 +172,7 @@ describe("apr verify on an APR file", function()
         assert.truthy(r.out:find("FAIL  chunks       " .. path .. ": tensor 'blk.1.ffn_up.weight' chunk 0 of 1: ", 1, true),
             r.out)
         assert.truthy(r.out:find("FAIL  sha256 ", 1, true), r.out)
-        assert.truthy(r.err:find("2 of 6 checks failed", 1, true), r.err)
+        assert.truthy(r.err:find("2 of 7 checks failed (chunks: ", 1, true), r.err)
         h.rmtree(dir)
     end)
 end)
