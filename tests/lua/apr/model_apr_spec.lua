@@ -65,6 +65,27 @@ describe("a model loaded from APR", function()
         h.rmtree(dir)
     end)
 
+    it("on the GPU streams through staging and gives the GGUF's greedy ids", function()
+        if require("apr.core").C.apr_device_count() == 0 then return pending("no CUDA device") end
+        local dir = h.tmpdir()
+        for _, name in ipairs({ "gqa5-q4_k_m.gguf", "tiny-q8_0.gguf" }) do
+            local src = "tests/fixtures/models/" .. name
+            for _, codec in ipairs({ "none", "lz4", "zstd" }) do
+                local out = dir .. "/" .. codec .. ".apr"
+                assert.equal(0, h.apr("convert " .. src .. " -o " .. out .. " --compression " .. codec ..
+                    " --chunk-size 64K").code)
+                local g = assert(apr.load(src, { device = "cuda", ctx = 256 }))
+                local a = assert(apr.load(out, { device = "cuda", ctx = 256 }))
+                assert.equal("cuda", a.info.device)
+                local prompt = "fn fibonacci(n: u64) -> u64 {"
+                assert.same(greedy(g, prompt, 16), greedy(a, prompt, 16))
+                g, a = nil, nil
+                collectgarbage()
+            end
+        end
+        h.rmtree(dir)
+    end)
+
     it("is what apr pass answers from, the same text as from the GGUF", function()
         local dir = h.tmpdir()
         local src = "tests/fixtures/models/tiny-q4_k_m.gguf"
