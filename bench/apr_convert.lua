@@ -23,9 +23,11 @@
 -- Loads: each load runs in a fresh child process (`--child-load`) that
 -- records its RSS after the CUDA runtime is up (the baseline), loads the
 -- model, decodes a 1-token prompt and reads its first token, then reports
--- the seconds and its peak RSS (VmHWM). Files alternate within each
--- repetition (GGUF, APR none, APR lz4, ...), so a busy machine slows all
--- alike; the table gives medians and each APR file's ratio to the GGUF.
+-- the seconds and its peak RSS (VmHWM). Codecs are taken one at a time
+-- (convert, convert back, loads, remove: the disk holds at most the GGUF,
+-- one APR file and the copy back), and within a codec the GGUF and the APR
+-- file alternate, so a busy machine slows both alike; the table gives
+-- medians and the APR file's ratio to the GGUF measured beside it.
 -- Warm: after one unmeasured load of each. Cold: page cache dropped before
 -- every load (needs root and a writable /proc/sys/vm/drop_caches; else
 -- reported as not measured).
@@ -113,12 +115,80 @@ local threads = opts.threads > 0 and opts.threads or 0  -- 0: the pool's default
 
 local function gb(n) return string.format("%.2f", n / 1e9) end
 
--- ------------------------------------------------------------ conversion
+-- ------------------------------------------------------------ loads
 
-io.stderr:write(string.format("model %s (%s GB), %s\n", model, gb(gguf.size), threads > 0 and (threads .. " threads") or "all threads"))
-local results, files = {}, { { label = "GGUF", path = model } }
+local function child_load(path)
+    local p = io.popen(string.format("'%s' run bench/apr_convert.lua --child-load '%s' %s", apr_bin, path, opts.device))
+    local out = p:read("*a")
+    p:close()
+    local ok, j = pcall(cjson.decode, out)
+    if not ok then fail("load of %s failed: %s", path, out) end
+    return j
+end
+
+local function drop_caches()
+    os.execute("sync")
+    local f = io.open("/proc/sys/vm/drop_caches", "w")
+    if not f then return false end
+    local ok = f:write("3\n")
+    f:close()
+    return ok ~= nil
+end
+
+-- Loads of each file in `list`, alternated: warm (after one unmeasured
+-- load of each), then cold when caches can be dropped.
+local function measure_loads(list)
+    local out = {}
+    for _, f in ipairs(list) do
+        child_load(f.path)
+        out[f.label] = { warm = {}, cold = {}, rss = {} }
+    end
+    for _ = 1, opts.reps do
+        for _, f in ipairs(list) do
+            local j, l = child_load(f.path), out[f.label]
+            l.warm[#l.warm + 1] = j.first_token
+            l.rss[#l.rss + 1] = j.peak_rss - j.base_rss
+            l.token = l.token or j.token
+            if l.token ~= j.token then fail("%s: first token %s, earlier %s", f.label, j.token, l.token) end
+            l.device = j.device
+        end
+    end
+    out.cold_measured = drop_caches()
+    if out.cold_measured then
+        for _ = 1, opts.reps do
+            for _, f in ipairs(list) do
+                drop_caches()
+                local l = out[f.label]
+                l.cold[#l.cold + 1] = child_load(f.path).first_token
+            end
+        end
+    end
+    return out
+end
+
+-- Free bytes where path lives (df), or nil.
+local function free_bytes(dir)
+    local p = io.popen("df -B1 --output=avail '" .. dir .. "' 2>/dev/null | tail -1")
+    local n = tonumber((p:read("*a") or ""):match("%d+"))
+    p:close()
+    return n
+end
+
+-- ------------------------------------------------------------ per codec
+-- One codec at a time: convert, convert back (checked against the source's
+-- SHA-256), then the loads of the GGUF and this APR file alternated, then
+-- the APR file is removed: at most the GGUF, one APR file and one copy
+-- back exist at once (the 32B's three are 60 GB).
+
+io.stderr:write(string.format("model %s (%s GB)\n", model, gb(gguf.size)))
+local results = {}
 for _, codec in ipairs(codecs) do
     local out = string.format("%s/bench-%s.apr", opts.dir, codec)
+    local free = free_bytes(opts.dir)
+    if free and free < 2.05 * gguf.size then
+        fail("%s has %s GB free; converting needs %s GB (an APR file and the GGUF written back)", opts.dir, gb(free),
+            gb(2.05 * gguf.size))
+    end
     local r, err = convert.run(model, out, { compression = codec, threads = opts.threads > 0 and opts.threads or nil,
         sidecar = false })
     if not r then fail("convert %s: %s", codec, err) end
@@ -128,10 +198,14 @@ for _, codec in ipairs(codecs) do
     if not x then fail("export %s: %s", codec, err) end
     if not x.matches_source then fail("export %s: SHA-256 %s is not the source's %s", codec, x.sha256, r.source_sha256) end
     os.remove(back)
-    results[#results + 1] = { codec = codec, to_apr = r, to_gguf = x }
-    files[#files + 1] = { label = "APR " .. codec, path = out }
-    io.stderr:write(string.format("  %-5s %.1f s (%.2f GB/s), back %.1f s\n", codec, r.seconds, r.input_bytes / r.seconds / 1e9,
-        x.seconds))
+    io.stderr:write(string.format("  %-5s %.1f s (%.2f GB/s), back %.1f s, SHA-256 %s\n", codec, r.seconds,
+        r.input_bytes / r.seconds / 1e9, x.seconds, x.sha256))
+    local entry = { codec = codec, to_apr = r, to_gguf = x }
+    if not opts.no_load then
+        entry.loads = measure_loads({ { label = "GGUF", path = model }, { label = "APR", path = out } })
+    end
+    results[#results + 1] = entry
+    if not opts.keep then os.remove(out) end
 end
 
 local variants = {}
@@ -153,57 +227,6 @@ if opts.filters then
             os.remove(out)
         end
     end
-end
-
--- ------------------------------------------------------------ loads
-
-local loads = {}
-local function child_load(path)
-    local p = io.popen(string.format("'%s' run bench/apr_convert.lua --child-load '%s' %s", apr_bin, path, opts.device))
-    local out = p:read("*a")
-    p:close()
-    local ok, j = pcall(cjson.decode, out)
-    if not ok then fail("load of %s failed: %s", path, out) end
-    return j
-end
-
-local function drop_caches()
-    os.execute("sync")
-    local f = io.open("/proc/sys/vm/drop_caches", "w")
-    if not f then return false end
-    local ok = f:write("3\n")
-    f:close()
-    return ok ~= nil
-end
-
-if not opts.no_load then
-    for _, f in ipairs(files) do
-        child_load(f.path)  -- warm the page cache, and each code path
-        loads[f.label] = { warm = {}, cold = {}, rss = {}, token = nil }
-    end
-    for _ = 1, opts.reps do
-        for _, f in ipairs(files) do
-            local j = child_load(f.path)
-            local l = loads[f.label]
-            l.warm[#l.warm + 1] = j.first_token
-            l.rss[#l.rss + 1] = j.peak_rss - j.base_rss
-            l.token = l.token or j.token
-            if l.token ~= j.token then fail("%s: first token %s, earlier %s", f.label, j.token, l.token) end
-            l.device = j.device
-        end
-    end
-    local cold_ok = drop_caches()
-    if cold_ok then
-        for _ = 1, opts.reps do
-            for _, f in ipairs(files) do
-                drop_caches()
-                local j = child_load(f.path)
-                local l = loads[f.label]
-                l.cold[#l.cold + 1] = j.first_token
-            end
-        end
-    end
-    loads.cold_measured = cold_ok
 end
 
 -- ------------------------------------------------------------ tables
@@ -269,20 +292,20 @@ if #variants > 0 then
 end
 if not opts.no_load then
     line("")
-    local g = loads.GGUF
-    local gw, gc = median(g.warm), median(g.cold)
-    line("%-10s %-6s %14s %8s %14s %8s %16s  %s", "file", "device", "warm load+1st", "vs GGUF", "cold load+1st", "vs GGUF",
-        "peak RSS over", "first token")
-    for _, f in ipairs(files) do
-        local l = loads[f.label]
-        local w, c = median(l.warm), median(l.cold)
-        line("%-10s %-6s %12.3f s %7.3fx %12s %8s %13.2f GB  %s", f.label, tostring(l.device), w, w / gw,
-            c and string.format("%.3f s", c) or "n/a", c and gc and string.format("%.3fx", c / gc) or "n/a",
-            median(l.rss) / 1e9, tostring(l.token))
+    line("load + first token (median of %d, fresh process each; warm page cache, and cold)", opts.reps)
+    line("%-9s %-6s %11s %11s %8s %11s %11s %8s %11s %11s %s", "APR", "device", "GGUF warm", "APR warm", "ratio",
+        "GGUF cold", "APR cold", "ratio", "GGUF RSS+", "APR RSS+", "first tokens")
+    local cold_note
+    for _, r in ipairs(results) do
+        local g, a = r.loads.GGUF, r.loads.APR
+        local gw, aw, gc, ac = median(g.warm), median(a.warm), median(g.cold), median(a.cold)
+        line("%-9s %-6s %9.3f s %9.3f s %7.3fx %11s %11s %8s %8.2f GB %8.2f GB %s %s", r.codec, tostring(a.device),
+            gw, aw, aw / gw, gc and string.format("%.3f s", gc) or "n/a", ac and string.format("%.3f s", ac) or "n/a",
+            gc and ac and string.format("%.3fx", ac / gc) or "n/a", median(g.rss) / 1e9, median(a.rss) / 1e9,
+            tostring(g.token), g.token == a.token and "same" or ("DIFFERENT " .. tostring(a.token)))
+        if not r.loads.cold_measured then cold_note = true end
     end
-    if not loads.cold_measured then line("cold: not measured (cannot write /proc/sys/vm/drop_caches: needs root)") end
+    if cold_note then line("cold: not measured (cannot write /proc/sys/vm/drop_caches: needs root)") end
+    line("RSS+: the load's peak resident set (VmHWM) over the process's after CUDA started; mapped file pages count")
 end
 io.stdout:write(table.concat(out, "\n"), "\n")
-if not opts.keep then
-    for i = 2, #files do os.remove(files[i].path) end
-end
