@@ -61,7 +61,9 @@ end
 
 if arg[1] == "--child-load" then
     local path, device = arg[2], arg[3] or "auto"
-    C.apr_device_count()  -- the CUDA runtime (if any) is part of the baseline, not of the load
+    -- the CUDA context (if any) is part of the baseline, not of the load:
+    -- apr_device_get_info makes device 0's primary context
+    if device ~= "cpu" and C.apr_device_count() > 0 then C.apr_device_get_info(0, ffi.new("apr_device_info")) end
     collectgarbage()
     local base = status_kb("VmRSS")
     local t0 = now()
