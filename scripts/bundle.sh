@@ -42,6 +42,11 @@ if command -v patchelf >/dev/null; then
         patchelf --set-rpath "\$ORIGIN/$up" "$so"
     done
 fi
+# A library's RUNPATH serves its own needs only: libcurl must find its TLS,
+# HTTP/2 and compression libraries beside it, not on the host.
+if command -v patchelf >/dev/null; then
+    for so in "$out"/lib/*.so*; do patchelf --set-rpath '$ORIGIN' "$so"; done
+fi
 cat > "$out/README" <<'TXT'
 apr, relocatable: run ./apr from this folder or from anywhere through its path.
 lib/ holds the shared libraries and Lua modules it loads (through $ORIGIN).

@@ -32,3 +32,11 @@ if ! $PYENV/bin/python -c "import sys, importlib.metadata as m; sys.exit(m.versi
     echo "installing: openai $OPENAI_VERSION (Python venv in $PYENV)"
     $PYENV/bin/pip install -q --disable-pip-version-check "openai==$OPENAI_VERSION" >/dev/null
 fi
+
+# The official Hugging Face client, which tests/lua/apr/hub/hf_client_spec.lua
+# points at the test hub and at the cache apr pull fills (both directions).
+HF_HUB_VERSION=2.4.0
+if ! $PYENV/bin/python -c "import sys, importlib.metadata as m; sys.exit(m.version('huggingface_hub') != '$HF_HUB_VERSION')" 2>/dev/null; then
+    echo "installing: huggingface_hub $HF_HUB_VERSION (Python venv in $PYENV)"
+    $PYENV/bin/pip install -q --disable-pip-version-check "huggingface_hub==$HF_HUB_VERSION" >/dev/null
+fi

@@ -82,14 +82,21 @@ function M.recorded(path)
     return nil
 end
 
--- store(path, hex): writes the sidecar, beside the file if possible. A
--- failure to write anywhere only costs the cache, so it is silent.
-function M.store(path, hex)
+-- store(path, hex [, opts]): writes the sidecar, beside the file if
+-- possible (opts.beside = false: in the cache folder only, for folders
+-- another program lays out, such as the Hugging Face hub cache). A failure
+-- to write anywhere only costs the cache, so it is silent.
+function M.store(path, hex, opts)
     local st = stat(path)
     if not st then return false end
     local text = string.format("%s  %s\n# apr: size=%d mtime=%s\n", hex, basename(path), st.size, st.mtime)
     local dir, cached = cache_sidecar(path)
-    for _, file in ipairs({ path .. ".sha256", cached }) do
+    local files = { path .. ".sha256", cached }
+    -- A Hugging Face cache snapshot holds only the hub's files (its tools
+    -- would list a sidecar there as one of the model's).
+    local hub_snapshot = path:find("/models%-%-[^/]+/snapshots/") ~= nil
+    if hub_snapshot or (opts and opts.beside == false) then files = { cached } end
+    for _, file in ipairs(files) do
         if file == cached then xdg.mkdir(dir) end
         if replace.write(file, text) then return true end
     end

@@ -48,11 +48,15 @@ function M.options(list)
     return out
 end
 
--- The model path: the argument, or the built-in default if it is installed.
--- Checked before apr pass waits for its prompt on stdin, so a wrong path
--- fails at once (a pipe is not opened: that would block).
+-- The model path: the argument (a file, or a hub reference resolved by
+-- apr.model_path), or the built-in default if it is installed. Checked
+-- before apr pass waits for its prompt on stdin, so a wrong path fails at
+-- once (a pipe is not opened: that would block).
 function M.model_path(arg)
     local path = arg or require("apr.model").default_model_path()
+    local resolved, rerr = require("apr.model_path").resolve(path)
+    if not resolved then cli.fail("%s", rerr) end
+    path = resolved
     local st = require("luv").fs_stat(path)
     if st and st.type ~= "file" then
         -- the runtime's opener says the same (core/file.h)

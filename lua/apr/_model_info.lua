@@ -4,10 +4,13 @@
 -- runtime's table, apr.h "Architectures") (private).
 local M = {}
 
--- Opens path for a command, or ends it with exit 1 and the reader's one-line
--- message (which names the file, the problem and its byte offset).
+-- Opens path (or a hub reference, apr.model_path) for a command, or ends
+-- it with exit 1 and the reader's one-line message (which names the file,
+-- the problem and its byte offset).
 function M.open(path)
-    local f, err = require("apr.file").open(path)
+    local resolved, rerr = require("apr.model_path").resolve(path)
+    if not resolved then require("apr.cli").fail("%s", rerr) end
+    local f, err = require("apr.file").open(resolved)
     if not f then require("apr.cli").fail("%s", err) end
     return f
 end

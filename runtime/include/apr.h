@@ -1269,6 +1269,130 @@ int apr_engine_poll(apr_engine *e, apr_engine_event *out, int max);
 /* A snapshot of the counters. */
 void apr_engine_get_stats(apr_engine *e, apr_engine_stats *out);
 
+/* ===================================================================== */
+/* File locks (runtime/core/lockfile.c)                                  */
+/* ===================================================================== */
+
+/* Takes an exclusive flock(2) on path (created if missing; its folder must
+ * exist), waiting up to timeout_s seconds (< 0: without limit; Ctrl+C stops
+ * the wait), and writes the descriptor that holds it to *fd. Fails, *fd =
+ * -1, with APR_ERR_BUSY when another process still holds it after the
+ * timeout, APR_ERR_CANCELLED on Ctrl+C, APR_ERR_IO otherwise. */
+apr_status apr_lockfile_acquire(const char *path, double timeout_s, int *fd);
+/* Releases the lock and closes fd; accepts -1. */
+void apr_lockfile_release(int fd);
+
+/* ===================================================================== */
+/* HTTP requests (runtime/net/fetch.c)                                   */
+/* ===================================================================== */
+
+/* One HTTP(S) request through libcurl, for small answers (a hub's JSON, a
+ * HEAD's headers). Blocking; Ctrl+C (apr_interrupted) stops it. */
+typedef struct apr_fetch_result {
+    int http_status;          /* of the last response (0: none arrived) */
+    char *headers;            /* that response's header lines, "\r\n"-separated, NUL-terminated */
+    char *body;               /* its body, NUL-terminated (body_len bytes before the NUL) */
+    size_t body_len;
+    char *url;                /* the URL of the last response (after redirects followed) */
+} apr_fetch_result;
+
+/* Sends method ("GET", "HEAD") to url with the extra header lines in headers
+ * ("Name: value", '\n'-separated; NULL for none), follows redirects when
+ * follow is 1, and fills *out, whose strings the caller releases with
+ * apr_fetch_result_free. An HTTP error status is not a failure: read
+ * out->http_status. Fails, with *out empty, with APR_ERR_IO for a transport
+ * failure (curl's message: no connection, timeout after timeout_s seconds,
+ * TLS), APR_ERR_RANGE when the body exceeds max_body bytes,
+ * APR_ERR_CANCELLED on Ctrl+C, APR_ERR_INVALID for a bad argument. */
+apr_status apr_fetch_request(const char *method, const char *url, const char *headers, int follow,
+                             size_t max_body, double timeout_s, apr_fetch_result *out);
+/* Frees the strings of *r and empties it; accepts NULL and an empty result. */
+void apr_fetch_result_free(apr_fetch_result *r);
+
+/* ===================================================================== */
+/* Downloads (runtime/net/download.c)                                    */
+/* ===================================================================== */
+
+/* One file of known size fetched over HTTP(S) into a local file on a thread
+ * of its own: `connections` parallel ranged requests (HTTP/1.1, one TCP
+ * connection each) into the file preallocated to its size, progress kept
+ * in a journal (PATH.resume) so that a later download of the same URL into
+ * the same path resumes after any interruption, a process kill included,
+ * retries with backoff (Retry-After honoured) on 408/425/429/5xx, dropped
+ * connections and stalls, a restart from byte 0 on one connection when the
+ * server ignores ranges, and the SHA-256 computed while the bytes arrive.
+ * Progress and the outcome come back as events (apr_download_poll); the
+ * descriptor apr_download_fd is readable while some wait, so an event loop
+ * watches it. Nothing calls back into the caller. */
+typedef struct apr_download apr_download;
+
+typedef struct apr_download_params {
+    const char *url;          /* where the bytes are; redirects are followed */
+    const char *path;         /* the file written (and PATH.resume beside it) */
+    const char *headers;      /* extra request header lines, '\n'-separated, or NULL */
+    int64_t size;             /* the file's exact size in bytes (required, >= 0) */
+    const char *sha256;       /* 64 lower-case hex digits to compare at the end, or NULL */
+    int connections;          /* parallel ranged requests, 1..64 (8) */
+    int64_t chunk_bytes;      /* bytes per ranged request; 0: size / (8 x connections) within [1, 64] MiB */
+    int max_retries;          /* failures in a row without a byte before a connection gives up (8) */
+    double stall_seconds;     /* a connection receiving nothing this long is retried (30) */
+    double connect_seconds;   /* connect timeout (30) */
+    double progress_seconds;  /* between progress events (0.1) */
+    double max_retry_wait;    /* the longest Retry-After honoured, seconds (300) */
+} apr_download_params;
+
+typedef enum apr_download_event_kind {
+    APR_DOWNLOAD_PROGRESS = 0,  /* periodic: the counters below */
+    APR_DOWNLOAD_RETRY = 1,     /* a request failed and is retried after `wait` s (message, http_status) */
+    APR_DOWNLOAD_RESTART = 2,   /* the server ignored ranges: starting over from byte 0, one connection */
+    APR_DOWNLOAD_DONE = 3,      /* the file is complete, synced, its sha256 computed (and matched) */
+    APR_DOWNLOAD_FAILED = 4     /* reason, status, message; nothing follows */
+} apr_download_event_kind;
+
+typedef enum apr_download_reason {
+    APR_DOWNLOAD_CANCELLED = 1, /* apr_download_cancel; the journal is kept for a resume */
+    APR_DOWNLOAD_NETWORK = 2,   /* retries exhausted or a fatal transport error; journal kept */
+    APR_DOWNLOAD_HTTP = 3,      /* an HTTP error that retrying cannot fix (401, 403, 404, ...); journal kept */
+    APR_DOWNLOAD_CHANGED = 4,   /* the file changed on the server (ETag, size): file and journal removed */
+    APR_DOWNLOAD_DIGEST = 5,    /* SHA-256 mismatch: file and journal removed; sha256 holds the digest */
+    APR_DOWNLOAD_DISK = 6       /* the file could not be created, reserved or written (full disk) */
+} apr_download_reason;
+
+typedef struct apr_download_event {
+    int kind;                 /* apr_download_event_kind */
+    int64_t done;             /* bytes of the file written, resumed ones included */
+    int64_t total;            /* the file's size */
+    int64_t resumed;          /* bytes found on disk when the download started */
+    int64_t received;         /* body bytes received and written by this download */
+    int64_t hashed;           /* bytes from the start hashed so far */
+    int active;               /* connections transferring now */
+    int http_status;          /* RETRY/FAILED: the response's status, 0 for a transport failure */
+    double wait;              /* RETRY: seconds until the retry */
+    int reason;               /* FAILED: apr_download_reason */
+    int status;               /* FAILED: an apr_status */
+    char sha256[65];          /* DONE: the file's digest, 64 hex digits */
+    char message[256];        /* RETRY/FAILED: why, one line */
+} apr_download_event;
+
+/* Fills p with the defaults above (size -1: must be set). */
+void apr_download_params_default(apr_download_params *p);
+/* Copies p and starts the download thread; *out to free with
+ * apr_download_free. Fails, with *out NULL and nothing started, with
+ * APR_ERR_INVALID for bad parameters (naming them) or APR_ERR_IO. Failures
+ * after the start (the network, the disk) arrive as a FAILED event. */
+apr_status apr_download_start(const apr_download_params *p, apr_download **out);
+/* The eventfd that is readable while events wait; owned by d. */
+int apr_download_fd(const apr_download *d);
+/* Moves up to max waiting events to out, oldest first; returns how many.
+ * Never blocks. After a DONE or FAILED event nothing more comes. */
+int apr_download_poll(apr_download *d, apr_download_event *out, int max);
+/* Asks the download to stop; it ends with a FAILED event, reason
+ * APR_DOWNLOAD_CANCELLED, its journal saved. Returns at once. */
+void apr_download_cancel(apr_download *d);
+/* Stops the download if it runs (as cancel, then waits for the thread) and
+ * frees d. Accepts NULL. */
+void apr_download_free(apr_download *d);
+
 #ifdef __cplusplus
 }
 #endif

@@ -55,7 +55,8 @@ local DEFAULT_CTX_CAP = 32768
 function M.run(opts)
     local uv = require "luv"
     local server = require "apr.server"
-    local path = opts[1]
+    local path, rerr = require("apr.model_path").resolve(opts[1])
+    if not path then cli.fail("%s", rerr) end
     -- Checked without opening: the model loads on a worker thread, and
     -- nothing here should block (a named pipe would).
     local st, serr = uv.fs_stat(path)
