@@ -24,7 +24,7 @@ M.spec = {
         { "output", short = "o", value = "OUT", required = true, help = "the file to write" },
         { "compression", value = "CODEC", choices = convert.codecs, help = "GGUF -> APR: codec [default: lz4]" },
         { "level", value = "N", type = "integer", min = 1, max = 22,
-          help = "codec level (lz4: 1 fast, 2-12 HC; zstd: 1-19, default 3)" },
+          help = "codec level (lz4: 1 fast, 2-12 HC; zstd: 1-22, default 3)" },
         { "filter", value = "NAME", choices = convert.filters,
           help = "byte planes before compression (auto: with zstd) [default: auto]" },
         { "chunk-size", value = "SIZE", type = "size", help = "raw bytes per chunk, at most 4M [default: 2M]" },
@@ -59,6 +59,12 @@ function M.run(opts)
         if output:match("%.apr$") then args.usage_error("an APR input converts to GGUF: name the output .gguf") end
     elseif kind == "GGUF" then
         if output:match("%.gguf$") then args.usage_error("a GGUF input converts to APR: name the output .apr") end
+    end
+    if opts.level then
+        local codec = opts.compression or "lz4"
+        local max = ({ lz4 = 12, zstd = 22 })[codec]
+        if not max then args.usage_error("--level needs --compression lz4 or zstd (not %s)", codec) end
+        if opts.level > max then args.usage_error("--level for %s is 1 to %d, got %d", codec, max, opts.level) end
     end
     if opts.chunk_size and (opts.chunk_size < 1 or opts.chunk_size > 4 * 2 ^ 20) then
         args.usage_error("--chunk-size must be between 1 byte and 4M, got %d", opts.chunk_size)
