@@ -38,9 +38,10 @@ apr_status apr_outfile_open(apr_outfile *o, const char *path)
     return APR_OK;
 }
 
-apr_status apr_outfile_write(apr_outfile *o, const void *data, uint64_t n)
+static const uint8_t zeros[65536];
+
+static apr_status put(apr_outfile *o, const void *data, uint64_t n, int hash)
 {
-    static const uint8_t zeros[65536];
     while (n > 0) {
         const uint8_t *p = data ? data : zeros;
         size_t want = data ? (n > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)n)
@@ -50,12 +51,25 @@ apr_status apr_outfile_write(apr_outfile *o, const void *data, uint64_t n)
         if (got <= 0)
             return apr_error(APR_ERR_IO, "%s: writing at byte %" PRIu64 ": %s", o->path, o->pos,
                              got < 0 ? strerror(errno) : "no progress");
-        apr_sha256_update(o->sha, p, (size_t)got);
+        if (hash) apr_sha256_update(o->sha, p, (size_t)got);
         o->pos += (uint64_t)got;
         n -= (uint64_t)got;
         if (data) data = p + got;
     }
     return APR_OK;
+}
+
+apr_status apr_outfile_write(apr_outfile *o, const void *data, uint64_t n) { return put(o, data, n, 1); }
+
+apr_status apr_outfile_append(apr_outfile *o, const void *data, uint64_t n) { return put(o, data, n, 0); }
+
+void apr_outfile_hash(apr_outfile *o, const void *data, uint64_t n)
+{
+    if (data) {
+        apr_sha256_update(o->sha, data, (size_t)n);
+        return;
+    }
+    for (; n > 0; n -= n < sizeof zeros ? n : sizeof zeros) apr_sha256_update(o->sha, zeros, n < sizeof zeros ? n : sizeof zeros);
 }
 
 apr_status apr_outfile_pad(apr_outfile *o, uint64_t align)

@@ -26,6 +26,12 @@ typedef struct apr_outfile {
 apr_status apr_outfile_open(apr_outfile *o, const char *path);
 /* Appends n bytes (data NULL: zeros) and hashes them. */
 apr_status apr_outfile_write(apr_outfile *o, const void *data, uint64_t n);
+/* Appends n bytes without hashing them: for a writer that hashes the same
+ * bytes, in the same order, on another thread (apr_outfile_hash), so that
+ * writing and hashing overlap. */
+apr_status apr_outfile_append(apr_outfile *o, const void *data, uint64_t n);
+/* Feeds n bytes (data NULL: zeros) to the hash only. */
+void apr_outfile_hash(apr_outfile *o, const void *data, uint64_t n);
 /* Appends zeros up to a multiple of align (a power of two). */
 apr_status apr_outfile_pad(apr_outfile *o, uint64_t align);
 /* The SHA-256 of what was written so far (32 bytes); the hash starts over. */
