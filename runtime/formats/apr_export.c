@@ -6,8 +6,8 @@
  * gaps. So the export writes the metadata, then walks the tensors in the
  * order of their GGUF offsets, writing the gap bytes before each and then its
  * chunks, decoded and checked on the worker pool a window at a time
- * (core/pipeline.c) while a sink thread appends the previous window to the
- * output in order and hashes it. At the end the SHA-256 of what was written
+ * (core/pipeline.c) while sink threads append the previous window to the
+ * output in order and hash it. At the end the SHA-256 of what was written
  * must equal the source's, when the APR file recorded it: the promise that
  * APR -> GGUF gives back the original file is checked, not assumed. */
 #include "formats/apr_format.h"
@@ -40,7 +40,9 @@ struct apr_aprf_export {
     apr_pipeline *pipe;
     apr_outfile out;
     const uint8_t *gaps;       /* the kept gap bytes, consumed in order */
-    uint64_t gaps_used, gaps_size;
+    uint64_t gaps_size;
+    uint64_t write_pos, gaps_used;         /* the appending sink's place */
+    uint64_t hash_pos, hash_gaps_used;     /* the hashing sink's */
     uint64_t gguf_data;        /* the GGUF's data offset */
     uint8_t sha[32];
     int finished;
@@ -73,28 +75,49 @@ static apr_status work(void *ctx, int64_t j, int slot_index, int thread)
     return apr_aprf_read_chunk(x->f, jb->tensor, jb->chunk, s->buf, scratch);
 }
 
-/* Writes the kept gap bytes up to GGUF offset `to`. The reader checked that
- * the gaps hold exactly the uncovered bytes, so they never run short. */
-static apr_status gap_to(apr_aprf_export *x, uint64_t to)
+/* The gap bytes between GGUF offsets `pos` and `to` (those of the kept
+ * gaps from *used on), passed to put (append or hash); the reader checked
+ * that the gaps hold exactly the uncovered bytes, so they never run short. */
+static apr_status gap_to(apr_aprf_export *x, uint64_t *pos, uint64_t *used, uint64_t to, int hash)
 {
-    if (to <= x->out.pos) return APR_OK;
-    uint64_t n = to - x->out.pos;
-    APR_CHECK(n <= x->gaps_size - x->gaps_used, APR_ERR_FORMAT, "%s: the gaps run short at GGUF byte %" PRIu64,
-              apr_aprf_path(x->f), x->out.pos);
-    APR_TRY(apr_outfile_write(&x->out, x->gaps + x->gaps_used, n));
-    x->gaps_used += n;
+    if (to <= *pos) return APR_OK;
+    uint64_t n = to - *pos;
+    APR_CHECK(n <= x->gaps_size - *used, APR_ERR_FORMAT, "%s: the gaps run short at GGUF byte %" PRIu64,
+              apr_aprf_path(x->f), *pos);
+    if (hash) apr_outfile_hash(&x->out, x->gaps + *used, n);
+    else APR_TRY(apr_outfile_append(&x->out, x->gaps + *used, n));
+    *used += n;
+    *pos += n;
     return APR_OK;
+}
+
+/* One sink appends the GGUF's bytes, another hashes them in the same order
+ * (apr_write.c says why). */
+static apr_status put_job(apr_aprf_export *x, int64_t j, int slot_index, uint64_t *pos, uint64_t *used, int hash)
+{
+    const job *jb = &x->jobs[j];
+    apr_aprf_tensor_info t;
+    APR_TRY(apr_aprf_tensor(x->f, jb->tensor, &t));
+    if (jb->chunk == 0) APR_TRY(gap_to(x, pos, used, x->gguf_data + t.source_offset, hash));
+    const slot *s = &x->slots[slot_index];
+    *pos += s->n;
+    if (hash) {
+        apr_outfile_hash(&x->out, s->bytes, s->n);
+        return APR_OK;
+    }
+    return apr_outfile_append(&x->out, s->bytes, s->n);
 }
 
 static apr_status sink(void *ctx, int64_t j, int slot_index)
 {
     apr_aprf_export *x = ctx;
-    const job *jb = &x->jobs[j];
-    apr_aprf_tensor_info t;
-    APR_TRY(apr_aprf_tensor(x->f, jb->tensor, &t));
-    if (jb->chunk == 0) APR_TRY(gap_to(x, x->gguf_data + t.source_offset));
-    const slot *s = &x->slots[slot_index];
-    return apr_outfile_write(&x->out, s->bytes, s->n);
+    return put_job(x, j, slot_index, &x->write_pos, &x->gaps_used, 0);
+}
+
+static apr_status sink_hash(void *ctx, int64_t j, int slot_index)
+{
+    apr_aprf_export *x = ctx;
+    return put_job(x, j, slot_index, &x->hash_pos, &x->hash_gaps_used, 1);
 }
 
 apr_status apr_aprf_export_new(const apr_aprf *f, const char *path, int threads, apr_aprf_export **out)
@@ -145,10 +168,11 @@ apr_status apr_aprf_export_new(const apr_aprf *f, const char *path, int threads,
         uint64_t n;
         const uint8_t *meta = aprf_meta_bytes(f, &n);
         s = apr_outfile_write(&x->out, meta, n);
+        x->write_pos = x->hash_pos = n;
     }
     if (s == APR_OK) {
-        apr_pipeline_sink_fn sinks[1] = { sink };
-        s = apr_pipeline_new(x->window, x->threads, 1, sinks, x, &x->pipe);
+        apr_pipeline_sink_fn sinks[2] = { sink, sink_hash };
+        s = apr_pipeline_new(x->window, x->threads, 2, sinks, x, &x->pipe);
     }
     if (s != APR_OK) {
         apr_aprf_export_free(x);
@@ -183,7 +207,8 @@ apr_status apr_aprf_export_finish(apr_aprf_export *x)
     APR_CHECK(!x->finished && x->next_job == x->n_jobs, APR_ERR_INVALID,
               "apr_aprf_export_finish: %" PRId64 " chunks not written yet", x->n_jobs - x->next_job);
     APR_TRY(apr_pipeline_drain(x->pipe));
-    APR_TRY(gap_to(x, apr_aprf_gguf_size(x->f)));
+    APR_TRY(gap_to(x, &x->hash_pos, &x->hash_gaps_used, apr_aprf_gguf_size(x->f), 1));
+    APR_TRY(gap_to(x, &x->write_pos, &x->gaps_used, apr_aprf_gguf_size(x->f), 0));
     apr_outfile_digest(&x->out, x->sha);
     char want[65], got[65];
     aprf_hex(x->sha, got);
