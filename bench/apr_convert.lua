@@ -22,8 +22,9 @@
 --
 -- Loads: each load runs in a fresh child process (`--child-load`) that
 -- records its RSS after the CUDA runtime is up (the baseline), loads the
--- model, decodes a 1-token prompt and reads its first token, then reports
--- the seconds and its peak RSS (VmHWM). Codecs are taken one at a time
+-- model, decodes a short prompt and times its first token, then takes 15
+-- more greedy tokens (GGUF and APR must give the same ids) and reports the
+-- seconds and its peak RSS (VmHWM). Codecs are taken one at a time
 -- (convert, convert back, loads, remove: the disk holds at most the GGUF,
 -- one APR file and the copy back), and within a codec the GGUF and the APR
 -- file alternate, so a busy machine slows both alike; the table gives
@@ -70,11 +71,15 @@ if arg[1] == "--child-load" then
     local m, err = require("apr").load(path, { device = device, ctx = 256 })
     if not m then fail("%s", err) end
     local t_load = now()
-    local first
-    for t in m:generate("fn", { max_tokens = 1, temperature = 0, raw = true }) do first = t.id end
-    local t1 = now()
-    io.stdout:write(cjson.encode({ load = t_load - t0, first_token = t1 - t0, token = first, base_rss = base,
-        peak_rss = status_kb("VmHWM"), device = m.info and m.info.device or device }), "\n")
+    local ids, t1 = {}, nil
+    -- the first token's time; then 15 more greedy ids, the same for GGUF and APR
+    for t in m:generate("fn fibonacci(n: u64) -> u64 {", { max_tokens = 16, temperature = 0, raw = true }) do
+        t1 = t1 or now()
+        ids[#ids + 1] = t.id
+    end
+    io.stdout:write(cjson.encode({ load = t_load - t0, first_token = (t1 or now()) - t0,
+        token = table.concat(ids, ","), base_rss = base, peak_rss = status_kb("VmHWM"),
+        device = m.info and m.info.device or device }), "\n")
     os.exit(0)
 end
 
@@ -151,7 +156,7 @@ local function measure_loads(list)
             l.warm[#l.warm + 1] = j.first_token
             l.rss[#l.rss + 1] = j.peak_rss - j.base_rss
             l.token = l.token or j.token
-            if l.token ~= j.token then fail("%s: first token %s, earlier %s", f.label, j.token, l.token) end
+            if l.token ~= j.token then fail("%s: greedy ids %s, earlier %s", f.label, j.token, l.token) end
             l.device = j.device
         end
     end
@@ -253,6 +258,7 @@ for _, r in ipairs(results) do
         a.input_bytes / a.seconds_known / 1e9, gb(a.output_bytes), 100 * a.output_bytes / a.input_bytes,
         x.output_bytes / x.seconds / 1e9)
 end
+line("round trip: each GGUF written back hashed to the source's SHA-256 %s", results[1] and results[1].to_gguf.sha256 or "")
 line("GB/s: source bytes per second, the source's SHA-256 computed on the way; 'src known': given, as a fresh")
 line("sidecar (apr info) gives it. Back: APR -> GGUF, checked against the source's SHA-256.")
 line("")
@@ -306,7 +312,7 @@ if not opts.no_load then
     line("")
     line("load + first token (median of %d, fresh process each; warm page cache, and cold)", opts.reps)
     line("%-9s %-6s %11s %11s %8s %11s %11s %8s %11s %11s %s", "APR", "device", "GGUF warm", "APR warm", "ratio",
-        "GGUF cold", "APR cold", "ratio", "GGUF RSS+", "APR RSS+", "first tokens")
+        "GGUF cold", "APR cold", "ratio", "GGUF RSS+", "APR RSS+", "16 greedy ids")
     local cold_note
     for _, r in ipairs(results) do
         local g, a = r.loads.GGUF, r.loads.APR
@@ -314,7 +320,7 @@ if not opts.no_load then
         line("%-9s %-6s %9.3f s %9.3f s %7.3fx %11s %11s %8s %8.2f GB %8.2f GB %s %s", r.codec, tostring(a.device),
             gw, aw, aw / gw, gc and string.format("%.3f s", gc) or "n/a", ac and string.format("%.3f s", ac) or "n/a",
             gc and ac and string.format("%.3fx", ac / gc) or "n/a", median(g.rss) / 1e9, median(a.rss) / 1e9,
-            tostring(g.token), g.token == a.token and "same" or ("DIFFERENT " .. tostring(a.token)))
+            g.token == a.token and "same" or "DIFFERENT", g.token == a.token and "" or (g.token .. " vs " .. a.token))
         if not r.loads.cold_measured then cold_note = true end
     end
     if cold_note then line("cold: not measured (cannot write /proc/sys/vm/drop_caches: needs root)") end
