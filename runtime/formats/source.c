@@ -123,12 +123,13 @@ apr_status apr_source_array_get(const apr_source *s, const apr_gguf_value *array
     return s->ops->array_get(s, array, i, out);
 }
 
-/* The value of key: APR_ERR_NOT_FOUND naming it when absent. */
-static apr_status lookup(const apr_source *s, const char *key, apr_gguf_value *v)
+/* The value of key and its index: APR_ERR_NOT_FOUND naming it when absent. */
+static apr_status lookup(const apr_source *s, const char *key, apr_gguf_value *v, int64_t *index)
 {
     APR_CHECK(s && key, APR_ERR_INVALID, "apr_source_get: NULL argument");
     int64_t i = s->ops->find_kv(s, key);
     APR_CHECK(i >= 0, APR_ERR_NOT_FOUND, "%s: no key '%s'", s->path, key);
+    if (index) *index = i;
     const char *k;
     return s->ops->kv(s, i, &k, v);
 }
@@ -136,7 +137,7 @@ static apr_status lookup(const apr_source *s, const char *key, apr_gguf_value *v
 apr_status apr_source_get_int(const apr_source *s, const char *key, int64_t *out)
 {
     apr_gguf_value v;
-    APR_TRY(lookup(s, key, &v));
+    APR_TRY(lookup(s, key, &v, NULL));
     const uint8_t *p = v.data;
     int64_t x;
     switch (v.type) {
@@ -162,7 +163,7 @@ apr_status apr_source_get_int(const apr_source *s, const char *key, int64_t *out
 apr_status apr_source_get_float(const apr_source *s, const char *key, double *out)
 {
     apr_gguf_value v;
-    APR_TRY(lookup(s, key, &v));
+    APR_TRY(lookup(s, key, &v, NULL));
     if (v.type == APR_GGUF_FLOAT32) {
         float x;
         memcpy(&x, v.data, 4);
@@ -178,7 +179,7 @@ apr_status apr_source_get_float(const apr_source *s, const char *key, double *ou
 apr_status apr_source_get_bool(const apr_source *s, const char *key, int *out)
 {
     apr_gguf_value v;
-    APR_TRY(lookup(s, key, &v));
+    APR_TRY(lookup(s, key, &v, NULL));
     APR_CHECK(v.type == APR_GGUF_BOOL, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a bool", s->path, key,
               gguf_type_name(v.type));
     *out = *(const uint8_t *)v.data;
@@ -188,11 +189,12 @@ apr_status apr_source_get_bool(const apr_source *s, const char *key, int *out)
 apr_status apr_source_get_str(const apr_source *s, const char *key, const char **out)
 {
     apr_gguf_value v;
-    APR_TRY(lookup(s, key, &v));
+    int64_t i;
+    APR_TRY(lookup(s, key, &v, &i));
     APR_CHECK(v.type == APR_GGUF_STRING, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a string", s->path, key,
               gguf_type_name(v.type));
     APR_CHECK(!memchr(v.data, 0, v.len), APR_ERR_FORMAT, "%s: key '%s' holds a NUL byte", s->path, key);
-    const char *str = s->ops->str(s, s->ops->find_kv(s, key));
+    const char *str = s->ops->str(s, i);
     APR_CHECK(str, APR_ERR_NOMEM, "%s: key '%s': out of memory", s->path, key);
     *out = str;
     return APR_OK;
@@ -200,7 +202,7 @@ apr_status apr_source_get_str(const apr_source *s, const char *key, const char *
 
 apr_status apr_source_get_array(const apr_source *s, const char *key, int elem_type, apr_gguf_value *out)
 {
-    APR_TRY(lookup(s, key, out));
+    APR_TRY(lookup(s, key, out, NULL));
     APR_CHECK(out->type == APR_GGUF_ARRAY, APR_ERR_FORMAT, "%s: key '%s' is a %s, not an array", s->path, key,
               gguf_type_name(out->type));
     APR_CHECK(elem_type < 0 || out->elem_type == elem_type, APR_ERR_FORMAT,
