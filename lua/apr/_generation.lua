@@ -23,6 +23,7 @@ for _, opt in ipairs({
     { "device", value = "NAME", choices = { "auto", "cpu", "cuda" }, default = "auto", help = "where to run" },
     { "gpu", help = "run on the GPU (fail if there is none)" },
     { "vram-budget", value = "SIZE", type = "size", help = "most GPU memory apr may allocate (e.g. 22G)" },
+    require("apr.trace.session").OPTION,
 }) do
     SHARED[opt[1]] = opt
 end

@@ -11,6 +11,7 @@
 
 #include "backend/cuda/cuda.h"
 #include "core/error.h"
+#include "trace/trace.h"
 
 void apr_model_params_default(apr_model_params *p)
 {
@@ -46,8 +47,10 @@ static apr_status load(const char *path, const apr_model_params *params, int che
 
     apr_model *m = calloc(1, sizeof *m);
     APR_CHECK(m, APR_ERR_NOMEM, "cannot allocate a model");
+    APR_TRACE_BEGIN(APR_SPAN_MODEL_LOAD);
     atomic_init(&m->refs, 1);
     m->path = strdup(path);
+    atomic_init(&m->refs, 1);
     m->vocab_only = p->vocab_only != 0;
     apr_status s = m->path ? APR_OK : apr_error(APR_ERR_NOMEM, "cannot allocate a model");
     if (s == APR_OK) s = apr_source_open(path, &m->src);
@@ -73,7 +76,10 @@ static apr_status load(const char *path, const apr_model_params *params, int che
         }
     }
     if (s == APR_OK && !m->vocab_only && !check_only) s = open_backend(m, p);
+    APR_TRACE_BEGIN(APR_SPAN_WEIGHTS_UPLOAD);
     if (s == APR_OK && !m->vocab_only) s = apr_qwen2_bind(m);
+    APR_TRACE_END(APR_SPAN_WEIGHTS_UPLOAD);
+    APR_TRACE_END(APR_SPAN_MODEL_LOAD);
     if (s == APR_OK && !m->vocab_only && apr_tokenizer_n_vocab(m->tok) > m->hp.n_vocab)
         s = apr_error(APR_ERR_FORMAT, "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", path,
                       apr_tokenizer_n_vocab(m->tok), m->hp.n_vocab);

@@ -3,7 +3,7 @@
  *   model.c    apr_model_load: the file, the tokenizer, the backend, the weights
  *   arch.c     the tensors of each architecture (apr_arch_*)
  *   qwen2.c    hyperparameters, tensor binding, and the forward pass
- *   kvcache.c  the paged KV cache: blocks, per-sequence block tables
+ *   kvcache.c  the paged KV cache: one pool of blocks, per-sequence block tables, prefix reuse
  *   context.c  apr_context_* and apr_decode: batches in, logits out */
 #ifndef APR_MODEL_MODEL_H
 #define APR_MODEL_MODEL_H
@@ -63,6 +63,9 @@ struct apr_model {
     apr_layer *layers;         /* [n_layer] */
 };
 
+/* One more reference to m (a context's); apr_model_free drops one. */
+void apr_model_retain(apr_model *m);
+
 /* Reads the hyperparameters of f (path names it in messages). */
 apr_status apr_qwen2_hparams(const apr_source *f, const char *path, apr_hparams *hp);
 /* Finds, checks and uploads every tensor of the architecture's table
@@ -93,6 +96,7 @@ struct apr_context {
     int32_t *dev_meta;         /* device: ids, pos, seq, slot, out ([n_batch] each), then the block table */
     int32_t *host_meta;        /* the same layout, filled on the host */
     size_t meta_bytes;
+    void *block_copy;          /* host bytes of one KV block of one layer (copy-on-write of a shared block) */
 };
 
 /* One forward pass over c->step (already uploaded); writes the logits of

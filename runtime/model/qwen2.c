@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "trace/trace.h"
 
 /* ===================================================================== */
 /* Hyperparameters                                                       */
@@ -355,10 +356,19 @@ apr_status apr_qwen2_forward(apr_context *c, float *logits_out, int32_t *ids_out
         B->rmsnorm(s, h, h, &m->output_norm, k, eps);
         B->matmul(s, c->logits, h, &m->output, k, 0);
         if (device_argmax) B->argmax(s, c->ids, c->logits, k, hp->n_vocab);  /* ids [k] */
-        if (!whole) copy_results(c, logits_out, ids_out, o, k);
+        if (!whole) {
+            APR_TRACE_BEGIN(APR_SPAN_D2H);
+            copy_results(c, logits_out, ids_out, o, k);
+            APR_TRACE_END(APR_SPAN_D2H);
+        }
     }
     if (record) B->pass_end(s);
 copy_out:
+    APR_TRACE_BEGIN(APR_SPAN_D2H);
     if (whole) copy_results(c, logits_out, ids_out, 0, st->n_out);
-    return B->sync(s);
+    APR_TRACE_END(APR_SPAN_D2H);
+    APR_TRACE_BEGIN(APR_SPAN_DEVICE_WAIT);
+    apr_status done = B->sync(s);
+    APR_TRACE_END(APR_SPAN_DEVICE_WAIT);
+    return done;
 }
