@@ -63,9 +63,6 @@ struct apr_model {
     apr_layer *layers;         /* [n_layer] */
 };
 
-/* One more reference to m (a context's); apr_model_free drops one. */
-void apr_model_retain(apr_model *m);
-
 /* Reads the hyperparameters of f (path names it in messages). */
 apr_status apr_qwen2_hparams(const apr_source *f, const char *path, apr_hparams *hp);
 /* Finds, checks and uploads every tensor of the architecture's table
