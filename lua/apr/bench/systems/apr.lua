@@ -27,10 +27,14 @@ function M.prepare(cfg)
     local exe = (rawget(_G, "APR_HOME") or os.getenv("APR_HOME") or ".") .. "/apr"
     local device = cfg.gpu and "cuda" or "cpu"
     sys.settings = { ctx = cfg.ctx, parallel = cfg.parallel, device = device, threads = cfg.threads,
-                     flash_attn = "always (apr's attention kernels are fused)", prompt_cache = "none" }
+                     flash_attn = "always (apr's attention kernels are fused)",
+                     prompt_cache = "off (--no-prefix-cache), as llama-server's per request" }
     local args = { "serve", cfg.model, "--host", "127.0.0.1", "--port", "{port}", "--ctx", tostring(cfg.ctx),
                    "--parallel", tostring(cfg.parallel), "--device", device, "--threads", tostring(cfg.threads),
-                   "--queue", "1024", "--log-level", "warn" }
+                   "--queue", "1024", "--log-level", "warn",
+                   -- every system computes every prompt: llama-server is asked to
+                   -- with cache_prompt false, apr's prefix cache is off
+                   "--no-prefix-cache" }
     return sys:launch(exe, args, nil, cfg)
 end
 
