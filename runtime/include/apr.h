@@ -581,6 +581,27 @@ const struct apr_tokenizer *apr_model_tokenizer(const apr_model *m);
 /* The model's own chat template (tokenizer.chat_template), or NULL. */
 const char *apr_model_chat_template(const apr_model *m);
 
+/* apr_model_load on a detached thread of its own (runtime/model/loader.c),
+ * for an event loop that must not wait on a file. Nothing joins the thread,
+ * so a load stuck in the kernel never keeps the process from exiting. */
+typedef struct apr_loader apr_loader;
+/* Starts loading path with p (both copied). *out, to free with
+ * apr_loader_free, or NULL on failure: APR_ERR_NOMEM, APR_ERR_IO (no thread
+ * or eventfd). */
+apr_status apr_loader_start(const char *path, const apr_model_params *p, apr_loader **out);
+/* An eventfd that becomes readable when the load has ended; owned by l.
+ * -1 for NULL. */
+int apr_loader_fd(const apr_loader *l);
+/* After the load ended: moves the model to *out (the caller frees it with
+ * apr_model_free) and returns APR_OK, or returns the load's failure with
+ * its message (naming the file, as apr_model_load's). APR_ERR_BUSY while it
+ * still loads, APR_ERR_INVALID when the result was taken before; *out is
+ * NULL on every failure. */
+apr_status apr_loader_take(apr_loader *l, apr_model **out);
+/* Frees l (NULL is ignored). A load still running is given up: its thread
+ * frees the model and the loader when the load ends. */
+void apr_loader_free(apr_loader *l);
+
 /* An inference context: the KV cache and scratch buffers for up to n_seq
  * sequences sharing n_ctx token slots, allocated once here; decoding
  * allocates nothing. Not thread-safe: one thread drives a context. */
@@ -786,6 +807,10 @@ int apr_http_parser_next(apr_http_parser *p, apr_http_request *out);
 size_t apr_http_parser_buffered(const apr_http_parser *p);
 /* 1 if some bytes of a next request have arrived (for the header timeout). */
 int apr_http_parser_started(const apr_http_parser *p);
+/* Bytes the parser's buffer holds allocated now. A buffer a large request
+ * grew past 64 KiB is given back once the next call after that request
+ * finds little else buffered. */
+size_t apr_http_parser_capacity(const apr_http_parser *p);
 
 /* ===================================================================== */
 /* Engine (runtime/engine/engine.c)                                      */

@@ -494,6 +494,11 @@ void apr_http_parser_free(apr_http_parser *p)
     free(p);
 }
 
+/* Buffers up to this size are kept between requests; a larger one (a big
+ * body made it grow) is given back once its request is done, so a
+ * keep-alive connection does not hold max_body bytes for its lifetime. */
+enum { KEEP_BUFFER = 65536 };
+
 /* Drops the bytes of the request returned last, so the next one (pipelined)
  * starts at the front of the buffer. */
 static void drop_done(apr_http_parser *p)
@@ -503,6 +508,19 @@ static void drop_done(apr_http_parser *p)
     memmove(p->buf, p->buf + used, p->len - used);
     p->len -= used;
     reset_request(p);
+    if (p->cap > KEEP_BUFFER && p->len <= KEEP_BUFFER / 2) {
+        if (p->len == 0) {
+            free(p->buf);
+            p->buf = NULL;
+            p->cap = 0;
+        } else {
+            char *b = realloc(p->buf, KEEP_BUFFER);
+            if (b) {  /* shrinking cannot lose data; a failure keeps the old buffer */
+                p->buf = b;
+                p->cap = KEEP_BUFFER;
+            }
+        }
+    }
 }
 
 apr_status apr_http_parser_feed(apr_http_parser *p, const void *data, size_t n)
@@ -616,4 +634,9 @@ int apr_http_parser_started(const apr_http_parser *p)
     if (!p) return 0;
     if (p->phase == PH_DONE) return p->len > p->raw;
     return p->phase != PH_HEAD || p->len > p->start;
+}
+
+size_t apr_http_parser_capacity(const apr_http_parser *p)
+{
+    return p ? p->cap : 0;
 }

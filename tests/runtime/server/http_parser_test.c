@@ -305,3 +305,40 @@ TEST(http_feed_refuses_unbounded_buffering)
     apr_http_parser_free(p);
     apr_http_parser_free(NULL);
 }
+
+/* A large body grows the buffer; once its request is done the parser
+ * gives the memory back, so an idle keep-alive connection holds little. */
+TEST(http_gives_back_a_large_buffer_after_its_request)
+{
+    apr_http_parser *p = apr_http_parser_new(NULL);
+    REQUIRE(p != NULL);
+    size_t n = 1u << 20;
+    char head[128];
+    int hl = snprintf(head, sizeof head, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n", n);
+    char *body = malloc(n);
+    REQUIRE(body != NULL);
+    memset(body, 'b', n);
+    apr_http_request r;
+    REQUIRE(apr_http_parser_feed(p, head, (size_t)hl) == APR_OK);
+    REQUIRE(apr_http_parser_feed(p, body, n) == APR_OK);
+    int res = apr_http_parser_next(p, &r);
+    while (res == APR_HTTP_HEAD) res = apr_http_parser_next(p, &r);
+    CHECK_EQ_INT(res, APR_HTTP_REQUEST);
+    CHECK(apr_http_parser_capacity(p) >= n);
+    /* The next call (nothing more fed) drops the request and the buffer. */
+    CHECK_EQ_INT(apr_http_parser_next(p, &r), APR_HTTP_NEED_MORE);
+    CHECK(apr_http_parser_capacity(p) <= 65536);
+    /* A pipelined request behind the large one survives the shrink. */
+    REQUIRE(apr_http_parser_feed(p, head, (size_t)hl) == APR_OK);
+    REQUIRE(apr_http_parser_feed(p, body, n) == APR_OK);
+    REQUIRE(apr_http_parser_feed(p, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n", 31) == APR_OK);
+    res = apr_http_parser_next(p, &r);
+    while (res == APR_HTTP_HEAD) res = apr_http_parser_next(p, &r);
+    CHECK_EQ_INT(res, APR_HTTP_REQUEST);
+    res = apr_http_parser_next(p, &r);
+    CHECK_EQ_INT(res, APR_HTTP_REQUEST);
+    CHECK(r.target_len == 5 && memcmp(r.target, "/next", 5) == 0);
+    CHECK(apr_http_parser_capacity(p) <= 65536);
+    free(body);
+    apr_http_parser_free(p);
+}

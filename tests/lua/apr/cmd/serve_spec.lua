@@ -271,7 +271,11 @@ describe("apr serve with an API key, a small queue and a routes script", functio
         assert.equal(6, summary.tokens)
         local b = get(s.port, "/v1/broken", key)
         assert.equal(500, b.status)
-        assert.truthy(b.json.error.message:find("broken on purpose", 1, true))
+        -- The script's message (and its path) goes to the log, not the client.
+        assert.falsy(b.body:find("broken on purpose", 1, true))
+        assert.falsy(b.body:find(".lua", 1, true))
+        assert.equal("handler_failed", b.json.error.code)
+        assert.truthy(s:log():find("broken on purpose", 1, true))
         assert.equal(200, get(s.port, "/health").status)  -- still up
     end)
 end)
@@ -291,29 +295,53 @@ describe("apr serve lifecycle", function()
             port), r.err)
     end)
 
-    it("answers 503 while the model loads, and exits 1 when it cannot be loaded", function()
-        -- A named pipe: opening it blocks the loader until a writer comes,
-        -- so the server is listening with no model yet.
-        local fifo = os.tmpname()
-        os.remove(fifo)
-        assert(os.execute("mkfifo " .. fifo) == 0)
-        local s = serve.start("", fifo, "loading model")
+    it("answers 503 while the model loads", function()
+        -- The model's open() is held (hold_open.c) until the test lets it
+        -- through, so the server is listening with no model yet.
+        local lib = assert(serve.hold_open_lib())
+        local h = require "tests.lua.helpers"
+        local dir = h.tmpdir()
+        local model = dir .. "/held.gguf"
+        assert(os.execute(string.format("cp %s %s", serve.MODEL, model)) == 0)
+        local s = serve.start("", model, "loading model",
+            string.format("LD_PRELOAD=%s APR_TEST_HOLD_OPEN=%s", lib, model))
         local ok, err = pcall(function()
-            local h = get(s.port, "/health")
-            assert.equal(503, h.status)
-            assert.equal("loading", h.json.status)
-            assert.is_not_nil(h.headers["retry-after"])
+            local hl = get(s.port, "/health")
+            assert.equal(503, hl.status)
+            assert.equal("loading", hl.json.status)
+            assert.is_not_nil(hl.headers["retry-after"])
             local r = post(s.port, "/v1/completions", { prompt = "x" })
             assert.equal(503, r.status)
             assert.equal("model_loading", r.json.error.code)
             assert.same({}, get(s.port, "/v1/models").json.data)
-            -- Let the loader through: the pipe holds no GGUF file.
-            os.execute("(printf 'not a gguf' > " .. fifo .. ") 2>/dev/null")
+            -- Let the loader through.
+            assert(io.open(model .. ".release", "w")):close()
+            local status
+            for _ = 1, 200 do
+                status = get(s.port, "/health").status
+                if status == 200 then break end
+                serve.sleep(25)
+            end
+            assert.equal(200, status)
+        end)
+        s:stop()
+        h.rmtree(dir)
+        assert(ok, err)
+    end)
+
+    it("exits 1 when the model cannot be loaded", function()
+        local h = require "tests.lua.helpers"
+        local dir = h.tmpdir()
+        local f = assert(io.open(dir .. "/bad.gguf", "wb"))
+        f:write("not a gguf file at all")
+        f:close()
+        local s = serve.start("", dir .. "/bad.gguf", "loading model")
+        local ok, err = pcall(function()
             assert.equal(1, s:wait(10))
             assert.truthy(s:log():find("cannot load model", 1, true))
         end)
         s:stop()
-        os.remove(fifo)
+        h.rmtree(dir)
         assert(ok, err)
     end)
 
@@ -341,14 +369,15 @@ describe("apr serve lifecycle", function()
     end)
 
     it("reloads under load without failing a request", function()
-        local s = serve.start("--parallel 4 --ctx 2048")
+        local s = serve.start("--parallel 4 --ctx 2048 --admin-key sk-admin")
         local ok, err = pcall(function()
             local exs = {}
             for i = 1, 8 do
                 local body = { prompt = "Load " .. i, max_tokens = 40, ignore_eos = true, stream = i % 2 == 0 }
                 exs[i] = { port = s.port, send = client.raw("POST", "/v1/completions", json.encode(body)) }
             end
-            exs[9] = { port = s.port, send = client.raw("POST", "/admin/reload", "") }
+            exs[9] = { port = s.port, send = client.raw("POST", "/admin/reload", "",
+                { Authorization = "Bearer sk-admin" }) }
             client.run(exs, 60)
             for i = 1, 8 do
                 assert.equal(200, exs[i].responses[1].status)

@@ -176,10 +176,20 @@ function M.sleep(ms)
     M.run_until(function() return uv.now() - t0 >= ms end, ms / 1000 + 1)
 end
 
--- request(port, method, path, body, headers) -> the raw bytes of a request.
+-- raw(method, path, body, headers) -> the raw bytes of a request. A body
+-- goes as JSON (Content-Type: application/json, as `apr serve` wants for
+-- POST) unless headers say otherwise; a header given as false is left out
+-- (Host, Content-Type).
 function M.raw(method, path, body, headers)
-    local lines = { method .. " " .. path .. " HTTP/1.1", "Host: localhost" }
-    for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+    headers = headers or {}
+    local lines = { method .. " " .. path .. " HTTP/1.1" }
+    local given = {}
+    for k in pairs(headers) do given[k:lower()] = true end
+    if not given.host then lines[#lines + 1] = "Host: localhost" end
+    if body and not given["content-type"] then lines[#lines + 1] = "Content-Type: application/json" end
+    for k, v in pairs(headers) do
+        if v ~= false then lines[#lines + 1] = k .. ": " .. v end
+    end
     if body then lines[#lines + 1] = "Content-Length: " .. #body end
     return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
 end

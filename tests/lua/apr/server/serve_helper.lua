@@ -25,16 +25,33 @@ local function slurp(path)
     return s
 end
 
--- start(args [, model [, wait_for]]) -> server with .port, .pid, .log();
--- raises if it does not log wait_for ("model ready") within 20 s. --port 0
--- lets the kernel pick a free port, which the server logs.
-function M.start(args, model, wait_for)
+-- hold_open_lib() -> the path of tests/lua/apr/server/hold_open.c built
+-- as an LD_PRELOAD library (once per run), or nil and why not. With it,
+-- opening $APR_TEST_HOLD_OPEN blocks until that path plus ".release"
+-- exists: a model file that hangs its loader.
+local hold_lib
+function M.hold_open_lib()
+    if hold_lib then return hold_lib end
+    local dir = h.tmpdir()
+    local out = dir .. "/hold_open.so"
+    local ok = os.execute(string.format("cc -shared -fPIC -O1 -o %s tests/lua/apr/server/hold_open.c -ldl 2>%s/cc.log",
+        out, dir))
+    if ok ~= 0 and ok ~= true then return nil, "cannot build hold_open.so: " .. (slurp(dir .. "/cc.log") or "") end
+    hold_lib = out
+    return out
+end
+
+-- start(args [, model [, wait_for [, env]]]) -> server with .port, .pid,
+-- .log(); raises if it does not log wait_for ("model ready") within 20 s.
+-- --port 0 lets the kernel pick a free port, which the server logs. env:
+-- "NAME=value ..." for the server's environment.
+function M.start(args, model, wait_for, env)
     local dir = h.tmpdir()
     local self = setmetatable({ dir = dir, log_path = dir .. "/log", pid_path = dir .. "/pid",
                                 code_path = dir .. "/code" }, Server)
-    local cmd = string.format("( %s serve %s --port 0 %s 2>%s >/dev/null & echo $! > %s; wait $!; echo $? > %s ) " ..
-        ">/dev/null 2>&1 </dev/null &", h.apr_bin, model or M.MODEL, args or "", self.log_path, self.pid_path,
-        self.code_path)
+    local cmd = string.format("( env %s %s serve %s --port 0 %s 2>%s >/dev/null & echo $! > %s; wait $!; " ..
+        "echo $? > %s ) >/dev/null 2>&1 </dev/null &", env or "", h.apr_bin, model or M.MODEL, args or "",
+        self.log_path, self.pid_path, self.code_path)
     os.execute(cmd)
     for _ = 1, 400 do
         local log = slurp(self.log_path) or ""
