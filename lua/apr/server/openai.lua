@@ -412,8 +412,10 @@ local function chat_completions(ctx, req, res)
     local msgs = chat_messages(body)
     local tools = present(body, "tools")
     if tools ~= nil and not json.is_array(tools) then fail(400, "'tools' must be an array", "tools") end
-    local ok, prompt = pcall(eng.model.render, eng.model, msgs, { tools = tools })
-    if not ok then fail(400, "the chat template failed on these messages: " .. tostring(prompt), "messages") end
+    local ok, prompt, terr = pcall(eng.model.try_render, eng.model, msgs, { tools = tools })
+    if not ok or not prompt then
+        fail(400, "the model's chat template failed on these messages: " .. tostring(ok and terr or prompt), "messages")
+    end
     local ids = eng.model:tokenize(prompt, { special = true })
     local tok = eng.model.tokenizer
     if tok.add_bos then with_bos(tok, ids) end
