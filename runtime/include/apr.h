@@ -807,6 +807,9 @@ int apr_http_parser_next(apr_http_parser *p, apr_http_request *out);
 size_t apr_http_parser_buffered(const apr_http_parser *p);
 /* 1 if some bytes of a next request have arrived (for the header timeout). */
 int apr_http_parser_started(const apr_http_parser *p);
+/* Bytes apr_http_parser_feed accepts now (more is APR_ERR_BUSY): feed that
+ * much, take the requests out, and feed the rest. */
+size_t apr_http_parser_room(const apr_http_parser *p);
 /* Bytes the parser's buffer holds allocated now. A buffer a large request
  * grew past 64 KiB is given back once the next call after that request
  * finds little else buffered. */

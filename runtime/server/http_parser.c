@@ -395,9 +395,33 @@ static int chunk_size_line(apr_http_parser *p)
     return APR_HTTP_NEED_MORE;
 }
 
+/* Gives back the framing already read: the bytes still to parse move
+ * down to the end of the decoded body, so a chunked body takes no more
+ * buffer than its data (1-byte chunks would otherwise take six times as
+ * much, and be refused as "too much buffered" long before max_body). */
+static void drop_framing(apr_http_parser *p)
+{
+    size_t dst = p->head_end + (size_t)p->body_len;
+    if (p->raw <= dst) return;
+    size_t delta = p->raw - dst;
+    memmove(p->buf + dst, p->buf + p->raw, p->len - p->raw);
+    p->len -= delta;
+    p->raw = dst;
+    if (p->line > dst) p->line = p->line - delta > dst ? p->line - delta : dst;
+}
+
+static int scan_chunked_steps(apr_http_parser *p);
+
 /* Advances through the chunked body as far as the buffer allows. Returns
  * APR_HTTP_REQUEST at its end, APR_HTTP_NEED_MORE or APR_HTTP_ERROR. */
 static int scan_chunked(apr_http_parser *p)
+{
+    int r = scan_chunked_steps(p);
+    if (r == APR_HTTP_NEED_MORE) drop_framing(p);
+    return r;
+}
+
+static int scan_chunked_steps(apr_http_parser *p)
 {
     for (;;) {
         switch (p->phase) {
@@ -523,13 +547,20 @@ static void drop_done(apr_http_parser *p)
     }
 }
 
+/* What feed may hold at most: one request's head and body, room for the
+ * next one's head, and framing lines being read. */
+static size_t cap_max_of(const apr_http_parser *p)
+{
+    return (size_t)p->lim.max_head * 2 + (size_t)p->lim.max_body + MAX_CHUNK_LINE * 4;
+}
+
 apr_status apr_http_parser_feed(apr_http_parser *p, const void *data, size_t n)
 {
     APR_CHECK(p && (data || n == 0), APR_ERR_INVALID, "http parser: NULL argument");
     drop_done(p);
     /* What one request may need, plus room for the next one's head: a
      * client that pipelines further ahead than that is told to wait. */
-    size_t cap_max = (size_t)p->lim.max_head * 2 + (size_t)p->lim.max_body + MAX_CHUNK_LINE * 4;
+    size_t cap_max = cap_max_of(p);
     APR_CHECK(n <= cap_max - p->len, APR_ERR_BUSY,
               "http parser: %zu bytes already buffered, no room for %zu more", p->len, n);
     if (p->len + n > p->cap) {
@@ -634,6 +665,13 @@ int apr_http_parser_started(const apr_http_parser *p)
     if (!p) return 0;
     if (p->phase == PH_DONE) return p->len > p->raw;
     return p->phase != PH_HEAD || p->len > p->start;
+}
+
+size_t apr_http_parser_room(const apr_http_parser *p)
+{
+    if (!p) return 0;
+    size_t used = p->phase == PH_DONE ? p->len - p->raw : p->len;
+    return cap_max_of(p) - used;
 }
 
 size_t apr_http_parser_capacity(const apr_http_parser *p)

@@ -105,6 +105,29 @@ function M.run(opts)
         exit_code = code
         uv.stop()
     end
+    -- Signals arrive through libuv, as loop events: the handlers run
+    -- between callbacks, never in the middle of one (so srv is set by
+    -- then). They are installed before the server logs anything, so a
+    -- signal sent as soon as it says "listening" is never the default
+    -- action's. (luv keeps a handle alive until it is closed.)
+    local function on(name, fn)
+        uv.new_signal():start(name, fn)
+    end
+    local function shutdown()
+        if srv.stopping then
+            -- A second signal: stop waiting.
+            return stop(0)
+        end
+        srv:shutdown(opts.shutdown_timeout, function(code) stop(code) end)
+    end
+    on("sigterm", shutdown)
+    on("sigint", shutdown)
+    on("sighup", function()
+        srv:reload(nil, function(ok, rerr)
+            if not ok then srv:log("error", "reload on SIGHUP failed", { { "error", rerr } }) end
+        end)
+    end)
+
     local ctx = opts.ctx
     if ctx == 0 then ctx = nil end
     local err
@@ -123,27 +146,6 @@ function M.run(opts)
         end,
     })
     if not srv then cli.fail("%s", err) end
-
-    -- Signals arrive through libuv, as loop events: the handlers run
-    -- between callbacks, never in the middle of one. (luv keeps a handle
-    -- alive until it is closed.)
-    local function on(name, fn)
-        uv.new_signal():start(name, fn)
-    end
-    local function shutdown()
-        if srv.stopping then
-            -- A second signal: stop waiting.
-            return stop(0)
-        end
-        srv:shutdown(opts.shutdown_timeout, function(code) stop(code) end)
-    end
-    on("sigterm", shutdown)
-    on("sigint", shutdown)
-    on("sighup", function()
-        srv:reload(nil, function(ok, rerr)
-            if not ok then srv:log("error", "reload on SIGHUP failed", { { "error", rerr } }) end
-        end)
-    end)
 
     uv.run("default")
     return exit_code or 0   -- cli.lua closes the handles left open

@@ -145,7 +145,26 @@ function M.new(model, opts)
     self.poll:start("r", function() self:_drain() end)
     local st = self:stats()
     self.n_ctx, self.n_ctx_seq, self.n_seq = st.n_ctx, st.n_ctx_seq, st.n_seq
+    self.max_token_bytes = M.max_token_bytes(model.tokenizer)
     return self
+end
+
+-- The most bytes one token of tok stands for (128 in Qwen2.5's
+-- vocabulary): a text of n bytes has at least n / this many tokens, so
+-- the server can refuse a prompt that cannot fit before tokenizing it.
+function M.max_token_bytes(tok)
+    local most = 1
+    local str, len = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+    for id = 0, tok.n_vocab - 1 do
+        -- The bytes it stands for, or, for a control token written in a
+        -- prompt ("<|im_end|>"), its text.
+        if C.apr_token_piece(tok.handle, id, str, len) == 0 and tonumber(len[0]) > most then most = tonumber(len[0]) end
+        if C.apr_token_is_special(tok.handle, id) ~= 0 and C.apr_token_text(tok.handle, id, str) == 0 then
+            local n = #ffi.string(str[0])
+            if n > most then most = n end
+        end
+    end
+    return most
 end
 
 function Engine:_drain()
@@ -246,7 +265,9 @@ function Engine:generate(prompt, opts)
     opts = opts or {}
     local ids = prompt
     if type(prompt) == "string" then
-        ids = self.model:tokenize(prompt, { special = opts.special ~= false })
+        local err
+        ids, err = require("apr.server.tokenize").ids(self.model, prompt, { special = opts.special ~= false })
+        if not ids then error(err, 2) end
         local tok = self.model.tokenizer
         if tok.add_bos and tok.bos and tok.bos >= 0 and ids[1] ~= tok.bos then table.insert(ids, 1, tok.bos) end
     end

@@ -320,14 +320,23 @@ function Conn:on_read(err, data)
         return
     end
     self.last_read = now()
-    local st = C.apr_http_parser_feed(self.parser, data, #data)
-    if st ~= 0 then
-        -- Only a client pipelining far ahead of its answers gets here
-        -- (reading pauses long before): it loses the connection.
-        if self.res then return self:abort("too much input buffered ahead of the answers") end
-        return self:fail(503, "too much input buffered ahead of the answers")
+    -- Fed as far as the parser has room, then parsed, and so on: a request
+    -- over a limit gets the parser's own answer (413 at max_body) instead
+    -- of a "too much buffered" on the bytes past it.
+    local bytes, n, off = ffi.cast("const char *", data), #data, 0
+    while off < n do
+        local k = math.min(n - off, tonumber(C.apr_http_parser_room(self.parser)))
+        if k == 0 then
+            -- Only a client pipelining far ahead of its answers gets here
+            -- (reading pauses long before): it loses the connection.
+            if self.res then return self:abort("too much input buffered ahead of the answers") end
+            return self:fail(413, "the request is larger than the server takes")
+        end
+        C.apr_http_parser_feed(self.parser, bytes + off, k)
+        off = off + k
+        if not self.res then self:process() end
+        if self.closed or self.lingering then return end
     end
-    if not self.res then self:process() end
     self:update_reading()
 end
 
@@ -336,7 +345,7 @@ function Conn:fail(status, message)
     if self.closed then return end
     self.close_after = true
     local req = { method = "GET", target = "", path = "", version = 11, keep_alive = false, headers = {},
-                  t_start = uv.hrtime(), conn = self }
+                  t_start = uv.hrtime(), conn = self, peer = self.peer }
     local res = self:new_response(req)
     local body, ctype = self.server.error_body(status, message)
     res:header("Content-Type", ctype)
