@@ -306,6 +306,7 @@ end
 
 function Conn:on_read(err, data)
     if err then return self:abort("read: " .. tostring(err)) end
+    if data then self.server.read_bytes = self.server.read_bytes + #data end
     if self.lingering then
         if not data then self:close() end
         return
@@ -703,6 +704,18 @@ end
 
 function Server:connections() return self.n_conns end
 
+-- Every byte read arrives as a Lua string (luv's reads), garbage once
+-- parsed or dropped. Lua's collector runs only as Lua allocates, so after a
+-- flood of large requests that garbage would stay put, however idle the
+-- server then is. A full collection after every GC_AFTER bytes read (at
+-- most once a second) hands it back.
+local GC_AFTER = 64 * 2 ^ 20
+function Server:collect(t)
+    if self.read_bytes - self.read_at_gc < GC_AFTER or t - self.gc_at < 1 then return end
+    self.read_at_gc, self.gc_at = self.read_bytes, t
+    collectgarbage("collect")
+end
+
 -- Resolves host to an address libuv can bind.
 local function resolve(host)
     if host:match("^[%d.]+$") or host:find(":") then return host end
@@ -731,6 +744,7 @@ function M.listen(opts)
     local self = setmetatable({
         opts = o, handler = o.handler, listener = tcp, conns = {}, n_conns = 0, n_requests = 0,
         per_ip = {},   -- client address -> its open connections
+        read_bytes = 0, read_at_gc = 0, gc_at = 0,  -- for Server:collect
         error_body = o.error_body or function(status, message)
             return string.format("%d %s: %s\n", status, M.reasons[status] or "", message), "text/plain"
         end,
@@ -750,6 +764,7 @@ function M.listen(opts)
     self.sweeper:start(period, period, function()
         local t = now()
         for conn in pairs(self.conns) do conn:sweep(t) end
+        self:collect(t)
     end)
     self.sweeper:unref()
     return self
