@@ -27,7 +27,7 @@ static apr_status open_backend(apr_model *m, const apr_model_params *p)
     if (p->device == APR_DEVICE_CUDA || (p->device == APR_DEVICE_AUTO && apr_cuda_available())) {
         m->backend = apr_backend_cuda_new(p->gpu_index, p->vram_budget);
         if (m->backend) return APR_OK;
-        APR_CHECK(p->device != APR_DEVICE_CUDA, APR_ERR_DEVICE, "%s: %s", m->path, apr_last_error());
+        APR_CHECK(p->device != APR_DEVICE_CUDA, APR_ERR_DEVICE, "%s: %s", m->path, apr_last_error_after(m->path));
     }
     m->backend = apr_backend_cpu_new(p->n_threads);
     return m->backend ? APR_OK : APR_ERR_NOMEM;
@@ -51,7 +51,7 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
     if (s == APR_OK) s = apr_gguf_open(path, &m->file);
     if (s == APR_OK) {
         s = apr_tokenizer_from_gguf(m->file, &m->tok);
-        if (s != APR_OK) s = apr_error(s, "%s: %s", path, apr_last_error());
+        if (s != APR_OK) s = apr_error(s, "%s: %s", path, apr_last_error_after(path));
     }
     if (s == APR_OK) {
         const char *name = "", *tmpl = NULL;

@@ -37,7 +37,7 @@ static apr_status get_int(const apr_gguf *f, const char *path, const char *arch,
     apr_status s = apr_gguf_get_int(f, name, &v);
     if (s == APR_ERR_NOT_FOUND && !required) return APR_OK;
     APR_CHECK(s != APR_ERR_NOT_FOUND, APR_ERR_FORMAT, "%s: metadata key %s is missing", path, name);
-    APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error());
+    APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error_after(path));
     APR_CHECK(v >= lo && v <= hi, APR_ERR_FORMAT, "%s: metadata key %s = %lld is outside [%lld, %lld]", path, name,
               (long long)v, (long long)lo, (long long)hi);
     *out = (int)v;
@@ -53,7 +53,7 @@ static apr_status get_float(const apr_gguf *f, const char *path, const char *arc
     apr_status s = apr_gguf_get_float(f, name, &v);
     if (s == APR_ERR_NOT_FOUND && !required) return APR_OK;
     APR_CHECK(s != APR_ERR_NOT_FOUND, APR_ERR_FORMAT, "%s: metadata key %s is missing", path, name);
-    APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error());
+    APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error_after(path));
     APR_CHECK(isfinite(v) && v > 0, APR_ERR_FORMAT, "%s: metadata key %s = %g must be positive", path, name, v);
     *out = (float)v;
     return APR_OK;
@@ -150,7 +150,7 @@ static apr_status bind_tensor(apr_model *m, apr_weight *w, const char *name, int
     *w = (apr_weight){ .name = t.name, .type = t.type, .rows = want1, .cols = cols,
                        .row_bytes = (size_t)(t.nbytes / (uint64_t)want1), .gather_only = gather_only };
     apr_status s = m->backend->weight_upload(m->backend, w, t.data);
-    APR_CHECK(s == APR_OK, s, "%s: %s", m->path, apr_last_error());
+    APR_CHECK(s == APR_OK, s, "%s: %s", m->path, apr_last_error_after(m->path));
     m->weight_bytes += t.nbytes;
     return APR_OK;
 }
