@@ -150,6 +150,29 @@ describe("apr serve", function()
         assert.equal("POST", r.headers.allow)
     end)
 
+    it("says the real bounds of a seed out of range", function()
+        local r = post(s.port, "/v1/completions", '{"prompt": "x", "seed": 1e300}')
+        assert.equal(400, r.status)
+        assert.equal("seed", r.json.error.param)
+        assert.equal("'seed' must be between -9223372036854775808 and 18446744073709551615, got 1e+300",
+            r.json.error.message)
+        assert.equal(200, post(s.port, "/v1/completions", '{"prompt": "x", "max_tokens": 1, "seed": -5}').status)
+    end)
+
+    it("takes only token ids written as decimal integers as logit_bias keys", function()
+        for _, key in ipairs({ "0x10", "1e1", " 7", "7 ", "-0", "+7", "07", "1.0", "", "99999999999" }) do
+            local r = post(s.port, "/v1/completions", '{"prompt": "x", "max_tokens": 1, "logit_bias": {' ..
+                json.encode(key) .. ': 5}}')
+            assert.equal(400, r.status, key)
+            assert.equal("logit_bias", r.json.error.param, key)
+        end
+        for _, key in ipairs({ "0", "7", "16", "100" }) do
+            local r = post(s.port, "/v1/completions", '{"prompt": "x", "max_tokens": 1, "logit_bias": {' ..
+                json.encode(key) .. ': 5}}')
+            assert.equal(200, r.status, key)
+        end
+    end)
+
     it("gives exactly the same greedy tokens to 16 concurrent requests as to each alone", function()
         local function body(i)
             return json.encode({ prompt = "Story " .. i .. ":", max_tokens = 12, temperature = 0, logprobs = 0 })
