@@ -111,7 +111,9 @@ void apr_free(void *p);
 int apr_term_isatty(int fd);
 /* Reads one line from stdin (without its newline), with line editing and
  * history when stdin is a terminal and GNU readline is installed. Returns a
- * string to release with apr_free, or NULL at end of input. */
+ * string to release with apr_free, or NULL at end of input. On a terminal,
+ * Ctrl+C (apr_interrupt_install's handler) drops what was typed and returns
+ * "" with apr_interrupted() set; the caller clears it. */
 char *apr_term_readline(const char *prompt);
 void apr_term_add_history(const char *line);
 void apr_term_load_history(const char *path);  /* missing file: no-op */
