@@ -1,11 +1,12 @@
 -- serve_load.lua — `apr serve` measured the way a client sees it: streaming
 -- requests over loopback HTTP, timed at the client.
 --
---   apr run bench/serve_load.lua --model MODEL.gguf [--serve "--parallel 16"] [mode options]
+--   apr run bench/serve_load.lua [--model MODEL.gguf] [--serve "--parallel 16"] [mode options]
 --   apr run bench/serve_load.lua --url http://127.0.0.1:8080 [--api-key KEY] [mode options]
 --
--- With --model it starts `apr serve MODEL --port 0 SERVE-ARGS` itself and
--- stops it at the end; with --url it uses a server already running.
+-- With --model (default: the built-in model) it starts `apr serve MODEL
+-- --port 0 SERVE-ARGS` itself and stops it at the end; with --url it uses a
+-- server already running.
 --
 -- --mode load (default): --clients 64 concurrent streaming clients send
 --   --requests 20 chat requests each (keep-alive, --max-tokens 32); prints
@@ -49,10 +50,17 @@ do
         i = i + 1
     end
 end
+-- Without --model or --url: the built-in default model, as `apr serve` has.
 if not opts.model and not opts.url then
-    io.stderr:write("usage: apr run bench/serve_load.lua (--model MODEL.gguf [--serve ARGS] | --url URL) " ..
-                    "[--mode load|gpu] [--clients N] [--requests N] [--max-tokens N] [--tokens N] [--api-key KEY] [--json]\n")
-    os.exit(2)
+    opts.model = require("apr.model").default_model_path()
+    local f = io.open(opts.model, "rb")
+    if not f then
+        io.stderr:write("no --model or --url given and the default model is not installed: run `make model`\n" ..
+                        "usage: apr run bench/serve_load.lua [--model MODEL.gguf [--serve ARGS] | --url URL] " ..
+                        "[--mode load|gpu] [--clients N] [--requests N] [--max-tokens N] [--tokens N] [--api-key KEY] [--json]\n")
+        os.exit(2)
+    end
+    f:close()
 end
 
 ------------------------------------------------------------------ the server

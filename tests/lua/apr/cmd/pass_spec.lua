@@ -170,3 +170,24 @@ describe("apr pass", function()
         assert.truthy(r.out:find("fibonacci", 1, true), r.out)
     end)
 end)
+
+describe("apr pass on a terminal", function()
+    local terminal = require "tests.lua.terminal"
+    local ok, why = terminal.available()
+    if not ok then
+        pending("the answer's last line: " .. why)
+        return
+    end
+
+    it("ends the answer's line, so what follows starts a line of its own", function()
+        for _, args in ipairs({ "--prompt hi --max-tokens 5", "--raw --prompt 'def f(' --max-tokens 3" }) do
+            local t = terminal.start(string.format("%s pass %s %s", h.apr_bin, TINY, args))
+            local screen = t:wait_for("[exit 0]", 20)
+            t:close()
+            assert.truthy(screen, args)
+            -- "[exit 0]" is printed right after apr ends: at the start of a
+            -- line only if the answer's last line was ended.
+            assert.truthy(("\n" .. screen):find("\n%[exit 0%]"), screen)
+        end
+    end)
+end)
