@@ -76,6 +76,7 @@ struct apr_http_parser {
      * the next framing byte not yet read (raw >= head_end + body_len). */
     size_t raw;
     uint64_t body_len, chunk_left;
+    uint64_t dropped;        /* framing bytes given back by drop_framing: still part of the request */
     int n_trailers;
 
     int status;              /* HTTP status of the failure (PH_ERROR) */
@@ -155,6 +156,7 @@ static void reset_request(apr_http_parser *p)
     p->method_len = p->target = p->target_len = 0;
     p->raw = 0;
     p->body_len = p->chunk_left = 0;
+    p->dropped = 0;
     p->n_trailers = 0;
 }
 
@@ -408,6 +410,7 @@ static void drop_framing(apr_http_parser *p)
     size_t delta = p->raw - dst;
     memmove(p->buf + dst, p->buf + p->raw, p->len - p->raw);
     p->len -= delta;
+    p->dropped += delta;
     p->raw = dst;
     if (p->line > dst) p->line = p->line - delta > dst ? p->line - delta : dst;
 }
@@ -648,7 +651,7 @@ static void export(apr_http_parser *p, apr_http_request *out)
     out->chunked = p->chunked;
     out->keep_alive = p->keep_alive;
     out->expect_continue = p->expect_continue;
-    out->consumed = p->raw;
+    out->consumed = p->raw + p->dropped;
 }
 
 int apr_http_parser_next(apr_http_parser *p, apr_http_request *out)
@@ -706,7 +709,7 @@ int apr_http_parser_next(apr_http_parser *p, apr_http_request *out)
 size_t apr_http_parser_buffered(const apr_http_parser *p)
 {
     if (!p) return 0;
-    return p->phase == PH_DONE ? p->len - p->raw : p->len;
+    return p->phase == PH_DONE ? p->len - p->raw : p->len + (size_t)p->dropped;
 }
 
 int apr_http_parser_started(const apr_http_parser *p)

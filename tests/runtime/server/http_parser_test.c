@@ -372,6 +372,8 @@ TEST(http_tiny_chunks_take_no_more_buffer_than_their_data)
     }
     CHECK_EQ_INT(res, APR_HTTP_REQUEST);
     CHECK_EQ_INT(r.body_len, n_body);
+    CHECK_EQ_INT(r.consumed, w);  /* the wire's bytes, framing given back or not */
+    CHECK_EQ_INT(apr_http_parser_buffered(p), 0);
     CHECK(r.body_len == n_body && r.body[0] == 'a' && r.body[26] == 'a' && r.body[n_body - 1] == 'a' + (int)((n_body - 1) % 26));
     CHECK(apr_http_parser_capacity(p) < 2 * n_body);
     free(wire);
