@@ -236,15 +236,13 @@ end
 
 -- message with the paths of the model files and their folders replaced,
 -- for answers: a message from the loader, the engine or a route script
--- names them, and a client has no business knowing where they are.
+-- names them as the server gave them (reloads by their real path), and a
+-- client has no business knowing where they are.
 function Server:scrub(message)
     if type(message) ~= "string" then return message end
     local subs = {}
     local function add(path, as)
-        if type(path) ~= "string" or #path < 2 then return end
-        subs[#subs + 1] = { path, as }
-        local real = uv.fs_realpath(path)
-        if real and real ~= path then subs[#subs + 1] = { real, as } end
+        if type(path) == "string" and #path >= 2 then subs[#subs + 1] = { path, as } end
     end
     local files = { self.path, self.opts.model, self.loading_path, self.current and self.current.path }
     for i = 1, 4 do
@@ -263,10 +261,23 @@ function Server:scrub(message)
     return message
 end
 
+-- The file system calls of model_in_dir, on libuv's thread pool while the
+-- handler waits: a folder on a hung filesystem must not stop the loop.
+local function realpath(path)
+    local err, real = http.await(function(done) uv.fs_realpath(path, done) end)
+    return not err and real or nil
+end
+
+local function stat(path)
+    local err, st = http.await(function(done) uv.fs_stat(path, done) end)
+    return not err and st or nil
+end
+
 -- The file a reload request names, as a real path inside --models-dir:
 -- relative names are taken from there; "..", or a link that leads out,
 -- never gets past here, nor does anything but a regular file. Raises a
--- 403 or 404 answer otherwise; none of them says what is outside.
+-- 403 or 404 answer otherwise; none of them says what is outside. Runs in
+-- the handler's coroutine.
 function Server:model_in_dir(name)
     local dir = self.opts.models_dir
     if not dir then
@@ -278,19 +289,19 @@ function Server:model_in_dir(name)
     for part in name:gmatch("[^/]+") do
         if part == ".." then router.fail(403, outside, "model", "reload_path_not_allowed") end
     end
-    local root = uv.fs_realpath(dir)
+    local root = realpath(dir)
     if not root then router.fail(500, "the models directory is gone", nil, "models_dir_missing") end
     local prefix = root:sub(-1) == "/" and root or root .. "/"
     local function inside(p) return p:sub(1, #prefix) == prefix end
     local candidate = name:sub(1, 1) == "/" and name or (prefix .. name)
-    local real = uv.fs_realpath(candidate)
+    local real = realpath(candidate)
     -- Outside (lexically, or once links are followed) is refused before
     -- anything says whether such a file exists.
     if not (real and inside(real)) and not (not real and inside(candidate)) then
         router.fail(403, outside, "model", "reload_path_not_allowed")
     end
     if not real then router.fail(404, "no such model file in the models directory", "model", "model_not_found") end
-    local st = uv.fs_stat(real)
+    local st = stat(real)
     if not st or st.type ~= "file" then
         router.fail(400, "'model' must name a regular file", "model", "reload_path_not_allowed")
     end
