@@ -509,11 +509,20 @@ local function tokenize(ctx, req, res)
     if type(content) ~= "string" then fail(400, "'content' must be a string", "content") end
     local special = bool_field(body, "add_special") or false
     local parse_special = bool_field(body, "parse_special")
+    local with_pieces = bool_field(body, "with_pieces") or false
+    local tok = eng.model.tokenizer
+    if not with_pieces then
+        -- The answer's JSON comes from the worker as it is (tokenize.lua).
+        local list, terr = tokens.json(eng.model, content, { special = parse_special ~= false })
+        if not list then fail(500, "tokenizing failed: " .. tostring(terr)) end
+        if special and tok.bos and tok.bos >= 0 and not list:match("^%[" .. tok.bos .. "[,%]]") then
+            list = "[" .. tok.bos .. (list == "[]" and "]" or "," .. list:sub(2))
+        end
+        return res:json(200, '{"tokens":' .. list .. "}")
+    end
     local ids, terr = tokens.ids(eng.model, content, { special = parse_special ~= false })
     if not ids then fail(500, "tokenizing failed: " .. tostring(terr)) end
-    local tok = eng.model.tokenizer
     if special then with_bos(tok, ids) end
-    local with_pieces = bool_field(body, "with_pieces") or false
     local list = json.array()
     for i, t in ipairs(ids) do
         list[i] = with_pieces and obj("id", t, "piece", (token_entry(tok, t))) or t

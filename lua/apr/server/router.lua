@@ -9,11 +9,13 @@
 --   {"error": {"message": ..., "type": ..., "param": ..., "code": ...}},
 -- with the status that fits: 400 for a body that is not valid UTF-8 or JSON
 -- or has bad fields (router.fail(400, msg, param)), 401 for a missing or
--- wrong key (every path but the public ones, /health by default), 404 for
--- an unknown path, 405 with Allow for a known path and the wrong method, 500
--- with the message for a handler that raised (the server stays up).
+-- wrong key (every path but the public ones, /health by default; the admin
+-- key for /admin/ paths), 403 for admin routes that are off and for what
+-- the guard (server/guard.lua) refuses, 404 for an unknown path, 405 with
+-- Allow for a known path and the wrong method, 500 for a handler that
+-- raised (its message, which names files, goes to the log; the server
+-- stays up).
 local json = require "apr.json"
-local utf8 = require "apr._utf8"
 
 local M = {}
 
@@ -55,13 +57,14 @@ end
 
 -- req.json: the body decoded on first use, key order kept (chat templates
 -- see tool arguments in the order the client sent them).
+-- A large body is decoded off the event loop (server/body.lua), so the
+-- first use of req.json may wait.
 local function decode_body(req)
     local body = req.body or ""
     if body == "" then M.fail(400, "the request body is empty; expected a JSON object") end
-    local ok, at = utf8.validate(body)
-    if not ok then M.fail(400, string.format("the request body is not valid UTF-8 (byte %d)", at)) end
-    local value, err = json.decode(body)
-    if value == nil then M.fail(400, "the request body is not valid JSON: " .. tostring(err)) end
+    local value, kind, detail = require("apr.server.body").decode(body)
+    if kind == "utf8" then M.fail(400, string.format("the request body is not valid UTF-8 (byte %d)", detail)) end
+    if value == nil then M.fail(400, "the request body is not valid JSON: " .. tostring(detail)) end
     return value
 end
 

@@ -21,8 +21,9 @@ local M = {}
 M.INLINE = 16384  -- bytes tokenized on the loop itself
 
 -- Runs in a thread-pool thread, in a Lua state of its own: tokenizes and
--- returns the ids as a string of int32_t (or nil and the message).
-local function work(home, handle, text, flags)
+-- returns the ids as a string of int32_t, or as JSON text ("[1,2]") when
+-- as_json (or nil and the message).
+local function work(home, handle, text, flags, as_json)
     if not package.loaded["apr.ffi"] then
         package.path = home .. "/lua/?.lua;" .. home .. "/lua/?/init.lua;" .. package.path
     end
@@ -34,6 +35,11 @@ local function work(home, handle, text, flags)
     local n = ffi.new("size_t[1]")
     local st = C.apr_tokenize(tok, text, #text, flags, ids, cap, n)
     if st ~= 0 then return nil, ffi.string(C.apr_last_error()) end
+    if as_json then
+        local parts = {}
+        for i = 0, tonumber(n[0]) - 1 do parts[i + 1] = tostring(ids[i]) end
+        return "[" .. table.concat(parts, ",") .. "]"
+    end
     return ffi.string(ids, tonumber(n[0]) * 4)
 end
 
@@ -45,20 +51,41 @@ local function decode(packed)
     return out
 end
 
+-- The worker's result for text (packed ids, or JSON text when as_json),
+-- waited for in the calling handler's coroutine.
+local function offload(model, text, opts, as_json)
+    local core = require "apr.core"
+    local flags = (opts and opts.special) and tonumber(core.C.APR_TOKENIZE_SPECIAL) or 0
+    local handle = tonumber(core.ffi.cast("uintptr_t", model.tokenizer.handle))
+    local home = rawget(_G, "APR_HOME") or os.getenv("APR_HOME") or "."
+    return http.await(function(done)
+        uv.new_work(work, function(r, e) done(r, e) end):queue(home, handle, text, flags, as_json or false)
+    end)
+end
+
 -- ids(model, text, opts) -> array of token ids, or nil and a message (the
 -- tokenizer's failure). opts.special as for model:tokenize. Must run in a
 -- handler coroutine when text is longer than INLINE.
 function M.ids(model, text, opts)
     if #text <= M.INLINE then return model:tokenize(text, opts) end
-    local core = require "apr.core"
-    local flags = (opts and opts.special) and tonumber(core.C.APR_TOKENIZE_SPECIAL) or 0
-    local handle = tonumber(core.ffi.cast("uintptr_t", model.tokenizer.handle))
-    local home = rawget(_G, "APR_HOME") or os.getenv("APR_HOME") or "."
-    local packed, err = http.await(function(done)
-        uv.new_work(work, function(p, e) done(p, e) end):queue(home, handle, text, flags)
-    end)
+    local packed, err = offload(model, text, opts, false)
     if not packed then return nil, err end
     return decode(packed)
+end
+
+-- json(model, text, opts) -> the ids as JSON text ("[9707,1879]"), or nil
+-- and a message. For /tokenize: millions of ids are turned into a table
+-- and then into JSON on the worker too, not on the loop (an 8 MB text's
+-- 7 million ids took 0.4 s to encode).
+function M.json(model, text, opts)
+    if #text <= M.INLINE then
+        local ids, err = model:tokenize(text, opts)
+        if not ids then return nil, err end
+        local parts = {}
+        for i, id in ipairs(ids) do parts[i] = tostring(id) end
+        return "[" .. table.concat(parts, ",") .. "]"
+    end
+    return offload(model, text, opts, true)
 end
 
 return M

@@ -44,8 +44,18 @@ describe("apr serve's connection limits", function()
         local other = { port = s.port, send = client.raw("GET", "/health"), start_after = 200, bind = "127.0.0.2" }
         exs[17], exs[18] = extra, other
         client.run(exs, 10)
-        assert.equal(429, extra.responses[1] and extra.responses[1].status)
-        assert.is_not_nil(extra.responses[1].headers["retry-after"])
+        -- Of the 17 from 127.0.0.1 the one accepted last gets the 429: the
+        -- extra one, unless the server took it before an idle one.
+        local refused = {}
+        for i = 1, 17 do
+            local r = exs[i].responses[1]
+            if r and r.status == 429 then
+                refused[#refused + 1] = i
+                assert.is_not_nil(r.headers["retry-after"])
+            end
+        end
+        assert.equal(1, #refused, s:log())
+        if refused[1] ~= 17 then assert.equal(200, extra.responses[1] and extra.responses[1].status) end
         assert.equal(200, other.responses[1] and other.responses[1].status)
     end)
 end)
