@@ -100,111 +100,65 @@ end
 
 ------------------------------------------------------------------ a streaming client
 
--- One connection that sends requests one after another (keep-alive) and
--- records, per request, the time of the first byte, of each SSE event with
--- text, and whether it ended with [DONE].
-local function request_bytes(body, path)
-    local head = { "POST " .. (path or "/v1/chat/completions") .. " HTTP/1.1", "Host: " .. host,
-                   "Content-Type: application/json", "Content-Length: " .. #body }
-    if opts.api_key then head[#head + 1] = "Authorization: Bearer " .. opts.api_key end
-    return table.concat(head, "\r\n") .. "\r\n\r\n" .. body
-end
+-- The HTTP client of `apr bench` (lua/apr/bench/client.lua): one
+-- connection per simulated client sends its requests one after another
+-- (keep-alive); each result has t0 (request sent), t_first_byte, events
+-- (arrival times of the pieces of text) and ok (a 200 that ended with its
+-- end marker).
+local client = require "apr.bench.client"
+local headers = opts.api_key and { Authorization = "Bearer " .. opts.api_key } or nil
 
 local function chat_request(prompt, max_tokens, stream)
     return { messages = { { role = "user", content = prompt } }, max_tokens = max_tokens,
              temperature = 0, stream = stream, ignore_eos = true }
 end
 
+-- A streamed chat request, or { path =, body = } for a plain POST.
 local function chat_body(prompt, max_tokens, stream)
-    return json.encode(chat_request(prompt, max_tokens, stream))
+    if stream then return { stream = { messages = { { role = "user", content = prompt } }, max_tokens = max_tokens } } end
+    return { path = "/v1/chat/completions", body = json.encode(chat_request(prompt, max_tokens, false)) }
 end
 
--- Feeds response bytes into r (one response): head, then a chunked body
--- (its data goes through the SSE parser) or a Content-Length one. Returns
--- true when the response is complete.
-local function feed(r, data, t)
-    r.buf = r.buf .. data
-    if not r.head_done then
-        local e = r.buf:find("\r\n\r\n", 1, true)
-        if not e then return false end
-        local head = r.buf:sub(1, e - 1)
-        r.status = tonumber(head:match("^HTTP/1%.1 (%d+)"))
-        r.length = tonumber(head:lower():match("\ncontent%-length: *(%d+)"))
-        r.head_done, r.buf, r.sse = true, r.buf:sub(e + 4), ""
-    end
-    if r.length then
-        if #r.buf < r.length then return false end
-        r.body = r.buf:sub(1, r.length)
-        return true
-    end
-    while true do  -- chunked
-        local lf = r.buf:find("\r\n", 1, true)
-        if not lf then return false end
-        local size = tonumber(r.buf:sub(1, lf - 1), 16)
-        if not size then error("bad chunk from server") end
-        if size == 0 then return #r.buf >= lf + 3 end
-        if #r.buf < lf + 1 + size + 2 then return false end
-        r.sse = r.sse .. r.buf:sub(lf + 2, lf + 1 + size)
-        r.buf = r.buf:sub(lf + size + 4)
-        while true do
-            local ev_end = r.sse:find("\n\n", 1, true)
-            if not ev_end then break end
-            local payload = r.sse:sub(1, ev_end - 1):match("^data: (.*)$")
-            r.sse = r.sse:sub(ev_end + 2)
-            if payload == "[DONE]" then
-                r.done_marker = true
-            elseif payload then
-                local ev = json.decode(payload)
-                local d = ev and ev.choices and ev.choices[1] and ev.choices[1].delta
-                if d and type(d.content) == "string" and d.content ~= "" then r.events[#r.events + 1] = t end
+-- run_client(bodies, on_done): sends each item in turn on one connection;
+-- on_done(results). A failure ends the client: the items not sent yet are
+-- recorded as failed too.
+local function run_client(bodies, on_done)
+    local results = {}
+    client.connect(host, port, function(conn, err)
+        local function fail_rest(from, why)
+            for j = from, #bodies do results[j] = { error = "not sent: " .. tostring(why), events = {} } end
+            if conn then conn:close() end
+            on_done(results)
+        end
+        if not conn then return fail_rest(1, err) end
+        local idx = 0
+        local function next_request()
+            idx = idx + 1
+            if idx > #bodies then
+                conn:close()
+                return on_done(results)
+            end
+            local item = bodies[idx]
+            if item.stream then
+                client.stream({ conn = conn, host = host, port = port, req = item.stream, headers = headers },
+                    function(s)
+                        results[idx] = s
+                        if not s.ok then return fail_rest(idx + 1, s.error) end
+                        next_request()
+                    end)
+            else
+                local h = { ["Content-Type"] = "application/json" }
+                for k, v in pairs(headers or {}) do h[k] = v end
+                conn:send({ method = "POST", path = item.path, body = item.body, headers = h }, function(r)
+                    r.ok = r.status == 200 and not r.error
+                    if not r.ok then r.error = r.error or ("HTTP " .. tostring(r.status)) end
+                    r.events = {}
+                    results[idx] = r
+                    if not r.ok then return fail_rest(idx + 1, r.error) end
+                    next_request()
+                end)
             end
         end
-    end
-end
-
--- run_client(bodies, on_done): sends each body in turn on one connection
--- (a chat request's, or { path =, body = } for another endpoint);
--- on_done(results).
-local function run_client(bodies, on_done)
-    local tcp = uv.new_tcp()
-    local results, current, idx, finished = {}, nil, 0, false
-    local function done()
-        if finished then return end
-        finished = true
-        if not tcp:is_closing() then tcp:close() end
-        on_done(results)
-    end
-    local function next_request()
-        idx = idx + 1
-        if idx > #bodies then return done() end
-        local item = bodies[idx]
-        local path, body = nil, item
-        if type(item) == "table" then path, body = item.path, item.body end
-        current = { t0 = now(), events = {}, ok = false, buf = "", stream = body:find('"stream":true', 1, true) }
-        results[idx] = current
-        tcp:write(request_bytes(body, path))
-    end
-    local function fail(why)
-        if current and not current.t_end then current.error = why end
-        for j = idx + 1, #bodies do results[j] = { error = "not sent: " .. tostring(why), events = {} } end
-        done()
-    end
-    tcp:nodelay(true)
-    tcp:connect(host, port, function(err)
-        if err then return fail(err) end
-        tcp:read_start(function(rerr, data)
-            if rerr or not data then return fail(rerr or "closed") end
-            local t = now()
-            current.t_first_byte = current.t_first_byte or t
-            local ok, complete = pcall(feed, current, data, t)
-            if not ok then return fail(complete) end
-            if complete then
-                current.t_end = t
-                current.ok = current.status == 200 and (not current.stream or current.done_marker == true)
-                if not current.ok then current.error = "HTTP " .. tostring(current.status) end
-                next_request()
-            end
-        end)
         next_request()
     end)
 end

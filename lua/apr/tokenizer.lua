@@ -87,12 +87,12 @@ end
 -- the tokenizer.ggml.* metadata; the file is closed before it returns.
 function M.open(path)
     if type(path) ~= "string" then error("tokenizer.open: path must be a string", 2) end
-    local file = ffi.new("apr_gguf *[1]")
-    local status = C.apr_gguf_open(path, file)
+    local file = ffi.new("apr_source *[1]")
+    local status = C.apr_source_open(path, file)
     if status ~= 0 then return core.failure(status) end
     local box = ffi.new("apr_tokenizer *[1]")
-    status = C.apr_tokenizer_from_gguf(file[0], box)
-    C.apr_gguf_close(file[0])
+    status = C.apr_tokenizer_from_source(file[0], box)
+    C.apr_source_close(file[0])
     if status ~= 0 then
         local _, msg = core.failure(status)
         return nil, path .. ": " .. msg
@@ -122,6 +122,16 @@ function Tokenizer:tokenize(text, opts)
     local out = {}
     for i = 0, tonumber(size_box[0]) - 1 do out[i + 1] = ids[i] end
     return out
+end
+
+-- with_bos(ids) -> ids, with BOS put first when the model's tokenizer asks
+-- for it (tokenizer.ggml.add_bos_token: self.add_bos) and they do not
+-- already begin with it. The one place the rule is applied: every prompt
+-- that reaches the engine (apr pass, m:generate, the server) goes through
+-- here. ids is changed in place.
+function Tokenizer:with_bos(ids)
+    if self.add_bos and self.bos and ids[1] ~= self.bos then table.insert(ids, 1, self.bos) end
+    return ids
 end
 
 -- The ids as an int32_t array, or nil and the first id out of range.

@@ -22,10 +22,14 @@ M.spec = {
         { "gpu", help = "run the model on the GPU (same as --device cuda)" },
         { "device", value = "NAME", choices = { "auto", "cpu", "cuda" }, default = "auto", help = "where the model runs" },
         { "threads", value = "N", type = "integer", min = 0, default = 0, help = "CPU threads (0: all)" },
+        { "vram-budget", value = "SIZE", type = "size",
+          help = "most GPU memory apr may allocate (e.g. 22G); without --ctx the KV cache gets what is left" },
         { "ctx", value = "N", type = "integer", min = 0, default = 0,
-          help = "KV cache slots of all requests together (0: the model's training context, at most 32768)" },
+          help = "KV cache slots all requests draw from (0: the model's training context, at most 32768, " ..
+                 "or what --vram-budget leaves)" },
         { "parallel", value = "N", type = "integer", min = 1, max = 1024, default = 4,
-          help = "requests decoded together; each may hold ctx/parallel tokens" },
+          help = "requests decoded together; any one may use the whole cache" },
+        { "no-prefix-cache", help = "compute every prompt whole (no reuse of earlier requests' KV blocks)" },
         { "batch", value = "N", type = "integer", min = 1, default = 512, help = "most tokens one batched step decodes" },
         { "queue", value = "N", type = "integer", min = 0, default = 64,
           help = "requests that may wait for a free slot before 503" },
@@ -51,10 +55,12 @@ M.spec = {
           help = "seconds a request's head may take to arrive (408 after)" },
         { "idle-timeout", value = "S", type = "number", min = 0.01, default = 60,
           help = "seconds an idle keep-alive connection stays open" },
+        require("apr.trace.session").OPTION,
     },
     examples = {
         "apr serve models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --port 8080",
         "apr serve model.gguf --gpu --parallel 16 --ctx 32768 --api-key sk-local",
+        "apr serve model.gguf --gpu --parallel 16 --vram-budget 24G",
         "apr serve models/a.gguf --models-dir models --admin-key sk-admin   # POST /admin/reload {\"model\": \"b.gguf\"}",
         "curl localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n" ..
         "      -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'",
@@ -69,7 +75,8 @@ function M.run(opts)
     local uv = require "luv"
     local server = require "apr.server"
     -- The built-in model when none is given, as `apr pass` and `apr chat`.
-    local path = opts[1] or require("apr.model").default_model_path()
+    local path, rerr = require("apr.model_path").resolve(opts[1] or require("apr.model").default_model_path())
+    if not path then cli.fail("%s", rerr) end
     -- Checked without opening: the model loads on a thread of its own, and
     -- nothing here should block (a named pipe would).
     local st, serr = uv.fs_stat(path)
@@ -134,6 +141,7 @@ function M.run(opts)
     srv, err = server.start({
         model = path, host = opts.host, port = opts.port, device = device, threads = opts.threads,
         ctx = ctx, ctx_cap = DEFAULT_CTX_CAP, parallel = opts.parallel, batch = opts.batch, queue = opts.queue,
+        vram_budget = opts.vram_budget, prefix_cache = not opts.no_prefix_cache,
         api_key = api_key, admin_key = admin_key, admin = opts.admin, models_dir = opts.models_dir,
         host_names = opts.host_name,
         routes = opts.routes, log_format = opts.log_format, log_level = opts.log_level,

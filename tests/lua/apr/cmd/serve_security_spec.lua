@@ -90,11 +90,13 @@ describe("apr serve --admin", function()
 end)
 
 describe("apr serve --admin-key --models-dir", function()
-    local s, dir, outside, lib
+    local s, dir, outside
     setup(function()
-        lib = assert(serve.hold_open_lib())
         dir, outside = h.tmpdir(), h.tmpdir()
-        assert(os.execute(string.format("cp %s %s/a.gguf && cp %s %s/b.gguf && cp %s %s/stuck.gguf && " ..
+        -- dir/held.gguf: a file whose open() is held for 60 s (hold_open.c),
+        -- longer than anything here waits.
+        local env = assert(serve.hold_open(dir))
+        assert(os.execute(string.format("cp %s %s/a.gguf && cp %s %s/b.gguf && cp %s %s/held.gguf && " ..
             "cp %s %s/secret.gguf && mkfifo %s/pipe.gguf && mkdir %s/sub",
             serve.MODEL, dir, serve.MODEL, dir, serve.MODEL, dir, serve.MODEL, outside, dir, dir)) == 0)
         -- A file that is no model, whose first bytes a careless error would quote.
@@ -102,7 +104,7 @@ describe("apr serve --admin-key --models-dir", function()
         -- A link inside that leads out.
         assert(os.execute(string.format("ln -s %s/secret.gguf %s/link.gguf", outside, dir)) == 0)
         s = serve.start("--admin-key sk-admin --models-dir " .. dir .. " --shutdown-timeout 1", dir .. "/a.gguf",
-            nil, string.format("LD_PRELOAD=%s APR_TEST_HOLD_OPEN=%s/stuck.gguf", lib, dir))
+            nil, env)
     end)
     teardown(function()
         if s then s:stop() end
@@ -162,10 +164,10 @@ describe("apr serve --admin-key --models-dir", function()
 
     -- Last: it ends the server.
     it("ends on SIGTERM within its shutdown timeout while a reload is stuck on its file", function()
-        local ex = { port = s.port, send = client.raw("POST", "/admin/reload", json.encode({ model = "stuck.gguf" }),
+        local ex = { port = s.port, send = client.raw("POST", "/admin/reload", json.encode({ model = "held.gguf" }),
             ADMIN), keep_open = true }
         client.run({ ex }, 1)  -- the answer never comes: the load is held
-        assert.truthy(s:log():find("loading model path=" .. dir .. "/stuck.gguf", 1, true))
+        assert.truthy(s:log():find("loading model path=" .. dir .. "/held.gguf", 1, true))
         assert.equal(200, request(s.port, "GET", "/health").status)  -- the current model serves meanwhile
         local t0 = os.time()
         s:signal("TERM")
@@ -178,11 +180,10 @@ end)
 
 describe("apr serve with its first load stuck", function()
     it("still ends on SIGTERM within its shutdown timeout", function()
-        local lib = assert(serve.hold_open_lib())
         local dir = h.tmpdir()
+        local env = assert(serve.hold_open(dir))
         assert(os.execute(string.format("cp %s %s/held.gguf", serve.MODEL, dir)) == 0)
-        local s = serve.start("--shutdown-timeout 1", dir .. "/held.gguf", "loading model",
-            string.format("LD_PRELOAD=%s APR_TEST_HOLD_OPEN=%s/held.gguf", lib, dir))
+        local s = serve.start("--shutdown-timeout 1", dir .. "/held.gguf", "loading model", env)
         s:signal("TERM")
         local code = s:wait(6)
         s:stop()

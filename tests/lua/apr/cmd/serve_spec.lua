@@ -1,7 +1,8 @@
 -- serve_spec.lua — `apr serve` on the tiny fixture model, over loopback:
 -- every endpoint, streaming, the API key, each error status, cancellation
--- on disconnect, SIGTERM drain, hot reload under load, a route script, and
--- batching that does not change greedy results.
+-- on disconnect, SIGTERM drain, hot reload under load, a route script,
+-- batching that does not change greedy results, and a chat's next turn
+-- from the prefix cache.
 local json = require "apr.json"
 local client = require "tests.lua.apr.server.client"
 local serve = require "tests.lua.apr.server.serve_helper"
@@ -215,6 +216,37 @@ describe("apr serve", function()
         assert.truthy(s:log():find("aborted", 1, true))
     end)
 
+    it("answers a chat's second turn from the first's cached blocks, as a cold server does", function()
+        local before = get(s.port, "/metrics").body
+        local messages = {
+            { role = "system", content = string.rep("You are a terse assistant that answers in one line. ", 6) },
+            { role = "user", content = "Name three colours." },
+        }
+        local first = post(s.port, "/v1/chat/completions", { messages = messages, max_tokens = 12, temperature = 0 })
+        assert.equal(200, first.status, first.body)
+        -- (earlier requests' cached blocks may share its first tokens, not a whole block)
+        assert.is_true(first.json.usage.prompt_tokens_details.cached_tokens < 32)
+        messages[3] = { role = "assistant", content = first.json.choices[1].message.content }
+        messages[4] = { role = "user", content = "And three more?" }
+        local second = post(s.port, "/v1/chat/completions", { messages = messages, max_tokens = 12, temperature = 0 })
+        assert.equal(200, second.status, second.body)
+        local cached = second.json.usage.prompt_tokens_details.cached_tokens
+        assert.is_true(cached >= 64 and cached < second.json.usage.prompt_tokens, tostring(cached))
+        local after = get(s.port, "/metrics").body
+        assert.is_true(metric(after, "apr_prompt_tokens_cached_total") - (metric(before, "apr_prompt_tokens_cached_total") or 0)
+            >= cached)
+        assert.is_true(metric(after, "apr_prefix_cache_hit_tokens_total") >= cached)
+        assert.is_number(metric(after, "apr_kv_cache_cached_blocks"))
+        assert.is_number(metric(after, "apr_kv_cache_preemptions_total"))
+        -- a server without the prefix cache computes all of it, and answers the same
+        local cold = serve.start("--parallel 1 --ctx 2048 --no-prefix-cache")
+        local r = post(cold.port, "/v1/chat/completions", { messages = messages, max_tokens = 12, temperature = 0 })
+        cold:stop()
+        assert.equal(0, r.json.usage.prompt_tokens_details.cached_tokens)
+        assert.equal(second.json.usage.prompt_tokens, r.json.usage.prompt_tokens)
+        assert.equal(r.json.choices[1].message.content, second.json.choices[1].message.content)
+    end)
+
     it("serves /metrics that promtool accepts", function()
         post(s.port, "/v1/completions", { prompt = "x", max_tokens = 2 })
         local r = get(s.port, "/metrics")
@@ -223,7 +255,9 @@ describe("apr serve", function()
         for _, name in ipairs({ "apr_http_requests_total", "apr_prompt_tokens_total", "apr_generated_tokens_total",
                                 "apr_time_to_first_token_seconds_bucket", "apr_inter_token_latency_seconds_bucket",
                                 "apr_requests_running", "apr_requests_queued", "apr_kv_cache_used_blocks",
-                                "apr_kv_cache_total_blocks", "apr_gpu_memory_used_bytes", "apr_model_weight_bytes" }) do
+                                "apr_kv_cache_total_blocks", "apr_gpu_memory_used_bytes", "apr_model_weight_bytes",
+                                "apr_kv_cache_cached_blocks", "apr_prompt_tokens_cached_total",
+                                "apr_prefix_cache_hit_tokens_total", "apr_kv_cache_preemptions_total" }) do
             assert.truthy(r.body:find(name, 1, true), name)
         end
         assert.is_true(metric(r.body, 'apr_http_requests_total{route="/v1/completions",status="200"}') >= 1)
@@ -318,16 +352,17 @@ describe("apr serve lifecycle", function()
             port), r.err)
     end)
 
-    it("answers 503 while the model loads", function()
-        -- The model's open() is held (hold_open.c) until the test lets it
-        -- through, so the server is listening with no model yet.
-        local lib = assert(serve.hold_open_lib())
-        local h = require "tests.lua.helpers"
-        local dir = h.tmpdir()
-        local model = dir .. "/held.gguf"
-        assert(os.execute(string.format("cp %s %s", serve.MODEL, model)) == 0)
-        local s = serve.start("", model, "loading model",
-            string.format("LD_PRELOAD=%s APR_TEST_HOLD_OPEN=%s", lib, model))
+    it("answers 503 while the model loads, and exits 1 when it cannot be loaded", function()
+        -- The loader's open() of the file waits until the spec lets it
+        -- through (hold_open.c), so the server listens with no model yet.
+        local hd = require("tests.lua.helpers").tmpdir()
+        local env, release = serve.hold_open(hd)
+        if not env then pending(release) return end
+        local held = hd .. "/held.gguf"
+        local f = assert(io.open(held, "wb"))
+        f:write("not a gguf")
+        f:close()
+        local s = serve.start("", held, "loading model", env)
         local ok, err = pcall(function()
             local hl = get(s.port, "/health")
             assert.equal(503, hl.status)
@@ -337,34 +372,13 @@ describe("apr serve lifecycle", function()
             assert.equal(503, r.status)
             assert.equal("model_loading", r.json.error.code)
             assert.same({}, get(s.port, "/v1/models").json.data)
-            -- Let the loader through.
-            assert(io.open(model .. ".release", "w")):close()
-            local status
-            for _ = 1, 200 do
-                status = get(s.port, "/health").status
-                if status == 200 then break end
-                serve.sleep(25)
-            end
-            assert.equal(200, status)
-        end)
-        s:stop()
-        h.rmtree(dir)
-        assert(ok, err)
-    end)
-
-    it("exits 1 when the model cannot be loaded", function()
-        local h = require "tests.lua.helpers"
-        local dir = h.tmpdir()
-        local f = assert(io.open(dir .. "/bad.gguf", "wb"))
-        f:write("not a gguf file at all")
-        f:close()
-        local s = serve.start("", dir .. "/bad.gguf", "loading model")
-        local ok, err = pcall(function()
+            -- Let the loader through: the file is no GGUF file.
+            assert(io.open(release, "wb")):close()
             assert.equal(1, s:wait(10))
             assert.truthy(s:log():find("cannot load model", 1, true))
         end)
         s:stop()
-        h.rmtree(dir)
+        require("tests.lua.helpers").rmtree(hd)
         assert(ok, err)
     end)
 
@@ -426,6 +440,30 @@ describe("apr serve lifecycle", function()
             assert.truthy(log:find("previous model freed", 1, true))
         end)
         s:stop()
+        assert(ok, err)
+    end)
+
+    -- Issue 16: the loader's open() of a FIFO waited for a writer forever,
+    -- so the reload never answered and later ones were "busy".
+    it("refuses to reload from a FIFO at once, and keeps serving", function()
+        local h = require "tests.lua.helpers"
+        local dir = h.tmpdir()
+        local fifo = dir .. "/model.gguf"
+        assert.equal(0, os.execute("mkfifo " .. fifo))
+        local s = serve.start("--parallel 2 --ctx 512 --admin-key sk-admin --models-dir " .. dir)
+        local admin = { Authorization = "Bearer sk-admin" }
+        local ok, err = pcall(function()
+            for _, name in ipairs({ fifo, "model.gguf" }) do
+                local r = assert(client.request(s.port, "POST", "/admin/reload", json.encode({ model = name }), admin, 10))
+                assert.equal(400, r.status, r.body)
+                assert.equal("reload_path_not_allowed", json.decode(r.body).error.code)
+            end
+            assert.equal(200, post(s.port, "/v1/completions", { prompt = "still", max_tokens = 2 }).status)
+            -- and a reload of the real file is not "busy"
+            assert.equal(200, post(s.port, "/admin/reload", "", admin).status)
+        end)
+        s:stop()
+        h.rmtree(dir)
         assert(ok, err)
     end)
 end)

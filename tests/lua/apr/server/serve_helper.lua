@@ -25,32 +25,16 @@ local function slurp(path)
     return s
 end
 
--- hold_open_lib() -> the path of tests/lua/apr/server/hold_open.c built
--- as an LD_PRELOAD library (once per run), or nil and why not. With it,
--- opening $APR_TEST_HOLD_OPEN blocks until that path plus ".release"
--- exists: a model file that hangs its loader.
-local hold_lib
-function M.hold_open_lib()
-    if hold_lib then return hold_lib end
-    local dir = h.tmpdir()
-    local out = dir .. "/hold_open.so"
-    local ok = os.execute(string.format("cc -shared -fPIC -O1 -o %s tests/lua/apr/server/hold_open.c -ldl 2>%s/cc.log",
-        out, dir))
-    if ok ~= 0 and ok ~= true then return nil, "cannot build hold_open.so: " .. (slurp(dir .. "/cc.log") or "") end
-    hold_lib = out
-    return out
-end
-
 -- start(args [, model [, wait_for [, env]]]) -> server with .port, .pid,
 -- .log(); raises if it does not log wait_for ("model ready") within 20 s.
--- --port 0 lets the kernel pick a free port, which the server logs. env:
--- "NAME=value ..." for the server's environment.
+-- --port 0 lets the kernel pick a free port, which the server logs. env
+-- ("A=1 B=2") is set for the server.
 function M.start(args, model, wait_for, env)
     local dir = h.tmpdir()
     local self = setmetatable({ dir = dir, log_path = dir .. "/log", pid_path = dir .. "/pid",
                                 code_path = dir .. "/code" }, Server)
-    local cmd = string.format("( env %s %s serve %s --port 0 %s 2>%s >/dev/null & echo $! > %s; wait $!; " ..
-        "echo $? > %s ) >/dev/null 2>&1 </dev/null &", env or "", h.apr_bin, model or M.MODEL, args or "",
+    local cmd = string.format("( %s%s serve %s --port 0 %s 2>%s >/dev/null & echo $! > %s; wait $!; echo $? > %s ) " ..
+        ">/dev/null 2>&1 </dev/null &", env and ("env " .. env .. " ") or "", h.apr_bin, model or M.MODEL, args or "",
         self.log_path, self.pid_path, self.code_path)
     os.execute(cmd)
     for _ = 1, 400 do
@@ -67,6 +51,19 @@ function M.start(args, model, wait_for, env)
     local log = slurp(self.log_path) or ""
     self:kill()
     error("apr serve did not start: " .. log)
+end
+
+-- hold_open(dir) -> env, release: the environment under which the server's
+-- open() of dir/held.gguf waits until the file `release` exists
+-- (hold_open.c, compiled here with cc), or nil and why not.
+function M.hold_open(dir)
+    local so = dir .. "/hold_open.so"
+    local src = h.root .. "/tests/lua/apr/server/hold_open.c"
+    if not os.execute(string.format("cc -shared -fPIC -O1 -o %s %s -ldl 2>/dev/null", so, src)) then
+        return nil, "cc cannot build hold_open.c"
+    end
+    local release = dir .. "/release"
+    return string.format("LD_PRELOAD=%s APR_TEST_HOLD=%s APR_TEST_RELEASE=%s", so, dir .. "/held.gguf", release), release
 end
 
 function Server:log() return slurp(self.log_path) or "" end
