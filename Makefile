@@ -4,7 +4,7 @@
 #   make             build ./apr and build/libapr.so (CUDA too if nvcc is found)
 #   make test        C runtime tests + busted specs; ends with "N passed, N failed, N skipped"
 #   make test-asan   the C tests and the malformed-file corpus under AddressSanitizer
-#   make fuzz        libFuzzer on every tests/fuzz target (FUZZ_SECONDS each, default 60)
+#   make fuzz        libFuzzer on every tests/fuzz target, the GGUF and APR readers among them (FUZZ_SECONDS each, default 60)
 #   make bundle      a relocatable folder dist/apr (binary, Lua, libraries via $ORIGIN)
 #   make model       fetch and check the built-in default model into models/
 
@@ -24,7 +24,7 @@ CFLAGS    += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -D_GNU_SOURCE
              -Iruntime/include -Iruntime -I/usr/include/luajit-2.1 \
              -DAPR_VERSION='"$(VERSION)"'
 CFLAGS    += $(SANITIZE)
-LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -lcurl -llz4 -lzstd -lm -ldl -lpthread
+LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -lcurl -llz4 -lzstd -lxxhash -lm -ldl -lpthread
 
 # CUDA: compiled whenever the toolkit's nvcc is found; the binary still runs
 # without a GPU (cudart is linked statically and finds the driver at run time).
@@ -163,7 +163,8 @@ fuzz:
 	    if build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	            -artifact_prefix=build/fuzz/artifacts/$$t- $(FUZZ_OUT)/$$t \
 	            $$( [ "$(FUZZ_OUT)" != tests/fuzz/corpus ] && [ -d tests/fuzz/corpus/$$t ] && echo tests/fuzz/corpus/$$t ) \
-	            $$( [ -d tests/fuzz/seeds/$$t ] && echo tests/fuzz/seeds/$$t ); then \
+	            $$( [ -d tests/fuzz/seeds/$$t ] && echo tests/fuzz/seeds/$$t ) \
+	            $$( [ -d tests/fixtures/malformed-$$t ] && echo tests/fixtures/malformed-$$t ); then \
 	        passed=$$((passed + 1)); \
 	    else \
 	        echo "FAIL fuzz $$t: exit $$? (a finding's reproducer is in build/fuzz/artifacts/)"; failed=$$((failed + 1)); \

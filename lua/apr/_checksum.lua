@@ -105,16 +105,16 @@ end
 
 local path_box, bytes_box, size_box = ffi.new("const char *[1]"), ffi.new("const void *[1]"), ffi.new("uint64_t[1]")
 
--- compute(file [, k]) -> hex of the bytes of an apr.open file's k-th file
--- (1-based, default 1: a split model has one per part) as stored, hashed in
--- CHUNK pieces with a progress line on a terminal; nil, "interrupted" if
--- Ctrl+C was pressed.
-function M.compute(file, k)
+-- compute(file [, k [, upto]]) -> hex of the bytes of an apr.open file's
+-- k-th file (1-based, default 1: a split model has one per part) as stored
+-- (or of its first `upto` bytes), hashed in CHUNK pieces with a progress
+-- line on a terminal; nil, "interrupted" if Ctrl+C was pressed.
+function M.compute(file, k, upto)
     k = k or 1
     local st = C.apr_source_file(file:handle(), k - 1, path_box, bytes_box, size_box)
     if st ~= 0 then return core.failure(st) end
     local base = ffi.cast("const uint8_t *", bytes_box[0])
-    local size = tonumber(size_box[0])
+    local size = math.min(tonumber(size_box[0]), upto or math.huge)
     local name = ffi.string(path_box[0])
     local h = ffi.gc(C.apr_sha256_new(), C.apr_sha256_free)
     local progress = require("apr._term").progress("SHA256 " .. basename(name))

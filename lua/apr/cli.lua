@@ -10,7 +10,7 @@ local M = {}
 -- The commands `apr help` lists, in the order a newcomer meets them: one
 -- for each lua/apr/cmd/NAME.lua (cli_spec checks both ways).
 M.commands = {
-    "pull", "info", "inspect", "verify", "synth", "run", "repl",
+    "pull", "info", "inspect", "verify", "convert", "diff", "synth", "run", "repl",
     "pass", "chat", "serve", "bench", "trace", "devices", "version", "help",
 }
 

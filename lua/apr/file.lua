@@ -8,7 +8,10 @@
 --
 -- Files are read through the runtime's model-source interface (apr.h,
 -- "Model sources"): GGUF, a split GGUF model opened from its first part,
--- and the other containers apr reads. The file was validated when opened
+-- and APR v2 (docs/apr-format.md), whose file object adds what only APR
+-- has: gguf_version and gguf_size (the GGUF it converts back to), n_chunks,
+-- file_sha256 (recorded for its bytes before the trailer), source_sha256,
+-- per tensor its filter, chunk count and size, and f:check_tensor(i). The file was validated when opened
 -- (docs/gguf.md), so nothing read from it here can point outside it. Tensor
 -- views keep the file open; the file goes away when the file object and
 -- every view of it are garbage, or at f:close().
@@ -108,6 +111,15 @@ end
 local source_info = ffi.new("apr_source_info")
 local path_box, bytes_box, size_box = ffi.new("const char *[1]"), ffi.new("const void *[1]"), ffi.new("uint64_t[1]")
 
+-- The container a file's first bytes name: "APR", "GGUF", or nil.
+function M.sniff(path)
+    local fh = io.open(path, "rb")
+    local magic = fh and fh:read(4)
+    if fh then fh:close() end
+    if magic == "APRM" then return "APR" elseif magic == "GGUF" then return "GGUF" end
+    return nil
+end
+
 -- apr.open(path) -> file, or nil and a message naming the problem.
 function M.open(path)
     if type(path) ~= "string" then error("apr.open: path must be a string", 2) end
@@ -120,7 +132,7 @@ function M.open(path)
         core.check(C.apr_source_file(h, k, path_box, bytes_box, size_box))
         files[k + 1] = { path = ffi.string(path_box[0]), size = tonumber(size_box[0]) }
     end
-    return setmetatable({
+    local self = setmetatable({
         path = path,
         format = ffi.string(source_info.format),
         version = tonumber(source_info.version),
@@ -131,7 +143,22 @@ function M.open(path)
         _h = h,
         _views = setmetatable({}, { __mode = "k" }),
     }, File)
+    local a = C.apr_source_aprf(h)
+    if a ~= nil then
+        local meta = C.apr_aprf_metadata(a)
+        self.gguf_version = tonumber(C.apr_gguf_version(meta))
+        self.gguf_size = tonumber(C.apr_aprf_gguf_size(a))
+        self.n_chunks = tonumber(C.apr_aprf_n_chunks(a))
+        self.hashed_size = tonumber(C.apr_aprf_hashed_size(a))
+        local hex = ffi.new("char[65]")
+        C.apr_aprf_file_sha256(a, hex)
+        self.file_sha256 = ffi.string(hex)
+        if C.apr_aprf_source_sha256(a, hex) ~= 0 then self.source_sha256 = ffi.string(hex) end
+    end
+    return self
 end
+
+local aprf_info = ffi.new("apr_aprf_tensor_info")
 
 local function handle(self)
     local h = rawget(self, "_h")
@@ -210,7 +237,37 @@ function File:tensors()
             codec = ffi.string(info.codec),
         }
     end
+    local a = C.apr_source_aprf(h)
+    if a ~= nil then
+        for i, t in ipairs(out) do
+            core.check(C.apr_aprf_tensor(a, i - 1, aprf_info))
+            t.filter = ffi.string(C.apr_filter_name(aprf_info.filter))
+            t.level = tonumber(aprf_info.level)
+            t.chunks = tonumber(aprf_info.n_chunks)
+            t.chunk_bytes = tonumber(aprf_info.chunk_bytes)
+        end
+    end
     return out
+end
+
+-- APR files: decodes every chunk of tensor i (0-based, table order) on all
+-- cores against its checksum; true, or nil and the message naming the first
+-- chunk that fails. Other containers have no chunks to check: true.
+function File:check_tensor(i, threads)
+    local a = C.apr_source_aprf(handle(self))
+    if a == nil then return true end
+    local s = C.apr_aprf_read_tensor(a, i, nil, threads or 0)
+    if s ~= 0 then return core.failure(s) end
+    return true
+end
+
+-- Drops what f:tensor_data decoded for the named tensor (nothing for a
+-- tensor stored as is): a scan over a large compressed model keeps one
+-- decoded tensor at a time. Views and pointers of it become invalid.
+function File:release_tensor(name)
+    local h = handle(self)
+    local i = C.apr_source_find_tensor(h, name)
+    if i >= 0 then C.apr_source_tensor_release(h, i) end
 end
 
 -- The named tensor's index and info (in the shared box `info`, valid until

@@ -602,8 +602,11 @@ static void step(apr_engine *e)
         /* Sampling from logits is worth the worker pool; taking the argmax
          * the GPU chose is a few stores a row, less than waking the pool. */
         if (st == APR_OK) {
+            /* a sampler records its own span; the device's argmax is taken here */
+            if (e->step_greedy) APR_TRACE_BEGIN(APR_SPAN_SAMPLE);
             if (rows > 1 && !e->step_greedy) apr_parallel_for(rows, 1, sample_rows, e);
             else sample_rows(e, 0, rows, 0);
+            if (e->step_greedy) APR_TRACE_END(APR_SPAN_SAMPLE);
         }
     }
 

@@ -52,6 +52,8 @@ struct apr_gguf {
     const uint8_t *base;     /* the mapping, or the caller's bytes */
     uint64_t size;
     int mapped;              /* base came from mmap and is unmapped on close */
+    uint64_t extent;         /* size of the file the header describes: size, or for a
+                                header alone (apr_gguf_open_header) its source's size */
     uint32_t version;
     uint64_t alignment;
     uint64_t header_size;    /* end of the tensor infos */
@@ -431,16 +433,16 @@ static apr_status check_bounds(parser *ps)
         uint64_t begin, end;
         int over = __builtin_add_overflow(f->data_offset, ti->offset, &begin);
         over |= __builtin_add_overflow(begin, ti->nbytes, &end);
-        if (over || end > f->size) {
+        if (over || end > f->extent) {
             char q[280];
             quote(q, sizeof q, (const uint8_t *)ti->name, strlen(ti->name));
             if (over)
                 return apr_error(APR_ERR_FORMAT, "%s: tensor '%s' data at offset %" PRIu64 " (%" PRIu64
                                  " bytes) lies beyond 2^64", f->path, q, ti->offset, ti->nbytes);
             return apr_error(APR_ERR_FORMAT, "%s: tensor '%s' data [%" PRIu64 ", %" PRIu64
-                             ") past end of file (%" PRIu64 " bytes)", f->path, q, begin, end, f->size);
+                             ") past end of file (%" PRIu64 " bytes)", f->path, q, begin, end, f->extent);
         }
-        ti->data = f->base + begin;
+        ti->data = end <= f->size ? f->base + begin : NULL;  /* NULL: a header alone */
     }
     return APR_OK;
 }
@@ -562,6 +564,7 @@ static apr_gguf *new_file(const char *path)
 
 static apr_status finish_open(apr_gguf *f, apr_gguf **out)
 {
+    if (!f->extent) f->extent = f->size;
     apr_status s = parse(f);
     if (s != APR_OK) {
         apr_gguf_close(f);
@@ -614,6 +617,23 @@ apr_status apr_gguf_open_memory(const void *data, size_t size, apr_gguf **out)
     return finish_open(f, out);
 }
 
+apr_status apr_gguf_open_header(const void *data, size_t size, uint64_t file_size, const char *name, apr_gguf **out)
+{
+    APR_CHECK(out, APR_ERR_INVALID, "apr_gguf_open_header: out is NULL");
+    *out = NULL;
+    APR_CHECK((data || size == 0) && name, APR_ERR_INVALID, "apr_gguf_open_header: NULL argument");
+    APR_CHECK(size <= file_size, APR_ERR_FORMAT, "%s: a header of %zu bytes is larger than its file (%" PRIu64
+              " bytes)", name, size, file_size);
+    apr_gguf *f = new_file(name);
+    if (!f) return APR_ERR_NOMEM;
+    f->base = size ? data : (const uint8_t *)"";
+    f->size = size;
+    /* A zero extent would mean "the bytes given": a header alone of an empty
+     * file is refused by parse() as empty anyway. */
+    f->extent = file_size ? file_size : size;
+    return finish_open(f, out);
+}
+
 void apr_gguf_close(apr_gguf *f)
 {
     if (!f) return;
@@ -639,7 +659,7 @@ void apr_gguf_close(apr_gguf *f)
 
 const char *apr_gguf_path(const apr_gguf *f) { return f ? f->path : ""; }
 uint32_t apr_gguf_version(const apr_gguf *f) { return f ? f->version : 0; }
-uint64_t apr_gguf_file_size(const apr_gguf *f) { return f ? f->size : 0; }
+uint64_t apr_gguf_file_size(const apr_gguf *f) { return f ? f->extent : 0; }
 uint64_t apr_gguf_alignment(const apr_gguf *f) { return f ? f->alignment : 0; }
 uint64_t apr_gguf_header_size(const apr_gguf *f) { return f ? f->header_size : 0; }
 uint64_t apr_gguf_data_offset(const apr_gguf *f) { return f ? f->data_offset : 0; }

@@ -76,4 +76,13 @@ static inline uint64_t gguf_align_up(uint64_t x, uint64_t align)
  * uses it to refuse values the reader would reject. */
 apr_status apr_gguf_check_value(const void *bytes, uint64_t n, int type, uint64_t *used);
 
+/* Parses a GGUF header held apart from its file (an APR file keeps its
+ * source's, docs/apr-format.md): `size` bytes at data, at least up to the end
+ * of the tensor infos, of a file of `file_size` bytes. Every check of
+ * apr_gguf_open applies, tensors placed against file_size; the tensors'
+ * `data` is NULL and apr_gguf_file_size answers file_size. `name` names it in
+ * messages. The bytes are not copied: they must outlive the result. */
+apr_status apr_gguf_open_header(const void *data, size_t size, uint64_t file_size, const char *name,
+                                apr_gguf **out);
+
 #endif

@@ -19,6 +19,7 @@
 /* The containers apr reads, tried in order on a file's first bytes. */
 static const apr_source_format *const formats[] = {
     &apr_gguf_source_format,
+    &apr_aprf_source_format,
 };
 
 /* GGUF's open explains a file nobody claims ("not a GGUF file (magic

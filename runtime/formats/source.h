@@ -102,5 +102,7 @@ typedef struct apr_source_format {
 
 /* GGUF: one file, or a split set read as one source (formats/gguf_source.c). */
 extern const apr_source_format apr_gguf_source_format;
+/* APR v2 (formats/apr_source.c, docs/apr-format.md). */
+extern const apr_source_format apr_aprf_source_format;
 
 #endif

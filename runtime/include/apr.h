@@ -227,6 +227,23 @@ apr_status apr_tensor_stats(int dtype, const void *data, int64_t n, apr_stats *o
  * elements); with no finite element min/max/mean/std are NaN. The result does
  * not depend on the thread count. APR_ERR_CANCELLED if Ctrl+C stopped it. */
 
+/* How two tensors of n elements differ (runtime/core/compare.c). */
+typedef struct apr_compare {
+    int64_t n_diff;            /* elements whose values differ (whole blocks of differing bytes where
+                                  values cannot be measured); 0: the same values */
+    int64_t first_diff;        /* the first such element, -1 if none */
+    double max_abs_diff;       /* the largest |a - b| of the dequantized values (0 if none differ) */
+    int64_t nan_mismatch;      /* elements NaN on one side only (not in max_abs_diff) */
+    int measured;              /* 1 if the values were dequantized (else only bytes were compared) */
+    int bit_equal;             /* 1 if the types are the same and every byte is */
+} apr_compare;
+/* Compares n elements of a (type_a) with n of b (type_b), on all cores.
+ * Same types: block bytes first (bit-equal blocks are equal), differing
+ * blocks dequantized to measure them. Different types: dequantized values.
+ * APR_ERR_UNSUPPORTED when the types differ and one cannot be dequantized;
+ * APR_ERR_INVALID when n is not a whole number of either's blocks. */
+apr_status apr_tensor_compare(int type_a, const void *a, int type_b, const void *b, int64_t n, apr_compare *out);
+
 /* Scans n elements for NaN and Inf where they would poison values: every
  * value of F32/F16/BF16/F64 data, the float scale fields (d, dmin, m, s) of
  * every block of a block format. APR_OK with *first_bad_element = -1 if all
@@ -596,6 +613,164 @@ void apr_sha256_update(apr_sha256 *h, const void *data, size_t n);
  * lower-case hex digits and a NUL to hex (either may be NULL). The state is
  * then reset. */
 void apr_sha256_final(apr_sha256 *h, uint8_t *digest, char *hex);
+
+/* ===================================================================== */
+/* APR v2 files (runtime/formats/apr*.c, docs/apr-format.md)             */
+/* ===================================================================== */
+
+/* An open APR file: memory-mapped read-only; header, metadata, index and
+ * trailer validated when it was opened (docs/apr-format.md, "Rules the
+ * reader checks"), so nothing below reads outside the mapping. Chunk
+ * checksums are checked when a chunk is read. */
+typedef struct apr_aprf apr_aprf;
+
+/* How a tensor's chunks are compressed (the numbering is the format's). */
+typedef enum apr_codec {
+    APR_CODEC_NONE = 0,
+    APR_CODEC_LZ4 = 1,
+    APR_CODEC_ZSTD = 2
+} apr_codec;
+
+/* What is done to a chunk before compression. */
+typedef enum apr_filter {
+    APR_FILTER_NONE = 0,
+    APR_FILTER_BYTEPLANE = 1,  /* byte j of every block together, then byte j + 1 */
+    APR_FILTER_AUTO = -1       /* writer only: byte planes with zstd, none with lz4 */
+} apr_filter;
+
+typedef struct apr_aprf_tensor_info {
+    const char *name;          /* NUL-terminated copy owned by the file */
+    int type;                  /* apr_dtype */
+    int n_dims;
+    int64_t ne[4];
+    uint64_t nbytes;           /* raw bytes */
+    int codec;                 /* apr_codec */
+    int filter;                /* apr_filter */
+    int level;                 /* the codec level the writer used */
+    uint64_t stored_bytes;     /* its chunks' stored bytes, added up */
+    uint64_t source_offset;    /* in the source GGUF's data section */
+    int64_t first_chunk;       /* index of its first chunk record */
+    uint32_t n_chunks;
+    uint32_t chunk_bytes;      /* raw bytes of every chunk but the last */
+    const void *data;          /* codec none: the bytes, in the mapping; else NULL */
+} apr_aprf_tensor_info;
+
+typedef struct apr_aprf_chunk_info {
+    uint64_t offset;           /* of its stored bytes in the file */
+    uint32_t stored, raw;      /* stored == raw: kept as is */
+    uint64_t checksum;         /* XXH3-64 of the raw bytes */
+} apr_aprf_chunk_info;
+
+/* Opens and validates path. On failure *out is NULL and the message names
+ * the file and the part (the tensor and chunk where one is at fault). */
+apr_status apr_aprf_open(const char *path, apr_aprf **out);
+/* The same for an image in memory (not copied: it must outlive the file);
+ * messages name it "<memory>". Used by the fuzzer and by tests. */
+apr_status apr_aprf_open_memory(const void *data, size_t size, apr_aprf **out);
+void apr_aprf_close(apr_aprf *f);
+
+const char *apr_aprf_path(const apr_aprf *f);
+uint32_t apr_aprf_version(const apr_aprf *f);
+uint64_t apr_aprf_file_size(const apr_aprf *f);
+const void *apr_aprf_base(const apr_aprf *f);          /* the mapping's first byte */
+/* The source GGUF's header, parsed: its keys and values (apr_gguf_kv and the
+ * typed lookups) and tensor infos, whose `data` is NULL. Owned by f. */
+const apr_gguf *apr_aprf_metadata(const apr_aprf *f);
+uint64_t apr_aprf_gguf_size(const apr_aprf *f);      /* bytes of the GGUF it converts back to */
+/* Bytes of the file before the trailer: what the file SHA-256 covers. */
+uint64_t apr_aprf_hashed_size(const apr_aprf *f);
+/* 64 hex digits and a NUL: the SHA-256 the trailer records for the file's
+ * bytes before it, and for the source GGUF (returns 0 and writes "" when
+ * the writer did not know it). */
+void apr_aprf_file_sha256(const apr_aprf *f, char *hex);
+int apr_aprf_source_sha256(const apr_aprf *f, char *hex);
+
+int64_t apr_aprf_n_tensors(const apr_aprf *f);
+int64_t apr_aprf_n_chunks(const apr_aprf *f);
+/* Tensor i, in the source GGUF's tensor-info order; APR_ERR_RANGE for a bad i. */
+apr_status apr_aprf_tensor(const apr_aprf *f, int64_t i, apr_aprf_tensor_info *out);
+int64_t apr_aprf_find_tensor(const apr_aprf *f, const char *name);
+/* Chunk c (0 <= c < n_chunks) of tensor i. */
+apr_status apr_aprf_chunk(const apr_aprf *f, int64_t i, uint32_t c, apr_aprf_chunk_info *out);
+
+/* Scratch bytes apr_aprf_read_chunk may need (twice the largest chunk). */
+uint64_t apr_aprf_scratch_bytes(const apr_aprf *f);
+/* Decodes chunk c of tensor i into dst (its raw size) and checks its
+ * checksum; with dst NULL only checks. `scratch` (apr_aprf_scratch_bytes)
+ * may be NULL when dst is given and the tensor has no filter. Safe to call
+ * from many threads at once. APR_ERR_FORMAT names the tensor and chunk when
+ * the bytes do not decode or do not match their checksum. */
+apr_status apr_aprf_read_chunk(const apr_aprf *f, int64_t i, uint32_t c, void *dst, void *scratch);
+/* Decodes all of tensor i into dst (nbytes), its chunks on up to `threads`
+ * threads of the worker pool (<= 0: all), checking each chunk's checksum;
+ * with dst NULL only checks. For a codec-none tensor this copies (or only
+ * checks) the mapping's bytes. */
+apr_status apr_aprf_read_tensor(const apr_aprf *f, int64_t i, void *dst, int threads);
+
+/* The APR file behind a model source (apr_source_open of an APR file), or
+ * NULL for another container: for what only APR has (chunks, digests). */
+const apr_aprf *apr_source_aprf(const apr_source *s);
+
+const char *apr_codec_name(int codec);    /* "none", "lz4", "zstd"; NULL for others */
+const char *apr_filter_name(int filter);  /* "none", "byteplane"; NULL for others */
+/* The checksum an APR file records for n bytes (XXH3-64, seed 0). */
+uint64_t apr_aprf_checksum(const void *data, size_t n);
+
+/* Writing APR files from GGUF (runtime/formats/apr_write.c). A conversion
+ * is a job the caller steps, so it can show progress and stop on Ctrl+C:
+ *
+ *   apr_aprf_writer_new(src, "out.apr", &params, &w);
+ *   while (!progress.finished) apr_aprf_writer_step(w, &progress);
+ *   apr_aprf_writer_finish(w);   then apr_aprf_writer_free(w);
+ *
+ * The file is written to a temporary name beside the output (OUT.tmp.PID)
+ * and renamed onto OUT by finish; a job freed before finish removes it, so
+ * a failed or interrupted conversion leaves nothing under OUT. */
+typedef struct apr_aprf_writer apr_aprf_writer;
+
+typedef struct apr_aprf_write_params {
+    int codec;                 /* apr_codec */
+    int level;                 /* 0: the codec's default (lz4 1, zstd 3) */
+    int filter;                /* apr_filter (APR_FILTER_AUTO by default) */
+    int threads;               /* <= 0: the worker pool's */
+    uint32_t chunk_bytes;      /* 0: 2 MiB; at most 4 MiB (rounded down to whole blocks) */
+    const char *source_sha256; /* the source's digest if known (64 hex digits), else NULL: computed */
+} apr_aprf_write_params;
+
+/* Where a job stands: bytes of tensor data done of total. */
+typedef struct apr_aprf_progress {
+    uint64_t done, total;
+    int finished;              /* every chunk is written: call finish */
+} apr_aprf_progress;
+
+void apr_aprf_write_params_default(apr_aprf_write_params *p);
+/* Starts converting the open GGUF src (which must outlive the job) to path. */
+apr_status apr_aprf_writer_new(const apr_gguf *src, const char *path, const apr_aprf_write_params *p,
+                               apr_aprf_writer **out);
+/* Compresses and writes the next window of chunks (tens of MB); fills
+ * *progress. APR_ERR_CANCELLED after Ctrl+C. After a failure the job can
+ * only be freed. */
+apr_status apr_aprf_writer_step(apr_aprf_writer *w, apr_aprf_progress *progress);
+/* Writes the gaps, index and trailer, syncs and renames onto the output. */
+apr_status apr_aprf_writer_finish(apr_aprf_writer *w);
+/* The digests finish recorded (64 hex digits and a NUL each). */
+void apr_aprf_writer_digests(const apr_aprf_writer *w, char *file_sha256, char *source_sha256);
+uint64_t apr_aprf_writer_file_size(const apr_aprf_writer *w);
+/* Frees the job; before finish it also removes the temporary file. */
+void apr_aprf_writer_free(apr_aprf_writer *w);
+
+/* Writing the GGUF an APR file came from (runtime/formats/apr_export.c):
+ * stepped like the writer, with the same temporary name and rename. Finish
+ * fails (and leaves nothing under path) when the SHA-256 of what was
+ * written differs from the source's recorded one. */
+typedef struct apr_aprf_export apr_aprf_export;
+
+apr_status apr_aprf_export_new(const apr_aprf *f, const char *path, int threads, apr_aprf_export **out);
+apr_status apr_aprf_export_step(apr_aprf_export *x, apr_aprf_progress *progress);
+apr_status apr_aprf_export_finish(apr_aprf_export *x);
+/* The SHA-256 of the GGUF written (valid after finish). */
+void apr_aprf_export_sha256(const apr_aprf_export *x, char *hex);
+void apr_aprf_export_free(apr_aprf_export *x);
 
 /* ===================================================================== */
 /* Tokenizer (runtime/model/tokenizer.c, detok.c)                        */

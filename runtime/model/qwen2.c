@@ -145,6 +145,18 @@ static apr_weight *slot(apr_model *m, const apr_expected_tensor *t)
  * empty), checks its shape and element type (apr_arch_type_allowed), that
  * a vector is finite, and uploads it; with no backend (apr_model_validate)
  * it stops after the checks. */
+/* A source's tensor as a backend's weight reader (backend.h). */
+typedef struct tensor_reader {
+    apr_source *src;
+    int64_t i;
+} tensor_reader;
+
+static apr_status read_range(void *ctx, uint64_t offset, void *dst, uint64_t n)
+{
+    const tensor_reader *r = ctx;
+    return apr_source_tensor_read(r->src, r->i, offset, dst, n);
+}
+
 static apr_status bind_tensor(apr_model *m, apr_weight *w, const apr_expected_tensor *e)
 {
     const int gather_only = w->gather_only;  /* the caller's hint survives the reset */
@@ -179,6 +191,18 @@ static apr_status bind_tensor(apr_model *m, apr_weight *w, const apr_expected_te
                        .row_bytes = (size_t)(t.nbytes / (uint64_t)rows), .gather_only = gather_only };
     /* validating: a matrix's bytes are not needed (nor decoded) */
     if (!m->backend && !is_vector) return APR_OK;  /* checked, not uploaded: w->data stays NULL */
+    if (m->backend && m->backend->weight_upload_read && !is_vector) {
+        /* A device keeping its own copy reads the tensor range by range
+         * into its staging buffers (compressed chunks decode in parallel
+         * there): nothing is decoded whole, and no mapped page stays
+         * resident in host memory. */
+        tensor_reader ctx = { m->src, i };
+        apr_weight_reader r = { .read = read_range, .ctx = &ctx, .piece = t.chunk_bytes };
+        apr_status s = m->backend->weight_upload_read(m->backend, w, &r);
+        APR_CHECK(s == APR_OK, s, "%s: %s", m->path, apr_last_error());
+        m->weight_bytes += t.nbytes;
+        return APR_OK;
+    }
     const void *data;
     APR_TRY(apr_source_tensor_data(m->src, i, &data));
     if (is_vector) {

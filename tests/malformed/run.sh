@@ -7,6 +7,11 @@
 #   model  info exits 0; verify and pass exit 1 with one line holding the
 #          fragment (the loader's error: verify runs the loader's checks);
 #   ok     every command exits 0 with nothing on stderr.
+# And on every malformed APR file in tests/fixtures/malformed-apr
+# (tests/malformed/gen_apr.lua), `convert FILE --output OUT.gguf`, which
+# reads every chunk so corrupt compressed streams reach the decoders: exit 1,
+# one line holding the fragment tests/fixtures/malformed-apr/EXPECTED lists,
+# no OUT.gguf left.
 # A crash, a signal, a hang (60 s), a sanitizer report (which adds lines) or
 # a wrong exit is a failure. Writes "passed failed skipped" to COUNTS_FILE if
 # given (one count per file). `make test-asan` runs it with APR_BIN pointing
@@ -59,6 +64,26 @@ for file in "$dir"/*.gguf; do
         [ -f "$err.shown" ] && cat "$err.shown"
     fi
 done
+out=$(mktemp -d)
+for file in tests/fixtures/malformed-apr/*.apr; do
+    name=$(basename "$file")
+    want=$(awk -F '\t' -v n="$name" '$1 == n { print $2 }' tests/fixtures/malformed-apr/EXPECTED)
+    problem=
+    rm -f "$err.shown"
+    if [ -z "$want" ]; then problem="no EXPECTED entry"
+    else check "$name" 1 "$want" convert "$file" --output "$out/back.gguf"
+    fi
+    [ -z "$problem" ] && [ -n "$(ls -A "$out")" ] && problem="left $(ls -A "$out")"
+    rm -f "$out"/*
+    if [ -z "$problem" ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name: $problem"
+        [ -f "$err.shown" ] && cat "$err.shown"
+    fi
+done
+rmdir "$out"
 rm -f "$err.shown"
 echo "malformed corpus: $passed passed, $failed failed, 0 skipped"
 [ -n "$counts" ] && echo "$passed $failed 0" > "$counts"

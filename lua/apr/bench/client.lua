@@ -411,7 +411,8 @@ end
 -- The request for protocol and api ("chat": the server applies the chat
 -- template to req.messages; "completions": req.prompt is the text already
 -- under the template, sent as it is): path and body. req: messages or
--- prompt, max_tokens, seed, model, and Ollama's options (merged in).
+-- prompt, max_tokens, seed, model, cache_prompt (true lets llama-server
+-- reuse a cached prompt prefix), and Ollama's options (merged in).
 function M.request_body(protocol, api, req)
     if protocol == "ollama" then
         local options = { num_predict = req.max_tokens, temperature = 0, seed = req.seed }
@@ -426,9 +427,10 @@ function M.request_body(protocol, api, req)
     -- ignore_eos: every system generates max_tokens (where it can: Ollama
     -- has no such option); cache_prompt false: llama-server would otherwise
     -- reuse the KV of a prompt seen in an earlier run, which apr does not.
+    -- req.cache_prompt asks for it (a benchmark of prefix caching itself).
     local body = {
         model = req.model, max_tokens = req.max_tokens, temperature = 0, seed = req.seed, stream = true,
-        stream_options = { include_usage = true }, ignore_eos = true, cache_prompt = false,
+        stream_options = { include_usage = true }, ignore_eos = true, cache_prompt = req.cache_prompt == true,
     }
     if api == "completions" then
         body.prompt = req.prompt
@@ -442,6 +444,7 @@ end
 local function take_event(s, protocol, payload, t)
     if protocol == "openai" then
         if payload == "[DONE]" then s.done = true return end
+        s.t_first_event = s.t_first_event or t
         local ev, err = json.decode(payload)
         if type(ev) ~= "table" then error("bad SSE data: " .. tostring(err)) end
         if ev.error then error("server error: " .. json.encode(ev.error)) end
@@ -455,6 +458,7 @@ local function take_event(s, protocol, payload, t)
         if type(ev.usage) == "table" then s.usage = ev.usage end
         if type(ev.timings) == "table" then s.timings = ev.timings end
     else
+        s.t_first_event = s.t_first_event or t
         local ev, err = json.decode(payload)
         if type(ev) ~= "table" then error("bad NDJSON line: " .. tostring(err)) end
         if ev.error then error("server error: " .. tostring(ev.error)) end
@@ -476,7 +480,9 @@ end
 -- req (see request_body),
 -- headers, timeout; conn: send it on this open connection (keep-alive)
 -- instead of a new one. cb(s) with s.ok, s.error, s.status, s.t_connect, s.t0,
--- s.events (arrival times of the pieces of text), s.t_end, s.text (the
+-- s.events (arrival times of the pieces of text), s.t_first_event (of the
+-- stream's first event, text or not: a server sends it with the first
+-- token, even one that is no text yet), s.t_end, s.text (the
 -- pieces), s.usage (OpenAI), s.timings (llama-server), s.ollama (Ollama's
 -- final object), s.finish_reason.
 function M.stream(opts, cb)

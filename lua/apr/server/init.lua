@@ -59,7 +59,7 @@ end
 ------------------------------------------------------------------ loading
 
 local function model_name(path)
-    return (path:match("([^/]+)$") or path):gsub("%.gguf$", "")
+    return ((path:match("([^/]+)$") or path):gsub("%.gguf$", ""):gsub("%.apr$", ""))
 end
 
 -- Loads the model file on a thread of its own (runtime/model/loader.c),

@@ -130,6 +130,15 @@ describe("bench client parsers", function()
         end
     end)
 
+    it("asks llama-server not to reuse cached prompts unless the request says so", function()
+        local req = { messages = { { role = "user", content = "hi" } }, max_tokens = 1 }
+        local _, body = client.request_body("openai", "chat", req)
+        assert.truthy(body:find('"cache_prompt":false', 1, true), body)
+        req.cache_prompt = true
+        _, body = client.request_body("openai", "chat", req)
+        assert.truthy(body:find('"cache_prompt":true', 1, true), body)
+    end)
+
     it("reads URLs as servers are given", function()
         assert.same({ host = "127.0.0.1", port = 8080, base = "" }, client.parse_url("http://127.0.0.1:8080/"))
         assert.same({ host = "gpu-box", port = 80, base = "/llama" }, client.parse_url("http://gpu-box/llama/"))
@@ -145,7 +154,7 @@ describe("bench client streams", function()
         local srv, port = canned_server({
             { 0, HEAD },
             { 30, ev('{"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}') },
-            { 0, ev('{"choices":[{"index":0,"delta":{"content":"a"}}]}') },
+            { 40, ev('{"choices":[{"index":0,"delta":{"content":"a"}}]}') },
             { 50, ev('{"choices":[{"index":0,"delta":{"content":"b"}}]}') .. ev('{"choices":[{"index":0,"delta":{"content":""}}]}') },
             { 50, ev('{"choices":[{"index":0,"delta":{"content":"c"},"finish_reason":"length"}]}') },
             { 0, ev('{"choices":[],"usage":{"completion_tokens":3,"prompt_tokens":9},"timings":{"predicted_per_second":20}}') },
@@ -159,8 +168,11 @@ describe("bench client streams", function()
         assert.equal(3, s.usage.completion_tokens)
         assert.equal(20, s.timings.predicted_per_second)
         assert.equal("length", s.finish_reason)
+        -- the first event (no text yet) is timed apart from the first text
+        local first_event = s.t_first_event - s.t0
+        assert.is_true(first_event > 0.025 and first_event < 0.2, "first event " .. first_event)
         local ttft = s.events[1] - s.t0
-        assert.is_true(ttft > 0.025 and ttft < 0.2, "TTFT " .. ttft)
+        assert.is_true(ttft > first_event + 0.03 and ttft < 0.3, "TTFT " .. ttft)
         local gap = s.events[2] - s.events[1]
         assert.is_true(gap > 0.04 and gap < 0.2, "gap " .. gap)
         assert.is_true(s.t_connect <= s.t0)

@@ -136,3 +136,43 @@ describe("apr verify", function()
         assert.truthy(r.err:match("^apr verify: [^\n]*overlap\n$"), r.err)
     end)
 end)
+
+describe("apr verify on an APR file", function()
+    local function converted(dir)
+        assert.equal(0, h.apr("convert tests/fixtures/models/tiny-q8_0.gguf -o " .. dir .. "/m.apr --compression zstd").code)
+        return dir .. "/m.apr"
+    end
+
+    it("checks every chunk, and the SHA-256 the file records", function()
+        local dir = h.tmpdir()
+        local path = converted(dir)
+        local r = h.apr("verify " .. path .. " --checksum --deep")
+        assert.equal(0, r.code, r.out .. r.err)
+        assert.truthy(r.out:find("ok    header       APR v2 of a GGUF v3, ", 1, true), r.out)
+        assert.truthy(r.out:match("ok    chunks       %d+ chunks %([%d.]+ MB of tensor data%) match their checksums"), r.out)
+        assert.truthy(r.out:match("ok    sha256       %x+ matches the digest the file records"), r.out)
+        assert.truthy(r.out:find("ok    deep ", 1, true), r.out)
+        h.rmtree(dir)
+    end)
+
+    it("names the tensor and chunk whose bytes changed", function()
+        local dir = h.tmpdir()
+        local path = converted(dir)
+        local t = assert(apr.open(path)):tensors()
+        local target
+        for _, x in ipairs(t) do if x.name == "blk.1.ffn_up.weight" then target = x end end
+        local f = assert(io.open(path, "r+b"))
+        f:seek("set", target.file_offset + 20)
+        local b = f:read(1)
+        f:seek("set", target.file_offset + 20)
+        f:write(string.char((b:byte() + 1) % 256))
+        f:close()
+        local r = h.apr("verify " .. path .. " --checksum")
+        assert.equal(1, r.code)
+        assert.truthy(r.out:find("FAIL  chunks       " .. path .. ": tensor 'blk.1.ffn_up.weight' chunk 0 of 1: ", 1, true),
+            r.out)
+        assert.truthy(r.out:find("FAIL  sha256 ", 1, true), r.out)
+        assert.truthy(r.err:find("2 of 7 checks failed (chunks: ", 1, true), r.err)
+        h.rmtree(dir)
+    end)
+end)
