@@ -4,8 +4,9 @@
 --   ./apr run bench/cpu_decode.lua [MODEL.gguf ...] [--threads 2] [--prompt 512]
 --                                  [--gen 64] [--reps 3] [--python PATH] [--no-llama]
 --
--- Models default to the two Qwen2.5-Coder Q4_K_M files `make model` assembles
--- (models/qwen2.5-coder-{0.5b,1.5b}-instruct-q4_k_m.gguf). For each model and
+-- Models default to the Qwen2.5-Coder Q4_K_M files of the models folder
+-- ($APR_MODELS, else models/): the 0.5B that `make model` assembles, and the
+-- 1.5B beside it when it is there. For each model and
 -- repetition: a prompt of --prompt tokens as one batch (prompt tokens/s), then
 -- --gen decode steps of one token each (decode tokens/s); every step computes
 -- its token's logits and copies them out, as llama.cpp's eval does. apr and
@@ -48,7 +49,18 @@ do
     end
 end
 if #models == 0 then
-    models = { "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" }
+    local model = require "apr.model"
+    local dir = model.models_dir()
+    for _, path in ipairs({ model.default_model_path(), dir .. "/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" }) do
+        local f = io.open(path, "rb")
+        if f then
+            f:close()
+            models[#models + 1] = path
+        else
+            io.stderr:write("(" .. path .. " is not installed: left out)\n")
+        end
+    end
+    if #models == 0 then fail("no model given and the default model is not installed: run `make model`") end
 end
 
 -- The ids both sides feed: an LCG over the first 100K tokens (the same
@@ -138,10 +150,18 @@ io.stdout:write(string.format("\n%d threads, prompt %d tokens, %d decode steps, 
     opts.threads, opts.prompt, opts.gen, opts.reps, (io.open("/proc/loadavg") or { read = function() return "?" end }):read("*l") or "?"))
 if llama_version then io.stdout:write(", llama-cpp-python " .. llama_version) end
 io.stdout:write("\n\n")
-io.stdout:write(string.format("%-40s %10s %10s %6s   %10s %10s %6s\n", "model", "apr pp", "llama pp", "ratio",
-    "apr tg", "llama tg", "ratio"))
+if have_llama then
+    io.stdout:write(string.format("%-40s %10s %10s %6s   %10s %10s %6s\n", "model", "apr pp", "llama pp", "ratio",
+        "apr tg", "llama tg", "ratio"))
+else
+    io.stdout:write(string.format("%-40s %10s   %10s   (no llama.cpp to compare with)\n", "model", "apr pp", "apr tg"))
+end
 for _, r in ipairs(rows) do
     local ap, ad, lp, ld = median(r.ap), median(r.ad), median(r.lp), median(r.ld)
-    io.stdout:write(string.format("%-40s %10.1f %10.1f %6.2f   %10.2f %10.2f %6.2f\n", r.name, ap, lp, ap / lp,
-        ad, ld, ad / ld))
+    if have_llama then
+        io.stdout:write(string.format("%-40s %10.1f %10.1f %6.2f   %10.2f %10.2f %6.2f\n", r.name, ap, lp, ap / lp,
+            ad, ld, ad / ld))
+    else
+        io.stdout:write(string.format("%-40s %10.1f   %10.2f\n", r.name, ap, ad))
+    end
 end

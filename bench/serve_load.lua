@@ -1,11 +1,12 @@
 -- serve_load.lua — `apr serve` measured the way a client sees it: streaming
 -- requests over loopback HTTP, timed at the client.
 --
---   apr run bench/serve_load.lua --model MODEL.gguf [--serve "--parallel 16"] [mode options]
+--   apr run bench/serve_load.lua [--model MODEL.gguf] [--serve "--parallel 16"] [mode options]
 --   apr run bench/serve_load.lua --url http://127.0.0.1:8080 [--api-key KEY] [mode options]
 --
--- With --model it starts `apr serve MODEL --port 0 SERVE-ARGS` itself and
--- stops it at the end; with --url it uses a server already running.
+-- With --model (default: the built-in model) it starts `apr serve MODEL
+-- --port 0 SERVE-ARGS` itself and stops it at the end; with --url it uses a
+-- server already running.
 --
 -- --mode load (default): --clients 64 concurrent streaming clients send
 --   --requests 20 chat requests each (keep-alive, --max-tokens 32); prints
@@ -51,7 +52,7 @@ local opts = { mode = "load", clients = 64, requests = 20, max_tokens = 32, toke
                history = "1024", long = 2048, reps = 2 }
 local function usage(why)
     if why then io.stderr:write("serve_load: ", why, "\n") end
-    io.stderr:write("usage: apr run bench/serve_load.lua (--model MODEL.gguf [--serve ARGS] | --url URL) " ..
+    io.stderr:write("usage: apr run bench/serve_load.lua [--model MODEL.gguf [--serve ARGS] | --url URL] " ..
                     "[--mode load|gpu|kv] [--clients N] [--requests N] [--max-tokens N] [--tokens N] " ..
                     "[--history N,N] [--long N] [--reps N] [--api-key KEY] [--json]\n")
     os.exit(2)
@@ -73,7 +74,13 @@ do
         i = i + 1
     end
 end
-if not opts.model and not opts.url then usage() end
+-- Without --model or --url: the built-in default model, as `apr serve` has.
+if not opts.model and not opts.url then
+    opts.model = require("apr.model").default_model_path()
+    local f = io.open(opts.model, "rb")
+    if not f then usage("no --model or --url given and the default model is not installed: run `make model`") end
+    f:close()
+end
 if opts.mode ~= "load" and opts.mode ~= "gpu" and opts.mode ~= "kv" then usage("--mode must be load, gpu or kv") end
 
 ------------------------------------------------------------------ the server

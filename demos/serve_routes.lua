@@ -8,8 +8,8 @@
 -- server, and give what apr.load(...):generate gives. A handler that raises
 -- answers 500 with the message; the server carries on.
 --
---   curl localhost:8080/v1/count-tokens -d '{"text": "Hello world"}'
---   curl -N localhost:8080/v1/story -d '{"topic": "a lighthouse"}'
+--   curl localhost:8080/v1/count-tokens -H 'Content-Type: application/json' -d '{"text": "Hello world"}'
+--   curl -N localhost:8080/v1/story -H 'Content-Type: application/json' -d '{"topic": "a lighthouse"}'
 local app, model = ...
 
 -- How many tokens a text is, without generating anything.

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PKGS="build-essential clang libclang-rt-14-dev luajit2 libluajit2-5.1-dev libuv1-dev liblz4-dev libzstd-dev
 libcurl4-openssl-dev libxxhash-dev lua-cjson lua-luv lua-busted python3 python3-pip python3-jinja2 python3-numpy python3-venv zstd xz-utils
 python3-scipy python3-jsonschema python3-pil
-patchelf curl ca-certificates prometheus
+patchelf curl ca-certificates prometheus tmux
 strace chromium"
 missing=""
 for p in $PKGS; do

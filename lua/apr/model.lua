@@ -384,8 +384,16 @@ end
 
 -- render(messages, opts) -> the prompt text for this conversation: the
 -- model's own chat template (ChatML when the file has none, noted in
--- self.notes) with the generation prompt added.
+-- self.notes) with the generation prompt added. Raises naming the file.
 function Model:render(messages, opts)
+    local text, err = self:try_render(messages, opts)
+    if not text then error(string.format("chat template of %s: %s", self.path, tostring(err)), 2) end
+    return text
+end
+
+-- try_render(messages, opts) -> the prompt text, or nil and the template's
+-- message, which names no file (the server answers clients with it).
+function Model:try_render(messages, opts)
     opts = opts or {}
     local template = self.chat_template
     if not template then
@@ -402,7 +410,7 @@ function Model:render(messages, opts)
         bos_token = self:token_text(self.tokenizer.bos),
         eos_token = self:token_text(self.tokenizer.eos),
     })
-    if not text then error(string.format("chat template of %s: %s", self.path, tostring(err)), 2) end
+    if not text then return nil, tostring(err) end
     return text
 end
 

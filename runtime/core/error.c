@@ -26,6 +26,14 @@ void apr_error_clear(void) { last_error[0] = '\0'; }
 
 const char *apr_last_error(void) { return last_error; }
 
+const char *apr_last_error_after(const char *prefix)
+{
+    size_t n = prefix ? strlen(prefix) : 0;
+    if (n && strncmp(last_error, prefix, n) == 0 && last_error[n] == ':' && last_error[n + 1] == ' ')
+        return last_error + n + 2;
+    return last_error;
+}
+
 const char *apr_status_str(apr_status s)
 {
     switch (s) {

@@ -16,6 +16,12 @@ apr_status apr_error(apr_status code, const char *fmt, ...)
 /* Clears the message (used by tests; failures overwrite it anyway). */
 void apr_error_clear(void);
 
+/* The last message without its leading "PREFIX: ", when it starts so: for
+ * a caller about to put that prefix (a file's path) in front of it, since
+ * the GGUF reader's messages name the file already ("FILE: FILE: key ..."
+ * otherwise). */
+const char *apr_last_error_after(const char *prefix);
+
 #define APR_CHECK(cond, code, ...) \
     do { if (!(cond)) return apr_error((code), __VA_ARGS__); } while (0)
 

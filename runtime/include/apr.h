@@ -159,7 +159,9 @@ void apr_free(void *p);
 int apr_term_isatty(int fd);
 /* Reads one line from stdin (without its newline), with line editing and
  * history when stdin is a terminal and GNU readline is installed. Returns a
- * string to release with apr_free, or NULL at end of input. */
+ * string to release with apr_free, or NULL at end of input. On a terminal,
+ * Ctrl+C (apr_interrupt_install's handler) drops what was typed and returns
+ * "" with apr_interrupted() set; the caller clears it. */
 char *apr_term_readline(const char *prompt);
 void apr_term_add_history(const char *line);
 void apr_term_load_history(const char *path);  /* missing file: no-op */
@@ -997,6 +999,27 @@ const struct apr_tokenizer *apr_model_tokenizer(const apr_model *m);
 /* The model's own chat template (tokenizer.chat_template), or NULL. */
 const char *apr_model_chat_template(const apr_model *m);
 
+/* apr_model_load on a detached thread of its own (runtime/model/loader.c),
+ * for an event loop that must not wait on a file. Nothing joins the thread,
+ * so a load stuck in the kernel never keeps the process from exiting. */
+typedef struct apr_loader apr_loader;
+/* Starts loading path with p (both copied). *out, to free with
+ * apr_loader_free, or NULL on failure: APR_ERR_NOMEM, APR_ERR_IO (no thread
+ * or eventfd). */
+apr_status apr_loader_start(const char *path, const apr_model_params *p, apr_loader **out);
+/* An eventfd that becomes readable when the load has ended; owned by l.
+ * -1 for NULL. */
+int apr_loader_fd(const apr_loader *l);
+/* After the load ended: moves the model to *out (the caller frees it with
+ * apr_model_free) and returns APR_OK, or returns the load's failure with
+ * its message (naming the file, as apr_model_load's). APR_ERR_BUSY while it
+ * still loads, APR_ERR_INVALID when the result was taken before; *out is
+ * NULL on every failure. */
+apr_status apr_loader_take(apr_loader *l, apr_model **out);
+/* Frees l (NULL is ignored). A load still running is given up: its thread
+ * frees the model and the loader when the load ends. */
+void apr_loader_free(apr_loader *l);
+
 /* An inference context: the KV cache and scratch buffers for up to n_seq
  * sequences, allocated once here; decoding allocates nothing. The cache is
  * one pool of n_ctx token slots in blocks of 32 that the sequences draw
@@ -1227,6 +1250,13 @@ int apr_http_parser_next(apr_http_parser *p, apr_http_request *out);
 size_t apr_http_parser_buffered(const apr_http_parser *p);
 /* 1 if some bytes of a next request have arrived (for the header timeout). */
 int apr_http_parser_started(const apr_http_parser *p);
+/* Bytes apr_http_parser_feed accepts now (more is APR_ERR_BUSY): feed that
+ * much, take the requests out, and feed the rest. */
+size_t apr_http_parser_room(const apr_http_parser *p);
+/* Bytes the parser's buffer holds allocated now. A buffer a large request
+ * grew past 64 KiB is given back once the next call after that request
+ * finds little else buffered. */
+size_t apr_http_parser_capacity(const apr_http_parser *p);
 
 /* ===================================================================== */
 /* Engine (runtime/engine/engine.c)                                      */

@@ -29,7 +29,7 @@ static apr_status open_backend(apr_model *m, const apr_model_params *p)
     if (p->device == APR_DEVICE_CUDA || (p->device == APR_DEVICE_AUTO && apr_cuda_available())) {
         m->backend = apr_backend_cuda_new(p->gpu_index, p->vram_budget);
         if (m->backend) return APR_OK;
-        APR_CHECK(p->device != APR_DEVICE_CUDA, APR_ERR_DEVICE, "%s: %s", m->path, apr_last_error());
+        APR_CHECK(p->device != APR_DEVICE_CUDA, APR_ERR_DEVICE, "%s: %s", m->path, apr_last_error_after(m->path));
     }
     m->backend = apr_backend_cpu_new(p->n_threads);
     return m->backend ? APR_OK : APR_ERR_NOMEM;
@@ -56,7 +56,7 @@ static apr_status load(const char *path, const apr_model_params *params, int che
     if (s == APR_OK) s = apr_source_open(path, &m->src);
     if (s == APR_OK) {
         s = apr_tokenizer_from_source(m->src, &m->tok);
-        if (s != APR_OK) s = apr_error(s, "%s: %s", path, apr_last_error());
+        if (s != APR_OK) s = apr_error(s, "%s: %s", path, apr_last_error_after(path));
     }
     if (s == APR_OK) {
         const char *name = "", *tmpl = NULL;

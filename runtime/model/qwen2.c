@@ -38,7 +38,7 @@ static apr_status get_int(const apr_source *f, const char *path, const char *arc
     apr_status s = apr_source_get_int(f, name, &v);
     if (s == APR_ERR_NOT_FOUND && !required) return APR_OK;
     APR_CHECK(s != APR_ERR_NOT_FOUND, APR_ERR_FORMAT, "%s: metadata key %s is missing", path, name);
-    APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error());
+    APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error_after(path));
     APR_CHECK(v >= lo && v <= hi, APR_ERR_FORMAT, "%s: metadata key %s = %lld is outside [%lld, %lld]", path, name,
               (long long)v, (long long)lo, (long long)hi);
     *out = (int)v;
@@ -54,7 +54,7 @@ static apr_status get_float(const apr_source *f, const char *path, const char *a
     apr_status s = apr_source_get_float(f, name, &v);
     if (s == APR_ERR_NOT_FOUND && !required) return APR_OK;
     APR_CHECK(s != APR_ERR_NOT_FOUND, APR_ERR_FORMAT, "%s: metadata key %s is missing", path, name);
-    APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error());
+    APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error_after(path));
     APR_CHECK(isfinite(v) && v > 0, APR_ERR_FORMAT, "%s: metadata key %s = %g must be a finite positive number", path,
               name, v);
     *out = (float)v;
@@ -222,7 +222,7 @@ static apr_status bind_tensor(apr_model *m, apr_weight *w, const apr_expected_te
      * source decoded; one that reads them in place (the CPU) keeps them,
      * and the model keeps the source open. */
     if (s != APR_OK || w->data != data) apr_source_tensor_release(m->src, i);
-    APR_CHECK(s == APR_OK, s, "%s: %s", m->path, apr_last_error());
+    APR_CHECK(s == APR_OK, s, "%s: %s", m->path, apr_last_error_after(m->path));
     m->weight_bytes += t.nbytes;
     return APR_OK;
 }

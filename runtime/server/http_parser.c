@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/error.h"
 
@@ -74,6 +76,7 @@ struct apr_http_parser {
      * the next framing byte not yet read (raw >= head_end + body_len). */
     size_t raw;
     uint64_t body_len, chunk_left;
+    uint64_t dropped;        /* framing bytes given back by drop_framing: still part of the request */
     int n_trailers;
 
     int status;              /* HTTP status of the failure (PH_ERROR) */
@@ -153,6 +156,7 @@ static void reset_request(apr_http_parser *p)
     p->method_len = p->target = p->target_len = 0;
     p->raw = 0;
     p->body_len = p->chunk_left = 0;
+    p->dropped = 0;
     p->n_trailers = 0;
 }
 
@@ -395,9 +399,34 @@ static int chunk_size_line(apr_http_parser *p)
     return APR_HTTP_NEED_MORE;
 }
 
+/* Gives back the framing already read: the bytes still to parse move
+ * down to the end of the decoded body, so a chunked body takes no more
+ * buffer than its data (1-byte chunks would otherwise take six times as
+ * much, and be refused as "too much buffered" long before max_body). */
+static void drop_framing(apr_http_parser *p)
+{
+    size_t dst = p->head_end + (size_t)p->body_len;
+    if (p->raw <= dst) return;
+    size_t delta = p->raw - dst;
+    memmove(p->buf + dst, p->buf + p->raw, p->len - p->raw);
+    p->len -= delta;
+    p->dropped += delta;
+    p->raw = dst;
+    if (p->line > dst) p->line = p->line - delta > dst ? p->line - delta : dst;
+}
+
+static int scan_chunked_steps(apr_http_parser *p);
+
 /* Advances through the chunked body as far as the buffer allows. Returns
  * APR_HTTP_REQUEST at its end, APR_HTTP_NEED_MORE or APR_HTTP_ERROR. */
 static int scan_chunked(apr_http_parser *p)
+{
+    int r = scan_chunked_steps(p);
+    if (r == APR_HTTP_NEED_MORE) drop_framing(p);
+    return r;
+}
+
+static int scan_chunked_steps(apr_http_parser *p)
 {
     for (;;) {
         switch (p->phase) {
@@ -451,6 +480,67 @@ static int scan_chunked(apr_http_parser *p)
 }
 
 /* ------------------------------------------------------------------ */
+/* The buffer's memory                                                */
+/* ------------------------------------------------------------------ */
+
+/* A buffer over BIG_BUFFER bytes is pages of its own (mmap, mremap to grow,
+ * munmap when done), so what a large request took goes back to the system
+ * the moment the buffer is freed or shrunk. From malloc it would not: glibc
+ * raises its mmap threshold to the size of the last mapped block it frees
+ * (up to 32 MiB), then serves the next such buffers from its heap, where
+ * freed blocks stay with the process. A flood of rejected 9 MB requests
+ * left the server 100-150 MB larger that way (bench/serve_flood.lua). */
+enum { BIG_BUFFER = 1 << 18 };
+
+static size_t mapped_size(size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (n + page - 1) / page * page;
+}
+
+static void buffer_release(char *buf, size_t cap)
+{
+    if (!buf) return;
+    if (cap > BIG_BUFFER) munmap(buf, mapped_size(cap));
+    else free(buf);
+}
+
+/* Resizes p's buffer to cap bytes (0: none), keeping its first len bytes
+ * (len <= cap). Returns 0, or -1 with the buffer untouched. */
+static int buffer_resize(apr_http_parser *p, size_t cap)
+{
+    char *old = p->buf, *b = NULL;
+    size_t old_cap = p->cap, keep = p->len < cap ? p->len : cap;
+    if (cap == 0) {
+        b = NULL;
+    } else if (cap <= BIG_BUFFER && old_cap <= BIG_BUFFER) {
+        b = realloc(old, cap);
+        if (!b) return -1;
+        p->buf = b;
+        p->cap = cap;
+        return 0;
+    } else if (cap > BIG_BUFFER && old_cap > BIG_BUFFER) {
+        void *m = mremap(old, mapped_size(old_cap), mapped_size(cap), MREMAP_MAYMOVE);
+        if (m == MAP_FAILED) return -1;
+        p->buf = m;
+        p->cap = cap;
+        return 0;
+    } else if (cap > BIG_BUFFER) {
+        void *m = mmap(NULL, mapped_size(cap), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return -1;
+        b = m;
+    } else {
+        b = malloc(cap);
+        if (!b) return -1;
+    }
+    if (b && keep) memcpy(b, old, keep);
+    buffer_release(old, old_cap);
+    p->buf = b;
+    p->cap = cap;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* Public functions                                                   */
 /* ------------------------------------------------------------------ */
 
@@ -488,11 +578,16 @@ apr_http_parser *apr_http_parser_new(const apr_http_limits *limits)
 void apr_http_parser_free(apr_http_parser *p)
 {
     if (!p) return;
-    free(p->buf);
+    buffer_release(p->buf, p->cap);
     free(p->fields);
     free(p->out_headers);
     free(p);
 }
+
+/* Buffers up to this size are kept between requests; a larger one (a big
+ * body made it grow) is given back once its request is done, so a
+ * keep-alive connection does not hold max_body bytes for its lifetime. */
+enum { KEEP_BUFFER = 65536 };
 
 /* Drops the bytes of the request returned last, so the next one (pipelined)
  * starts at the front of the buffer. */
@@ -503,6 +598,15 @@ static void drop_done(apr_http_parser *p)
     memmove(p->buf, p->buf + used, p->len - used);
     p->len -= used;
     reset_request(p);
+    /* Shrinking cannot lose data; a failure keeps the old buffer. */
+    if (p->cap > KEEP_BUFFER && p->len <= KEEP_BUFFER / 2) (void)buffer_resize(p, p->len ? KEEP_BUFFER : 0);
+}
+
+/* What feed may hold at most: one request's head and body, room for the
+ * next one's head, and framing lines being read. */
+static size_t cap_max_of(const apr_http_parser *p)
+{
+    return (size_t)p->lim.max_head * 2 + (size_t)p->lim.max_body + MAX_CHUNK_LINE * 4;
 }
 
 apr_status apr_http_parser_feed(apr_http_parser *p, const void *data, size_t n)
@@ -511,17 +615,14 @@ apr_status apr_http_parser_feed(apr_http_parser *p, const void *data, size_t n)
     drop_done(p);
     /* What one request may need, plus room for the next one's head: a
      * client that pipelines further ahead than that is told to wait. */
-    size_t cap_max = (size_t)p->lim.max_head * 2 + (size_t)p->lim.max_body + MAX_CHUNK_LINE * 4;
+    size_t cap_max = cap_max_of(p);
     APR_CHECK(n <= cap_max - p->len, APR_ERR_BUSY,
               "http parser: %zu bytes already buffered, no room for %zu more", p->len, n);
     if (p->len + n > p->cap) {
         size_t cap = p->cap ? p->cap : 4096;
         while (cap < p->len + n) cap *= 2;
         if (cap > cap_max) cap = cap_max;
-        char *b = realloc(p->buf, cap);
-        APR_CHECK(b, APR_ERR_NOMEM, "http parser: out of memory for %zu bytes", cap);
-        p->buf = b;
-        p->cap = cap;
+        APR_CHECK(buffer_resize(p, cap) == 0, APR_ERR_NOMEM, "http parser: out of memory for %zu bytes", cap);
     }
     memcpy(p->buf + p->len, data, n);
     p->len += n;
@@ -550,7 +651,7 @@ static void export(apr_http_parser *p, apr_http_request *out)
     out->chunked = p->chunked;
     out->keep_alive = p->keep_alive;
     out->expect_continue = p->expect_continue;
-    out->consumed = p->raw;
+    out->consumed = p->raw + p->dropped;
 }
 
 int apr_http_parser_next(apr_http_parser *p, apr_http_request *out)
@@ -608,7 +709,7 @@ int apr_http_parser_next(apr_http_parser *p, apr_http_request *out)
 size_t apr_http_parser_buffered(const apr_http_parser *p)
 {
     if (!p) return 0;
-    return p->phase == PH_DONE ? p->len - p->raw : p->len;
+    return p->phase == PH_DONE ? p->len - p->raw : p->len + (size_t)p->dropped;
 }
 
 int apr_http_parser_started(const apr_http_parser *p)
@@ -616,4 +717,16 @@ int apr_http_parser_started(const apr_http_parser *p)
     if (!p) return 0;
     if (p->phase == PH_DONE) return p->len > p->raw;
     return p->phase != PH_HEAD || p->len > p->start;
+}
+
+size_t apr_http_parser_room(const apr_http_parser *p)
+{
+    if (!p) return 0;
+    size_t used = p->phase == PH_DONE ? p->len - p->raw : p->len;
+    return cap_max_of(p) - used;
+}
+
+size_t apr_http_parser_capacity(const apr_http_parser *p)
+{
+    return p ? p->cap : 0;
 }

@@ -16,8 +16,10 @@ M.spec = {
         "every turn the conversation is saved as JSON to --history (default\n" ..
         "$XDG_STATE_HOME/apr/chat_history.json, else ~/.local/state/apr/).\n" ..
         "Commands: /clear (start over), /save [PATH], /load PATH, /exit (or Ctrl+D), /help.\n" ..
-        "Ctrl+C stops the answer being written, not the session. With stdin not a\n" ..
-        "terminal, each line is a turn and only the answers are printed.",
+        "Ctrl+C stops the answer being written, not the session; at the prompt it drops\n" ..
+        "what was typed and says how to leave, and a second Ctrl+C in a row leaves like\n" ..
+        "/exit (exit 0). With stdin not a terminal, each line is a turn and only the\n" ..
+        "answers are printed.",
     positional = { min = 0, max = 1, name = "MODEL" },
     options = generation.options {
         { "system", value = "TEXT", help = "the system message" },
@@ -128,9 +130,21 @@ function M.run(opts)
         io.stderr:write(string.format(fmt, ...), "\n")
     end
 
+    local interrupts = 0  -- Ctrl+C in a row at the prompt
     while true do
         local line = term.readline(tty and ">>> " or "")
         if line == nil then break end
+        if apr.interrupted() then
+            -- Ctrl+C at the prompt: once drops the line and says how to
+            -- leave; twice in a row leaves, as /exit does.
+            apr.clear_interrupt()
+            interrupts = interrupts + 1
+            if interrupts >= 2 then break end
+            note("(press Ctrl+C again or type /exit to quit)")
+            line = ""
+        else
+            interrupts = 0
+        end
         apr.clear_interrupt()
         if tty and line ~= "" then term.add_history(line) end
         local cmd, arg = line:match("^/(%a+)%s*(.-)%s*$")

@@ -40,7 +40,9 @@ function M.run(opts)
         prompt = io.stdin:read("*a") or ""
     end
     if not opts.raw then prompt = prompt:gsub("%s+$", "") end
-    if prompt == "" then cli.fail("the prompt is empty (give it on stdin or with --prompt)") end
+    -- Nothing to complete is a mistake in how pass was called: a usage
+    -- error (exit 2), as the README's rule has it.
+    if prompt == "" then require("apr._args").usage_error("the prompt is empty (give it on stdin or with --prompt)") end
 
     local m = generation.load_model(opts)
     local gen_opts = generation.generate_opts(opts)
@@ -70,12 +72,16 @@ function M.run(opts)
             end
         end
     end)
+    -- On a terminal the answer ends its line, so the shell's prompt (or an
+    -- error message after half an answer) starts on a line of its own.
+    local tty = require("apr._term").isatty(1)
     if not ok2 then
+        if tty and last ~= "" and last:sub(-1) ~= "\n" then out:write("\n") end
         out:flush()
         if type(err) == "table" then error(err, 0) end   -- cli.fail's
         cli.fail("%s", tostring(err))
     end
-    if require("apr._term").isatty(1) and last:sub(-1) ~= "\n" then out:write("\n") end
+    if tty and last:sub(-1) ~= "\n" then out:write("\n") end
     out:flush()
     local s = gen.summary
     if opts.verbose then generation.report(s) end

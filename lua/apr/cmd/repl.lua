@@ -10,7 +10,9 @@ M.spec = {
     summary = "Interactive Lua prompt with `apr` loaded (line editing on a terminal).",
     description = "Type Lua statements or expressions; expressions print their values.\n" ..
                   "A line that does not parse yet continues on the next (like lua's REPL).\n" ..
-                  "History is kept in $XDG_STATE_HOME/apr/repl_history. Ctrl+D leaves.",
+                  "History is kept in $XDG_STATE_HOME/apr/repl_history. Ctrl+D leaves; Ctrl+C\n" ..
+                  "drops the input so far, and a second Ctrl+C in a row leaves too (exit 0).\n" ..
+                  "An error prints its message and the traceback of your code.",
     examples = { "apr repl", "echo 'print(apr.version)' | apr repl" },
 }
 
@@ -24,6 +26,19 @@ end
 -- Compiles a line as an expression first (so `1+1` prints 2), else as a
 -- statement. Returns the chunk, or nil plus an error, with incomplete=true
 -- when more input could complete it.
+-- The error's message and the traceback of the user's code: apr's own
+-- frames (this file's xpcall, cli.lua below it) and the builtin that raised
+-- are no business of the user's.
+local function traceback(e)
+    local msg = type(e) == "string" and e or pretty.format(e)
+    local tb = debug.traceback(msg, 2)
+    tb = tb:gsub("\n%s*%[C%]: in function 'xpcall'\n[^\n]*apr/cmd/repl%.lua:.*$", "")
+    tb = tb:gsub("\n%s*%[builtin#%d+%]:[^\n]*", "")
+    tb = tb:gsub("\nstack traceback:$", "")
+    return tb
+end
+M.traceback = traceback
+
 local function compile(src)
     local chunk = loadstring("return " .. src, "=stdin")
     if chunk then return chunk end
@@ -43,15 +58,27 @@ function M.run()
             _G.apr.version, jit.version))
     end
     local buffer
+    local interrupts = 0  -- Ctrl+C in a row at the prompt
+    local C = require("apr.core").C
     while true do
         local line = term.readline(buffer and ">> " or "> ")
         if line == nil then break end
-        buffer = buffer and (buffer .. "\n" .. line) or line
-        local chunk, err, incomplete = compile(buffer)
+        if C.apr_interrupted() ~= 0 then
+            C.apr_interrupt_clear()
+            interrupts = interrupts + 1
+            if interrupts >= 2 then break end
+            io.stderr:write("(press Ctrl+C again or Ctrl+D to leave)\n")
+            buffer, line = nil, nil
+        else
+            interrupts = 0
+        end
+        if line then buffer = buffer and (buffer .. "\n" .. line) or line end
+        local chunk, err, incomplete
+        if buffer then chunk, err, incomplete = compile(buffer) else incomplete = true end
         if chunk then
             if tty then term.add_history(buffer) end
             buffer = nil
-            local res = { xpcall(chunk, debug.traceback) }
+            local res = { xpcall(chunk, traceback) }
             if res[1] then
                 if #res > 1 or res[2] ~= nil then
                     local parts = {}

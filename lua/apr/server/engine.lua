@@ -33,9 +33,30 @@ function M.new(model, opts)
     local self, err = base.new(model, o)
     if not self then return nil, err end
     self.n_ctx_seq = self.n_ctx
+    self.max_token_bytes = M.max_token_bytes(model.tokenizer)
     self.poll = uv.new_poll(tonumber(require("apr.core").C.apr_engine_fd(self.handle)))
     self.poll:start("r", function() self:drain() end)
     return self
+end
+
+-- The most bytes one token of tok stands for (128 in Qwen2.5's
+-- vocabulary): a text of n bytes has at least n / this many tokens, so
+-- the server can refuse a prompt that cannot fit before tokenizing it.
+function M.max_token_bytes(tok)
+    local core = require "apr.core"
+    local ffi, C = core.ffi, core.C
+    local most = 1
+    local str, len = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+    for id = 0, tok.n_vocab - 1 do
+        -- The bytes it stands for, or, for a control token written in a
+        -- prompt ("<|im_end|>"), its text.
+        if C.apr_token_piece(tok.handle, id, str, len) == 0 and tonumber(len[0]) > most then most = tonumber(len[0]) end
+        if C.apr_token_is_special(tok.handle, id) ~= 0 and C.apr_token_text(tok.handle, id, str) == 0 then
+            local n = #ffi.string(str[0])
+            if n > most then most = n end
+        end
+    end
+    return most
 end
 
 -- A failing callback must not take the loop down with it.
@@ -62,7 +83,10 @@ function Engine:generate(prompt, opts)
     opts = opts or {}
     local ids = prompt
     if type(prompt) == "string" then
-        ids = self.model.tokenizer:with_bos(self.model:tokenize(prompt, { special = opts.special ~= false }))
+        -- Off the loop when long (tokenize.lua).
+        local tids, terr = require("apr.server.tokenize").ids(self.model, prompt, { special = opts.special ~= false })
+        if not tids then error(terr, 2) end
+        ids = self.model.tokenizer:with_bos(tids)
     end
     local iter, err, kind = base.Engine.generate(self, ids, opts)
     if not iter then

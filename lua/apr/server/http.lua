@@ -16,7 +16,11 @@
 --     answer is queued faster than the client takes it (write_high_water);
 --     a stream whose client falls write_limit bytes behind is dropped;
 --   * open connections without bound: past max_connections a new one gets a
---     503 and is closed.
+--     503 and is closed, past max_connections_per_client from one address a
+--     429; a connection that sends nothing is closed after header_timeout;
+--   * keep memory: a connection's parser (and its buffer) is freed the
+--     moment the connection is done with, and the parser gives back what a
+--     large request made its buffer grow to.
 -- A client that half-closes (shuts down its sending side) still gets its
 -- answers; a streaming response whose client goes away is aborted, and the
 -- handler hears of it through res:on_close.
@@ -46,6 +50,7 @@ M.defaults = {
     port = 8080,
     backlog = 511,
     max_connections = 1024,
+    max_connections_per_client = 0,  -- open connections one client address may hold (0: no cap)
     max_head = 16384,        -- bytes of request line + headers
     max_headers = 64,
     max_body = 8 * 2 ^ 20,   -- bytes
@@ -301,6 +306,7 @@ end
 
 function Conn:on_read(err, data)
     if err then return self:abort("read: " .. tostring(err)) end
+    if data then self.server.read_bytes = self.server.read_bytes + #data end
     if self.lingering then
         if not data then self:close() end
         return
@@ -315,14 +321,23 @@ function Conn:on_read(err, data)
         return
     end
     self.last_read = now()
-    local st = C.apr_http_parser_feed(self.parser, data, #data)
-    if st ~= 0 then
-        -- Only a client pipelining far ahead of its answers gets here
-        -- (reading pauses long before): it loses the connection.
-        if self.res then return self:abort("too much input buffered ahead of the answers") end
-        return self:fail(503, "too much input buffered ahead of the answers")
+    -- Fed as far as the parser has room, then parsed, and so on: a request
+    -- over a limit gets the parser's own answer (413 at max_body) instead
+    -- of a "too much buffered" on the bytes past it.
+    local bytes, n, off = ffi.cast("const char *", data), #data, 0
+    while off < n do
+        local k = math.min(n - off, tonumber(C.apr_http_parser_room(self.parser)))
+        if k == 0 then
+            -- Only a client pipelining far ahead of its answers gets here
+            -- (reading pauses long before): it loses the connection.
+            if self.res then return self:abort("too much input buffered ahead of the answers") end
+            return self:fail(413, "the request is larger than the server takes")
+        end
+        C.apr_http_parser_feed(self.parser, bytes + off, k)
+        off = off + k
+        if not self.res then self:process() end
+        if self.closed or self.lingering then return end
     end
-    if not self.res then self:process() end
     self:update_reading()
 end
 
@@ -331,11 +346,11 @@ function Conn:fail(status, message)
     if self.closed then return end
     self.close_after = true
     local req = { method = "GET", target = "", path = "", version = 11, keep_alive = false, headers = {},
-                  t_start = uv.hrtime(), conn = self }
+                  t_start = uv.hrtime(), conn = self, peer = self.peer }
     local res = self:new_response(req)
     local body, ctype = self.server.error_body(status, message)
     res:header("Content-Type", ctype)
-    if status == 503 then res:header("Retry-After", self.server.opts.retry_after or 1) end
+    if status == 503 or status == 429 then res:header("Retry-After", self.server.opts.retry_after or 1) end
     self.server:log("info", string.format("%s: %d %s", self.peer or "?", status, message))
     res:send(status, body)
 end
@@ -392,17 +407,45 @@ function Conn:process()
     end
 end
 
+-- The path, query and host a request's target names: origin-form
+-- "/path?query" (host from the Host header), absolute-form
+-- "http://host/path?query", whose authority replaces Host (RFC 9112
+-- 3.2.2), or asterisk-form "*". nil and a message for a target that is no
+-- URL of this server's (another scheme, userinfo).
+local function target_parts(target, host_header)
+    local scheme, rest = target:match("^([%a][%w+.-]*)://(.*)$")
+    if not scheme then
+        local path, query = target:match("^([^?]*)%??(.*)$")
+        return path, query, host_header
+    end
+    scheme = scheme:lower()
+    if scheme ~= "http" and scheme ~= "https" then return nil, "request target with scheme " .. scheme end
+    local authority, pq = rest:match("^([^/?#]*)(.*)$")
+    if authority == "" or authority:find("@", 1, true) then return nil, "request target without a host, or with userinfo" end
+    pq = pq:gsub("#.*$", "")
+    if pq:sub(1, 1) == "?" then pq = "/" .. pq end
+    if pq == "" then pq = "/" end
+    local path, query = pq:match("^([^?]*)%??(.*)$")
+    return path, query, authority
+end
+
 function Conn:dispatch(r)
     local server = self.server
     local target = ffi.string(r.target, r.target_len)
-    local path, query = target:match("^([^?]*)%??(.*)$")
+    local headers = header_table(r)
+    local path, query, host = target_parts(target, headers["host"])
+    if not path then
+        self.head_started, self.body_started = nil, nil
+        return self:fail(400, query)
+    end
     local req = {
         method = ffi.string(r.method, r.method_len),
         target = target,
         path = path,
         query = query,
+        host = host,
         version = tonumber(r.version),
-        headers = header_table(r),
+        headers = headers,
         body = ffi.string(r.body, r.body_len),
         keep_alive = r.keep_alive ~= 0,
         peer = self.peer,
@@ -427,7 +470,9 @@ function Conn:handler_failed(res, err, co)
     if res.finished then return end
     if not res.started then
         self.close_after = true
-        local body, ctype = self.server.error_body(500, tostring(err))
+        -- The message goes to the log only: it names files (see router.lua).
+        local body, ctype = self.server.error_body(500, "the request handler failed (the server's log has the details)",
+            nil, "handler_failed")
         res.headers = { { "Content-Type", ctype } }
         res:send(500, body)
     else
@@ -455,6 +500,7 @@ end
 function Conn:close_gracefully()
     if self.closed or self.lingering then return end
     self.lingering = true
+    self:release_parser()  -- what arrives from now on is read and dropped
     self.linger_until = now() + self.server.opts.linger + self.server.opts.write_timeout
     local ok = self.tcp:shutdown(function()
         if self.closed then return end
@@ -485,9 +531,21 @@ function Conn:abort(why)
     self:close()
 end
 
+-- Frees the parser and its buffer now, not when the collector gets to
+-- the connection: a flood of rejected requests would otherwise leave their
+-- buffers (up to max_body each) waiting for a collection that Lua's own
+-- allocations, which are small, are slow to bring.
+function Conn:release_parser()
+    if self.parser then
+        C.apr_http_parser_free(ffi.gc(self.parser, nil))
+        self.parser = nil
+    end
+end
+
 function Conn:close()
     if self.closed then return end
     self.closed = true
+    self:release_parser()
     if self.res then
         local res = self.res
         self.res = nil
@@ -522,6 +580,13 @@ function Conn:sweep(t)
     if self.head_started and not self.body_started and t - self.head_started > o.header_timeout then
         return self:fail(408, "request head not received within " .. o.header_timeout .. " s")
     end
+    -- A connection that never sends its first request has header_timeout
+    -- from accept, not idle_timeout: idle sockets are cheap to open by the
+    -- thousand and would otherwise hold every slot for a minute. It sent
+    -- nothing, so it is closed without an answer.
+    if not self.head_started and self.requests == 0 and t - self.accepted_at > o.header_timeout then
+        return self:close()
+    end
     if not self.head_started and t - self.last_read > o.idle_timeout then
         self:close()
     end
@@ -553,6 +618,8 @@ function Server:forget(conn)
     if self.conns[conn] then
         self.conns[conn] = nil
         self.n_conns = self.n_conns - 1
+        local n = (self.per_ip[conn.ip] or 1) - 1
+        self.per_ip[conn.ip] = n > 0 and n or nil
     end
     self:check_drained()
 end
@@ -572,17 +639,26 @@ function Server:on_connection(err)
         return self:log("error", "http parser: " .. core.last_error())
     end
     local peer = tcp:getpeername()
+    local ip = peer and peer.ip or "?"
     local conn = setmetatable({
         server = self, tcp = tcp, parser = ffi.gc(parser, C.apr_http_parser_free),
-        peer = peer and (peer.ip .. ":" .. peer.port) or "?",
-        last_read = now(), last_progress = now(), requests = 0,
+        peer = peer and (peer.ip .. ":" .. peer.port) or "?", ip = ip,
+        accepted_at = now(), last_read = now(), last_progress = now(), requests = 0,
         reading = false, closed = false, peer_eof = false,
     }, Conn)
     self.conns[conn] = true
     self.n_conns = self.n_conns + 1
+    self.per_ip[ip] = (self.per_ip[ip] or 0) + 1
+    local cap = self.opts.max_connections_per_client or 0
     if self.n_conns > self.opts.max_connections or self.draining then
         conn:fail(503, self.draining and "the server is shutting down" or
             ("more than " .. self.opts.max_connections .. " connections"))
+        return
+    end
+    -- One address may not take every slot: the rest of the clients still
+    -- get in while it holds its share.
+    if cap > 0 and self.per_ip[ip] > cap then
+        conn:fail(429, "more than " .. cap .. " connections from one address")
         return
     end
     conn:update_reading()
@@ -628,6 +704,18 @@ end
 
 function Server:connections() return self.n_conns end
 
+-- Every byte read arrives as a Lua string (luv's reads), garbage once
+-- parsed or dropped. Lua's collector runs only as Lua allocates, so after a
+-- flood of large requests that garbage would stay put, however idle the
+-- server then is. A full collection after every GC_AFTER bytes read (at
+-- most once a second) hands it back.
+local GC_AFTER = 64 * 2 ^ 20
+function Server:collect(t)
+    if self.read_bytes - self.read_at_gc < GC_AFTER or t - self.gc_at < 1 then return end
+    self.read_at_gc, self.gc_at = self.read_bytes, t
+    collectgarbage("collect")
+end
+
 -- Resolves host to an address libuv can bind.
 local function resolve(host)
     if host:match("^[%d.]+$") or host:find(":") then return host end
@@ -655,6 +743,8 @@ function M.listen(opts)
     end
     local self = setmetatable({
         opts = o, handler = o.handler, listener = tcp, conns = {}, n_conns = 0, n_requests = 0,
+        per_ip = {},   -- client address -> its open connections
+        read_bytes = 0, read_at_gc = 0, gc_at = 0,  -- for Server:collect
         error_body = o.error_body or function(status, message)
             return string.format("%d %s: %s\n", status, M.reasons[status] or "", message), "text/plain"
         end,
@@ -674,6 +764,7 @@ function M.listen(opts)
     self.sweeper:start(period, period, function()
         local t = now()
         for conn in pairs(self.conns) do conn:sweep(t) end
+        self:collect(t)
     end)
     self.sweeper:unref()
     return self

@@ -18,6 +18,7 @@ local router = require "apr.server.router"
 local metrics = require "apr.server.metrics"
 local openai = require "apr.server.openai"
 local engine = require "apr.server.engine"
+local guard = require "apr.server.guard"
 local trace = require "apr.trace"
 
 local M = {}
@@ -61,40 +62,60 @@ local function model_name(path)
     return ((path:match("([^/]+)$") or path):gsub("%.gguf$", ""):gsub("%.apr$", ""))
 end
 
--- Loads the model file; cb(model) or cb(nil, message). With model.wrap
--- available the file loads on libuv's thread pool, so the loop keeps
--- answering (/health says 503) meanwhile; otherwise it loads here.
+-- Loads the model file on a thread of its own (runtime/model/loader.c),
+-- so the loop keeps answering (/health says 503) meanwhile and a load
+-- stuck on its file never holds up a shutdown. Returns a handle whose
+-- cancel() gives the load up; later cb(model) or cb(nil, message) unless
+-- it was given up.
 local function load_model(path, opts, cb)
+    local core = require "apr.core"
     local model_mod = require "apr.model"
+    local ffi, C = core.ffi, core.C
     local load_opts = { device = opts.device, threads = opts.threads, vram_budget = opts.vram_budget }
-    if not model_mod.wrap then
-        local m, err = model_mod.load(path, load_opts)
-        return cb(m, err)
+    local params = ffi.new("apr_model_params")
+    C.apr_model_params_default(params)
+    local devices = { auto = C.APR_DEVICE_AUTO, cpu = C.APR_DEVICE_CPU, cuda = C.APR_DEVICE_CUDA }
+    params.device = devices[opts.device or "auto"] or C.APR_DEVICE_AUTO
+    params.n_threads = opts.threads or 0
+    params.vram_budget = opts.vram_budget or 0
+    local box = ffi.new("apr_loader *[1]")
+    if C.apr_loader_start(path, params, box) ~= 0 then
+        local err = core.last_error()
+        local t = uv.new_timer()
+        t:start(0, 0, function()
+            t:close()
+            cb(nil, err)
+        end)
+        return { cancel = function() end }
     end
-    local work = uv.new_work(function(home, p, device, threads, budget)
-        package.path = home .. "/lua/?.lua;" .. home .. "/lua/?/init.lua;" .. package.path
-        local ffi = require "apr.ffi"
-        local C = ffi.C
-        local params = ffi.new("apr_model_params")
-        C.apr_model_params_default(params)
-        local devices = { auto = C.APR_DEVICE_AUTO, cpu = C.APR_DEVICE_CPU, cuda = C.APR_DEVICE_CUDA }
-        params.device = devices[device] or C.APR_DEVICE_AUTO
-        params.n_threads = threads
-        params.vram_budget = budget
-        local box = ffi.new("apr_model *[1]")
-        local st = C.apr_model_load(p, params, box)
-        if st ~= 0 then return 0, ffi.string(C.apr_last_error()) end
-        -- A pointer crosses Lua states as a number (addresses fit in 48 bits).
-        return tonumber(ffi.cast("uintptr_t", box[0])), ""
-    end, function(addr, err)
-        if addr == 0 then return cb(nil, err) end
-        local ffi = require "ffi"
-        local ok, m = pcall(model_mod.wrap, ffi.cast("apr_model *", addr), path, load_opts)
+    local loader = box[0]
+    local poll = uv.new_poll(C.apr_loader_fd(loader))
+    local handle = {}
+    local function release()
+        if poll then
+            poll:stop()
+            poll:close()
+            poll = nil
+        end
+        C.apr_loader_free(loader)
+        loader = nil
+    end
+    function handle.cancel()
+        if loader then release() end
+    end
+    poll:start("r", function()
+        if not loader then return end
+        local mbox = ffi.new("apr_model *[1]")
+        local st = C.apr_loader_take(loader, mbox)
+        if st == C.APR_ERR_BUSY then return end
+        local err = st ~= 0 and core.last_error() or nil
+        release()
+        if st ~= 0 then return cb(nil, err) end
+        local ok, m = pcall(model_mod.wrap, mbox[0], path, load_opts)
         if not ok then return cb(nil, tostring(m)) end
         cb(m)
     end)
-    local home = rawget(_G, "APR_HOME") or os.getenv("APR_HOME") or "."
-    work:queue(home, path, opts.device or "auto", opts.threads or 0, opts.vram_budget or 0)
+    return handle
 end
 
 ------------------------------------------------------------------ the server
@@ -238,8 +259,83 @@ function Server:_model_facade()
     end })
 end
 
+-- message with the paths of the model files and their folders replaced,
+-- for answers: a message from the loader, the engine or a route script
+-- names them as the server gave them (reloads by their real path), and a
+-- client has no business knowing where they are.
+function Server:scrub(message)
+    if type(message) ~= "string" then return message end
+    local subs = {}
+    local function add(path, as)
+        if type(path) == "string" and #path >= 2 then subs[#subs + 1] = { path, as } end
+    end
+    local files = { self.path, self.opts.model, self.loading_path, self.current and self.current.path }
+    for i = 1, 4 do
+        local p = files[i]
+        if type(p) == "string" then
+            add(p, "the model")
+            add(p:match("^(.*)/[^/]+$"), "the models directory")
+        end
+    end
+    add(self.opts.models_dir, "the models directory")
+    table.sort(subs, function(a, b) return #a[1] > #b[1] end)  -- longest first: a file before its folder
+    for _, sub in ipairs(subs) do
+        local from = sub[1]:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+        message = message:gsub(from, (sub[2]:gsub("%%", "%%%%")))
+    end
+    return message
+end
+
+-- The file system calls of model_in_dir, on libuv's thread pool while the
+-- handler waits: a folder on a hung filesystem must not stop the loop.
+local function realpath(path)
+    local err, real = http.await(function(done) uv.fs_realpath(path, done) end)
+    return not err and real or nil
+end
+
+local function stat(path)
+    local err, st = http.await(function(done) uv.fs_stat(path, done) end)
+    return not err and st or nil
+end
+
+-- The file a reload request names, as a real path inside --models-dir:
+-- relative names are taken from there; "..", or a link that leads out,
+-- never gets past here, nor does anything but a regular file. Raises a
+-- 403 or 404 answer otherwise; none of them says what is outside. Runs in
+-- the handler's coroutine.
+function Server:model_in_dir(name)
+    local dir = self.opts.models_dir
+    if not dir then
+        router.fail(403, "reloading another file needs a models directory (start apr serve with --models-dir DIR)",
+            "model", "reload_path_not_allowed")
+    end
+    local outside = "'model' must name a file inside the server's models directory"
+    if name == "" or name:find("%z") then router.fail(400, outside, "model", "reload_path_not_allowed") end
+    for part in name:gmatch("[^/]+") do
+        if part == ".." then router.fail(403, outside, "model", "reload_path_not_allowed") end
+    end
+    local root = realpath(dir)
+    if not root then router.fail(500, "the models directory is gone", nil, "models_dir_missing") end
+    local prefix = root:sub(-1) == "/" and root or root .. "/"
+    local function inside(p) return p:sub(1, #prefix) == prefix end
+    local candidate = name:sub(1, 1) == "/" and name or (prefix .. name)
+    local real = realpath(candidate)
+    -- Outside (lexically, or once links are followed) is refused before
+    -- anything says whether such a file exists.
+    if not (real and inside(real)) and not (not real and inside(candidate)) then
+        router.fail(403, outside, "model", "reload_path_not_allowed")
+    end
+    if not real then router.fail(404, "no such model file in the models directory", "model", "model_not_found") end
+    local st = stat(real)
+    if not st or st.type ~= "file" then
+        router.fail(400, "'model' must name a regular file", "model", "reload_path_not_allowed")
+    end
+    return real
+end
+
 function Server:_routes()
-    local app = router.new({ api_key = self.opts.api_key })
+    local admin_key = self.opts.admin_key or (self.opts.admin and self.opts.api_key) or nil
+    local app = router.new({ api_key = self.opts.api_key, admin_key = admin_key, guard = self.guard })
     local srv = self
     app:get("/health", function(req, res)
         if srv.current then
@@ -259,12 +355,15 @@ function Server:_routes()
             if not json.is_object(body) then router.fail(400, "the request body must be a JSON object") end
             if body.model ~= nil and body.model ~= json.null then
                 if type(body.model) ~= "string" then router.fail(400, "'model' must be a path", "model") end
-                path = body.model
+                path = srv:model_in_dir(body.model)
             end
         end
         local ok, err = http.await(function(done) srv:reload(path, done) end)
         if not ok then
-            router.fail(err == "busy" and 409 or 500, err == "busy" and "a reload is already in progress" or err)
+            if err == "busy" then router.fail(409, "a reload is already in progress", nil, "reload_in_progress") end
+            -- The loader's message names the file and may quote its bytes:
+            -- it is in the log (Server:reload), not in the answer.
+            router.fail(500, "the model could not be loaded (the server's log says why)", nil, "model_load_failed")
         end
         res:json(200, { status = "reloaded", model = srv.current.name })
     end)
@@ -297,12 +396,19 @@ function M.start(opts)
         logger = new_logger(opts.log_format or "text", opts.log_level),
     }, Server)
     self:_metrics()
+    local names = {}
+    for i, n in ipairs(opts.host_names or {}) do names[i] = n end
+    names[#names + 1] = opts.host  -- a host name given to bind to is one the clients use
+    self.guard = guard.new({ bound = opts.host or "127.0.0.1", names = names })
     local app, err = self:_routes()
     if not app then return nil, err end
     local h, lerr = http.listen({
         host = opts.host, port = opts.port, handler = app:handler(),
-        error_body = router.error_body,
+        error_body = function(status, message, ...)
+            return router.error_body(status, self:scrub(message), ...)
+        end,
         max_body = opts.max_body, max_connections = opts.max_connections,
+        max_connections_per_client = opts.max_connections_per_client,
         header_timeout = opts.header_timeout, idle_timeout = opts.idle_timeout,
         body_timeout = opts.body_timeout,
         log = function(level, msg) self:log(level, msg) end,
@@ -310,6 +416,7 @@ function M.start(opts)
     })
     if not h then return nil, lerr end
     self.http = h
+    self.guard:allow(h.host)
     self:log("info", "listening", { { "url", string.format("http://%s:%d", h.host, h.port) },
         { "port", h.port } })
     self:reload(opts.model, function(ok, rerr)
@@ -330,10 +437,11 @@ function Server:reload(path, cb)
     if self.loading then return cb(nil, "busy") end
     if self.stopping then return cb(nil, "the server is shutting down") end
     path = path or self.path
-    self.loading = true
+    self.loading, self.loading_path = true, path
     local t0 = uv.hrtime()
     self:log("info", "loading model", { { "path", path } })
-    load_model(path, self.opts, function(model, err)
+    self.load = load_model(path, self.opts, function(model, err)
+        self.load = nil
         local eng
         if model then
             -- Without --ctx: under a VRAM budget, what the budget leaves
@@ -394,6 +502,14 @@ function Server:shutdown(timeout, cb)
         timer:stop()
         timer:close()
         if forced then self.http:close() end
+        -- A load still running is given up: its thread may be stuck on the
+        -- file for good, and nothing waits for it (runtime/model/loader.c).
+        if self.load then
+            self:log("warn", "model load given up", { { "path", self.loading_path or self.path } })
+            self.load.cancel()
+            self.load = nil
+            self.loading = false
+        end
         local engines = {}
         if self.current then engines[#engines + 1] = self.current.engine end
         for e in pairs(self.retiring) do engines[#engines + 1] = e end

@@ -12,6 +12,7 @@ local json = require "apr.json"
 local utf8 = require "apr._utf8"
 local http = require "apr.server.http"
 local router = require "apr.server.router"
+local tokens = require "apr.server.tokenize"
 
 local M = {}
 
@@ -54,7 +55,14 @@ local function number_field(body, name, lo, hi)
     return n
 end
 
-local function int_field(body, name, lo, hi)
+-- An integer bound as text: %d wraps beyond 2^63 (1e300 read "between
+-- -9223372036854775808 and -9223372036854775808").
+local function int_text(x)
+    if math.abs(x) < 2 ^ 53 then return string.format("%d", x) end
+    return string.format("%.0f", x)
+end
+
+local function int_field(body, name, lo, hi, hi_text)
     local v = present(body, name)
     if v == nil then return nil end
     local n = json.tonumber(v)
@@ -62,7 +70,8 @@ local function int_field(body, name, lo, hi)
         fail(400, string.format("'%s' must be an integer", name), name)
     end
     if n < lo or n > hi then
-        fail(400, string.format("'%s' must be between %d and %d, got %s", name, lo, hi, tostring(v)), name)
+        fail(400, string.format("'%s' must be between %s and %s, got %s", name, int_text(lo), hi_text or int_text(hi),
+            json.encode(v) or tostring(v)), name)
     end
     return n
 end
@@ -107,9 +116,11 @@ local function logit_bias_field(body, n_vocab)
     if not json.is_object(v) then fail(400, "'logit_bias' must be an object of token id -> bias", "logit_bias") end
     local bias = {}
     for _, k in ipairs(json.keys(v)) do
-        local id = tonumber(k)
+        -- Only a token id written as one ("42"): tonumber would also take
+        -- "0x10", "1e1", " 7" and "-0" as ids.
+        local id = (k == "0" or k:match("^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?$")) and tonumber(k) or nil
         local b = json.tonumber(v[k])
-        if not id or id ~= math.floor(id) or id < 0 or id >= n_vocab then
+        if not id or id >= n_vocab then
             fail(400, string.format("'logit_bias' key '%s' is not a token id in [0, %d)", k, n_vocab), "logit_bias")
         end
         if not b or b < -100 or b > 100 then
@@ -130,7 +141,7 @@ local function sampling(body, n_vocab)
         presence_penalty = number_field(body, "presence_penalty", -2, 2),
         frequency_penalty = number_field(body, "frequency_penalty", -2, 2),
         repeat_penalty = number_field(body, "repeat_penalty", 0, 10),
-        seed = int_field(body, "seed", -2 ^ 63, 2 ^ 64),
+        seed = int_field(body, "seed", -2 ^ 63, 2 ^ 64 - 1, "18446744073709551615"),
         stop = stop_field(body),
         logit_bias = logit_bias_field(body, n_vocab),
         ignore_eos = bool_field(body, "ignore_eos"),
@@ -153,8 +164,9 @@ end
 
 -- max_tokens: absent means the default; too many for the room the KV
 -- cache's pool leaves (one request may use all of it) is a 400, as OpenAI
--- answers (rather than a silent cut).
-local function max_tokens_field(body, names, n_prompt, eng, default)
+-- answers (rather than a silent cut). A prompt that leaves no room is the
+-- prompt's fault: prompt_param names it ("prompt", "messages").
+local function max_tokens_field(body, names, n_prompt, eng, default, prompt_param)
     local name, v
     for _, n in ipairs(names) do
         if present(body, n) ~= nil then name = n; v = int_field(body, n, 1, 2 ^ 31 - 1) break end
@@ -162,7 +174,7 @@ local function max_tokens_field(body, names, n_prompt, eng, default)
     local room = eng.n_ctx - n_prompt
     if room < 1 then
         fail(400, string.format("the prompt is %d tokens, but a request may hold at most %d tokens (--ctx)",
-            n_prompt, eng.n_ctx - 1), names[1], "context_length_exceeded")
+            n_prompt, eng.n_ctx - 1), prompt_param, "context_length_exceeded")
     end
     if v == nil then return math.min(default or room, room) end
     if v > room then
@@ -291,6 +303,22 @@ local function current(ctx)
     return eng
 end
 
+-- The ids of a prompt's text (tokenize.lua: off the loop when long). A
+-- text too long to fit whatever its tokens is refused by its length alone,
+-- before any tokenizing: no token covers more than eng.max_token_bytes
+-- bytes, so it has at least #text / max_token_bytes of them.
+local function prompt_ids(eng, text, param)
+    local most = eng.n_ctx - 1
+    local least = math.ceil(#text / eng.max_token_bytes)
+    if least > most then
+        fail(400, string.format("the prompt is %d bytes, at least %d tokens, but a request may hold at most %d tokens " ..
+            "(--ctx)", #text, least, most), param, "context_length_exceeded")
+    end
+    local ids, err = tokens.ids(eng.model, text, { special = true })
+    if not ids then fail(500, "tokenizing the prompt failed: " .. tostring(err)) end
+    return ids
+end
+
 local function check_object(req)
     local body = req.json
     if not json.is_object(body) then fail(400, "the request body must be a JSON object") end
@@ -305,7 +333,7 @@ local function completion_prompt(body, eng)
     if json.is_array(p) and #p == 1 and (type(p[1]) == "string" or json.is_array(p[1])) then p = p[1] end
     local ids
     if type(p) == "string" then
-        ids = eng.model:tokenize(p, { special = true })
+        ids = prompt_ids(eng, p, "prompt")
     elseif json.is_array(p) then
         if #p == 0 then fail(400, "'prompt' is empty", "prompt") end
         if type(p[1]) == "string" or json.is_array(p[1]) then
@@ -325,7 +353,7 @@ local function completions(ctx, req, res)
     local body = check_object(req)
     local opts, stream, include_usage = sampling(body, eng.model.info.n_vocab)
     local ids = completion_prompt(body, eng)
-    opts.max_tokens = max_tokens_field(body, { "max_tokens" }, #ids, eng, 16)
+    opts.max_tokens = max_tokens_field(body, { "max_tokens" }, #ids, eng, 16, "prompt")
     local lp = int_field(body, "logprobs", 0, 20)
     if lp then opts.logprobs, opts.top_logprobs = true, lp end
     if bool_field(body, "echo") then fail(400, "'echo' is not supported", "echo") end
@@ -413,12 +441,14 @@ local function chat_completions(ctx, req, res)
     local msgs = chat_messages(body)
     local tools = present(body, "tools")
     if tools ~= nil and not json.is_array(tools) then fail(400, "'tools' must be an array", "tools") end
-    local ok, prompt = pcall(eng.model.render, eng.model, msgs, { tools = tools })
-    if not ok then fail(400, "the chat template failed on these messages: " .. tostring(prompt), "messages") end
-    local ids = eng.model:tokenize(prompt, { special = true })
+    local ok, prompt, terr = pcall(eng.model.try_render, eng.model, msgs, { tools = tools })
+    if not ok or not prompt then
+        fail(400, "the model's chat template failed on these messages: " .. tostring(ok and terr or prompt), "messages")
+    end
+    local ids = prompt_ids(eng, prompt, "messages")
     local tok = eng.model.tokenizer
     tok:with_bos(ids)
-    opts.max_tokens = max_tokens_field(body, { "max_completion_tokens", "max_tokens" }, #ids, eng, nil)
+    opts.max_tokens = max_tokens_field(body, { "max_completion_tokens", "max_tokens" }, #ids, eng, nil, "messages")
     local want_lp = bool_field(body, "logprobs") or false
     local top = int_field(body, "top_logprobs", 0, 20)
     if top and not want_lp then fail(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs") end
@@ -479,10 +509,20 @@ local function tokenize(ctx, req, res)
     if type(content) ~= "string" then fail(400, "'content' must be a string", "content") end
     local special = bool_field(body, "add_special") or false
     local parse_special = bool_field(body, "parse_special")
-    local ids = eng.model:tokenize(content, { special = parse_special ~= false })
-    local tok = eng.model.tokenizer
-    if special then with_bos(tok, ids) end
     local with_pieces = bool_field(body, "with_pieces") or false
+    local tok = eng.model.tokenizer
+    if not with_pieces then
+        -- The answer's JSON comes from the worker as it is (tokenize.lua).
+        local list, terr = tokens.json(eng.model, content, { special = parse_special ~= false })
+        if not list then fail(500, "tokenizing failed: " .. tostring(terr)) end
+        if special and tok.bos and tok.bos >= 0 and not list:match("^%[" .. tok.bos .. "[,%]]") then
+            list = "[" .. tok.bos .. (list == "[]" and "]" or "," .. list:sub(2))
+        end
+        return res:json(200, '{"tokens":' .. list .. "}")
+    end
+    local ids, terr = tokens.ids(eng.model, content, { special = parse_special ~= false })
+    if not ids then fail(500, "tokenizing failed: " .. tostring(terr)) end
+    if special and tok.bos and tok.bos >= 0 and ids[1] ~= tok.bos then table.insert(ids, 1, tok.bos) end
     local list = json.array()
     for i, t in ipairs(ids) do
         list[i] = with_pieces and obj("id", t, "piece", (token_entry(tok, t))) or t

@@ -9,11 +9,13 @@
 --   {"error": {"message": ..., "type": ..., "param": ..., "code": ...}},
 -- with the status that fits: 400 for a body that is not valid UTF-8 or JSON
 -- or has bad fields (router.fail(400, msg, param)), 401 for a missing or
--- wrong key (every path but the public ones, /health by default), 404 for
--- an unknown path, 405 with Allow for a known path and the wrong method, 500
--- with the message for a handler that raised (the server stays up).
+-- wrong key (every path but the public ones, /health by default; the admin
+-- key for /admin/ paths), 403 for admin routes that are off and for what
+-- the guard (server/guard.lua) refuses, 404 for an unknown path, 405 with
+-- Allow for a known path and the wrong method, 500 for a handler that
+-- raised (its message, which names files, goes to the log; the server
+-- stays up).
 local json = require "apr.json"
-local utf8 = require "apr._utf8"
 
 local M = {}
 
@@ -55,13 +57,14 @@ end
 
 -- req.json: the body decoded on first use, key order kept (chat templates
 -- see tool arguments in the order the client sent them).
+-- A large body is decoded off the event loop (server/body.lua), so the
+-- first use of req.json may wait.
 local function decode_body(req)
     local body = req.body or ""
     if body == "" then M.fail(400, "the request body is empty; expected a JSON object") end
-    local ok, at = utf8.validate(body)
-    if not ok then M.fail(400, string.format("the request body is not valid UTF-8 (byte %d)", at)) end
-    local value, err = json.decode(body)
-    if value == nil then M.fail(400, "the request body is not valid JSON: " .. tostring(err)) end
+    local value, kind, detail = require("apr.server.body").decode(body)
+    if kind == "utf8" then M.fail(400, string.format("the request body is not valid UTF-8 (byte %d)", detail)) end
+    if value == nil then M.fail(400, "the request body is not valid JSON: " .. tostring(detail)) end
     return value
 end
 
@@ -79,17 +82,25 @@ end
 local Router = {}
 Router.__index = Router
 
--- new{ api_key = KEY or nil, public = { ["/health"] = true } }
+-- new{ api_key = KEY or nil, public = { ["/health"] = true },
+--      admin_key = KEY or nil, guard = guard.new{...} or nil }
+-- Paths under /admin/ are the admin routes: answered 403 unless admin_key
+-- is set, and then they need that key (not the API key). guard, when
+-- given, checks every request first (server/guard.lua).
 function M.new(opts)
     opts = opts or {}
     return setmetatable({
         api_key = opts.api_key,
+        admin_key = opts.admin_key,
+        guard = opts.guard,
         public = opts.public or { ["/health"] = true },
         exact = {},      -- path -> { METHOD = fn }
         patterns = {},   -- { segments, methods } for paths with :params
-        before = opts.before,  -- fn(req, res) -> true if it answered
     }, Router)
 end
+
+local ADMIN_PREFIX = "/admin/"
+function M.is_admin_path(path) return path:sub(1, #ADMIN_PREFIX) == ADMIN_PREFIX end
 
 local function split(path)
     local segs = {}
@@ -152,11 +163,16 @@ local function same_secret(a, b)
     return diff == 0
 end
 
+-- Whether the request carries the key its path needs: the admin key for
+-- admin paths (checked once they are known to be on), the API key for the
+-- rest but the public ones.
 function Router:authorized(req)
-    if not self.api_key or self.public[req.path] then return true end
+    local key = self.api_key
+    if M.is_admin_path(req.path) then key = self.admin_key end
+    if not key or self.public[req.path] then return true end
     local auth = req.headers["authorization"] or ""
     local token = auth:match("^[Bb]earer%s+(%S+)%s*$")
-    return same_secret(token, self.api_key)
+    return same_secret(token, key)
 end
 
 local function allow_list(methods)
@@ -186,6 +202,14 @@ end
 function Router:dispatch(req, res)
     setmetatable(req, Request)
     req.app = self
+    if self.guard then
+        local status, message, code = self.guard:check(req)
+        if status then return res:error(status, message, nil, code) end
+    end
+    if M.is_admin_path(req.path) and not self.admin_key then
+        return res:error(403, "the admin routes are off (start apr serve with --admin-key KEY, " ..
+            "or --admin to put them under --api-key)", nil, "admin_disabled")
+    end
     if not self:authorized(req) then
         local has = req.headers["authorization"]
         return res:error(401, has and "Incorrect API key provided." or
@@ -211,9 +235,13 @@ function Router:dispatch(req, res)
     end, req, res)
     if not ok then
         if not M.is_error(err) then
+            -- A handler that raised: its message names files (the script's
+            -- own path, whatever it opened) and may quote their bytes, so it
+            -- goes to the log, and the client learns only that it failed.
             local where = res.conn and res.conn.server
             if where then where:log("error", string.format("%s %s: %s", req.method, req.path, err)) end
-            err = err:match("^[^\n]*")  -- the message, not the traceback
+            err = setmetatable({ status = 500, code = "handler_failed",
+                message = "the request handler failed (the server's log has the details)" }, HttpError)
         end
         answer_error(res, err)
     end

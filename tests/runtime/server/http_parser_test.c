@@ -305,3 +305,77 @@ TEST(http_feed_refuses_unbounded_buffering)
     apr_http_parser_free(p);
     apr_http_parser_free(NULL);
 }
+
+/* A large body grows the buffer; once its request is done the parser
+ * gives the memory back, so an idle keep-alive connection holds little. */
+TEST(http_gives_back_a_large_buffer_after_its_request)
+{
+    apr_http_parser *p = apr_http_parser_new(NULL);
+    REQUIRE(p != NULL);
+    size_t n = 1u << 20;
+    char head[128];
+    int hl = snprintf(head, sizeof head, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n", n);
+    char *body = malloc(n);
+    REQUIRE(body != NULL);
+    memset(body, 'b', n);
+    apr_http_request r;
+    REQUIRE(apr_http_parser_feed(p, head, (size_t)hl) == APR_OK);
+    REQUIRE(apr_http_parser_feed(p, body, n) == APR_OK);
+    int res = apr_http_parser_next(p, &r);
+    while (res == APR_HTTP_HEAD) res = apr_http_parser_next(p, &r);
+    CHECK_EQ_INT(res, APR_HTTP_REQUEST);
+    CHECK(apr_http_parser_capacity(p) >= n);
+    /* The next call (nothing more fed) drops the request and the buffer. */
+    CHECK_EQ_INT(apr_http_parser_next(p, &r), APR_HTTP_NEED_MORE);
+    CHECK(apr_http_parser_capacity(p) <= 65536);
+    /* A pipelined request behind the large one survives the shrink. */
+    REQUIRE(apr_http_parser_feed(p, head, (size_t)hl) == APR_OK);
+    REQUIRE(apr_http_parser_feed(p, body, n) == APR_OK);
+    REQUIRE(apr_http_parser_feed(p, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n", 31) == APR_OK);
+    res = apr_http_parser_next(p, &r);
+    while (res == APR_HTTP_HEAD) res = apr_http_parser_next(p, &r);
+    CHECK_EQ_INT(res, APR_HTTP_REQUEST);
+    res = apr_http_parser_next(p, &r);
+    CHECK_EQ_INT(res, APR_HTTP_REQUEST);
+    CHECK(r.target_len == 5 && memcmp(r.target, "/next", 5) == 0);
+    CHECK(apr_http_parser_capacity(p) <= 65536);
+    free(body);
+    apr_http_parser_free(p);
+}
+
+/* A body of 1-byte chunks is six times its size on the wire: the framing
+ * read is given back as the body is decoded, so the whole of max_body
+ * fits (it used to be refused as "too much buffered" at a sixth of it). */
+TEST(http_tiny_chunks_take_no_more_buffer_than_their_data)
+{
+    apr_http_limits lim = { 16384, 64, 65536 };
+    apr_http_parser *p = apr_http_parser_new(&lim);
+    REQUIRE(p != NULL);
+    const char *head = "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    size_t n_body = 65536, wire_len = strlen(head) + n_body * 6 + 5;
+    char *wire = malloc(wire_len + 1);
+    REQUIRE(wire != NULL);
+    size_t w = (size_t)sprintf(wire, "%s", head);
+    for (size_t i = 0; i < n_body; i++) w += (size_t)sprintf(wire + w, "1\r\n%c\r\n", 'a' + (int)(i % 26));
+    w += (size_t)sprintf(wire + w, "0\r\n\r\n");
+    REQUIRE(w == wire_len);
+    apr_http_request r;
+    int res = APR_HTTP_NEED_MORE;
+    size_t off = 0;
+    while (off < w && res != APR_HTTP_REQUEST && res != APR_HTTP_ERROR) {
+        size_t room = apr_http_parser_room(p), k = w - off < 4096 ? w - off : 4096;
+        REQUIRE(room > 0);
+        if (k > room) k = room;
+        REQUIRE(apr_http_parser_feed(p, wire + off, k) == APR_OK);
+        off += k;
+        do res = apr_http_parser_next(p, &r); while (res == APR_HTTP_HEAD);
+    }
+    CHECK_EQ_INT(res, APR_HTTP_REQUEST);
+    CHECK_EQ_INT(r.body_len, n_body);
+    CHECK_EQ_INT(r.consumed, w);  /* the wire's bytes, framing given back or not */
+    CHECK_EQ_INT(apr_http_parser_buffered(p), 0);
+    CHECK(r.body_len == n_body && r.body[0] == 'a' && r.body[26] == 'a' && r.body[n_body - 1] == 'a' + (int)((n_body - 1) % 26));
+    CHECK(apr_http_parser_capacity(p) < 2 * n_body);
+    free(wire);
+    apr_http_parser_free(p);
+}

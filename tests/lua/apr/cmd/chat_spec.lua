@@ -120,3 +120,47 @@ describe("apr chat", function()
         assert.equal("", r.out)
     end)
 end)
+
+describe("apr chat on a terminal", function()
+    local terminal = require "tests.lua.terminal"
+    local ok, why = terminal.available()
+    if not ok then
+        pending("Ctrl+C at the prompt: " .. why)
+        return
+    end
+    local dir, t
+    before_each(function()
+        dir = h.tmpdir()
+        t = terminal.start(string.format("HOME=%s XDG_STATE_HOME=%s %s chat %s --history %s/h.json --temperature 0 " ..
+            "--max-tokens 4", dir, dir, h.apr_bin, TINY, dir))
+        assert.truthy(t:wait_for(">>> "), "no prompt")
+    end)
+    after_each(function()
+        t:close()
+        h.rmtree(dir)
+    end)
+
+    it("answers Ctrl+C at the prompt with how to leave, and leaves (exit 0) on a second one", function()
+        t:keys("C-c")
+        local screen = t:wait_for("(press Ctrl+C again or type /exit to quit)", 10)
+        assert.truthy(screen, t:screen())
+        local _, prompts = screen:gsub("\n>>>", "")
+        assert.equal(2, prompts)  -- a fresh prompt after the hint
+        t:keys("C-c")
+        assert.truthy(t:wait_for("[exit 0]", 10), t:screen())
+    end)
+
+    it("drops what was typed on Ctrl+C and goes on; a line between resets the count", function()
+        t:keys("half a question", "C-c")
+        assert.truthy(t:wait_for("(press Ctrl+C again", 10), t:screen())
+        t:keys("/help", "Enter")
+        assert.truthy(t:wait_for("commands: /clear", 10), t:screen())
+        t:keys("C-c")  -- the first in a row again: a hint, not an exit
+        local screen = t:wait_for("[exit", 1)
+        assert.is_nil(screen)
+        t:keys("/exit", "Enter")
+        assert.truthy(t:wait_for("[exit 0]", 10), t:screen())
+        -- Nothing was sent to the model: no conversation was saved.
+        assert.is_nil(io.open(dir .. "/h.json", "r"))
+    end)
+end)

@@ -123,11 +123,18 @@ describe("apr pass", function()
         h.rmtree(dir)
     end)
 
-    it("fails with exit 1 on an empty prompt, a missing model, a too long prompt", function()
+    it("calls an empty prompt a usage error (exit 2), on stdin or --prompt", function()
         local r = h.apr("pass " .. TINY, "   \n")
-        assert.equal(1, r.code)
+        assert.equal(2, r.code)
         assert.truthy(r.err:find("the prompt is empty", 1, true))
-        r = h.apr("pass /nonexistent/m.gguf", "Hi")
+        assert.truthy(r.err:find("usage: apr pass", 1, true))
+        r = h.apr("pass " .. TINY .. " --prompt ''")
+        assert.equal(2, r.code)
+        assert.equal("", r.out)
+    end)
+
+    it("fails with exit 1 on a missing model, a too long prompt", function()
+        local r = h.apr("pass /nonexistent/m.gguf", "Hi")
         assert.equal(1, r.code)
         assert.truthy(r.err:find("/nonexistent/m.gguf", 1, true))
         r = h.apr("pass " .. TINY .. " --raw --ctx 8", string.rep("word ", 50))
@@ -161,5 +168,26 @@ describe("apr pass", function()
         local r = h.apr("pass --max-tokens 96 --ctx 1024", "fn fibonacci(n: u64) -> u64 {")
         assert.equal(0, r.code, r.err)
         assert.truthy(r.out:find("fibonacci", 1, true), r.out)
+    end)
+end)
+
+describe("apr pass on a terminal", function()
+    local terminal = require "tests.lua.terminal"
+    local ok, why = terminal.available()
+    if not ok then
+        pending("the answer's last line: " .. why)
+        return
+    end
+
+    it("ends the answer's line, so what follows starts a line of its own", function()
+        for _, args in ipairs({ "--prompt hi --max-tokens 5", "--raw --prompt 'def f(' --max-tokens 3" }) do
+            local t = terminal.start(string.format("%s pass %s %s", h.apr_bin, TINY, args))
+            local screen = t:wait_for("[exit 0]", 20)
+            t:close()
+            assert.truthy(screen, args)
+            -- "[exit 0]" is printed right after apr ends: at the start of a
+            -- line only if the answer's last line was ended.
+            assert.truthy(("\n" .. screen):find("\n%[exit 0%]"), screen)
+        end
     end)
 end)

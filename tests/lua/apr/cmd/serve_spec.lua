@@ -151,6 +151,29 @@ describe("apr serve", function()
         assert.equal("POST", r.headers.allow)
     end)
 
+    it("says the real bounds of a seed out of range", function()
+        local r = post(s.port, "/v1/completions", '{"prompt": "x", "seed": 1e300}')
+        assert.equal(400, r.status)
+        assert.equal("seed", r.json.error.param)
+        assert.equal("'seed' must be between -9223372036854775808 and 18446744073709551615, got 1e+300",
+            r.json.error.message)
+        assert.equal(200, post(s.port, "/v1/completions", '{"prompt": "x", "max_tokens": 1, "seed": -5}').status)
+    end)
+
+    it("takes only token ids written as decimal integers as logit_bias keys", function()
+        for _, key in ipairs({ "0x10", "1e1", " 7", "7 ", "-0", "+7", "07", "1.0", "", "99999999999" }) do
+            local r = post(s.port, "/v1/completions", '{"prompt": "x", "max_tokens": 1, "logit_bias": {' ..
+                json.encode(key) .. ': 5}}')
+            assert.equal(400, r.status, key)
+            assert.equal("logit_bias", r.json.error.param, key)
+        end
+        for _, key in ipairs({ "0", "7", "16", "100" }) do
+            local r = post(s.port, "/v1/completions", '{"prompt": "x", "max_tokens": 1, "logit_bias": {' ..
+                json.encode(key) .. ': 5}}')
+            assert.equal(200, r.status, key)
+        end
+    end)
+
     it("gives exactly the same greedy tokens to 16 concurrent requests as to each alone", function()
         local function body(i)
             return json.encode({ prompt = "Story " .. i .. ":", max_tokens = 12, temperature = 0, logprobs = 0 })
@@ -305,7 +328,11 @@ describe("apr serve with an API key, a small queue and a routes script", functio
         assert.equal(6, summary.tokens)
         local b = get(s.port, "/v1/broken", key)
         assert.equal(500, b.status)
-        assert.truthy(b.json.error.message:find("broken on purpose", 1, true))
+        -- The script's message (and its path) goes to the log, not the client.
+        assert.falsy(b.body:find("broken on purpose", 1, true))
+        assert.falsy(b.body:find(".lua", 1, true))
+        assert.equal("handler_failed", b.json.error.code)
+        assert.truthy(s:log():find("broken on purpose", 1, true))
         assert.equal(200, get(s.port, "/health").status)  -- still up
     end)
 end)
@@ -337,10 +364,10 @@ describe("apr serve lifecycle", function()
         f:close()
         local s = serve.start("", held, "loading model", env)
         local ok, err = pcall(function()
-            local h = get(s.port, "/health")
-            assert.equal(503, h.status)
-            assert.equal("loading", h.json.status)
-            assert.is_not_nil(h.headers["retry-after"])
+            local hl = get(s.port, "/health")
+            assert.equal(503, hl.status)
+            assert.equal("loading", hl.json.status)
+            assert.is_not_nil(hl.headers["retry-after"])
             local r = post(s.port, "/v1/completions", { prompt = "x" })
             assert.equal(503, r.status)
             assert.equal("model_loading", r.json.error.code)
@@ -379,14 +406,15 @@ describe("apr serve lifecycle", function()
     end)
 
     it("reloads under load without failing a request", function()
-        local s = serve.start("--parallel 4 --ctx 2048")
+        local s = serve.start("--parallel 4 --ctx 2048 --admin-key sk-admin")
         local ok, err = pcall(function()
             local exs = {}
             for i = 1, 8 do
                 local body = { prompt = "Load " .. i, max_tokens = 40, ignore_eos = true, stream = i % 2 == 0 }
                 exs[i] = { port = s.port, send = client.raw("POST", "/v1/completions", json.encode(body)) }
             end
-            exs[9] = { port = s.port, send = client.raw("POST", "/admin/reload", "") }
+            exs[9] = { port = s.port, send = client.raw("POST", "/admin/reload", "",
+                { Authorization = "Bearer sk-admin" }) }
             client.run(exs, 60)
             for i = 1, 8 do
                 assert.equal(200, exs[i].responses[1].status)
@@ -422,17 +450,45 @@ describe("apr serve lifecycle", function()
         local dir = h.tmpdir()
         local fifo = dir .. "/model.gguf"
         assert.equal(0, os.execute("mkfifo " .. fifo))
-        local s = serve.start("--parallel 2 --ctx 512")
+        local s = serve.start("--parallel 2 --ctx 512 --admin-key sk-admin --models-dir " .. dir)
+        local admin = { Authorization = "Bearer sk-admin" }
         local ok, err = pcall(function()
-            local r = assert(client.request(s.port, "POST", "/admin/reload", json.encode({ model = fifo }), nil, 10))
-            assert.equal(500, r.status, r.body)
-            assert.truthy(r.body:find("not a regular file (a FIFO)", 1, true), r.body)
+            for _, name in ipairs({ fifo, "model.gguf" }) do
+                local r = assert(client.request(s.port, "POST", "/admin/reload", json.encode({ model = name }), admin, 10))
+                assert.equal(400, r.status, r.body)
+                assert.equal("reload_path_not_allowed", json.decode(r.body).error.code)
+            end
             assert.equal(200, post(s.port, "/v1/completions", { prompt = "still", max_tokens = 2 }).status)
             -- and a reload of the real file is not "busy"
-            assert.equal(200, post(s.port, "/admin/reload", "").status)
+            assert.equal(200, post(s.port, "/admin/reload", "", admin).status)
         end)
         s:stop()
         h.rmtree(dir)
         assert(ok, err)
+    end)
+end)
+
+describe("apr serve without a MODEL", function()
+    local h = require "tests.lua.helpers"
+
+    it("serves the built-in default model, as pass and chat do", function()
+        local dir = h.tmpdir()
+        assert(os.execute(string.format("cp %s %s/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", serve.MODEL, dir)) == 0)
+        local s = serve.start("", "", nil, "APR_MODELS=" .. dir)
+        local ok, err = pcall(function()
+            assert.equal("qwen2.5-coder-0.5b-instruct-q4_k_m", get(s.port, "/v1/models").json.data[1].id)
+        end)
+        s:stop()
+        h.rmtree(dir)
+        assert(ok, err)
+    end)
+
+    it("says how to install the default model when it is missing", function()
+        local dir = h.tmpdir()
+        local p = assert(io.popen(string.format("APR_MODELS=%s %s serve --port 0 2>&1; echo $?", dir, h.apr_bin)))
+        local out = p:read("*a")
+        p:close()
+        h.rmtree(dir)
+        assert.equal("apr serve: no model given and the default model is not installed: run `make model`\n1\n", out)
     end)
 end)

@@ -63,6 +63,7 @@ end
 M.parse_response = parse_response
 
 -- exchange{ port, send = "bytes" or { pieces }, delay = ms between pieces,
+--   bind = local address to connect from,
 --   expect = n responses (1), shutdown = true (half-close after sending),
 --   close_after_bytes = n (close once n bytes came back), head_only }
 -- Runs inside client.run; fills exchange.responses, .closed, .error, .raw.
@@ -70,6 +71,7 @@ local function start(ex)
     local tcp = uv.new_tcp()
     ex.tcp, ex.responses, ex.raw, ex.closed = tcp, {}, "", false
     ex.expect = ex.expect or 1
+    if ex.bind then assert(tcp:bind(ex.bind, 0)) end  -- a client address of its own (127.0.0.2)
     local pieces = type(ex.send) == "table" and ex.send or { ex.send }
     local function finish()
         if ex.done then return end
@@ -118,7 +120,7 @@ local function start(ex)
                 if ex.shutdown then tcp:shutdown() end
                 return
             end
-            tcp:write(pieces[i])
+            tcp:write(pieces[i], i == #pieces and function() ex.sent = uv.hrtime() end or nil)
             if (ex.delay or 0) > 0 and i < #pieces then
                 local t = uv.new_timer()
                 ex.timer = t
@@ -151,14 +153,36 @@ end
 
 -- run(exchanges, timeout_s): runs them all at once; returns when each is
 -- done or the timeout passes (those still open are closed, .timed_out set).
+-- An exchange with after = { other, ms } starts ms after other's bytes are
+-- all written (other.sent), one with start_after = ms that long after the
+-- others start.
 function M.run(exchanges, timeout)
-    for _, ex in ipairs(exchanges) do start(ex) end
+    uv.update_time()
+    local t0 = uv.now()
+    local function ready(ex)
+        if ex.after then return ex.after[1].sent and (uv.hrtime() - ex.after[1].sent) * 1e-6 >= (ex.after[2] or 0) end
+        return uv.now() - t0 >= (ex.start_after or 0)
+    end
+    local pending = {}
+    for _, ex in ipairs(exchanges) do
+        if ready(ex) then start(ex) else pending[#pending + 1] = ex end
+    end
     M.run_until(function()
+        for i = #pending, 1, -1 do
+            if ready(pending[i]) then
+                start(pending[i])
+                table.remove(pending, i)
+            end
+        end
+        if #pending > 0 then return false end
         for _, ex in ipairs(exchanges) do
             if not ex.done then return false end
         end
         return true
     end, timeout or 10)
+    for _, ex in ipairs(pending) do
+        ex.done, ex.timed_out, ex.responses = true, true, {}
+    end
     for _, ex in ipairs(exchanges) do
         if not ex.done then
             ex.timed_out = true
@@ -176,10 +200,20 @@ function M.sleep(ms)
     M.run_until(function() return uv.now() - t0 >= ms end, ms / 1000 + 1)
 end
 
--- request(port, method, path, body, headers) -> the raw bytes of a request.
+-- raw(method, path, body, headers) -> the raw bytes of a request. A body
+-- goes as JSON (Content-Type: application/json, as `apr serve` wants for
+-- POST) unless headers say otherwise; a header given as false is left out
+-- (Host, Content-Type).
 function M.raw(method, path, body, headers)
-    local lines = { method .. " " .. path .. " HTTP/1.1", "Host: localhost" }
-    for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+    headers = headers or {}
+    local lines = { method .. " " .. path .. " HTTP/1.1" }
+    local given = {}
+    for k in pairs(headers) do given[k:lower()] = true end
+    if not given.host then lines[#lines + 1] = "Host: localhost" end
+    if body and not given["content-type"] then lines[#lines + 1] = "Content-Type: application/json" end
+    for k, v in pairs(headers) do
+        if v ~= false then lines[#lines + 1] = k .. ": " .. v end
+    end
     if body then lines[#lines + 1] = "Content-Length: " .. #body end
     return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
 end
