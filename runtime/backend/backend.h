@@ -73,7 +73,8 @@ typedef struct apr_linear {
  *   k + l * layer_bytes + ((block * n_head_kv + h) * block_tokens + offset) * row_bytes
  * so a block of one head is a contiguous [block_tokens][head_dim] tile. */
 typedef struct apr_kv_cache {
-    int type;              /* APR_F16 or APR_Q8_0 */
+    int type;              /* APR_F16, or APR_Q8_0 / APR_Q4_0: each row a run of core/quant.h's blocks of 32,
+                              keys and values quantized as rope_store writes them */
     int n_layer, n_head_kv, head_dim;
     int block_tokens;      /* token slots per block */
     int n_blocks;
@@ -139,6 +140,12 @@ struct apr_backend {
      * mmap). Fails for a type the backend cannot multiply. */
     apr_status (*weight_upload)(apr_backend *b, apr_weight *w, const void *host);
     void (*weight_release)(apr_backend *b, apr_weight *w);
+    /* Whether the ops run attention of geometry p over a KV cache of
+     * element type kv_type (apr_dtype) in blocks of block_tokens slots:
+     * APR_OK, or APR_ERR_UNSUPPORTED with a message that names what is not
+     * supported and what is. apr_context_new asks before it allocates
+     * anything, so an unsupported combination fails there, never at a pass. */
+    apr_status (*supports)(apr_backend *b, int kv_type, int block_tokens, const apr_attn_params *p);
     /* A queue of ops with its own scratch (one per context). */
     apr_stream *(*stream_new)(apr_backend *b, const apr_stream_sizes *sizes);
     void (*stream_free)(apr_stream *s);

@@ -69,8 +69,10 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
         .max_cols = max_cols,
         .n_ctx = p.n_ctx, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
     };
-    apr_status s = apr_kvcache_init(&c->cache, c->B, p.kv_type, hp->n_layer, hp->n_head_kv, hp->head_dim, p.n_ctx,
-                                    p.n_seq);
+    /* what the backend cannot run fails here, before anything is allocated */
+    apr_status s = c->B->supports(c->B, p.kv_type, APR_KV_BLOCK, &c->attn);
+    if (s == APR_OK)
+        s = apr_kvcache_init(&c->cache, c->B, p.kv_type, hp->n_layer, hp->n_head_kv, hp->head_dim, p.n_ctx, p.n_seq);
     if (s != APR_OK) {
         free(c);
         return s;

@@ -8,9 +8,9 @@
 #include "model/kvcache.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
-#include "core/quant.h"
 
 static int div_up(int a, int b) { return (a + b - 1) / b; }
 
@@ -27,14 +27,22 @@ static void free_tail(apr_kvcache *c, int seq, int keep)
     if (c->n_owned[seq] > keep) c->n_owned[seq] = keep;
 }
 
+size_t apr_kvcache_row_bytes(int type, int head_dim)
+{
+    if (type != APR_F16 && type != APR_Q8_0 && type != APR_Q4_0) return 0;
+    const int64_t block = apr_dtype_block_size(type);
+    if (head_dim <= 0 || head_dim % block) return 0;
+    return (size_t)(head_dim / block) * (size_t)apr_dtype_block_bytes(type);
+}
+
 apr_status apr_kvcache_init(apr_kvcache *c, apr_backend *b, int type, int n_layer, int n_head_kv, int head_dim,
                             int n_ctx, int n_seq)
 {
     memset(c, 0, sizeof *c);
-    APR_CHECK(type == APR_F16 || type == APR_Q8_0, APR_ERR_UNSUPPORTED,
-              "KV cache type %s is not supported (F16, Q8_0)", apr_dtype_name(type) ? apr_dtype_name(type) : "?");
-    APR_CHECK(type != APR_Q8_0 || head_dim % QK8_0 == 0, APR_ERR_UNSUPPORTED,
-              "a Q8_0 KV cache needs head_dim (%d) a multiple of 32", head_dim);
+    const size_t row_bytes = apr_kvcache_row_bytes(type, head_dim);
+    APR_CHECK(row_bytes > 0, APR_ERR_UNSUPPORTED,
+              "a KV cache of %s with heads of %d is not supported (F16, Q8_0, Q4_0; the quantized types need "
+              "head_dim a multiple of 32)", apr_dtype_name(type) ? apr_dtype_name(type) : "?", head_dim);
     APR_CHECK(n_ctx > 0 && n_seq > 0 && n_seq <= n_ctx, APR_ERR_INVALID,
               "KV cache: n_ctx %d and n_seq %d must be positive, n_seq <= n_ctx", n_ctx, n_seq);
     c->b = b;
@@ -50,7 +58,7 @@ apr_status apr_kvcache_init(apr_kvcache *c, apr_backend *b, int type, int n_laye
     d->head_dim = head_dim;
     d->block_tokens = APR_KV_BLOCK;
     d->n_blocks = n_blocks;
-    d->row_bytes = type == APR_F16 ? (size_t)head_dim * 2 : (size_t)(head_dim / QK8_0) * sizeof(block_q8_0);
+    d->row_bytes = row_bytes;
     d->layer_bytes = (size_t)n_blocks * n_head_kv * APR_KV_BLOCK * d->row_bytes;
 
     c->table = malloc(sizeof(int32_t) * (size_t)n_seq * c->max_blocks);

@@ -44,7 +44,7 @@ static void check_attention(int style, int n_rot, int kv_type, int isa)
     REQUIRE(s);
     apr_kv_cache kv = { .type = kv_type, .n_layer = 2, .n_head_kv = 2, .head_dim = hd, .block_tokens = BT,
                         .n_blocks = NBLK };
-    kv.row_bytes = kv_type == APR_F16 ? 2 * hd : (hd / 32) * sizeof(block_q8_0);
+    kv.row_bytes = (size_t)(hd / apr_dtype_block_size(kv_type)) * (size_t)apr_dtype_block_bytes(kv_type);
     kv.layer_bytes = (size_t)NBLK * 2 * BT * kv.row_bytes;
     kv.k = calloc(2, kv.layer_bytes);
     kv.v = calloc(2, kv.layer_bytes);
@@ -92,10 +92,14 @@ static void check_attention(int style, int n_rot, int kv_type, int isa)
                 for (int d = 0; d < hd; d++) tmp[d] = (float)dst[d];
                 if (kv_type == APR_F16) {
                     for (int d = 0; d < hd; d++) back[d] = apr_f16_to_f32(apr_f32_to_f16(tmp[d]));
-                } else {
+                } else if (kv_type == APR_Q8_0) {
                     block_q8_0 qb[2];
                     apr_quantize_row_q8_0(tmp, qb, hd);
                     apr_dequantize_row_q8_0(qb, back, hd);
+                } else {
+                    block_q4_0 qb[2];
+                    apr_quantize_row_q4_0(tmp, qb, hd);
+                    apr_dequantize_row_q4_0(qb, back, hd);
                 }
                 for (int d = 0; d < hd; d++) dst[d] = back[d];
             }
@@ -140,5 +144,28 @@ TEST(cpu_attention_matches_float64_for_both_rope_styles_caches_and_isas)
         check_attention(APR_ROPE_NORM, 64, APR_F16, isa);
         check_attention(APR_ROPE_NEOX, 32, APR_F16, isa);  /* partial rotation */
         check_attention(APR_ROPE_NEOX, 64, APR_Q8_0, isa);
+        check_attention(APR_ROPE_NORM, 64, APR_Q4_0, isa);
+        check_attention(APR_ROPE_NEOX, 32, APR_Q4_0, isa);
     }
+}
+
+/* The backend states its caches: F16, Q8_0 and Q4_0 (whole blocks per
+ * head), anything else refused with a message that names it. */
+TEST(cpu_supports_names_the_kv_caches_it_reads)
+{
+    apr_backend *b = apr_backend_cpu_new(1);
+    REQUIRE(b);
+    apr_attn_params p = { .n_head = 14, .n_head_kv = 2, .head_dim = 64, .n_rot = 64, .rope_style = APR_ROPE_NEOX,
+                          .rope_base = 1e6f, .rope_scale = 1, .scale = 0.125f };
+    CHECK_EQ_INT(b->supports(b, APR_F16, 32, &p), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q8_0, 32, &p), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q4_0, 32, &p), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q4_1, 32, &p), APR_ERR_UNSUPPORTED);
+    CHECK(strstr(apr_last_error(), "Q4_1") != NULL);
+    CHECK_EQ_INT(b->supports(b, APR_F32, 32, &p), APR_ERR_UNSUPPORTED);
+    p.head_dim = 48;
+    CHECK_EQ_INT(b->supports(b, APR_F16, 32, &p), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q4_0, 32, &p), APR_ERR_UNSUPPORTED);
+    CHECK(strstr(apr_last_error(), "48") != NULL);
+    b->destroy(b);
 }
