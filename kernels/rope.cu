@@ -64,7 +64,9 @@ static __global__ void rope_store(float *qkv, apr_cuda_rope r, apr_cuda_tokens t
         }
         __syncthreads();
         uint8_t *dst_row = (uint8_t *)(is_v ? kv.v : kv.k) + row * kv.row_bytes;
-        kv_quantize_block<KT>(dst_row + (d >> 5) * kv_block_bytes<KT>(), y[d]);
+        float value = y[d];
+        if (!is_v && kv.k_offset) value -= kv.k_offset[(size_t)(head - r.n_head) * hd + d];
+        kv_quantize_block<KT>(dst_row + (d >> 5) * kv_block_bytes<KT>(), value);
         return;
     }
     __half *dst = is_q ? (q_f16 ? q_f16 + (size_t)t * q_dim + (size_t)head * hd : NULL)

@@ -20,6 +20,8 @@ typedef struct apr_cuda_kv {
     int n_kv, hd, block_shift;
     int type;         /* APR_F16, APR_Q8_0 or APR_Q4_0 */
     int row_bytes;
+    const float *k_offset; /* quantized: [n_kv][hd] subtracted from keys before they are stored, or NULL
+                              (backend.h's k_offset, this layer's rows) */
 } apr_cuda_kv;
 
 /* Per-token metadata of a pass, on the device (backend.h's apr_step). */

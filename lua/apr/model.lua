@@ -28,6 +28,12 @@ M.DEFAULT_CTX = 4096
 M.CHATML_TEMPLATE = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 
 local DEVICES = { auto = C.APR_DEVICE_AUTO, cpu = C.APR_DEVICE_CPU, cuda = C.APR_DEVICE_CUDA }
+
+-- The KV cache's element types, by the names the options use: f16, or
+-- llama.cpp's Q8_0 and Q4_0 blocks (about 0.53 and 0.28 of f16's bytes).
+-- Which ones a device runs is its backend's to say, when the context is made.
+M.KV_TYPES = { f16 = tonumber(C.APR_F16), q8_0 = tonumber(C.APR_Q8_0), q4_0 = tonumber(C.APR_Q4_0) }
+M.KV_TYPE_NAMES = { "f16", "q8_0", "q4_0" }
 local DEVICE_NAMES = { [tonumber(C.APR_DEVICE_AUTO)] = "auto", [tonumber(C.APR_DEVICE_CPU)] = "cpu",
                        [tonumber(C.APR_DEVICE_CUDA)] = "cuda" }
 
@@ -48,12 +54,16 @@ local function check_opts(opts)
         end
     end
     typed("device", "string") typed("threads", "number") typed("ctx", "number")
-    typed("vram_budget", "number") typed("gpu_index", "number")
+    typed("vram_budget", "number") typed("gpu_index", "number") typed("kv_type", "string")
     if opts.device and not DEVICES[opts.device] then
         error(string.format("apr.load: device must be auto, cpu or cuda, got '%s'", opts.device), 4)
     end
     if opts.gpu and opts.device and opts.device ~= "cuda" then
         error(string.format("apr.load: gpu = true contradicts device = '%s'", opts.device), 4)
+    end
+    if opts.kv_type and not M.KV_TYPES[opts.kv_type] then
+        error(string.format("apr.load: kv_type must be %s, got '%s'", table.concat(M.KV_TYPE_NAMES, ", "),
+            opts.kv_type), 4)
     end
     if opts.ctx and (opts.ctx < 1 or opts.ctx ~= math.floor(opts.ctx)) then
         error(string.format("apr.load: ctx must be a whole number >= 1, got %s", tostring(opts.ctx)), 4)
@@ -76,8 +86,9 @@ end
 
 -- load(path, opts) -> model, or nil and a message naming the file.
 -- opts: device ("auto" | "cpu" | "cuda"), gpu (true: "cuda", failing when
--- there is none), gpu_index, threads, ctx (context slots), vocab_only (just
--- the tokenizer and metadata), vram_budget (bytes).
+-- there is none), gpu_index, threads, ctx (context slots), kv_type ("f16",
+-- "q8_0", "q4_0": the KV cache's element type), vocab_only (just the
+-- tokenizer and metadata), vram_budget (bytes).
 function M.load(path, opts)
     opts = opts or {}
     if type(path) ~= "string" then error("apr.load: path must be a string", 2) end
@@ -97,7 +108,7 @@ end
 -- wrap(handle, path [, opts]) -> model: the model object around an
 -- apr_model * loaded elsewhere (`apr serve` loads on a worker thread so its
 -- event loop keeps answering). It takes ownership: the model is freed when
--- the object is collected. opts as for load (ctx, vocab_only).
+-- the object is collected. opts as for load (ctx, kv_type, vocab_only).
 function M.wrap(handle, path, opts)
     opts = opts or {}
     handle = ffi.gc(ffi.cast("apr_model *", handle), C.apr_model_free)
@@ -109,6 +120,7 @@ function M.wrap(handle, path, opts)
         vocab_only = opts.vocab_only and true or false,
         tokenizer = require("apr.tokenizer").wrap(C.apr_model_tokenizer(handle), handle),
         n_ctx = opts.ctx or math.min(info.n_ctx_train > 0 and info.n_ctx_train or M.DEFAULT_CTX, M.DEFAULT_CTX),
+        kv_type = opts.kv_type or "f16",
         cached = {},      -- the ids sequence 0 of the context holds, in order
         -- The bytes those ids stand for, as pieces to concatenate (the
         -- string prompt, then each generated token's bytes), when known:
@@ -149,6 +161,7 @@ function Model:_context()
         local p = ffi.new("apr_context_params")
         C.apr_context_params_default(p)
         p.n_ctx = self.n_ctx
+        p.kv_type = M.KV_TYPES[self.kv_type]
         local status = C.apr_context_new(self.handle, p, context_box)
         if status ~= 0 then
             local _, msg = core.failure(status, 3)

@@ -81,6 +81,13 @@ typedef struct apr_kv_cache {
     size_t row_bytes;      /* one head_dim vector in `type` */
     size_t layer_bytes;    /* n_blocks * n_head_kv * block_tokens * row_bytes */
     void *k, *v;           /* [n_layer][n_blocks][n_head_kv][block_tokens][head_dim], on the device */
+    /* Quantized types: a constant per layer and KV head that rope_store
+     * subtracts from each key before quantizing it, or NULL (none). A
+     * constant shift of the keys adds the same q·c to every score of a
+     * query, which the softmax cancels, so attention reads the stored keys
+     * as they are; what changes is the range each block must cover.
+     * context.c sets it (the keys' bias where RoPE leaves it still). */
+    const float *k_offset; /* [n_layer][n_head_kv * head_dim] f32, on the device */
 } apr_kv_cache;
 
 /* Per-token metadata of one forward pass, in device memory at addresses

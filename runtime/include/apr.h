@@ -590,10 +590,15 @@ typedef struct apr_context_params {
     int n_ctx;              /* token slots in the KV cache, all sequences together (0 = the model's training context) */
     int n_seq;              /* sequences decoded together (1) */
     int n_batch;            /* most tokens one apr_decode call may carry (512) */
-    int kv_type;            /* apr_dtype of the KV cache: APR_F16 (default) or APR_Q8_0 */
+    int kv_type;            /* apr_dtype of the KV cache: APR_F16 (default), APR_Q8_0 or APR_Q4_0 */
 } apr_context_params;
 
 void apr_context_params_default(apr_context_params *p);
+/* Makes a context (p NULL: the defaults). APR_ERR_UNSUPPORTED, before
+ * anything is allocated, when the model's backend cannot run its attention
+ * over a cache of p->kv_type (the message says what it has);
+ * APR_ERR_NOMEM (or the VRAM budget's message) when the cache and buffers
+ * do not fit. */
 apr_status apr_context_new(apr_model *m, const apr_context_params *p, apr_context **out);
 void apr_context_free(apr_context *c);
 int apr_context_n_ctx(const apr_context *c);

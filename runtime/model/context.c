@@ -9,6 +9,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,62 @@
 void apr_context_params_default(apr_context_params *p)
 {
     *p = (apr_context_params){ .n_ctx = 0, .n_seq = 1, .n_batch = 512, .kv_type = APR_F16 };
+}
+
+/* The key offsets of a quantized cache (backend.h's k_offset) for a
+ * context of n_ctx positions, or NULL (*host is NULL) when there are none.
+ * Keys with a bias b (Qwen2's attn_k.bias) carry it, rotated by RoPE, in
+ * every token's key, and it is often their largest part: Qwen2.5-Coder-
+ * 0.5B's first layer holds +-145 there beside values of a few units, which
+ * sets its blocks' scales and leaves those few units a handful of
+ * quantization steps. Subtracting any constant c from every key changes
+ * no attention output (it adds q.c to all of a query's scores, which the
+ * softmax cancels), so c is chosen to narrow what the blocks must cover:
+ * per rotated pair, the centre of the smallest circle around the arc
+ * R(p)b traces over positions 0..n_ctx-1 (the midpoint of its ends while
+ * the arc spans less than half a turn, else the origin), so no position's
+ * bias part grows; b itself on unrotated dimensions. Measured on the
+ * default model (tests/kv_quality.lua; APR_KV_OFFSET=0 turns it off for
+ * such measurements): docs/model.md. */
+static apr_status key_offsets(const apr_model *m, int n_ctx, float **host)
+{
+    *host = NULL;
+    const char *env = getenv("APR_KV_OFFSET");
+    if (env && strcmp(env, "0") == 0) return APR_OK;
+    const apr_hparams *hp = &m->hp;
+    const int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, half = hp->n_rot / 2;
+    float *c = NULL;
+    for (int l = 0; l < hp->n_layer; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%d.attn_k.bias", l);
+        const int64_t i = apr_gguf_find_tensor(m->file, name);
+        if (i < 0) continue;
+        apr_gguf_tensor_info t;
+        APR_TRY(apr_gguf_tensor(m->file, i, &t));
+        if (t.type != APR_F32 || t.ne[0] != kv_dim) continue; /* the load checked it; a guard */
+        if (!c) {
+            c = calloc((size_t)hp->n_layer * kv_dim, sizeof(float));
+            APR_CHECK(c, APR_ERR_NOMEM, "cannot allocate the KV cache's key offsets");
+        }
+        const float *bias = t.data;
+        for (int h = 0; h < hp->n_head_kv; h++) {
+            float *dst = c + (size_t)l * kv_dim + (size_t)h * hd;
+            const float *b = bias + (size_t)h * hd;
+            for (int d = hp->n_rot; d < hd; d++) dst[d] = b[d];
+            for (int k = 0; k < half; k++) {
+                /* the angle the pair turns through over the context */
+                const double arc = (double)hp->rope_scale * pow(hp->rope_base, -2.0 * k / hp->n_rot) * (n_ctx - 1);
+                if (arc >= M_PI) continue;
+                const int ia = hp->rope_style == APR_ROPE_NEOX ? k : 2 * k;
+                const int iz = hp->rope_style == APR_ROPE_NEOX ? k + half : 2 * k + 1;
+                const double x = b[ia], y = b[iz], co = cos(arc), si = sin(arc);
+                dst[ia] = (float)((x + (x * co - y * si)) / 2);
+                dst[iz] = (float)((y + (x * si + y * co)) / 2);
+            }
+        }
+    }
+    *host = c;
+    return APR_OK;
 }
 
 static float *alloc_floats(apr_backend *B, size_t n, int *ok)
@@ -96,6 +153,25 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
         return apr_error(APR_ERR_NOMEM, "cannot allocate a context of %d tokens (batch %d): %s", p.n_ctx, p.n_batch,
                          apr_last_error());
     }
+    /* a quantized cache's key offsets, on the device before the first pass */
+    float *offsets = NULL;
+    if (p.kv_type != APR_F16) s = key_offsets(m, p.n_ctx, &offsets);
+    if (s == APR_OK && offsets) {
+        const size_t bytes = sizeof(float) * (size_t)hp->n_layer * kv_dim;
+        c->k_offset = c->B->alloc(c->B, bytes);
+        if (c->k_offset) {
+            c->B->upload(c->stream, c->k_offset, offsets, bytes);
+            s = c->B->sync(c->stream);
+        } else {
+            s = apr_error(APR_ERR_NOMEM, "cannot allocate the KV cache's key offsets: %s", apr_last_error());
+        }
+        c->cache.dev.k_offset = c->k_offset;
+    }
+    free(offsets);
+    if (s != APR_OK) {
+        apr_context_free(c);
+        return s;
+    }
     c->step = (apr_step){
         .max_blocks = c->cache.max_blocks,
         .ids = c->dev_meta, .pos = c->dev_meta + nb, .seq = c->dev_meta + 2 * nb, .slot = c->dev_meta + 3 * nb,
@@ -118,6 +194,7 @@ void apr_context_free(apr_context *c)
     B->release(B, c->ids);
     free(c->host_logits);
     B->release(B, c->dev_meta);
+    B->release(B, c->k_offset);
     if (c->stream) B->stream_free(c->stream);
     apr_kvcache_release(&c->cache);
     free(c->host_meta);

@@ -122,7 +122,8 @@ Engine.__index = Engine
 
 -- new(model, opts) -> engine, or nil and a message. model: apr.load's
 -- object; opts: parallel (sequences), ctx (KV slots of all of them),
--- batch, queue (waiting requests before 503), kv_type.
+-- batch, queue (waiting requests before 503), kv_type ("f16", "q8_0",
+-- "q4_0", or an apr_dtype number).
 function M.new(model, opts)
     opts = opts or {}
     local p = ffi.new("apr_engine_params")
@@ -131,7 +132,14 @@ function M.new(model, opts)
     p.n_ctx = opts.ctx or 0
     p.n_batch = opts.batch or p.n_batch
     p.max_queue = opts.queue or p.max_queue
-    if opts.kv_type then p.kv_type = opts.kv_type end
+    if opts.kv_type then
+        local t = type(opts.kv_type) == "string" and require("apr.model").KV_TYPES[opts.kv_type] or opts.kv_type
+        if type(t) ~= "number" then
+            return nil, string.format("kv_type must be %s, got '%s'",
+                table.concat(require("apr.model").KV_TYPE_NAMES, ", "), tostring(opts.kv_type))
+        end
+        p.kv_type = t
+    end
     local status = C.apr_engine_new(model.handle, p, engine_box)
     if status ~= 0 then return core.failure(status) end
     local self = setmetatable({

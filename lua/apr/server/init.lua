@@ -261,7 +261,7 @@ end
 
 -- start(opts) -> server, or nil and a message (the port is taken, the
 -- routes script fails to load). opts: model (path), host, port, device,
--- threads, ctx, parallel, batch, queue, api_key, routes, log_format,
+-- threads, ctx, kv_type ("f16", "q8_0", "q4_0"), parallel, batch, queue, api_key, routes, log_format,
 -- log_level, max_body, shutdown_timeout, header_timeout, idle_timeout,
 -- max_connections; on_ready(server) runs when the first model is serving,
 -- on_fatal(message) if it cannot be loaded.
@@ -312,7 +312,7 @@ function Server:reload(path, cb)
         if model then
             local n_train = model.info.n_ctx_train > 0 and model.info.n_ctx_train or 4096
             local ctx = self.opts.ctx or math.min(n_train, self.opts.ctx_cap or 32768)
-            eng, err = engine.new(model, { parallel = self.opts.parallel, ctx = ctx,
+            eng, err = engine.new(model, { parallel = self.opts.parallel, ctx = ctx, kv_type = self.opts.kv_type,
                                           batch = self.opts.batch, queue = self.opts.queue })
         end
         self.loading = false
@@ -327,6 +327,7 @@ function Server:reload(path, cb)
         local st = eng:stats()
         self:log("info", "model ready", { { "path", path }, { "device", model.info.device },
             { "parallel", st.n_seq }, { "ctx", st.n_ctx }, { "ctx_per_request", st.n_ctx_seq },
+            { "kv_type", self.opts.kv_type or "f16" },
             { "seconds", string.format("%.2f", (uv.hrtime() - t0) * 1e-9) } })
         if old then
             self.metrics.reloads:inc(1, "ok")

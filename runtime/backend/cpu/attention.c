@@ -58,8 +58,14 @@ static inline void *kv_row(const apr_kv_cache *kv, void *base, int layer, int sl
            (((size_t)block * kv->n_head_kv + head) * kv->block_tokens + off) * kv->row_bytes;
 }
 
-static void store_row(const apr_kv_cache *kv, void *dst, const float *x)
+/* Stores one head's row; quantized keys minus their offset (backend.h). */
+static void store_row(const apr_kv_cache *kv, void *dst, const float *x, const float *offset)
 {
+    float shifted[CPU_MAX_KV_HEAD_DIM];
+    if (offset && kv->type != APR_F16) {
+        for (int i = 0; i < kv->head_dim; i++) shifted[i] = x[i] - offset[i];
+        x = shifted;
+    }
     if (kv->type == APR_Q8_0) {
         apr_quantize_row_q8_0(x, dst, kv->head_dim);
         return;
@@ -88,6 +94,7 @@ static void rope_store_body(void *ctx, int64_t begin, int64_t end, int thread)
     att_job *j = ctx;
     const apr_attn_params *p = j->p;
     const int hd = p->head_dim, q_dim = p->n_head * hd, kv_dim = p->n_head_kv * hd;
+    const float *offset = j->kv->k_offset ? j->kv->k_offset + (size_t)j->layer * kv_dim : NULL;
     for (int64_t i = begin; i < end; i++) {
         float *cs = j->s->rope_cache + i * hd;
         if (j->layer == 0) rope_table(cs, j->st->pos[i], p);
@@ -95,8 +102,9 @@ static void rope_store_body(void *ctx, int64_t begin, int64_t end, int thread)
         for (int h = 0; h < p->n_head; h++) rotate(q + h * hd, cs, p);
         for (int h = 0; h < p->n_head_kv; h++) {
             rotate(k + h * hd, cs, p);
-            store_row(j->kv, kv_row(j->kv, j->kv->k, j->layer, j->st->slot[i], h), k + h * hd);
-            store_row(j->kv, kv_row(j->kv, j->kv->v, j->layer, j->st->slot[i], h), v + h * hd);
+            store_row(j->kv, kv_row(j->kv, j->kv->k, j->layer, j->st->slot[i], h), k + h * hd,
+                      offset ? offset + h * hd : NULL);
+            store_row(j->kv, kv_row(j->kv, j->kv->v, j->layer, j->st->slot[i], h), v + h * hd, NULL);
         }
     }
 }
@@ -287,9 +295,9 @@ apr_status apr_cpu_supports(apr_backend *b, int kv_type, int block_tokens, const
     APR_CHECK(kv_type == APR_F16 || kv_type == APR_Q8_0 || kv_type == APR_Q4_0, APR_ERR_UNSUPPORTED,
               "the CPU backend has no %s KV cache (it has F16, Q8_0 and Q4_0)",
               apr_dtype_name(kv_type) ? apr_dtype_name(kv_type) : "unknown");
-    APR_CHECK(kv_type == APR_F16 || p->head_dim % 32 == 0, APR_ERR_UNSUPPORTED,
-              "a %s KV cache needs heads of a multiple of 32 dimensions, not %d", apr_dtype_name(kv_type),
-              p->head_dim);
+    APR_CHECK(kv_type == APR_F16 || (p->head_dim % 32 == 0 && p->head_dim <= CPU_MAX_KV_HEAD_DIM),
+              APR_ERR_UNSUPPORTED, "a %s KV cache needs heads of a multiple of 32 dimensions, at most %d, not %d",
+              apr_dtype_name(kv_type), CPU_MAX_KV_HEAD_DIM, p->head_dim);
     APR_CHECK(block_tokens > 0, APR_ERR_UNSUPPORTED, "KV cache blocks of %d tokens", block_tokens);
     APR_CHECK(p->n_head_kv > 0 && p->n_head % p->n_head_kv == 0 && p->n_head / p->n_head_kv <= CPU_MAX_GROUP,
               APR_ERR_UNSUPPORTED, "the CPU backend needs n_head (%d) a multiple of n_head_kv (%d), at most %d times it",

@@ -121,6 +121,8 @@ struct apr_stream {
 
 /* Query heads per KV head the CPU attention handles (Qwen2.5-32B has 5). */
 #define CPU_MAX_GROUP 64
+/* Widest head a quantized cache stores (a key shifted on the stack). */
+#define CPU_MAX_KV_HEAD_DIM 512
 
 /* backend.h's supports: the KV cache types and attention geometries that
  * attention.c handles (attention.c). */

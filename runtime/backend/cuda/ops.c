@@ -125,6 +125,7 @@ static apr_cuda_kv layer_kv(const apr_kv_cache *kv, int layer)
         .v = (uint8_t *)kv->v + (size_t)layer * kv->layer_bytes,
         .n_kv = kv->n_head_kv, .hd = kv->head_dim, .block_shift = shift,
         .type = kv->type, .row_bytes = (int)kv->row_bytes,
+        .k_offset = kv->k_offset ? kv->k_offset + (size_t)layer * kv->n_head_kv * kv->head_dim : NULL,
     };
 }
 
