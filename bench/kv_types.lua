@@ -1,8 +1,8 @@
--- kv_cache.lua — issue 17's KV-type figures on the GPU: f16 against q8_0
+-- kv_types.lua — issue 17's KV-type figures on the GPU: f16 against q8_0
 -- and q4_0 caches, side by side in one run, on one model (the synthetic
--- Qwen2.5-Coder-32B Q4_K_M with the real vocabulary: bench/kv_cache.sh).
+-- Qwen2.5-Coder-32B Q4_K_M with the real vocabulary: bench/kv_types.sh).
 --
---   apr run bench/kv_cache.lua MODEL.gguf [--budget 24G] [--quick] [--skip-serve] [--out FILE]
+--   apr run bench/kv_types.lua MODEL.gguf [--budget 24G] [--quick] [--skip-serve] [--out FILE]
 --
 -- 1. The longest context that fits under --vram-budget (default 24G,
 --    binary units as nvidia-smi counts) by KV type: the largest n_ctx (a
@@ -24,12 +24,12 @@ local uv = require "luv"
 local C, ffi = core.C, core.ffi
 
 local function now() return uv.hrtime() * 1e-9 end
-local function fail(msg, ...) io.stderr:write("kv_cache.lua: ", string.format(msg, ...), "\n") os.exit(1) end
+local function fail(msg, ...) io.stderr:write("kv_types.lua: ", string.format(msg, ...), "\n") os.exit(1) end
 local function check(st, what) if st ~= 0 then fail("%s: %s", what, ffi.string(C.apr_last_error())) end end
 
 local path = arg[1]
 if not path or path:sub(1, 2) == "--" then
-    io.stderr:write("usage: apr run bench/kv_cache.lua MODEL.gguf [--budget 24G] [--quick] [--skip-serve] [--out FILE]\n")
+    io.stderr:write("usage: apr run bench/kv_types.lua MODEL.gguf [--budget 24G] [--quick] [--skip-serve] [--out FILE]\n")
     os.exit(2)
 end
 local budget_text, quick, skip_serve, out_path = "24G", false, false, nil
@@ -41,7 +41,7 @@ do
         elseif a == "--skip-serve" then skip_serve = true
         elseif a == "--budget" then i = i + 1 budget_text = arg[i]
         elseif a == "--out" then i = i + 1 out_path = arg[i]
-        else io.stderr:write("kv_cache.lua: unknown option ", a, "\n") os.exit(2) end
+        else io.stderr:write("kv_types.lua: unknown option ", a, "\n") os.exit(2) end
         i = i + 1
     end
 end
@@ -261,7 +261,7 @@ local function serve_vram(kv)
     end
     local body = '{"prompt":"def fibonacci(n):","max_tokens":16,"temperature":0}'
     local req = table.concat({ "POST /v1/completions HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
-                               "Content-Length: " .. #body, "Connection: close", "", body })
+                               "Content-Length: " .. #body, "Connection: close", "", body }, "\r\n")
     local answer = ""
     local sock = uv.new_tcp()
     sock:connect("127.0.0.1", port, function(err)
@@ -278,6 +278,7 @@ local function serve_vram(kv)
     if not exited then uv.run("default") end
     stderr:close()
     if not answer:match("^HTTP/1%.1 200") then return nil, "the request failed: " .. answer:sub(1, 200) end
+    if not mib then return nil, "nvidia-smi does not list the server (pid " .. tostring(spid) .. ")" end
     return mib
 end
 
@@ -285,7 +286,7 @@ if not skip_serve then
     for _, t in ipairs(TYPES) do
         local mib, err = serve_vram(t[1])
         if not mib then
-            io.stderr:write("kv_cache.lua: apr serve --kv-type ", t[1], ": ", tostring(err), "\n")
+            io.stderr:write("kv_types.lua: apr serve --kv-type ", t[1], ": ", tostring(err), "\n")
             report("VRAM of apr serve --ctx 8192 --parallel 1, " .. t[1], 0, "MiB", "FAILED: see stderr")
         else
             report("VRAM of apr serve --ctx 8192 --parallel 1, " .. t[1], mib, "MiB", "nvidia-smi, process total")

@@ -1,19 +1,19 @@
 #!/bin/sh
-# kv_cache.sh — issue 17's quantized KV cache on the GPU machine, in one
+# kv_types.sh — issue 17's quantized KV cache on the GPU machine, in one
 # command: the CUDA op tests (quantized caches against the CPU among them),
 # the f16 goldens, the KL divergence of q8_0 and q4_0 caches against f16
 # (tests/kv_quality.lua: the golden models and the default model, 2,048
-# positions each), and bench/kv_cache.lua on the synthetic
+# positions each), and bench/kv_types.lua on the synthetic
 # Qwen2.5-Coder-32B Q4_K_M with the real vocabulary (synthesized first if
 # missing). Each part's output goes to $OUT/*.log; a summary table is last.
 #
-#   make -j16 bundle build/test_runtime && bench/kv_cache.sh [MODEL.gguf]
+#   make -j16 bundle build/test_runtime && bench/kv_types.sh [MODEL.gguf]
 #
-# APR (default dist/apr/apr) is the binary; OUT (default /tmp/kv_cache) the
+# APR (default dist/apr/apr) is the binary; OUT (default /tmp/kv_types) the
 # folder for the logs. Exit status: 0 when every part passed.
 APR=${APR:-dist/apr/apr}
 MODEL=${1:-/tmp/c32.gguf}
-OUT=${OUT:-/tmp/kv_cache}
+OUT=${OUT:-/tmp/kv_types}
 mkdir -p "$OUT"
 status=0
 if [ ! -f "$MODEL" ]; then
@@ -34,8 +34,8 @@ echo "== KL divergence against f16, CUDA (tests/kv_quality.lua)"
 "$APR" run tests/kv_quality.lua --device cuda > "$OUT/kld.log" 2>&1 || status=1
 tail -14 "$OUT/kld.log"
 
-echo "== speed and memory (bench/kv_cache.lua)"
-"$APR" run bench/kv_cache.lua "$MODEL" > "$OUT/bench.log" 2>&1 || status=1
+echo "== speed and memory (bench/kv_types.lua)"
+"$APR" run bench/kv_types.lua "$MODEL" > "$OUT/bench.log" 2>&1 || status=1
 
 echo
 echo "## issue 17 on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), git $(git rev-parse --short HEAD 2>/dev/null)"
