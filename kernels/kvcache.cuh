@@ -57,6 +57,7 @@ static __device__ __forceinline__ void kv_quantize_block(uint8_t *blk, float x)
                 at = oat;
             }
         }
+        if (m == 0.0f) m = 0.0f; /* all zeros: +0, the CPU's starting value, not a lane's -0 */
         const float d = m / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         /* codes truncate x/d + 8.5 (>= 0.5 here), capped at 15 */
