@@ -4,7 +4,7 @@
 #   make             build ./apr and build/libapr.so (CUDA too if nvcc is found)
 #   make test        C runtime tests + busted specs; ends with "N passed, N failed, N skipped"
 #   make test-asan   the C tests and the malformed-file corpus under AddressSanitizer
-#   make fuzz        libFuzzer on the GGUF reader (FUZZ_SECONDS, default 60)
+#   make fuzz        libFuzzer on every tests/fuzz target (FUZZ_SECONDS each, default 60)
 #   make bundle      a relocatable folder dist/apr (binary, Lua, libraries via $ORIGIN)
 #   make model       fetch and check the built-in default model into models/
 
@@ -24,7 +24,7 @@ CFLAGS    += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -D_GNU_SOURCE
              -Iruntime/include -Iruntime -I/usr/include/luajit-2.1 \
              -DAPR_VERSION='"$(VERSION)"'
 CFLAGS    += $(SANITIZE)
-LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -llz4 -lzstd -lm -ldl -lpthread
+LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -lcurl -llz4 -lzstd -lm -ldl -lpthread
 
 # CUDA: compiled whenever the toolkit's nvcc is found; the binary still runs
 # without a GPU (cudart is linked statically and finds the driver at run time).
@@ -112,35 +112,59 @@ test-lua: all
 
 # AddressSanitizer + UBSan build of the runtime, its C tests, and the apr
 # binary run over the malformed-file corpus (tests/fixtures/malformed, see
-# tests/malformed/run.sh).
+# tests/malformed/run.sh) and exiting with models, contexts and engines
+# alive (tests/asan/exit_order.sh).
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 test-asan:
 	$(MAKE) --no-print-directory BUILD=build/asan SANITIZE="$(ASAN_FLAGS)" NVCC= \
 	    build/asan/test_runtime build/asan/apr
+	@scripts/pyenv.sh || echo "test oracles: scripts/pyenv.sh failed (run make deps)"
 	@rm -rf build/asan/results && mkdir -p build/asan/results
 	-@ASAN_OPTIONS=detect_leaks=1 build/asan/test_runtime --counts build/asan/results/c.counts
 	-@APR_BIN=build/asan/apr ASAN_OPTIONS=detect_leaks=1 tests/malformed/run.sh build/asan/results/malformed.counts
-	@scripts/test_summary.sh build/asan/results c malformed
+	-@APR_BIN=build/asan/apr ASAN_OPTIONS=detect_leaks=1 tests/asan/exit_order.sh build/asan/results/exit.counts
+	@scripts/test_summary.sh build/asan/results c malformed exit
 
 build/asan/apr: $(BUILD)/obj/runtime/main.o $(BUILD)/libapr.a lua/apr/ffi.lua
 	$(CC) $(CFLAGS) -o $@ $(BUILD)/obj/runtime/main.o -Wl,--whole-archive $(BUILD)/libapr.a -Wl,--no-whole-archive \
 	    $(LUAJIT_A) -Wl,--export-dynamic $(LDLIBS)
 	@ln -sfn $(CURDIR)/lua $(dir $@)lua  # apr finds its Lua files beside the executable
 
-# libFuzzer needs clang; the fuzz build has its own object folder.
+# libFuzzer needs clang; the fuzz build has its own object folder. Every
+# target in tests/fuzz/*_fuzz.c is built and run for FUZZ_SECONDS; each one
+# that builds and runs without a finding counts as one passed test in
+# build/fuzz/results/fuzz.counts (a build failure or a finding: one failed,
+# the reproducer under build/fuzz/artifacts/). New inputs go to FUZZ_OUT:
+# the kept corpus by default, so a long run grows it; CI's short runs write
+# them under build/ instead.
 FUZZ_SECONDS ?= 60
+FUZZ_OUT     ?= tests/fuzz/corpus
 FUZZ_TARGETS := $(patsubst tests/fuzz/%_fuzz.c,%,$(wildcard tests/fuzz/*_fuzz.c))
 fuzz:
-	$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang NVCC= \
-	    SANITIZE="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build/fuzz/libapr.a
-	@for t in $(FUZZ_TARGETS); do \
-	    clang -O1 -g -fsanitize=fuzzer,address,undefined -Iruntime/include -Iruntime -D_GNU_SOURCE \
-	        tests/fuzz/$${t}_fuzz.c build/fuzz/libapr.a $(LDLIBS) -o build/fuzz/$$t || exit 1; \
-	    mkdir -p tests/fuzz/corpus/$$t; \
+	@rm -rf build/fuzz/results && mkdir -p build/fuzz/results build/fuzz/artifacts
+	@passed=0; failed=0; \
+	if ! $(MAKE) --no-print-directory BUILD=build/fuzz CC=clang NVCC= \
+	        SANITIZE="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build/fuzz/libapr.a; then \
+	    echo "FAIL fuzz: the runtime does not build with clang"; \
+	    failed=$(words $(FUZZ_TARGETS)); \
+	else for t in $(FUZZ_TARGETS); do \
+	    if ! clang -O1 -g -fsanitize=fuzzer,address,undefined -Iruntime/include -Iruntime -D_GNU_SOURCE \
+	            tests/fuzz/$${t}_fuzz.c build/fuzz/libapr.a $(LDLIBS) -o build/fuzz/$$t; then \
+	        echo "FAIL fuzz $$t: does not build"; failed=$$((failed + 1)); continue; \
+	    fi; \
+	    mkdir -p $(FUZZ_OUT)/$$t; \
 	    echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
-	    build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        tests/fuzz/corpus/$$t $$( [ -d tests/fuzz/seeds/$$t ] && echo tests/fuzz/seeds/$$t ) || exit 1; \
-	done
+	    if build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	            -artifact_prefix=build/fuzz/artifacts/$$t- $(FUZZ_OUT)/$$t \
+	            $$( [ "$(FUZZ_OUT)" != tests/fuzz/corpus ] && [ -d tests/fuzz/corpus/$$t ] && echo tests/fuzz/corpus/$$t ) \
+	            $$( [ -d tests/fuzz/seeds/$$t ] && echo tests/fuzz/seeds/$$t ); then \
+	        passed=$$((passed + 1)); \
+	    else \
+	        echo "FAIL fuzz $$t: exit $$? (a finding's reproducer is in build/fuzz/artifacts/)"; failed=$$((failed + 1)); \
+	    fi; \
+	done; fi; \
+	echo "$$passed $$failed 0" > build/fuzz/results/fuzz.counts
+	@scripts/test_summary.sh build/fuzz/results fuzz
 
 # ---------------------------------------------------------------- packaging
 bundle: all

@@ -18,8 +18,9 @@
 enum { BN = 128, BK = 64, LDS = BK + 8, THREADS = 256 };
 enum { EPI_F32 = 0, EPI_SWIGLU = 1 };
 
-/* A block takes 32*MT tokens: MT = 4 for prompts, 1 for short passes
- * (a 32-token prompt would waste three quarters of a 128-token tile). */
+/* A block takes 32*MT tokens: MT = 4 for prompts, 1 or 2 for short passes
+ * (a 32-token prompt would waste three quarters of a 128-token tile, and a
+ * 33-token one split over two 32-token tiles decodes every weight twice). */
 template <int MT> struct tile { enum { BM = 32 * MT, SMEM = 2 * (BM + BN) * LDS * 2 }; };
 
 struct gemm_args {
@@ -311,6 +312,42 @@ static __global__ void splitk_reduce(gemm_args a)
     }
 }
 
+/* ------------------------------------------------- long passes: f16 for cuBLAS */
+
+/* Rows [row0, row0 + rows) of w as f16 rows of w.cols values: a thread a
+ * unit, decoded as the tiles above decode it, so both paths multiply the
+ * same f16 weights. */
+template <int DT>
+static __global__ void dequant_f16(apr_cuda_qmat w, int row0, int rows, __half *out)
+{
+    const int upr = w.cols / 32;
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)rows * upr) return;
+    const int r = (int)(i / upr), u = (int)(i % upr);
+    wtile<DT> t;
+    t.load(w, row0 + r, u);
+    t.store(u, out + (size_t)r * w.cols + 64 * (u >> 1), u & 1);
+}
+
+/* out[t*ld_out + f] = silu(gu[t*2R + f]) * gu[t*2R + R + f], f < R. */
+static __global__ void glu_join(const float *gu, int R, int n_tok, float *out, int ld_out)
+{
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < (size_t)n_tok * R;
+         e += (size_t)gridDim.x * blockDim.x) {
+        const size_t t = e / R, f = e % R;
+        out[t * ld_out + f] = silu(gu[t * 2 * R + f]) * gu[t * 2 * R + R + f];
+    }
+}
+
+static __global__ void bias_rows(float *out, int ld_out, const float *bias, int rows, int n_tok)
+{
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < (size_t)n_tok * rows;
+         e += (size_t)gridDim.x * blockDim.x)
+        out[(e / rows) * ld_out + e % rows] += bias[e % rows];
+}
+
+static unsigned grid_for(size_t n) { return (unsigned)min((size_t)8 * sm_count(), APR_DIV_UP(n, 256)); }
+
 /* ---------------------------------------------------------------- launchers */
 
 /* A product with fewer tiles than two per SM (the 5120-row products of a
@@ -357,8 +394,31 @@ static apr_status launch(gemm_args a, void *scratch, size_t scratch_bytes, cudaS
 
 /* ---------------------------------------------------------------- entry points */
 
-/* Passes up to this many tokens take 32-token tiles. */
-enum { SHORT = 64 };
+/* The token tile of a pass of n tokens: the fewest tiles, so every weight
+ * is decoded as few times as the shape allows, then the smallest tile that
+ * holds them. APR_CUDA_GEMM_MT=1 restores the 32-token tiles for all passes
+ * up to 64 tokens (the layout before version 22, for A/B runs). */
+static int tile_mt(int n_tok)
+{
+    static int old = -1;
+    if (old < 0) {
+        const char *v = getenv("APR_CUDA_GEMM_MT");
+        old = v && atoi(v) == 1;
+    }
+    if (n_tok <= 32) return 1;
+    if (n_tok <= 64) return old ? 1 : 2;
+    return 4;
+}
+
+template <int EPI>
+static apr_status launch_mt(const gemm_args &a, void *scratch, size_t scratch_bytes, cudaStream_t stream)
+{
+    switch (tile_mt(a.n_tok)) {
+    case 1: return launch<EPI, 1>(a, scratch, scratch_bytes, stream);
+    case 2: return launch<EPI, 2>(a, scratch, scratch_bytes, stream);
+    default: return launch<EPI, 4>(a, scratch, scratch_bytes, stream);
+    }
+}
 
 /* The kernels' shared memory exceeds the 48 KB a launch gets by default;
  * raised once, before any launch (not allowed while a graph records). */
@@ -366,7 +426,8 @@ extern "C" apr_status apr_cuda_gemm_setup(void)
 {
 #define SETUP1(DT, EPI, MT) \
     APR_CUDA_CHECK(cudaFuncSetAttribute(gemm_q<DT, EPI, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, tile<MT>::SMEM));
-#define SETUP(DT) SETUP1(DT, EPI_F32, 1) SETUP1(DT, EPI_F32, 4) SETUP1(DT, EPI_SWIGLU, 1) SETUP1(DT, EPI_SWIGLU, 4)
+#define SETUP(DT) SETUP1(DT, EPI_F32, 1) SETUP1(DT, EPI_F32, 2) SETUP1(DT, EPI_F32, 4) \
+    SETUP1(DT, EPI_SWIGLU, 1) SETUP1(DT, EPI_SWIGLU, 2) SETUP1(DT, EPI_SWIGLU, 4)
     APR_CUDA_FOR_EACH_QTYPE(SETUP)
     SETUP(APR_F16)
     SETUP(APR_BF16)
@@ -382,8 +443,7 @@ extern "C" apr_status apr_cuda_gemm(const apr_cuda_qmat *w, const void *x_f16, i
 {
     if (n_tok <= 0) return APR_OK;
     gemm_args a = {*w, *w, (const __half *)x_f16, n_tok, out, ld_out, bias, resid, ld_resid, NULL, NULL, 1, 0};
-    return n_tok <= SHORT ? launch<EPI_F32, 1>(a, scratch, scratch_bytes, stream)
-                          : launch<EPI_F32, 4>(a, scratch, scratch_bytes, stream);
+    return launch_mt<EPI_F32>(a, scratch, scratch_bytes, stream);
 }
 
 extern "C" apr_status apr_cuda_gemm_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *up, const void *x_f16,
@@ -396,6 +456,45 @@ extern "C" apr_status apr_cuda_gemm_swiglu(const apr_cuda_qmat *gate, const apr_
                          apr_dtype_name(gate->dtype), gate->rows, gate->cols, apr_dtype_name(up->dtype), up->rows,
                          up->cols);
     gemm_args a = {*gate, *up, (const __half *)x_f16, n_tok, out, ld_out, NULL, NULL, 0, (__half *)out_f16, NULL, 1, 0};
-    return n_tok <= SHORT ? launch<EPI_SWIGLU, 1>(a, scratch, scratch_bytes, stream)
-                          : launch<EPI_SWIGLU, 4>(a, scratch, scratch_bytes, stream);
+    return launch_mt<EPI_SWIGLU>(a, scratch, scratch_bytes, stream);
+}
+
+extern "C" apr_status apr_cuda_dequant_f16(const apr_cuda_qmat *w, int row0, int rows, void *out, cudaStream_t stream)
+{
+    if (rows <= 0) return APR_OK;
+    if (w->cols % 64 || row0 < 0 || row0 + rows > w->rows)
+        return apr_error(APR_ERR_INVALID, "apr_cuda_dequant_f16: rows %d..%d of %d x %d", row0, row0 + rows, w->rows,
+                         w->cols);
+    const size_t units = (size_t)rows * (w->cols / 32);
+    const unsigned grid = (unsigned)APR_DIV_UP(units, 256);
+    switch (w->dtype) {
+#define CASE(DT) case DT: dequant_f16<DT><<<grid, 256, 0, stream>>>(*w, row0, rows, (__half *)out); break;
+        APR_CUDA_FOR_EACH_QTYPE(CASE)
+        CASE(APR_F16)
+        CASE(APR_BF16)
+        CASE(APR_F32)
+#undef CASE
+    default:
+        return apr_error(APR_ERR_UNSUPPORTED, "apr_cuda_dequant_f16: no kernel for %s weights",
+                         apr_dtype_name(w->dtype) ? apr_dtype_name(w->dtype) : "?");
+    }
+    APR_CUDA_LAUNCHED();
+    return APR_OK;
+}
+
+extern "C" apr_status apr_cuda_glu_join(const float *gu, int R, int n_tok, float *out, int ld_out, cudaStream_t stream)
+{
+    if (n_tok <= 0 || R <= 0) return APR_OK;
+    glu_join<<<grid_for((size_t)n_tok * R), 256, 0, stream>>>(gu, R, n_tok, out, ld_out);
+    APR_CUDA_LAUNCHED();
+    return APR_OK;
+}
+
+extern "C" apr_status apr_cuda_bias_rows(float *out, int ld_out, const float *bias, int rows, int n_tok,
+                                         cudaStream_t stream)
+{
+    if (n_tok <= 0 || rows <= 0) return APR_OK;
+    bias_rows<<<grid_for((size_t)n_tok * rows), 256, 0, stream>>>(out, ld_out, bias, rows, n_tok);
+    APR_CUDA_LAUNCHED();
+    return APR_OK;
 }

@@ -28,6 +28,14 @@ apr_status apr_cuda_gemm_swiglu(const apr_cuda_qmat *gate, const apr_cuda_qmat *
  * tokens x outputs <= 2 x (2 x 132 SMs) x 128 x 128 floats. */
 #define APR_CUDA_GEMM_SCRATCH ((size_t)36 << 20)
 
+/* Long passes (ops.c, blas.c): rows [row0, row0 + rows) of w as f16 rows of
+ * w->cols values in out, decoded as the tiles above decode them; SwiGLU's
+ * join of a product of gate and up chunks, gu = [n_tok][gate R | up R], into
+ * out[t*ld_out + f]; and out[t*ld_out + r] += bias[r]. */
+apr_status apr_cuda_dequant_f16(const apr_cuda_qmat *w, int row0, int rows, void *out, cudaStream_t stream);
+apr_status apr_cuda_glu_join(const float *gu, int R, int n_tok, float *out, int ld_out, cudaStream_t stream);
+apr_status apr_cuda_bias_rows(float *out, int ld_out, const float *bias, int rows, int n_tok, cudaStream_t stream);
+
 /* Once per process, before the first launch. */
 apr_status apr_cuda_gemm_setup(void);
 

@@ -81,6 +81,9 @@ int main(int argc, char **argv)
     }
     /* A closed pipe (apr pass | head) ends output quietly instead of killing us. */
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit (ulimit -f) makes a write fail with EFBIG, reported
+     * like a full disk, instead of killing apr halfway through a file. */
+    signal(SIGXFSZ, SIG_IGN);
     apr_interrupt_install();
 
     lua_State *L = luaL_newstate();

@@ -33,6 +33,18 @@ for l in $libs; do cp -L "$l" "$out/lib/"; done
 for l in /lib/$multi/libreadline.so.8 /lib/$multi/libtinfo.so.6; do
     [ -f "$l" ] && cp -L "$l" "$out/lib/"
 done
+# CUPTI, which `apr trace --kernels` loads with dlopen (so ldd does not list
+# it), from the toolkit the binary was built with.
+if "$out/apr" version --json 2>/dev/null | grep -q '"cuda":true'; then
+    cuda=${CUDA_HOME:-/usr/local/cuda}
+    for d in "$cuda/lib64" "$cuda/extras/CUPTI/lib64" "$cuda/lib"; do
+        l=$(ls "$d"/libcupti.so.[0-9]* 2>/dev/null | head -1)
+        if [ -n "$l" ]; then
+            cp -L "$l" "$out/lib/"
+            break
+        fi
+    done
+fi
 # Modules loaded with dlopen do not inherit the executable's RUNPATH: give
 # each its own so libuv is found beside it.
 if command -v patchelf >/dev/null; then
@@ -41,6 +53,11 @@ if command -v patchelf >/dev/null; then
         up=$(printf '../%.0s' $(seq 1 "$depth"))
         patchelf --set-rpath "\$ORIGIN/$up" "$so"
     done
+fi
+# A library's RUNPATH serves its own needs only: libcurl must find its TLS,
+# HTTP/2 and compression libraries beside it, not on the host.
+if command -v patchelf >/dev/null; then
+    for so in "$out"/lib/*.so*; do patchelf --set-rpath '$ORIGIN' "$so"; done
 fi
 cat > "$out/README" <<'TXT'
 apr, relocatable: run ./apr from this folder or from anywhere through its path.

@@ -15,6 +15,7 @@
 -- arguments = <table or JSON string> } } }; tool results use role "tool".
 local jinja = require "apr.jinja"
 local json = require "apr.json"
+local trace = require "apr.trace"
 
 local chat = {}
 
@@ -59,7 +60,7 @@ function chat.render(source, messages, opts)
         if RENDER_OPTS[k] then render_opts[k] = v elseif type(k) == "string" then vars[k] = v end
     end
     if vars.tools == nil then vars.tools = json.null end
-    return jinja.render(source, vars, render_opts)
+    return trace.span("template render", jinja.render, source, vars, render_opts)
 end
 
 return chat

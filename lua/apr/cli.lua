@@ -10,8 +10,8 @@ local M = {}
 -- The commands `apr help` lists, in the order a newcomer meets them: one
 -- for each lua/apr/cmd/NAME.lua (cli_spec checks both ways).
 M.commands = {
-    "info", "inspect", "verify", "synth", "run", "repl",
-    "pass", "chat", "serve", "devices", "version", "help",
+    "pull", "info", "inspect", "verify", "synth", "run", "repl",
+    "pass", "chat", "serve", "trace", "devices", "version", "help",
 }
 
 -- A failure the user caused or must fix (bad file, missing model): exit 1
@@ -56,17 +56,24 @@ function M.run_command(name, argv)
         eprint("apr: unknown command '", name, "' (see 'apr help')")
         return 2
     end
+    local tracing
     local ok, result = xpcall(function()
         local opts = args.parse(cmd.spec, argv)
         if opts.help then
             io.stdout:write(args.help(name, cmd.spec))
             return 0
         end
+        -- --trace DIR, or APR_TRACE_DIR from `apr trace` (lua/apr/trace/session.lua);
+        -- `apr trace` itself renders that folder, it does not write into it
+        if opts.trace or (os.getenv("APR_TRACE_DIR") and name ~= "trace") then
+            tracing = require("apr.trace.session").open(name, argv, opts)
+        end
         return cmd.run(opts) or 0
     end, function(e)
         if type(e) == "table" then return e end
         return { bug = tostring(e), traceback = debug.traceback(tostring(e), 2) }
     end)
+    if tracing then tracing:close(ok and result or 1) end
     close_uv_handles()
     if ok then return result end
     if args.is_usage_error(result) then

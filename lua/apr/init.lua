@@ -16,10 +16,19 @@ function apr.interrupted() return C.apr_interrupted() ~= 0 end
 function apr.clear_interrupt() C.apr_interrupt_clear() end
 
 -- apr.load(path, opts) -> a model (lua/apr/model.lua), or nil and a message.
-function apr.load(path, opts) return require("apr.model").load(path, opts) end
+-- path may be a Hugging Face reference, ORG/REPO:QUANT (apr.model_path).
+function apr.load(path, opts)
+    local resolved, err = require("apr.model_path").resolve(path)
+    if err then return nil, err end
+    return require("apr.model").load(resolved, opts)
+end
 
 -- apr.open(path) -> a GGUF file (lua/apr/file.lua), or nil and a message.
-function apr.open(path) return require("apr.file").open(path) end
+function apr.open(path)
+    local resolved, err = require("apr.model_path").resolve(path)
+    if err then return nil, err end
+    return require("apr.file").open(resolved)
+end
 
 -- Submodules load when first touched: `apr.server` costs nothing until used.
 local lazy = {

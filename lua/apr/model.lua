@@ -13,6 +13,8 @@ local core = require "apr.core"
 local C, ffi = core.C, core.ffi
 local sampler = require "apr.sampler"
 local stopper = require "apr._stop"
+local trace = require "apr.trace"
+local TENSOR_ALLOC = trace.name("tensor allocation")  -- a context's buffers and KV cache
 
 local M = {}
 
@@ -162,19 +164,17 @@ function Model:_context()
         C.apr_context_params_default(p)
         p.n_ctx = self.n_ctx
         p.kv_type = M.KV_TYPES[self.kv_type]
+        trace.begin(TENSOR_ALLOC)
         local status = C.apr_context_new(self.handle, p, context_box)
+        trace.finish(TENSOR_ALLOC)
         if status ~= 0 then
             local _, msg = core.failure(status, 3)
             error(msg, 3)
         end
-        -- The context uses the model's backend until it is freed, so its
-        -- finalizer holds the model: were both collected in one cycle, the
-        -- order of two plain finalizers would be arbitrary.
-        local model_handle = self.handle
-        self.ctx = ffi.gc(context_box[0], function(c)
-            C.apr_context_free(c)
-            return model_handle
-        end)
+        -- The context holds its own reference on the model (apr.h), so
+        -- the two finalizers may run in either order (at exit they run in
+        -- no particular one).
+        self.ctx = ffi.gc(context_box[0], C.apr_context_free)
         self.n_ctx = C.apr_context_n_ctx(self.ctx)
         self.n_batch = p.n_batch > 0 and p.n_batch or 512
         self.logits = ffi.new("float[?]", self.info.n_vocab)

@@ -190,6 +190,7 @@ static int spawn_workers(int want)
         pthread_t t;
         start_state[pool.n_workers] = atomic_load(&pool.state);
         if (pthread_create(&t, NULL, worker, (void *)(intptr_t)pool.n_workers) != 0) break;
+        pthread_setname_np(t, "apr-worker");  /* how top, gdb and apr trace name it */
         pthread_detach(t);
         pool.n_workers++;
     }

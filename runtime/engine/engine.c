@@ -34,6 +34,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "model/model.h"  /* the context's paged cache, for its block counts */
+#include "trace/trace.h"
 
 /* ------------------------------------------------------------------ */
 /* State                                                              */
@@ -331,7 +332,9 @@ static void sample_rows(void *ctx, int64_t begin, int64_t end, int thread)
 static void step(apr_engine *e)
 {
     int rows, prompt;
+    APR_TRACE_BEGIN(APR_SPAN_SCHEDULE);
     int n = build_batch(e, &rows, &prompt);
+    APR_TRACE_END(APR_SPAN_SCHEDULE);
     if (n == 0) return;
     apr_batch b = { n, e->b_ids, e->b_pos, e->b_seq, e->b_logits };
     /* When every row only wants the argmax, the choice is made where the
@@ -383,9 +386,12 @@ static void step(apr_engine *e)
 static void *engine_main(void *arg)
 {
     apr_engine *e = arg;
+    apr_trace_thread_name("engine");
     pthread_mutex_lock(&e->lock);
     for (;;) {
+        APR_TRACE_BEGIN(APR_SPAN_SCHEDULE);
         int posted = admit_locked(e);
+        APR_TRACE_END(APR_SPAN_SCHEDULE);
         publish_locked(e);
         if (posted) notify(e);
         if (e->stopping) break;
@@ -396,7 +402,9 @@ static void *engine_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&e->lock);
+        APR_TRACE_BEGIN(APR_SPAN_ENGINE_STEP);
         step(e);
+        APR_TRACE_END(APR_SPAN_ENGINE_STEP);
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
@@ -435,7 +443,7 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
 
     apr_engine *e = calloc(1, sizeof *e);
     APR_CHECK(e, APR_ERR_NOMEM, "engine: out of memory");
-    e->model = m;
+    e->model = apr_model_retain(m);  /* the thread reads it until apr_engine_free */
     e->tok = apr_model_tokenizer(m);
     e->n_seq = p->n_seq;
     /* Every generating sequence needs a slot in each step's batch. */
@@ -456,7 +464,9 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
     cp.n_seq = p->n_seq;
     cp.n_batch = e->n_batch;
     if (p->kv_type) cp.kv_type = p->kv_type;
+    APR_TRACE_BEGIN(APR_SPAN_TENSOR_ALLOC);
     apr_status st = apr_context_new(m, &cp, &e->ctx);
+    APR_TRACE_END(APR_SPAN_TENSOR_ALLOC);
     if (st != APR_OK) {
         apr_engine_free(e);
         return st;
@@ -538,6 +548,7 @@ void apr_engine_free(apr_engine *e)
     free(e->events);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->wake);
+    apr_model_free(e->model);
     free(e);
 }
 

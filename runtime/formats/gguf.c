@@ -11,6 +11,7 @@
  * apr_gguf_array_get on the 152K-entry vocabulary of a Qwen2 file is O(1). */
 #include "formats/gguf.h"
 #include "core/error.h"
+#include "core/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,13 +99,6 @@ static void quote(char *out, size_t cap, const uint8_t *s, uint64_t n)
         }
     }
     out[o] = '\0';
-}
-
-static const char *type_name(int type)
-{
-    static const char *names[] = { "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-                                   "bool", "string", "array", "uint64", "int64", "float64" };
-    return type >= 0 && type <= APR_GGUF_FLOAT64 ? names[type] : "unknown";
 }
 
 /* "PATH: ITEM: PROBLEM at byte N" */
@@ -222,7 +216,7 @@ static apr_status parse_array(parser *ps, int depth, apr_gguf_value *v)
     uint64_t min = esize ? esize : et == APR_GGUF_STRING ? 8 : 12;
     if (n > left / min)
         return bad(ps, at, "array of %" PRIu64 " %s elements runs past the end of the %s (%" PRIu64 " bytes)",
-                   n, type_name((int)et), ps->f ? "file" : "value", ps->size);
+                   n, gguf_type_name((int)et), ps->f ? "file" : "value", ps->size);
     if (esize) {
         if (et == APR_GGUF_BOOL) {
             for (uint64_t i = 0; i < n; i++)
@@ -255,7 +249,7 @@ static apr_status parse_value(parser *ps, int type, int depth, apr_gguf_value *v
     *v = (apr_gguf_value){ .type = type, .elem_type = -1, .len = 1, .index = -1 };
     uint64_t size = gguf_scalar_size(type);
     if (size) {
-        APR_TRY(need(ps, size, type_name(type)));
+        APR_TRY(need(ps, size, gguf_type_name(type)));
         v->data = ps->base + ps->pos;
         if (type == APR_GGUF_BOOL && ps->base[ps->pos] > 1)
             return bad(ps, ps->pos, "boolean value %u is not 0 or 1", ps->base[ps->pos]);
@@ -370,7 +364,7 @@ static apr_status read_alignment(parser *ps)
     const apr_gguf_value *v = &f->kvs[i].value;
     uint64_t at = (uint64_t)((const uint8_t *)v->data - f->base);
     snprintf(ps->what, sizeof ps->what, "key 'general.alignment'");
-    if (v->type != APR_GGUF_UINT32) return bad(ps, at, "must be a uint32, not %s", type_name(v->type));
+    if (v->type != APR_GGUF_UINT32) return bad(ps, at, "must be a uint32, not %s", gguf_type_name(v->type));
     uint32_t a = gguf_u32(v->data);
     if (a == 0 || (a & (a - 1))) return bad(ps, at, "%" PRIu32 " is not a power of two", a);
     f->alignment = a;
@@ -582,24 +576,15 @@ apr_status apr_gguf_open(const char *path, apr_gguf **out)
     APR_CHECK(out, APR_ERR_INVALID, "apr_gguf_open: out is NULL");
     *out = NULL;
     APR_CHECK(path, APR_ERR_INVALID, "apr_gguf_open: path is NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return apr_error(errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return apr_error(APR_ERR_IO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return apr_error(APR_ERR_IO, "%s: not a regular file", path);
-    }
+    int fd;
+    uint64_t size;
+    APR_TRY(apr_file_open_regular(path, &fd, &size));  /* a FIFO fails here instead of blocking */
     apr_gguf *f = new_file(path);
     if (!f) {
         close(fd);
         return APR_ERR_NOMEM;
     }
-    f->size = (uint64_t)st.st_size;
+    f->size = size;
     if (f->size > 0) {
         void *p = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
@@ -700,7 +685,7 @@ apr_status apr_gguf_array_get(const apr_gguf *f, const apr_gguf_value *array, ui
 {
     APR_CHECK(f && array && out, APR_ERR_INVALID, "apr_gguf_array_get: NULL argument");
     APR_CHECK(array->type == APR_GGUF_ARRAY, APR_ERR_INVALID, "apr_gguf_array_get: value is a %s, not an array",
-              type_name(array->type));
+              gguf_type_name(array->type));
     APR_CHECK(i < array->len, APR_ERR_RANGE, "%s: array index %" PRIu64 " out of range [0, %" PRIu64 ")",
               f->path, i, array->len);
     int et = array->elem_type;
@@ -772,7 +757,7 @@ apr_status apr_gguf_get_int(const apr_gguf *f, const char *key, int64_t *out)
         x = (int64_t)gguf_u64(p);
         break;
     default:
-        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not an integer", f->path, key, type_name(v->type));
+        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not an integer", f->path, key, gguf_type_name(v->type));
     }
     *out = x;
     return APR_OK;
@@ -789,7 +774,7 @@ apr_status apr_gguf_get_float(const apr_gguf *f, const char *key, double *out)
     } else if (v->type == APR_GGUF_FLOAT64) {
         memcpy(out, v->data, 8);
     } else {
-        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not a float", f->path, key, type_name(v->type));
+        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not a float", f->path, key, gguf_type_name(v->type));
     }
     return APR_OK;
 }
@@ -799,7 +784,7 @@ apr_status apr_gguf_get_bool(const apr_gguf *f, const char *key, int *out)
     const apr_gguf_value *v = NULL;
     APR_TRY(lookup(f, key, &v));
     APR_CHECK(v->type == APR_GGUF_BOOL, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a bool", f->path, key,
-              type_name(v->type));
+              gguf_type_name(v->type));
     *out = *(const uint8_t *)v->data;
     return APR_OK;
 }
@@ -809,7 +794,7 @@ apr_status apr_gguf_get_str(const apr_gguf *f, const char *key, const char **out
     const apr_gguf_value *v = NULL;
     APR_TRY(lookup(f, key, &v));
     APR_CHECK(v->type == APR_GGUF_STRING, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a string", f->path, key,
-              type_name(v->type));
+              gguf_type_name(v->type));
     APR_CHECK(!memchr(v->data, 0, v->len), APR_ERR_FORMAT, "%s: key '%s' holds a NUL byte", f->path, key);
     *out = kv_of(v)->str;
     return APR_OK;

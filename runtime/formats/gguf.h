@@ -38,6 +38,14 @@ static inline uint64_t gguf_scalar_size(int type)
     }
 }
 
+/* "uint32", "string", ... for messages; "unknown" for other numbers. */
+static inline const char *gguf_type_name(int type)
+{
+    static const char *const names[] = { "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
+                                         "bool", "string", "array", "uint64", "int64", "float64" };
+    return type >= 0 && type <= APR_GGUF_FLOAT64 ? names[type] : "unknown";
+}
+
 static inline int gguf_type_known(int type)
 {
     return type == APR_GGUF_STRING || type == APR_GGUF_ARRAY || gguf_scalar_size(type) > 0;

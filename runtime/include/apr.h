@@ -296,6 +296,135 @@ apr_status apr_gguf_tensor(const apr_gguf *f, int64_t i, apr_gguf_tensor_info *o
 int64_t apr_gguf_find_tensor(const apr_gguf *f, const char *name);
 
 /* ===================================================================== */
+/* Model sources (runtime/formats/source.c; formats: formats/source.h)   */
+/* ===================================================================== */
+
+/* A model file of any container apr reads, behind one interface: metadata
+ * by key, the tensor table, and each tensor's bytes. apr_source_open picks
+ * the container by the file's first bytes: GGUF, as one file or as a split
+ * set (NAME-00001-of-0000N.gguf, llama.cpp's gguf-split: opened from its
+ * first part, read as one model), and the formats formats/source.h lists.
+ * The model loader, the tokenizer and the Lua side (apr.open, info,
+ * inspect, verify) see files only through this interface.
+ *
+ * Everything is validated at open (counts, sizes, offsets, names), so
+ * nothing below reads outside the files. Queries (metadata, the tensor
+ * table, apr_source_tensor_read) are safe from any number of threads;
+ * apr_source_tensor_data and _release have the rule stated on them. Strings
+ * and values returned point into the source and live until it is closed. */
+typedef struct apr_source apr_source;
+
+/* What a source is. */
+typedef struct apr_source_info {
+    const char *format;       /* "GGUF" (or another container's name) */
+    uint32_t version;         /* the container's version (GGUF: 2 or 3) */
+    int n_files;              /* 1, or the number of parts of a split model */
+    uint64_t size;            /* bytes of all its files together */
+    int64_t n_kv;             /* metadata keys */
+    int64_t n_tensors;        /* tensors of all its files together */
+    uint64_t alignment;       /* of tensor data in the file (GGUF: general.alignment, 32), 0 if none */
+    uint64_t data_offset;     /* where the first file's tensor data starts, 0 if it has no such section */
+} apr_source_info;
+
+/* One tensor of a source. ne[0] is the innermost (contiguous) dimension, as
+ * in GGUF; dimensions past n_dims are 1. */
+typedef struct apr_tensor_info {
+    const char *name;         /* NUL-terminated, owned by the source */
+    int type;                 /* apr_dtype */
+    int n_dims;               /* 1..4 */
+    int64_t ne[4];
+    uint64_t nbytes;          /* its bytes as apr computes with them (apr_source_tensor_data's size) */
+    int file;                 /* which file holds it: 0, or the part of a split model */
+    uint64_t offset;          /* its stored bytes, from the start of that file's data section (GGUF's offset) */
+    uint64_t file_offset;     /* the same from the file's first byte */
+    uint64_t stored_bytes;    /* bytes it takes in the file: nbytes when stored as is, less when compressed */
+    const char *codec;        /* how it is stored: "none" (as is), else the container's codec ("lz4", "zstd") */
+    uint64_t chunk_bytes;     /* decoded bytes per stored chunk (the last may be shorter): reads of ranges
+                                 aligned to it decode each chunk once; 0 when stored as is (any range is free) */
+    int mapped;               /* 1: apr_source_tensor_data points into the file's mapping (no copy, no decode) */
+} apr_tensor_info;
+
+/* Opens path: checks it is a regular file (a FIFO or a directory fails at
+ * once, core/file.h), reads its first bytes to pick the container, and
+ * opens and validates it. A split GGUF model is opened from its first part
+ * and needs every part beside it; opening another part fails and names the
+ * first. On failure *out is NULL and the one-line message names the file,
+ * the problem and where it is. Close with apr_source_close. */
+apr_status apr_source_open(const char *path, apr_source **out);
+/* The same for an image of size bytes at data (one file; not copied: the
+ * bytes must outlive the source); messages call it "<memory>". */
+apr_status apr_source_open_memory(const void *data, size_t size, apr_source **out);
+void apr_source_close(apr_source *s);
+
+void apr_source_get_info(const apr_source *s, apr_source_info *out);
+/* The path it was opened with ("<memory>" for memory images). */
+const char *apr_source_path(const apr_source *s);
+/* File k (0 <= k < n_files): its path and its bytes as stored on disk
+ * (mapped read-only, for whole-file checksums). APR_ERR_RANGE for a bad k. */
+apr_status apr_source_file(const apr_source *s, int k, const char **path, const void **bytes, uint64_t *size);
+/* The GGUF file behind part k of a GGUF source (NULL for another container
+ * or a bad k): for GGUF-specific work such as apr_gguf_copy. The model code
+ * never needs it. */
+const apr_gguf *apr_source_gguf(const apr_source *s, int k);
+
+/* --- metadata ---------------------------------------------------------- */
+/* Values are typed as GGUF types them (apr_gguf_type, apr_gguf_value),
+ * whatever the container: apr's containers keep GGUF metadata verbatim. */
+int64_t apr_source_n_kv(const apr_source *s);
+/* The i-th key (0 <= i < n_kv) and its value; APR_ERR_RANGE for a bad i. */
+apr_status apr_source_kv(const apr_source *s, int64_t i, const char **key, apr_gguf_value *out);
+/* Index of key, or -1 if absent. */
+int64_t apr_source_find_kv(const apr_source *s, const char *key);
+/* Element i of an array value from this source (any element type, nested
+ * arrays included); APR_ERR_RANGE for i >= len. */
+apr_status apr_source_array_get(const apr_source *s, const apr_gguf_value *array, uint64_t i, apr_gguf_value *out);
+/* Typed lookups: APR_ERR_NOT_FOUND when the key is absent, APR_ERR_FORMAT
+ * when its type does not convert (any integer type to int64 if it fits;
+ * float32/float64 to double; a string holding a NUL byte). Messages name
+ * the file and the key. The string is NUL-terminated and owned by the
+ * source. */
+apr_status apr_source_get_int(const apr_source *s, const char *key, int64_t *out);
+apr_status apr_source_get_float(const apr_source *s, const char *key, double *out);
+apr_status apr_source_get_bool(const apr_source *s, const char *key, int *out);
+apr_status apr_source_get_str(const apr_source *s, const char *key, const char **out);
+/* An array value whose elements are of elem_type (an apr_gguf_type; -1:
+ * any), read with apr_source_array_get, or for fixed-size elements straight
+ * from out->data (packed, maybe unaligned: memcpy). APR_ERR_NOT_FOUND when
+ * absent, APR_ERR_FORMAT when not such an array. */
+apr_status apr_source_get_array(const apr_source *s, const char *key, int elem_type, apr_gguf_value *out);
+
+/* --- tensors ----------------------------------------------------------- */
+int64_t apr_source_n_tensors(const apr_source *s);
+/* Tensor i (0 <= i < n_tensors; split models: the first part's tensors,
+ * then the second's, ...); APR_ERR_RANGE for a bad i. */
+apr_status apr_source_tensor(const apr_source *s, int64_t i, apr_tensor_info *out);
+/* Index of the tensor called name, or -1 if absent. */
+int64_t apr_source_find_tensor(const apr_source *s, const char *name);
+
+/* --- tensor bytes ------------------------------------------------------ */
+/* The whole of tensor i (nbytes), borrowed. A mapped tensor (info.mapped)
+ * is a pointer into the file's mapping, valid until the source is closed.
+ * Any other is decoded whole into a buffer the source owns, valid until
+ * apr_source_tensor_release(s, i) or the close. Calls for different
+ * tensors may run on different threads at once; not so for the same i, nor
+ * with its release. Fails (nothing kept) with APR_ERR_RANGE for a bad i,
+ * APR_ERR_NOMEM, or APR_ERR_FORMAT naming the tensor and chunk whose stored
+ * bytes are corrupt (a checksum, a codec error). */
+apr_status apr_source_tensor_data(apr_source *s, int64_t i, const void **data);
+/* Copies bytes [offset, offset + n) of tensor i, as apr_source_tensor_data
+ * would give them, into dst (the caller's memory: a staging buffer, pinned
+ * or not). A compressed tensor decodes only the chunks the range touches
+ * (ranges aligned to info.chunk_bytes decode each chunk once), never the
+ * whole tensor, and nothing is kept. Safe from any number of threads at
+ * once, on any tensors: the loader reads chunks in parallel. APR_ERR_RANGE
+ * for a bad i or a range past the tensor's end; otherwise as
+ * apr_source_tensor_data. */
+apr_status apr_source_tensor_read(apr_source *s, int64_t i, uint64_t offset, void *dst, uint64_t n);
+/* Frees what apr_source_tensor_data decoded for tensor i (nothing for a
+ * mapped tensor or a bad i); pointers it gave for i become invalid. */
+void apr_source_tensor_release(apr_source *s, int64_t i);
+
+/* ===================================================================== */
 /* Writing GGUF files (runtime/formats/gguf_write.c)                     */
 /* ===================================================================== */
 
@@ -422,7 +551,7 @@ void apr_sha256_final(apr_sha256 *h, uint8_t *digest, char *hex);
 /* Tokenizer (runtime/model/tokenizer.c, detok.c)                        */
 /* ===================================================================== */
 
-/* A byte-level BPE tokenizer built from a GGUF file's tokenizer.ggml.*
+/* A byte-level BPE tokenizer built from a model file's tokenizer.ggml.*
  * metadata (docs/tokenizer.md). It copies what it needs, so the file may be
  * closed afterwards. Immutable once built: any number of threads may
  * tokenize with one tokenizer at once. */
@@ -458,13 +587,13 @@ typedef enum apr_detok_flags {
     APR_DETOK_SKIP_CONTROL = 1
 } apr_detok_flags;
 
-/* Builds the tokenizer of f: tokenizer.ggml.model must be "gpt2" (byte-level
+/* Builds the tokenizer of source f: tokenizer.ggml.model must be "gpt2" (byte-level
  * BPE) and tokenizer.ggml.pre a split apr implements (qwen2, llama-bpe,
  * smollm, gpt-2 and their aliases); anything else is APR_ERR_UNSUPPORTED
  * naming the value. A missing key is APR_ERR_NOT_FOUND naming it; malformed
  * values APR_ERR_FORMAT. On success the caller frees *out with
  * apr_tokenizer_free; on failure *out is NULL. */
-apr_status apr_tokenizer_from_gguf(const apr_gguf *f, apr_tokenizer **out);
+apr_status apr_tokenizer_from_source(const apr_source *f, apr_tokenizer **out);
 void apr_tokenizer_free(apr_tokenizer *t);
 
 /* Vocabulary size (ids are 0 .. n_vocab-1). */
@@ -537,6 +666,56 @@ apr_status apr_detok_flush(apr_detok *d, const char **text, size_t *len);
 void apr_detok_reset(apr_detok *d);
 
 /* ===================================================================== */
+/* Architectures (runtime/model/arch.c)                                  */
+/* ===================================================================== */
+
+/* The tensors a model of each architecture apr runs has, with shapes that
+ * follow from its hyperparameters: the one description the loader binds
+ * from, `apr verify` checks against and `apr synth` writes. */
+
+/* What a tensor is for. */
+typedef enum apr_tensor_role {
+    APR_ROLE_EMBEDDING = 0,   /* token_embd: a row per token, looked up by id */
+    APR_ROLE_NORM = 1,        /* an RMSNorm gain (vector) */
+    APR_ROLE_WEIGHT = 2,      /* a linear layer's matrix */
+    APR_ROLE_BIAS = 3,        /* a linear layer's bias (vector) */
+    APR_ROLE_OUTPUT = 4       /* output.weight: hidden state to logits */
+} apr_tensor_role;
+
+/* The hyperparameters shapes are made of. */
+typedef struct apr_arch_dims {
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+} apr_arch_dims;
+
+/* One tensor an architecture has. */
+typedef struct apr_expected_tensor {
+    char name[64];            /* "blk.3.attn_q.weight" */
+    const char *kind;         /* the name's stem: "token_embd", "attn_q", "ffn_down", "output" (static) */
+    int layer;                /* its block, -1 outside the blocks */
+    int role;                 /* apr_tensor_role */
+    int n_dims;               /* 1 (a vector) or 2 (a matrix) */
+    int64_t ne[2];            /* GGUF order: ne[0] the inputs (a row's length), ne[1] the outputs (1 for vectors) */
+    int required;             /* 0: may be absent (output.weight: tied to token_embd; Llama's q/k/v biases) */
+} apr_expected_tensor;
+
+/* 1 if apr has a tensor table for general.architecture arch ("qwen2",
+ * "llama"), else 0. */
+int apr_arch_supported(const char *arch);
+/* How many tensors arch has with n_layer blocks (optional ones included);
+ * -1 for an architecture without a table or a negative n_layer. */
+int64_t apr_arch_n_tensors(const char *arch, int n_layer);
+/* Tensor i (0 <= i < apr_arch_n_tensors) of arch with the hyperparameters
+ * d, in the order apr synth writes them: token_embd, each block's
+ * tensors, output_norm, output. APR_ERR_UNSUPPORTED for an architecture
+ * without a table, APR_ERR_RANGE for a bad i. */
+apr_status apr_arch_tensor(const char *arch, const apr_arch_dims *d, int64_t i, apr_expected_tensor *out);
+/* 1 if a tensor of this role may be of element type dtype: norms and
+ * biases F32; matrices the types apr's products take. */
+int apr_arch_type_allowed(int role, int dtype);
+/* Those types as text for messages ("F32, F16, BF16, Q4_0, ..."); static. */
+const char *apr_arch_types(int role);
+
+/* ===================================================================== */
 /* Models and inference contexts (runtime/model/)                        */
 /* ===================================================================== */
 
@@ -572,8 +751,22 @@ typedef struct apr_model_info {
 /* Fills p with the defaults (AUTO device, all threads, no budget). */
 void apr_model_params_default(apr_model_params *p);
 /* Loads path. Fails with a message naming the file and, for missing
- * hyperparameters or tensors, the key or tensor name. */
+ * hyperparameters or tensors, the key or tensor name. The caller holds the
+ * one reference to *out and releases it with apr_model_free. */
 apr_status apr_model_load(const char *path, const apr_model_params *p, apr_model **out);
+/* Runs every check apr_model_load makes, in the same code, without a
+ * device: the file's structure, the architecture and hyperparameters, the
+ * tokenizer, each tensor's presence, shape and type, the norms finite, the
+ * vocabulary against token_embd. Nothing is uploaded or kept. APR_OK if
+ * apr_model_load would get that far; otherwise the status and message it
+ * would fail with (`apr verify` reports them). What only a device can
+ * refuse (memory, the CUDA kernels' head sizes) is not checked. */
+apr_status apr_model_validate(const char *path);
+/* Takes another reference on m and returns it (NULL for NULL). Thread-safe. */
+apr_model *apr_model_retain(apr_model *m);
+/* Releases a reference: the model is freed with the last one. Contexts and
+ * engines hold their own reference, so a model released before them stays
+ * until they are freed, whatever the order. Thread-safe. */
 void apr_model_free(apr_model *m);
 void apr_model_get_info(const apr_model *m, apr_model_info *out);
 /* The model's tokenizer, owned by the model. */
@@ -594,12 +787,14 @@ typedef struct apr_context_params {
 } apr_context_params;
 
 void apr_context_params_default(apr_context_params *p);
-/* Makes a context (p NULL: the defaults). APR_ERR_UNSUPPORTED, before
- * anything is allocated, when the model's backend cannot run its attention
- * over a cache of p->kv_type (the message says what it has);
- * APR_ERR_NOMEM (or the VRAM budget's message) when the cache and buffers
- * do not fit. */
+/* A context for m, holding a reference on it (apr_model_retain) until
+ * apr_context_free: the caller may release its own reference first
+ * (p NULL: the defaults). APR_ERR_UNSUPPORTED, before anything is
+ * allocated, when the model's backend cannot run its attention over a
+ * cache of p->kv_type (the message says what it has); APR_ERR_NOMEM (or
+ * the VRAM budget's message) when the cache and buffers do not fit. */
 apr_status apr_context_new(apr_model *m, const apr_context_params *p, apr_context **out);
+/* Frees the context and releases its reference on the model. */
 void apr_context_free(apr_context *c);
 int apr_context_n_ctx(const apr_context *c);
 /* Tokens sequence seq holds in the cache (the next position to decode). */
@@ -876,7 +1071,8 @@ void apr_engine_params_default(apr_engine_params *p);
 /* Fills r with an empty prompt, max_tokens 16 and the sampler's defaults. */
 void apr_engine_request_default(apr_engine_request *r);
 /* Creates the context (n_seq sequences, n_ctx slots) for m and starts the
- * thread. m must outlive the engine. Fails as apr_context_new does, with
+ * thread. The engine holds a reference on m until apr_engine_free, so the
+ * caller may release its own first. Fails as apr_context_new does, with
  * APR_ERR_INVALID for bad parameters (naming them), APR_ERR_NOMEM or
  * APR_ERR_IO (no eventfd); *out is then NULL. */
 apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine **out);
@@ -901,6 +1097,202 @@ apr_status apr_engine_cancel(apr_engine *e, uint64_t id);
 int apr_engine_poll(apr_engine *e, apr_engine_event *out, int max);
 /* A snapshot of the counters. */
 void apr_engine_get_stats(apr_engine *e, apr_engine_stats *out);
+
+/* ===================================================================== */
+/* File locks (runtime/core/lockfile.c)                                  */
+/* ===================================================================== */
+
+/* Takes an exclusive flock(2) on path (created if missing; its folder must
+ * exist), waiting up to timeout_s seconds (< 0: without limit; Ctrl+C stops
+ * the wait), and writes the descriptor that holds it to *fd. Fails, *fd =
+ * -1, with APR_ERR_BUSY when another process still holds it after the
+ * timeout, APR_ERR_CANCELLED on Ctrl+C, APR_ERR_IO otherwise. */
+apr_status apr_lockfile_acquire(const char *path, double timeout_s, int *fd);
+/* Releases the lock and closes fd; accepts -1. */
+void apr_lockfile_release(int fd);
+
+/* ===================================================================== */
+/* HTTP requests (runtime/net/fetch.c)                                   */
+/* ===================================================================== */
+
+/* One HTTP(S) request through libcurl, for small answers (a hub's JSON, a
+ * HEAD's headers). Blocking; Ctrl+C (apr_interrupted) stops it. */
+typedef struct apr_fetch_result {
+    int http_status;          /* of the last response (0: none arrived) */
+    char *headers;            /* that response's header lines, "\r\n"-separated, NUL-terminated */
+    char *body;               /* its body, NUL-terminated (body_len bytes before the NUL) */
+    size_t body_len;
+    char *url;                /* the URL of the last response (after redirects followed) */
+} apr_fetch_result;
+
+/* Sends method ("GET", "HEAD") to url with the extra header lines in headers
+ * ("Name: value", '\n'-separated; NULL for none), follows redirects when
+ * follow is 1, and fills *out, whose strings the caller releases with
+ * apr_fetch_result_free. An HTTP error status is not a failure: read
+ * out->http_status. Fails, with *out empty, with APR_ERR_IO for a transport
+ * failure (curl's message: no connection, timeout after timeout_s seconds,
+ * TLS), APR_ERR_RANGE when the body exceeds max_body bytes,
+ * APR_ERR_CANCELLED on Ctrl+C, APR_ERR_INVALID for a bad argument. */
+apr_status apr_fetch_request(const char *method, const char *url, const char *headers, int follow,
+                             size_t max_body, double timeout_s, apr_fetch_result *out);
+/* Frees the strings of *r and empties it; accepts NULL and an empty result. */
+void apr_fetch_result_free(apr_fetch_result *r);
+
+/* ===================================================================== */
+/* Downloads (runtime/net/download.c)                                    */
+/* ===================================================================== */
+
+/* One file of known size fetched over HTTP(S) into a local file on a thread
+ * of its own: `connections` parallel ranged requests (HTTP/1.1, one TCP
+ * connection each) into the file preallocated to its size, progress kept
+ * in a journal (PATH.resume) so that a later download of the same URL into
+ * the same path resumes after any interruption, a process kill included,
+ * retries with backoff (Retry-After honoured) on 408/425/429/5xx, dropped
+ * connections and stalls, a restart from byte 0 on one connection when the
+ * server ignores ranges, and the SHA-256 computed while the bytes arrive.
+ * Progress and the outcome come back as events (apr_download_poll); the
+ * descriptor apr_download_fd is readable while some wait, so an event loop
+ * watches it. Nothing calls back into the caller. */
+typedef struct apr_download apr_download;
+
+typedef struct apr_download_params {
+    const char *url;          /* where the bytes are; redirects are followed */
+    const char *path;         /* the file written (and PATH.resume beside it) */
+    const char *headers;      /* extra request header lines, '\n'-separated, or NULL */
+    int64_t size;             /* the file's exact size in bytes (required, >= 0) */
+    const char *sha256;       /* 64 lower-case hex digits to compare at the end, or NULL */
+    int connections;          /* parallel ranged requests, 1..64 (8) */
+    int64_t chunk_bytes;      /* bytes per ranged request; 0: size / (8 x connections) within [1, 64] MiB */
+    int max_retries;          /* failures in a row without a byte before a connection gives up (8) */
+    double stall_seconds;     /* a connection receiving nothing this long is retried (30) */
+    double connect_seconds;   /* connect timeout (30) */
+    double progress_seconds;  /* between progress events (0.1) */
+    double max_retry_wait;    /* the longest Retry-After honoured, seconds (300) */
+} apr_download_params;
+
+typedef enum apr_download_event_kind {
+    APR_DOWNLOAD_PROGRESS = 0,  /* periodic: the counters below */
+    APR_DOWNLOAD_RETRY = 1,     /* a request failed and is retried after `wait` s (message, http_status) */
+    APR_DOWNLOAD_RESTART = 2,   /* the server ignored ranges: starting over from byte 0, one connection */
+    APR_DOWNLOAD_DONE = 3,      /* the file is complete, synced, its sha256 computed (and matched) */
+    APR_DOWNLOAD_FAILED = 4     /* reason, status, message; nothing follows */
+} apr_download_event_kind;
+
+typedef enum apr_download_reason {
+    APR_DOWNLOAD_CANCELLED = 1, /* apr_download_cancel; the journal is kept for a resume */
+    APR_DOWNLOAD_NETWORK = 2,   /* retries exhausted or a fatal transport error; journal kept */
+    APR_DOWNLOAD_HTTP = 3,      /* an HTTP error that retrying cannot fix (401, 403, 404, ...); journal kept */
+    APR_DOWNLOAD_CHANGED = 4,   /* the file changed on the server (ETag, size): file and journal removed */
+    APR_DOWNLOAD_DIGEST = 5,    /* SHA-256 mismatch: file and journal removed; sha256 holds the digest */
+    APR_DOWNLOAD_DISK = 6       /* the file could not be created, reserved or written (full disk) */
+} apr_download_reason;
+
+typedef struct apr_download_event {
+    int kind;                 /* apr_download_event_kind */
+    int64_t done;             /* bytes of the file written, resumed ones included */
+    int64_t total;            /* the file's size */
+    int64_t resumed;          /* bytes found on disk when the download started */
+    int64_t received;         /* body bytes received and written by this download */
+    int64_t hashed;           /* bytes from the start hashed so far */
+    int active;               /* connections transferring now */
+    int http_status;          /* RETRY/FAILED: the response's status, 0 for a transport failure */
+    double wait;              /* RETRY: seconds until the retry */
+    int reason;               /* FAILED: apr_download_reason */
+    int status;               /* FAILED: an apr_status */
+    char sha256[65];          /* DONE: the file's digest, 64 hex digits */
+    char message[256];        /* RETRY/FAILED: why, one line */
+} apr_download_event;
+
+/* Fills p with the defaults above (size -1: must be set). */
+void apr_download_params_default(apr_download_params *p);
+/* Copies p and starts the download thread; *out to free with
+ * apr_download_free. Fails, with *out NULL and nothing started, with
+ * APR_ERR_INVALID for bad parameters (naming them) or APR_ERR_IO. Failures
+ * after the start (the network, the disk) arrive as a FAILED event. */
+apr_status apr_download_start(const apr_download_params *p, apr_download **out);
+/* The eventfd that is readable while events wait; owned by d. */
+int apr_download_fd(const apr_download *d);
+/* Moves up to max waiting events to out, oldest first; returns how many.
+ * Never blocks. After a DONE or FAILED event nothing more comes. */
+int apr_download_poll(apr_download *d, apr_download_event *out, int max);
+/* Asks the download to stop; it ends with a FAILED event, reason
+ * APR_DOWNLOAD_CANCELLED, its journal saved. Returns at once. */
+void apr_download_cancel(apr_download *d);
+/* Stops the download if it runs (as cancel, then waits for the thread) and
+ * frees d. Accepts NULL. */
+void apr_download_free(apr_download *d);
+
+/* ===================================================================== */
+/* Tracing (runtime/trace/, docs/trace.md)                               */
+/* ===================================================================== */
+
+/* Where the time of a run goes: spans (named begin/end pairs) recorded by C
+ * and Lua into per-thread ring buffers, and, on the GPU, kernels and copies
+ * as CUPTI reports them. While tracing is off a span costs one predictable
+ * branch. Timestamps are CLOCK_MONOTONIC nanoseconds (luv's uv.hrtime()).
+ * Span names are interned: apr_trace_name gives the id that begin/end take.
+ * Everything may be called from any thread; a thread's first record
+ * reserves its ring (address space only: pages are used as records fill). */
+typedef struct apr_trace_params {
+    int64_t ring_records;     /* records per thread, rounded up to a power of 2 (0: 1M); when a
+                                 ring is full its oldest records are overwritten (and counted) */
+    int kernels;              /* 1: record GPU kernels, copies and memsets through CUPTI */
+} apr_trace_params;
+
+typedef struct apr_trace_info {
+    int active;               /* between apr_trace_start and apr_trace_stop */
+    int kernels;              /* 1 if CUPTI is recording (kernels asked for, CUDA build, library found) */
+    char kernels_note[256];   /* when kernels were asked for and are not recorded: why */
+    int n_threads;            /* threads that recorded in this trace */
+    int64_t records;          /* span records kept in the rings */
+    int64_t overwritten;      /* span records lost to full rings (oldest first) */
+    int64_t gpu_records;      /* kernel, copy and memset records kept */
+    int64_t gpu_dropped;      /* GPU records lost (CUPTI's buffers or apr's store full) */
+    uint64_t start_ns;        /* apr_trace_now() at apr_trace_start */
+    uint64_t stop_ns;         /* at apr_trace_stop (0 while active) */
+} apr_trace_info;
+
+/* Fills p with the defaults above. */
+void apr_trace_params_default(apr_trace_params *p);
+/* Starts a trace, discarding the records of an earlier one. With
+ * p->kernels on a machine without CUPTI (no CUDA build, no libcupti, no
+ * GPU) it still starts, records spans only, and says why in
+ * apr_trace_info.kernels_note. Fails with APR_ERR_INVALID for bad params
+ * (NULL means the defaults) or when a trace is already active. */
+apr_status apr_trace_start(const apr_trace_params *p);
+/* Stops recording and collects CUPTI's pending records (waiting for the
+ * GPU work they describe). Records stay readable until the next start.
+ * Does nothing when no trace is active. */
+void apr_trace_stop(void);
+/* 1 while a trace is active. */
+int apr_trace_enabled(void);
+/* The trace clock: CLOCK_MONOTONIC in nanoseconds. */
+uint64_t apr_trace_now(void);
+/* The id of a span name (interned for the life of the process; the same
+ * name gives the same id). 0 for NULL, "" or when out of memory; names are
+ * cut at 255 bytes. */
+uint32_t apr_trace_name(const char *name);
+/* Opens and closes a span of this thread. Spans nest: an end closes the
+ * innermost open span of that name (and any opened inside it). No effect
+ * while tracing is off or for id 0. */
+void apr_trace_begin(uint32_t name);
+void apr_trace_end(uint32_t name);
+/* A whole span measured by the caller (start_ns from apr_trace_now or
+ * uv.hrtime), on lane `lane` of this thread: spans that overlap without
+ * nesting (concurrent HTTP requests of one event loop) go on different
+ * lanes 1..200 (higher ones share lane 200); lane 0 is the thread's own
+ * stack. */
+void apr_trace_complete(uint32_t name, int lane, uint64_t start_ns, uint64_t dur_ns);
+/* Names the calling thread in the trace ("main", "engine"); cut at 31 bytes. */
+void apr_trace_thread_name(const char *name);
+/* Fills out with the current trace's counters. */
+void apr_trace_get_info(apr_trace_info *out);
+/* Writes the last trace (stopped or not) as Chrome trace-event JSON to
+ * path: one X event per span, kernel and copy, thread and process names as
+ * M events, and an "otherData" object holding meta_json (a JSON object's
+ * members without braces, or NULL) beside apr's own fields. Fails with
+ * APR_ERR_IO naming the path; a partial file is removed. */
+apr_status apr_trace_write_json(const char *path, const char *meta_json);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@
 #include "model/tokenizer.h"
 
 #include "core/error.h"
+#include "trace/trace.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +320,7 @@ apr_status apr_tokenize(const apr_tokenizer *t, const char *text, size_t len, in
     APR_CHECK(!(flags & APR_TOKENIZE_ADD_BOS) || t->bos >= 0, APR_ERR_UNSUPPORTED,
               "tokenize: BOS requested, but the vocabulary has no BOS token");
 
+    APR_TRACE_BEGIN(APR_SPAN_TOKENIZE);
     encoder e = { .t = t, .ids = ids, .cap = cap };
     if (flags & APR_TOKENIZE_ADD_BOS) emit(&e, t->bos);
     const uint8_t *s = (const uint8_t *)text;
@@ -328,6 +330,7 @@ apr_status apr_tokenize(const apr_tokenizer *t, const char *text, size_t len, in
     free(e.spelled);
     free(e.cache);
     free(e.pool);
+    APR_TRACE_END(APR_SPAN_TOKENIZE);
     if (st == APR_OK) *n_out = e.n;
     return st;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "trace/trace.h"
 
 /* Output rows per product: enough for a decode step of many sequences, and
  * prompt logits go through in pieces instead of a [n_batch][n_vocab] buffer
@@ -107,7 +108,7 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
 
     apr_context *c = calloc(1, sizeof *c);
     APR_CHECK(c, APR_ERR_NOMEM, "cannot allocate a context");
-    c->model = m;
+    c->model = apr_model_retain(m);  /* released last, in apr_context_free */
     c->p = p;
     c->B = m->backend;
     c->attn = (apr_attn_params){
@@ -131,6 +132,7 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
     if (s == APR_OK)
         s = apr_kvcache_init(&c->cache, c->B, p.kv_type, hp->n_layer, hp->n_head_kv, hp->head_dim, p.n_ctx, p.n_seq);
     if (s != APR_OK) {
+        apr_model_free(c->model);
         free(c);
         return s;
     }
@@ -198,6 +200,7 @@ void apr_context_free(apr_context *c)
     if (c->stream) B->stream_free(c->stream);
     apr_kvcache_release(&c->cache);
     free(c->host_meta);
+    apr_model_free(c->model);  /* the backend released into above belongs to it */
     free(c);
 }
 
@@ -271,21 +274,31 @@ static apr_status decode(apr_context *c, const apr_batch *b, float *logits_out, 
 
     int n_out = 0;
     apr_status s = stage(c, b, &n_out);
+    /* a batch whose every token wants logits is a decode step; one with
+     * prompt tokens (that want none) is prefill */
+    const int span = n_out == b->n ? APR_SPAN_DECODE : APR_SPAN_PREFILL;
+    APR_TRACE_BEGIN(span);
     if (s == APR_OK && n_out > 0 && !logits_out && !ids_out)
         s = apr_error(APR_ERR_INVALID, "apr_decode: %d tokens want logits but logits_out is NULL", n_out);
     if (s == APR_OK) {
         c->step.n = b->n;
         c->step.n_out = n_out;
+        APR_TRACE_BEGIN(APR_SPAN_H2D);
         c->B->upload(c->stream, c->dev_meta, c->host_meta, c->meta_bytes);
+        APR_TRACE_END(APR_SPAN_H2D);
+        APR_TRACE_BEGIN(APR_SPAN_FORWARD);
         s = apr_qwen2_forward(c, logits_out, ids_out);
+        APR_TRACE_END(APR_SPAN_FORWARD);
     }
     if (s == APR_OK && logits_out && !all_finite(logits_out, (size_t)n_out * c->model->hp.n_vocab))
         s = apr_error(APR_ERR_FORMAT, "non-finite logits; the model's weights may be corrupt (apr verify --deep)");
     if (s != APR_OK) {
         apr_kvcache_rollback(&c->cache);
+        APR_TRACE_END(span);
         return s;
     }
     apr_kvcache_commit(&c->cache);
+    APR_TRACE_END(span);
     return APR_OK;
 }
 

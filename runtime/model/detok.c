@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "model/unicode.h"
+#include "trace/trace.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -190,8 +191,11 @@ apr_status apr_detok_push(apr_detok *d, int32_t id, const char **text, size_t *l
     APR_TRY(check_id(d->t, id));
     d->out.len = 0;
     d->out.failed = 0;
+    APR_TRACE_BEGIN(APR_SPAN_DETOKENIZE);
     feed_token(d->t, d->flags, &d->u, &d->out, id);
-    return deliver(d, text, len);
+    apr_status st = deliver(d, text, len);
+    APR_TRACE_END(APR_SPAN_DETOKENIZE);
+    return st;
 }
 
 apr_status apr_detok_flush(apr_detok *d, const char **text, size_t *len)

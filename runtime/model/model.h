@@ -1,11 +1,14 @@
 /* model.h — a loaded model and an inference context, inside (internal).
  *
  *   model.c    apr_model_load: the file, the tokenizer, the backend, the weights
+ *   arch.c     the tensors of each architecture (apr_arch_*)
  *   qwen2.c    hyperparameters, tensor binding, and the forward pass
  *   kvcache.c  the paged KV cache: blocks, per-sequence block tables
  *   context.c  apr_context_* and apr_decode: batches in, logits out */
 #ifndef APR_MODEL_MODEL_H
 #define APR_MODEL_MODEL_H
+
+#include <stdatomic.h>
 
 #include "apr.h"
 #include "backend/backend.h"
@@ -40,8 +43,13 @@ typedef struct apr_layer {
 } apr_layer;
 
 struct apr_model {
+    /* References: the loader's (released by apr_model_free) and one per
+     * context (engines hold theirs through their context). Whatever frees
+     * last frees the model, so contexts may be freed in any order relative
+     * to it (Lua finalizers run in no particular order at exit). */
+    atomic_int refs;
     char *path;
-    apr_gguf *file;            /* kept open: CPU weights point into its mmap */
+    apr_source *src;           /* the file, kept open: CPU weights are its bytes (mapped, or decoded and kept) */
     apr_hparams hp;
     char *name;                /* general.name or "" */
     struct apr_tokenizer *tok;
@@ -56,8 +64,9 @@ struct apr_model {
 };
 
 /* Reads the hyperparameters of f (path names it in messages). */
-apr_status apr_qwen2_hparams(const apr_gguf *f, const char *path, apr_hparams *hp);
-/* Finds, checks and uploads every tensor the forward pass uses. */
+apr_status apr_qwen2_hparams(const apr_source *f, const char *path, apr_hparams *hp);
+/* Finds, checks and uploads every tensor of the architecture's table
+ * (model/arch.c); with no backend (apr_model_validate), only checks. */
 apr_status apr_qwen2_bind(apr_model *m);
 
 struct apr_context {

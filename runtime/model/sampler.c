@@ -14,6 +14,7 @@
 #include "apr.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "trace/trace.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -342,10 +343,8 @@ apr_status apr_sampler_accept(apr_sampler *s, int32_t id)
     return APR_OK;
 }
 
-apr_status apr_sampler_sample(apr_sampler *s, const float *logits, int32_t *out)
+static apr_status sample(apr_sampler *s, const float *logits, int32_t *out)
 {
-    APR_CHECK(s != NULL && logits != NULL && out != NULL, APR_ERR_INVALID,
-              "apr_sampler_sample: NULL argument");
     const apr_sampler_params *p = &s->p;
     candidate *c = s->cand;
     if (p->temperature <= 0 && s->n_bias == 0 && !penalties_active(s)) {
@@ -387,6 +386,16 @@ apr_status apr_sampler_sample(apr_sampler *s, const float *logits, int32_t *out)
     window_push(s, id);
     *out = id;
     return APR_OK;
+}
+
+apr_status apr_sampler_sample(apr_sampler *s, const float *logits, int32_t *out)
+{
+    APR_CHECK(s != NULL && logits != NULL && out != NULL, APR_ERR_INVALID,
+              "apr_sampler_sample: NULL argument");
+    APR_TRACE_BEGIN(APR_SPAN_SAMPLE);
+    apr_status st = sample(s, logits, out);
+    APR_TRACE_END(APR_SPAN_SAMPLE);
+    return st;
 }
 
 /* ===================================================================== */

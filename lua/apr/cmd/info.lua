@@ -30,8 +30,10 @@ local function gather(f, hash)
     local params = mi.param_count(tensors)
     local info = {
         path = f.path,
-        model = type(hp.name) == "string" and hp.name or (f.path:match("([^/]+)$"):gsub("%.gguf$", "")),
-        format = "GGUF v" .. f.version,
+        model = type(hp.name) == "string" and hp.name
+            or (f.path:match("([^/]+)$"):gsub("%-%d%d%d%d%d%-of%-%d%d%d%d%d%.gguf$", ""):gsub("%.gguf$", "")),
+        format = f.format .. " v" .. f.version,
+        files = #f.files,
         quantization = mi.quantization(f, tensors),
         size = f.size,
         parameters = params,
@@ -55,7 +57,7 @@ end
 function M.run(opts)
     local f = mi.open(opts[1])
     if opts.format then
-        io.stdout:write("GGUF v", f.version, "\n")
+        io.stdout:write(f.format, " v", f.version, "\n")
         return 0
     end
     local info = gather(f, not opts.no_hash)
@@ -80,7 +82,13 @@ function M.run(opts)
     add("Heads", info.heads)
     add("KV heads", info.kv_heads)
     add("Vocabulary", info.vocab, " tokens")
-    add("SHA256", info.sha256)
+    if #f.files > 1 then
+        add("Files", string.format("%d (a split model)", #f.files))
+        -- one digest per part, as each part is published and checked
+        for k, hex in ipairs(info.sha256 or {}) do add("SHA256", hex .. "  " .. f.files[k].path:match("[^/]*$")) end
+    else
+        add("SHA256", info.sha256)
+    end
     io.stdout:write(table.concat(lines, "\n"), "\n")
     return 0
 end

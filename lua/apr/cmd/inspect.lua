@@ -86,12 +86,13 @@ local function show_metadata(f, json)
             if type(v) == "cdata" then v = tostring(v):gsub("U?LL$", "") end
             list[#list + 1] = { key = k, type = ty, value = v }
         end
-        io.stdout:write(require("cjson").encode({ path = f.path, format = "GGUF v" .. f.version,
+        io.stdout:write(require("cjson").encode({ path = f.path, format = f.format .. " v" .. f.version,
             metadata = list }), "\n")
         return
     end
-    io.stdout:write(string.format("%s: GGUF v%d, %d keys, %d tensors, data at byte %d (alignment %d)\n",
-        f.path, f.version, #keys, #f:tensors(), f.data_offset, f.alignment))
+    io.stdout:write(string.format("%s: %s v%d, %d keys, %d tensors%s, data at byte %d (alignment %d)\n",
+        f.path, f.format, f.version, #keys, #f:tensors(),
+        #f.files > 1 and string.format(" in %d files", #f.files) or "", f.data_offset, f.alignment))
     for _, k in ipairs(keys) do
         local v, ty = f:get(k)
         local text = ty == "float32" and string.format("%.7g", v) or short(v)

@@ -42,6 +42,7 @@ M.spec = {
           help = "seconds a request's head may take to arrive (408 after)" },
         { "idle-timeout", value = "S", type = "number", min = 0.01, default = 60,
           help = "seconds an idle keep-alive connection stays open" },
+        require("apr.trace.session").OPTION,
     },
     examples = {
         "apr serve models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --port 8080",
@@ -57,7 +58,8 @@ local DEFAULT_CTX_CAP = 32768
 function M.run(opts)
     local uv = require "luv"
     local server = require "apr.server"
-    local path = opts[1]
+    local path, rerr = require("apr.model_path").resolve(opts[1])
+    if not path then cli.fail("%s", rerr) end
     -- Checked without opening: the model loads on a worker thread, and
     -- nothing here should block (a named pipe would).
     local st, serr = uv.fs_stat(path)

@@ -18,6 +18,7 @@ local router = require "apr.server.router"
 local metrics = require "apr.server.metrics"
 local openai = require "apr.server.openai"
 local engine = require "apr.server.engine"
+local trace = require "apr.trace"
 
 local M = {}
 
@@ -164,9 +165,11 @@ end
 
 -- The access log line and the request counters.
 function Server:_on_response(req, res)
-    local dur = (uv.hrtime() - (req.t_start or uv.hrtime())) * 1e-9
+    local t_end = uv.hrtime()
+    local dur = (t_end - (req.t_start or t_end)) * 1e-9
     local route = req.route or "unmatched"
     local status = res.status or 0
+    if trace.enabled() and req.t_start then trace.record(trace.name("HTTP " .. (req.method or "?") .. " " .. route), req.t_start, t_end) end
     self.metrics.requests:inc(1, route, tostring(status))
     self.metrics.duration:observe(dur, route)
     local fields = {

@@ -25,11 +25,22 @@ typedef struct cpu_backend {
 
 static int isa = -1;
 
+#if defined(__x86_64__) || defined(__i386__)
+/* CPUID leaf 1 ECX bit 29: F16C, asked directly because clang 14 (Debian 12)
+ * rejects __builtin_cpu_supports("f16c") as an invalid feature string. The
+ * OS-saves-YMM check is covered by the "avx2" builtin asked alongside. */
+static int have_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && ((c >> 29) & 1);
+}
+#endif
+
 int apr_cpu_has_avx2(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && have_f16c();
 #else
     return 0;
 #endif

@@ -115,6 +115,9 @@ static void cuda_stream_free(apr_stream *s)
     apr_cuda_release(b, s->glu_q8);
     apr_cuda_release(b, s->glu_meta);
     apr_cuda_release(b, s->glu_counters);
+    apr_cuda_blas_free(s->blas);
+    apr_cuda_release(b, s->blas_w);
+    apr_cuda_release(b, s->blas_tmp);
     if (s->cs) cudaStreamDestroy(s->cs);
     free(s);
 }
@@ -169,6 +172,13 @@ static apr_stream *cuda_stream_new(apr_backend *base, const apr_stream_sizes *z)
     if (ok && z->n_batch > CUDA_Q8_DEFAULT) {
         s->splitk_bytes = APR_CUDA_GEMM_SCRATCH;
         ok = (s->splitk = apr_cuda_alloc(b, s->splitk_bytes, 0)) != NULL;
+    }
+    /* long passes: f16 weight chunks and cuBLAS, where the library opens */
+    if (ok && z->n_batch >= b->blas_min && apr_cuda_blas_available()) {
+        s->blas_tmp_bytes = n * 2 * 4096 * sizeof(float);
+        ok = (s->blas_w = apr_cuda_alloc(b, b->blas_chunk, 0)) != NULL;
+        ok = ok && (s->blas_tmp = apr_cuda_alloc(b, s->blas_tmp_bytes, 0)) != NULL;
+        if (ok) s->blas = apr_cuda_blas_new(s->cs, s->splitk, s->splitk_bytes);
     }
     if (!ok) {
         cuda_stream_free(s);
@@ -296,6 +306,15 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
     b->q8_max = CUDA_Q8_DEFAULT;
     if (getenv("APR_CUDA_Q8_MAX")) b->q8_max = atoi(getenv("APR_CUDA_Q8_MAX")); /* for measurements */
     if (b->q8_max < 0 || b->q8_max > CUDA_GEMV_MAX) b->q8_max = CUDA_Q8_DEFAULT;
+    b->mma_max = CUDA_MMA_MAX;
+    if (getenv("APR_CUDA_MMA_MAX")) b->mma_max = atoi(getenv("APR_CUDA_MMA_MAX")); /* for measurements */
+    if (b->mma_max < 0 || b->mma_max > CUDA_MMA_MAX) b->mma_max = CUDA_MMA_MAX;
+    b->blas_min = CUDA_BLAS_MIN;
+    if (getenv("APR_CUDA_BLAS_MIN")) b->blas_min = atoi(getenv("APR_CUDA_BLAS_MIN")); /* for measurements */
+    if (b->blas_min <= CUDA_MMA_MAX) b->blas_min = CUDA_MMA_MAX + 1;
+    b->blas_chunk = CUDA_BLAS_CHUNK;
+    if (getenv("APR_CUDA_BLAS_CHUNK_MIB")) b->blas_chunk = (size_t)atoi(getenv("APR_CUDA_BLAS_CHUNK_MIB")) << 20;
+    if (b->blas_chunk < ((size_t)4 << 20)) b->blas_chunk = CUDA_BLAS_CHUNK;
     cudaSetDevice(gpu_index);
     /* the kernels' stack frames are at most 40 bytes (ptxas -v); the
      * default 1 KB per thread reserves local memory for every thread the

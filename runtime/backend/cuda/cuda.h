@@ -4,6 +4,7 @@
  *   weights.c  weight upload: staging, repacking (kernels/repack.cu), host-resident tables
  *   ops.c      the forward pass's ops, mapped onto kernels/ entry points
  *   device.c   finding and describing devices (apr_device_* in apr.h)
+ *   blas.c     cuBLAS, opened at run time, for the products of long prompts
  *
  * Every op runs on the stream's CUDA stream and returns nothing: the first
  * failure of a pass is kept in the stream and returned by sync (backend.h). */
@@ -60,6 +61,11 @@ typedef struct cuda_backend {
     int glu_q8;            /* APR_CUDA_GLU_Q8=1: SwiGLU's kernel quantizes its output (ops.c: measured slower) */
     int q8_max;            /* products of up to this many tokens take int8 activations (CUDA_Q8_DEFAULT;
                               APR_CUDA_Q8_MAX=0..CUDA_GEMV_MAX for measurements) */
+    int mma_max;           /* products of up to this many tokens take the tensor-core decode kernels
+                              (CUDA_MMA_MAX; APR_CUDA_MMA_MAX=0..CUDA_MMA_MAX for measurements) */
+    int blas_min;          /* products of at least this many tokens take f16 weights and cuBLAS when it is
+                              present (CUDA_BLAS_MIN; APR_CUDA_BLAS_MIN for measurements) */
+    size_t blas_chunk;     /* bytes of f16 weights dequantized at a time (CUDA_BLAS_CHUNK) */
 } cuda_backend;
 
 /* Which intermediate form of an activation buffer a kernel has already left
@@ -90,6 +96,11 @@ struct apr_stream {
     float *glu_meta;
     unsigned *glu_counters; /* [max_cols / 64] zero between launches */
     size_t splitk_bytes;
+    void *blas;            /* cuBLAS handle (blas.c) of streams that take long passes, else NULL; its
+                              workspace is splitk, which no kernel uses while cuBLAS runs */
+    void *blas_w;          /* [blas_chunk] f16 weights, a chunk of rows at a time */
+    float *blas_tmp;       /* SwiGLU's gate | up products of a chunk: [n_batch][2 R] */
+    size_t blas_tmp_bytes;
     int n_split;           /* pieces a decode step's keys are cut into */
     cuda_memo memo;
     /* the first failure since the last sync */
@@ -115,6 +126,16 @@ void apr_cuda_release(cuda_backend *b, void *p);
 int apr_cuda_arena_init(cuda_arena *a, int dev, size_t reserve);
 void *apr_cuda_arena_alloc(cuda_backend *b, cuda_arena *a, size_t bytes);
 void apr_cuda_arena_release(cuda_backend *b, cuda_arena *a);
+
+/* cuBLAS (blas.c): available says whether the library could be opened
+ * (once per process); new makes a handle bound to a stream and a workspace,
+ * or NULL; gemm computes c[t*ldc + r] = a_r . b_t + beta c[t*ldc + r] for m
+ * f16 rows a of k_dim values and n f16 rows b, in f32. */
+int apr_cuda_blas_available(void);
+void *apr_cuda_blas_new(cudaStream_t cs, void *workspace, size_t workspace_bytes);
+void apr_cuda_blas_free(void *handle);
+apr_status apr_cuda_blas_gemm(void *handle, int m, int n, int k_dim, const void *a_f16, const void *b_f16, float *c,
+                              int ldc, float beta);
 
 /* Keeps the first failure of a pass (status and message) for sync. */
 void apr_cuda_record(apr_stream *s, apr_status st);
@@ -150,6 +171,16 @@ void apr_cuda_op_argmax(apr_stream *s, int32_t *ids, const float *logits, int n,
 #define CUDA_Q8_DEFAULT 2
 #define CUDA_MMA_MAX 32
 #define CUDA_ATTN_DECODE_MAX 16
+/* Passes of at least CUDA_BLAS_MIN tokens dequantize each weight matrix to
+ * f16 once, CUDA_BLAS_CHUNK bytes of it at a time, and multiply it with
+ * cuBLAS (blas.c), where the tiles would decode it once per 128 tokens.
+ * Measured on the 32B (docs/cuda.md version 23): the f16 path costs ~80 ms
+ * at any length (dequantizing and reading 65 GB of f16), the tiles ~26 ms
+ * per 128 tokens, so the tiles win up to two tiles (256 tokens). Chunks of
+ * 160 MiB were 12% faster than 32 MiB at 512 tokens (fewer, larger
+ * products). */
+#define CUDA_BLAS_MIN 257
+#define CUDA_BLAS_CHUNK ((size_t)128 << 20)
 
 #endif /* APR_CUDA */
 

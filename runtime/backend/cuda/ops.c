@@ -6,7 +6,9 @@
  * f16 activations and the weight-streaming tensor-core kernels above
  * (gemv_mma.cu: a server's step of 16 sequences costs little more than one
  * token's). Longer passes are prefill: f16 activations on tiled tensor-core
- * kernels (gemm.cu). Attention is split flash-decoding up to
+ * kernels (gemm.cu), and from CUDA_BLAS_MIN tokens each weight matrix
+ * dequantized to f16 once, a chunk of rows at a time, times all the tokens
+ * by cuBLAS (blas.c). Attention is split flash-decoding up to
  * CUDA_ATTN_DECODE_MAX tokens, FlashAttention-2 above (attention.cu).
  *
  * Activations cross the interface as f32, but the products want them int8
@@ -111,7 +113,7 @@ static int decode_kernels(const apr_stream *s, const apr_linear *W, int n)
 {
     const int q = all_quantized(W);
     if (takes_q8(s, n) || (!q && n <= CUDA_GEMV_MAX)) return 1;
-    return q && n <= CUDA_MMA_MAX && W->cols % 128 == 0 ? 2 : 0;
+    return q && n <= s->b->mma_max && W->cols % 128 == 0 ? 2 : 0;
 }
 
 /* A layer of the cache as the kernels take it. apr_cuda_supports has
@@ -133,6 +135,57 @@ static apr_cuda_tokens step_tokens(const apr_step *st)
 {
     return (apr_cuda_tokens){ .pos = st->pos, .seq = st->seq, .slot = st->slot, .block_table = st->block_table,
                               .max_blocks = st->max_blocks };
+}
+
+/* ----------------------------------------------------------- long passes */
+
+/* Whether a product of n tokens takes f16 weight chunks and cuBLAS. */
+static int takes_blas(const apr_stream *s, int n) { return s->blas && n >= s->b->blas_min; }
+
+/* Rows of a chunk: as many as blas_chunk holds (per = 2: gate and up), and
+ * for SwiGLU as many as blas_tmp holds for n tokens; a multiple of 64. */
+static int blas_rows(const apr_stream *s, int64_t cols, int n, int per, int64_t rows)
+{
+    int64_t r = (int64_t)(s->b->blas_chunk / ((size_t)cols * 2 * per));
+    if (per == 2) {
+        int64_t t = (int64_t)(s->blas_tmp_bytes / ((size_t)n * 2 * sizeof(float)));
+        if (t < r) r = t;
+    }
+    r = r / 64 * 64;
+    if (r < 64) r = 64;
+    return (int)(r < rows ? r : rows);
+}
+
+/* out[t*ld_out + r] (+)= w_r . x_t (+ bias[r]) through f16 chunks of w. */
+static void blas_product(apr_stream *s, float *out, int ld_out, const void *x16, const apr_weight *W, int n,
+                         const float *bias, int accumulate)
+{
+    apr_cuda_qmat w = apr_cuda_weight_qmat(W);
+    const int R = blas_rows(s, w.cols, n, 1, w.rows);
+    for (int r0 = 0; r0 < w.rows; r0 += R) {
+        const int rows = w.rows - r0 < R ? w.rows - r0 : R;
+        apr_cuda_record(s, apr_cuda_dequant_f16(&w, r0, rows, s->blas_w, s->cs));
+        apr_cuda_record(s, apr_cuda_blas_gemm(s->blas, rows, n, w.cols, s->blas_w, x16, out + r0, ld_out,
+                                              accumulate ? 1.0f : 0.0f));
+    }
+    if (bias) apr_cuda_record(s, apr_cuda_bias_rows(out, ld_out, bias, w.rows, n, s->cs));
+}
+
+/* SwiGLU through f16 chunks: R gate rows and the same R up rows side by
+ * side in blas_w, one product into blas_tmp, joined into out. */
+static void blas_glu(apr_stream *s, float *out, const void *x16, const apr_linear *W, int n)
+{
+    apr_cuda_qmat gate = apr_cuda_weight_qmat(&W->part[0]), up = apr_cuda_weight_qmat(&W->part[1]);
+    const int R = blas_rows(s, gate.cols, n, 2, gate.rows);
+    for (int r0 = 0; r0 < gate.rows; r0 += R) {
+        const int rows = gate.rows - r0 < R ? gate.rows - r0 : R;
+        apr_cuda_record(s, apr_cuda_dequant_f16(&gate, r0, rows, s->blas_w, s->cs));
+        apr_cuda_record(s, apr_cuda_dequant_f16(&up, r0, rows, (char *)s->blas_w + (size_t)rows * gate.cols * 2,
+                                                s->cs));
+        apr_cuda_record(s, apr_cuda_blas_gemm(s->blas, 2 * rows, n, gate.cols, s->blas_w, x16, s->blas_tmp, 2 * rows,
+                                              0.0f));
+        apr_cuda_record(s, apr_cuda_glu_join(s->blas_tmp, rows, n, out + r0, gate.rows, s->cs));
+    }
 }
 
 /* ===================================================================== */
@@ -189,7 +242,7 @@ void apr_cuda_op_rmsnorm(apr_stream *s, float *out, const float *x, const apr_we
         s->memo.q8_block = q.block;
     } else {
         /* the tensor-core decode kernels' order when they will likely read it */
-        const int rb = cols % block ? 32 : block, frag = n <= CUDA_MMA_MAX && cols % 128 == 0;
+        const int rb = cols % block ? 32 : block, frag = n <= s->b->mma_max && cols % 128 == 0;
         void *buf = frag ? s->x16f : s->x16;
         apr_cuda_record(s, apr_cuda_quantize_rmsnorm_f16(x, cols, w->data, eps, n, cols, buf, out, rb, frag, s->cs));
         s->memo.f16_of = out;
@@ -231,6 +284,13 @@ void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_lin
     const int block = linear_block(W);
     const void *x16 = input_f16(s, &m, x, n, W->cols, quantized ? (W->cols % block ? 32 : block) : 0, 0);
     int64_t row = 0;
+    if (takes_blas(s, n)) {
+        for (int i = 0; i < W->n_parts; i++) {
+            blas_product(s, out + row, (int)W->rows, x16, &W->part[i], n, W->bias[i].data, accumulate);
+            row += W->part[i].rows;
+        }
+        return;
+    }
     for (int i = 0; i < W->n_parts; i++) {
         apr_cuda_qmat w = apr_cuda_weight_qmat(&W->part[i]);
         float *o = out + row;
@@ -274,6 +334,10 @@ void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr
     }
     const int block = linear_block(W);
     const void *x16 = input_f16(s, &m, x, n, W->cols, is_quantized(gate.dtype) ? (W->cols % block ? 32 : block) : 0, 0);
+    if (takes_blas(s, n) && gate.rows == up.rows && gate.cols == up.cols) {
+        blas_glu(s, out, x16, W, n);
+        return;
+    }
     apr_cuda_record(s, apr_cuda_gemm_swiglu(&gate, &up, x16, n, out, gate.rows, NULL, s->splitk, s->splitk_bytes, s->cs));
 }
 

@@ -22,8 +22,8 @@ local function rewritten(path, out, edit)
     core.check(C.apr_gguf_writer_new(box))
     local w = ffi.gc(box[0], C.apr_gguf_writer_free)
     local key, v = ffi.new("const char *[1]"), ffi.new("apr_gguf_value")
-    for i = 0, tonumber(C.apr_gguf_n_kv(f:handle())) - 1 do
-        core.check(C.apr_gguf_kv(f:handle(), i, key, v))
+    for i = 0, tonumber(C.apr_source_n_kv(f:handle())) - 1 do
+        core.check(C.apr_source_kv(f:handle(), i, key, v))
         core.check(C.apr_gguf_writer_add_value(w, key[0], v))
     end
     local ts = f:tensors()
@@ -46,6 +46,7 @@ describe("apr verify", function()
             local r = h.apr("verify --deep tests/fixtures/models/" .. name)
             assert.equal(0, r.code, r.err)
             assert.truthy(r.out:find("^ok    header       GGUF v3, 22 keys, 27 tensors\n"), r.out)
+            assert.truthy(r.out:find("\nok    model        the loader's checks pass", 1, true), r.out)
             assert.truthy(r.out:find("\nok    shapes       qwen2: 2 layers, ", 1, true), r.out)
             assert.truthy(r.out:find("\nok    deep         27 tensors, ", 1, true), r.out)
             assert.is_nil(r.out:find("FAIL"))
@@ -60,7 +61,8 @@ describe("apr verify", function()
         r = h.apr("verify --checksum " .. ("0"):rep(64) .. " " .. path)
         assert.equal(1, r.code)
         assert.truthy(r.out:find("\nFAIL  sha256       " .. Q8_SHA .. ", but the given digest is " .. ("0"):rep(64), 1, true))
-        assert.equal("apr verify: " .. path .. ": 1 of 5 checks failed\n", r.err)
+        assert.equal("apr verify: " .. path .. ": 1 of 6 checks failed (sha256: " .. Q8_SHA .. ", but the given digest is "
+            .. ("0"):rep(64) .. ")\n", r.err)
         assert.equal(2, h.apr("verify " .. path .. " --checksum 1234").code)
         assert.equal(2, h.apr("verify " .. path .. " " .. Q8_SHA).code)
     end)
@@ -96,6 +98,19 @@ describe("apr verify", function()
         h.rmtree(dir)
     end)
 
+    -- Issue 16: verify said ok to files the loader refuses. Its model check
+    -- is the loader's (apr_model_validate): the same words as apr pass.
+    -- tests/lua/malformed_spec.lua runs every such case of the corpus.
+    it("fails what the loader refuses, with the loader's message", function()
+        local path = "tests/fixtures/malformed/model-rope-base-inf.gguf"
+        local v, p = h.apr("verify --deep " .. path), h.apr("pass " .. path .. " --prompt hi")
+        assert.same({ 1, 1 }, { v.code, p.code })
+        local msg = p.err:match("^apr pass: " .. path:gsub("%p", "%%%0") .. ": ([^\n]+)\n$")
+        assert.truthy(msg, p.err)
+        assert.truthy(v.out:find("\nFAIL  model        " .. msg .. "\n", 1, true), v.out)
+        assert.truthy(v.out:find("\nok    deep ", 1, true), v.out)  -- the other checks still run
+    end)
+
     it("--deep finds a NaN scale", function()
         local dir, path = scratch("tiny-q8_0.gguf")
         local f = assert(apr.open(path))
@@ -110,7 +125,7 @@ describe("apr verify", function()
         local r = h.apr("verify --deep " .. path)
         assert.equal(1, r.code)
         assert.truthy(r.out:find("\nFAIL  deep         tensor 'output.weight': ", 1, true), r.out)
-        assert.truthy(r.err:find("1 of 5 checks failed", 1, true))
+        assert.truthy(r.err:find("1 of 6 checks failed (deep: tensor 'output.weight': ", 1, true), r.err)
         h.rmtree(dir)
     end)
 

@@ -207,11 +207,13 @@ static void glu_reference(float *out, float *uw, const float *x, const tw *g, co
 TEST(cuda_matmul_every_type_decode_and_prefill)
 {
     const int64_t cols = 768, rows = 384;
-    apr_stream_sizes z = { .n_batch = 160, .max_cols = cols, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
+    apr_stream_sizes z = { .n_batch = 230, .max_cols = cols, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
     pair p;
     if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    ((cuda_backend *)p.gpu)->blas_chunk = 150000; /* long passes in several chunks of rows */
     rng_state = 21;
-    static const int ns[] = { 1, 2, 3, 5, 8, 9, 12, 16, 17, 24, 32, 33, 150 };
+    /* up to 64 tiles of 32 or 64 tokens, then 128; from CUDA_BLAS_MIN f16 chunks and cuBLAS */
+    static const int ns[] = { 1, 2, 3, 5, 8, 9, 12, 16, 17, 24, 32, 33, 47, 64, 65, 150, 229 };
     for (int ti = 0; ti < N_QTYPES; ti++) {
         tw t;
         if (!make_weight(&p, &t, qtypes[ti], rows, cols, 0)) break;
@@ -263,7 +265,7 @@ TEST(cuda_matmul_parts_bias_and_accumulate)
         L.bias[k] = (apr_weight){ .name = "b", .type = APR_F32, .rows = 1, .cols = prow[k], .row_bytes = 4 * prow[k] };
         REQUIRE(p.gpu->weight_upload(p.gpu, &L.bias[k], bias[k]) == APR_OK);
     }
-    static const int ns[] = { 1, 4, 8, 12, 16, 32, 40, 200 };
+    static const int ns[] = { 1, 4, 8, 12, 16, 32, 40, 64, 200 };
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
         const int n = ns[ni];
         for (int accumulate = 0; accumulate < 2; accumulate++) {
@@ -342,9 +344,10 @@ TEST(cuda_matmul_mma_edges_and_batch_invariance)
 TEST(cuda_matmul_glu_decode_and_prefill)
 {
     const int64_t cols = 512, ff = 640;
-    apr_stream_sizes z = { .n_batch = 140, .max_cols = ff, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
+    apr_stream_sizes z = { .n_batch = 260, .max_cols = ff, .n_ctx = 64, .n_head = 4, .n_head_kv = 2, .head_dim = 64 };
     pair p;
     if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
+    ((cuda_backend *)p.gpu)->blas_chunk = 150000; /* several chunks of gate and up rows */
     rng_state = 41;
     static const int types[] = { APR_Q4_K, APR_Q8_0, APR_F16 };
     for (int ti = 0; ti < 3; ti++) {
@@ -353,7 +356,7 @@ TEST(cuda_matmul_glu_decode_and_prefill)
         apr_linear L = { .n_parts = 2, .rows = 2 * ff, .cols = cols };
         L.part[0] = g.gw;
         L.part[1] = u.gw;
-        static const int ns[] = { 1, 3, 8, 12, 16, 32, 130 };
+        static const int ns[] = { 1, 3, 8, 12, 16, 32, 33, 57, 130, 257 };
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int n = ns[ni];
             float *x = rnd_floats((size_t)n * cols, 2.0f), *uw = malloc(sizeof(float) * n * ff);
