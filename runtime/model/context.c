@@ -48,20 +48,30 @@ static apr_status key_offsets(const apr_model *m, int n_ctx, float **host)
     if (env && strcmp(env, "0") == 0) return APR_OK;
     const apr_hparams *hp = &m->hp;
     const int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, half = hp->n_rot / 2;
-    float *c = NULL;
+    float *c = NULL, *bias = NULL;
     for (int l = 0; l < hp->n_layer; l++) {
         char name[64];
         snprintf(name, sizeof name, "blk.%d.attn_k.bias", l);
-        const int64_t i = apr_gguf_find_tensor(m->file, name);
+        const int64_t i = apr_source_find_tensor(m->src, name);
         if (i < 0) continue;
-        apr_gguf_tensor_info t;
-        APR_TRY(apr_gguf_tensor(m->file, i, &t));
+        apr_tensor_info t;
+        APR_TRY(apr_source_tensor(m->src, i, &t));
         if (t.type != APR_F32 || t.ne[0] != kv_dim) continue; /* the load checked it; a guard */
         if (!c) {
             c = calloc((size_t)hp->n_layer * kv_dim, sizeof(float));
-            APR_CHECK(c, APR_ERR_NOMEM, "cannot allocate the KV cache's key offsets");
+            bias = malloc(sizeof(float) * (size_t)kv_dim);
+            if (!c || !bias) {
+                free(c);
+                free(bias);
+                return apr_error(APR_ERR_NOMEM, "cannot allocate the KV cache's key offsets");
+            }
         }
-        const float *bias = t.data;
+        apr_status st = apr_source_tensor_read(m->src, i, 0, bias, sizeof(float) * (size_t)kv_dim);
+        if (st != APR_OK) {
+            free(c);
+            free(bias);
+            return st;
+        }
         for (int h = 0; h < hp->n_head_kv; h++) {
             float *dst = c + (size_t)l * kv_dim + (size_t)h * hd;
             const float *b = bias + (size_t)h * hd;
@@ -78,6 +88,7 @@ static apr_status key_offsets(const apr_model *m, int n_ctx, float **host)
             }
         }
     }
+    free(bias);
     *host = c;
     return APR_OK;
 }
