@@ -33,6 +33,26 @@ describe("kv_type options", function()
         end
     end)
 
+    it("m:generate runs on the model's kv_type (its engine's cache), as apr.engine.new does given it", function()
+        local path = "tests/fixtures/models/tiny-q8_0.gguf"
+        local function logprobs(gen)
+            local out = {}
+            for t in gen do if t.id then out[#out + 1] = t.logprob end end
+            return out
+        end
+        local ids = { 1, 200, 300, 400, 500, 600, 700 }
+        local opts = { max_tokens = 4, temperature = 0, ignore_eos = true, logprobs = 0 }
+        local q4 = assert(apr.load(path, { device = "cpu", ctx = 256, kv_type = "q4_0" }))
+        local f16 = assert(apr.load(path, { device = "cpu", ctx = 256 }))
+        local from_q4, from_f16 = logprobs(q4:generate(ids, opts)), logprobs(f16:generate(ids, opts))
+        assert.equal(4, #from_q4)
+        assert.are_not.same(from_f16, from_q4)
+        local eng = assert(require("apr.engine").new(f16, { parallel = 1, ctx = 256, kv_type = "q4_0" }))
+        assert.same(from_q4, logprobs(eng:generate(ids, { max_tokens = 4, temperature = 0, ignore_eos = true,
+                                                          logprobs = true })))
+        eng:free()
+    end)
+
     it("a cache type the backend lacks fails at context creation with a message naming it", function()
         local mp = ffi.new("apr_model_params")
         C.apr_model_params_default(mp)
