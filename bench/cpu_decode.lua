@@ -2,7 +2,8 @@
 -- same GGUF files, the same thread count and the same token ids, in one run.
 --
 --   ./apr run bench/cpu_decode.lua [MODEL.gguf ...] [--threads 2] [--prompt 512]
---                                  [--gen 64] [--reps 3] [--python PATH] [--no-llama]
+--                                  [--gen 64] [--reps 3] [--kv-type f16|q8_0|q4_0]
+--                                  [--python PATH] [--no-llama]
 --
 -- Models default to the Qwen2.5-Coder Q4_K_M files of the models folder
 -- ($APR_MODELS, else models/): the 0.5B that `make model` assembles, and the
@@ -12,6 +13,8 @@
 -- its token's logits and copies them out, as llama.cpp's eval does. apr and
 -- llama.cpp alternate repetitions, so a busy machine slows both alike; the
 -- table reports each side's median and the ratio apr / llama.cpp.
+-- --kv-type picks both sides' KV cache type (llama.cpp's type_k and type_v,
+-- with flash attention, which it needs for a quantized V).
 --
 -- llama.cpp runs through llama-cpp-python (bench/llama_cpp_cpu.py), which pip
 -- builds from source; install it into an ignored folder, never committed:
@@ -33,7 +36,9 @@ local function median(t)
     return #s % 2 == 1 and s[(#s + 1) / 2] or (s[#s / 2] + s[#s / 2 + 1]) / 2
 end
 
-local opts = { threads = 2, prompt = 512, gen = 64, reps = 3, python = ".cache/llama-venv/bin/python", llama = true }
+local opts = { threads = 2, prompt = 512, gen = 64, reps = 3, python = ".cache/llama-venv/bin/python", llama = true,
+               ["kv-type"] = "f16" }
+local KV_TYPES = { f16 = C.APR_F16, q8_0 = C.APR_Q8_0, q4_0 = C.APR_Q4_0 }
 local models = {}
 do
     local i = 1
@@ -48,6 +53,7 @@ do
         else models[#models + 1] = a; i = i + 1 end
     end
 end
+if not KV_TYPES[opts["kv-type"]] then fail("--kv-type must be f16, q8_0 or q4_0") end
 if #models == 0 then
     local model = require "apr.model"
     local dir = model.models_dir()
@@ -80,6 +86,7 @@ local function apr_rep(model, info, rep)
     C.apr_context_params_default(p)
     p.n_ctx = opts.prompt + opts.gen + 64
     p.n_batch = opts.prompt
+    p.kv_type = KV_TYPES[opts["kv-type"]]
     local box = ffi.new("apr_context *[1]")
     check(C.apr_context_new(model, p, box), "context")
     local ctx = ffi.gc(box[0], C.apr_context_free)
@@ -101,8 +108,8 @@ local function apr_rep(model, info, rep)
 end
 
 local function llama_rep(path, rep)
-    local cmd = string.format("%s bench/llama_cpp_cpu.py %q --threads %d --prompt %d --gen %d --reps 1 2>&1",
-        opts.python, path, opts.threads, opts.prompt, opts.gen)
+    local cmd = string.format("%s bench/llama_cpp_cpu.py %q --threads %d --prompt %d --gen %d --reps 1 --kv-type %s 2>&1",
+        opts.python, path, opts.threads, opts.prompt, opts.gen, opts["kv-type"])
     local p = assert(io.popen(cmd))
     local out = p:read("*a")
     p:close()

@@ -2,18 +2,20 @@
 -- measured at the engine level (apr_decode_greedy: the pass, the argmax on
 -- the device, and the copy of the ids back; no tokenizer, no HTTP).
 --
---   apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--decode-only] [--batch-only] [--long-only] [--profile] [--out FILE]
+--   apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--decode-only] [--batch-only] [--long-only] [--profile]
+--                                [--kv-type f16|q8_0|q4_0] [--out FILE]
 --
 -- --long-only only the decode figure at 16K (for comparing attention set-ups);
 -- --profile runs only a 32-token prompt and 4 decode steps (for ncu);
 -- --decode-only only the decode figure at context 0; --batch-only only the
--- batched decode steps (below).
+-- batched decode steps (below). --kv-type: every context's KV cache type
+-- (bench/kv_types.lua compares the types side by side).
 -- Prints one line per measurement as it goes and a table at the end:
 -- device-to-device copy bandwidth; load time; time to first token of a
 -- 32-token prompt; prompt tokens/s at 512 and 4096; decode tokens/s at
 -- contexts 0, 4K and 16K (128 steps each) and prompt tokens/s of 4096 more
 -- after 16K; batched decode steps as a server runs them (one token for each
--- of 1..16 sequences at short contexts): ms per step and tokens/s in all; peak VRAM of a second context of 8K (f16 KV) as nvidia-smi
+-- of 1..16 sequences at short contexts): ms per step and tokens/s in all; peak VRAM of a second context of 8K (of --kv-type) as nvidia-smi
 -- reports this process; and the roofline fraction of each decode figure:
 -- (weight + KV bytes a step reads / step time) / copy bandwidth.
 local core = require "apr.core"
@@ -31,7 +33,10 @@ end
 
 local path = arg[1] or fail("usage: apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--out FILE]")
 local quick, vram_only, out_path, profile, decode_only, batch_only, long_only = false, false, nil, false, false, false, false
+local KV_TYPES = { f16 = C.APR_F16, q8_0 = C.APR_Q8_0, q4_0 = C.APR_Q4_0 }
+local kv_type = C.APR_F16
 for i = 2, #arg do
+    if arg[i] == "--kv-type" then kv_type = KV_TYPES[arg[i + 1]] or fail("--kv-type must be f16, q8_0 or q4_0") end
     if arg[i] == "--quick" then quick = true
     elseif arg[i] == "--vram-only" then vram_only = true
     elseif arg[i] == "--profile" then profile = true
@@ -93,12 +98,13 @@ if ei >= 0 and C.apr_gguf_find_tensor(gf[0], "output.weight") >= 0 then
 end
 C.apr_gguf_close(gf[0])
 local weight_read = tonumber(mi.weight_bytes) - embd_bytes
-local kv_per_token = mi.n_layer * 2 * mi.n_head_kv * mi.head_dim * 2
+local kv_elem_bytes = kv_type == C.APR_Q8_0 and 34 / 32 or kv_type == C.APR_Q4_0 and 18 / 32 or 2
+local kv_per_token = mi.n_layer * 2 * mi.n_head_kv * mi.head_dim * kv_elem_bytes
 
 local function context(n_ctx, n_batch)
     local cp = ffi.new("apr_context_params")
     C.apr_context_params_default(cp)
-    cp.n_ctx, cp.n_batch = n_ctx, n_batch
+    cp.n_ctx, cp.n_batch, cp.kv_type = n_ctx, n_batch, kv_type
     local cbox = ffi.new("apr_context *[1]")
     check(C.apr_context_new(model, cp, cbox), "context of " .. n_ctx)
     return cbox[0]
@@ -169,7 +175,7 @@ local function batched_decode()
     local NS = 16
     local cp = ffi.new("apr_context_params")
     C.apr_context_params_default(cp)
-    cp.n_ctx, cp.n_batch, cp.n_seq = 16384, 64, NS
+    cp.n_ctx, cp.n_batch, cp.n_seq, cp.kv_type = 16384, 64, NS, kv_type
     local cbox = ffi.new("apr_context *[1]")
     check(C.apr_context_new(model, cp, cbox), "context of 16 sequences")
     local ctx = cbox[0]
@@ -270,7 +276,7 @@ if not vram_only then
     batched_decode()
 end
 
--- peak VRAM: a context of 8K (f16 KV), after a prompt and some decoding
+-- peak VRAM: a context of 8K (of --kv-type), after a prompt and some decoding
 do
     local before = free_mib()
     local ctx = context(8192, 512)

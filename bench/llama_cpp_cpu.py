@@ -31,9 +31,13 @@ def main():
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=64)
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--kv-type", choices=["f16", "q8_0", "q4_0"], default="f16")
     a = ap.parse_args()
+    # ggml's type ids; a quantized V cache needs flash attention in llama.cpp
+    kv = {"f16": 1, "q8_0": 8, "q4_0": 2}[a.kv_type]
+    extra = {} if a.kv_type == "f16" else {"type_k": kv, "type_v": kv, "flash_attn": True}
     llm = Llama(model_path=a.model, n_threads=a.threads, n_threads_batch=a.threads, n_batch=a.prompt,
-                n_ubatch=a.prompt, n_ctx=a.prompt + a.gen + 64, verbose=False)
+                n_ubatch=a.prompt, n_ctx=a.prompt + a.gen + 64, verbose=False, **extra)
     n_vocab = llm.n_vocab()
     for rep in range(a.reps):
         prompt, steps = tokens(a.prompt, n_vocab, rep), tokens(a.gen, n_vocab, 1000 + rep)

@@ -15,9 +15,23 @@
  * through cp.async.
  *
  * Keys live in blocks of 2^block_shift slots listed by each sequence's
- * block table (rope.cuh), so every row address goes through the table. */
+ * block table (rope.cuh), so every row address goes through the table.
+ *
+ * Every kernel is a template over the cache's element type (KT,
+ * kvcache.cuh); the f16 instantiations are the code as it was tuned
+ * (docs/cuda.md), and the quantized ones differ only where rows are read:
+ *  - decode reads a key's Q8_0 / Q4_0 blocks straight into registers (a
+ *    quarter of the row per lane, as aligned words shifted into place),
+ *    multiplies the f32 q by the integer codes and scales each block's sum
+ *    once; four groups of 8 keys per warp are in flight instead of two
+ *    (each key is 2-4x fewer bytes); values are read 2 or 4 codes per
+ *    lane with the block's scale folded into the softmax weight;
+ *  - prefill copies whole cache blocks (16-byte aligned) into shared
+ *    memory with cp.async, double-buffered, and widens them there into the
+ *    f16 tiles that the tensor cores read, zeroing keys past the causal end. */
 #include "attention.cuh"
 #include "common.cuh"
+#include "kvcache.cuh"
 #include "mma.cuh"
 
 enum { DEC_THREADS = 128, CHUNK = 256, TB_MAX = 64 };
@@ -49,7 +63,7 @@ struct dec_args {
  * 4 floats further, so the four lanes of a key read different banks. */
 template <int HD> static __device__ __forceinline__ int qpad(int d) { return d + 4 * (d / (HD / 4)); }
 
-template <int HD, int G>
+template <int HD, int G, int KT>
 static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
 {
     constexpr int QS = HD + 16, DQ = HD / 4, DPL = HD / 32;
@@ -104,6 +118,79 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
         const int n = min(CHUNK, p_end - c0);
         __syncthreads(); /* q is in place; the previous chunk's weights are used */
 
+        if constexpr (KT != KV_F16) {
+            /* scores from the blocks: four groups of 8 keys per warp in
+             * flight; per key and lane NW aligned words (plus one when the
+             * quants start 2 bytes into a word) and the block's scale */
+            constexpr int U = 4, NW = KT == KV_Q8_0 ? DQ / 4 : 4, RB = kv_row_bytes<KT, HD>();
+            const uint8_t *kq = (const uint8_t *)a.kv.k;
+            const kv_span ks = kv_span_of<KT>(sub * DQ); /* this lane's quarter of a key */
+            for (int pb = warp * 8; pb < n; pb += 32 * U) {
+                uint32_t w[U][NW + 1];
+                float dk[U];
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    int p = pb + 32 * u + (lane >> 2);
+                    if (p < n) {
+                        const uint8_t *kr = kq + kv_row(a.kv, table, c0 + p, kvh, tbo) * RB;
+                        const uint32_t *wr = (const uint32_t *)(kr + ks.w_off);
+#pragma unroll
+                        for (int i = 0; i < NW; i++) w[u][i] = __ldg(wr + i);
+                        w[u][NW] = ks.sh ? __ldg(wr + NW) : 0u;
+                        dk[u] = kv_scale(kr + ks.d_off);
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    int p = pb + 32 * u + (lane >> 2);
+                    float s[G];
+#pragma unroll
+                    for (int g = 0; g < G; g++) s[g] = 0.0f;
+                    if (p < n) {
+#pragma unroll
+                        for (int i = 0; i < NW; i++) {
+                            const uint32_t word = __funnelshift_r(w[u][i], w[u][i + 1], ks.sh);
+                            /* the word's 4 codes are dimensions d0.. (and, for a
+                             * whole Q4_0 block, its high nibbles d0 + 16..) */
+                            float f[4], fh[4];
+                            int d0 = 4 * i;
+                            if (KT == KV_Q8_0) {
+                                const uint32_t b = word ^ 0x80808080u;
+#pragma unroll
+                                for (int k = 0; k < 4; k++) f[k] = kv_s8(b, k);
+                            } else {
+                                const uint32_t lo = (word >> ks.nib) & 0x0f0f0f0fu, hi = (word >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+                                for (int k = 0; k < 4; k++) {
+                                    f[k] = kv_u4(lo, k);
+                                    fh[k] = kv_u4(hi, k);
+                                }
+                            }
+#pragma unroll
+                            for (int g = 0; g < G; g++) {
+                                const float4 q0 = *(const float4 *)&qs[g][qpad<HD>(sub * DQ) + d0];
+                                s[g] += q0.x * f[0] + q0.y * f[1] + q0.z * f[2] + q0.w * f[3];
+                                if (KT == KV_Q4_0 && DQ == 32) {
+                                    const float4 q1 = *(const float4 *)&qs[g][qpad<HD>(sub * DQ) + d0 + 16];
+                                    s[g] += q1.x * fh[0] + q1.y * fh[1] + q1.z * fh[2] + q1.w * fh[3];
+                                }
+                            }
+                        }
+#pragma unroll
+                        for (int g = 0; g < G; g++) s[g] *= dk[u];
+                    }
+#pragma unroll
+                    for (int g = 0; g < G; g++) {
+                        s[g] += __shfl_xor_sync(0xffffffffu, s[g], 1);
+                        s[g] += __shfl_xor_sync(0xffffffffu, s[g], 2);
+                    }
+                    if (sub == 0 && p < n) {
+#pragma unroll
+                        for (int g = 0; g < G; g++) sc[g][p] = s[g];
+                    }
+                }
+            }
+        } else {
         /* scores: four lanes per key, each a quarter of the dimensions; a
          * warp takes 8 keys at a time, two such groups per pass so that 8
          * loads of 16 bytes per lane are in flight together */
@@ -155,6 +242,7 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
                 }
             }
         }
+        }
         __syncthreads();
 
         /* online softmax: a warp per head turns scores into weights */
@@ -188,6 +276,36 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
         }
 
         /* P.V: warp w takes keys w, w+4, ...; a lane owns DPL dimensions */
+        if constexpr (KT != KV_F16) {
+            /* DPL codes of the lane's block and its scale, which goes into
+             * the softmax weight (one multiply per head, not per value) */
+            constexpr int RB = kv_row_bytes<KT, HD>();
+            const uint8_t *vq = (const uint8_t *)a.kv.v;
+            const kv_span vs = kv_span_of<KT>(lane * DPL);
+#pragma unroll 8
+            for (int p = warp; p < n; p += 4) {
+                const uint8_t *vr = vq + kv_row(a.kv, table, c0 + p, kvh, tbo) * RB;
+                const float dv = kv_scale(vr + vs.d_off);
+                const uint32_t word = DPL == 4 ? kv_ld_2x16(vr + vs.q_off)
+                                               : (uint32_t)__ldg((const unsigned short *)(vr + vs.q_off));
+                float vf[DPL];
+                if (KT == KV_Q8_0) {
+                    const uint32_t b = word ^ 0x80808080u;
+#pragma unroll
+                    for (int i = 0; i < DPL; i++) vf[i] = kv_s8(b, i);
+                } else {
+                    const uint32_t nb = (word >> vs.nib) & 0x0f0f0f0fu;
+#pragma unroll
+                    for (int i = 0; i < DPL; i++) vf[i] = kv_u4(nb, i);
+                }
+#pragma unroll
+                for (int g = 0; g < G; g++) {
+                    float w = sc[g][p] * dv;
+#pragma unroll
+                    for (int i = 0; i < DPL; i++) acc[g][i] += w * vf[i];
+                }
+            }
+        } else {
 #pragma unroll 8
         for (int p = warp; p < n; p += 4) {
             const __half *vr = vc + kv_row(a.kv, table, c0 + p, kvh, tbo) * HD + lane * DPL;
@@ -211,6 +329,7 @@ static __global__ void __launch_bounds__(DEC_THREADS) attn_decode(dec_args a)
 #pragma unroll
                 for (int i = 0; i < DPL; i++) acc[g][i] += w * vf[i];
             }
+        }
         }
     }
     __syncthreads();
@@ -314,7 +433,7 @@ struct pre_args {
 
 /* One query row the slow, exact way: a warp walks the row's keys one at a
  * time (lanes over the dimensions). For tiles that mix sequences. */
-template <int HD>
+template <int HD, int KT>
 static __device__ void attend_row(const pre_args &a, int tok, int h, int kvh)
 {
     constexpr int DPL = HD / 32;
@@ -330,14 +449,18 @@ static __device__ void attend_row(const pre_args &a, int tok, int h, int kvh)
     float m = -INFINITY, l = 0.0f;
     for (int p = 0; p <= a.tk.pos[tok]; p++) {
         size_t r = kv_row(a.kv, table, p, kvh) * HD + lane * DPL;
+        const uint8_t *kr = (const uint8_t *)a.kv.k + kv_row(a.kv, table, p, kvh) * kv_row_bytes<KT, HD>();
+        const uint8_t *vr = (const uint8_t *)a.kv.v + kv_row(a.kv, table, p, kvh) * kv_row_bytes<KT, HD>();
         float s = 0.0f;
 #pragma unroll
-        for (int i = 0; i < DPL; i++) s += q[i] * __half2float(kc[r + i]);
+        for (int i = 0; i < DPL; i++)
+            s += q[i] * (KT == KV_F16 ? __half2float(kc[r + i]) : kv_elem<KT>(kr, lane * DPL + i));
         s = warp_sum(s) * a.scale_log2;
         float m_new = fmaxf(m, s), c = exp2f(m - m_new), w = exp2f(s - m_new);
         l = l * c + w;
 #pragma unroll
-        for (int i = 0; i < DPL; i++) o[i] = o[i] * c + w * __half2float(vc[r + i]);
+        for (int i = 0; i < DPL; i++)
+            o[i] = o[i] * c + w * (KT == KV_F16 ? __half2float(vc[r + i]) : kv_elem<KT>(vr, lane * DPL + i));
         m = m_new;
     }
 #pragma unroll
@@ -348,14 +471,54 @@ static __device__ void attend_row(const pre_args &a, int tok, int h, int kvh)
     }
 }
 
-template <int HD>
+/* Widens the staged cache rows of keys [key0, key0 + FK) (raw: FK rows of
+ * RB bytes) into the f16 tile t ([FK][LD]), 8 elements per step; keys past
+ * last_pos become zeros (their slots may hold anything). */
+template <int HD, int KT>
+static __device__ __forceinline__ void widen_tile(__half *t, const uint8_t *raw, int key0, int last_pos)
+{
+    constexpr int LD = HD + 8, RB = kv_row_bytes<KT, HD>();
+    for (int u = threadIdx.x; u < FK * HD / 8; u += F_THREADS) {
+        const int r = u / (HD / 8), e0 = (u % (HD / 8)) * 8;
+        uint4 h = make_uint4(0, 0, 0, 0);
+        if (key0 + r <= last_pos) {
+            const kv_span sp = kv_span_of<KT>(e0);
+            const uint8_t *row = raw + r * RB;
+            const float d = kv_scale(row + sp.d_off);
+            const unsigned short *q = (const unsigned short *)(row + sp.q_off);
+            const uint32_t w0 = (uint32_t)q[0] | (uint32_t)q[1] << 16, w1 = (uint32_t)q[2] | (uint32_t)q[3] << 16;
+            float f[8];
+            if (KT == KV_Q8_0) {
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    f[k] = kv_s8(w0 ^ 0x80808080u, k);
+                    f[4 + k] = kv_s8(w1 ^ 0x80808080u, k);
+                }
+            } else {
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    f[k] = kv_u4((w0 >> sp.nib) & 0x0f0f0f0fu, k);
+                    f[4 + k] = kv_u4((w1 >> sp.nib) & 0x0f0f0f0fu, k);
+                }
+            }
+            h = make_uint4(pack_half2(f[0] * d, f[1] * d), pack_half2(f[2] * d, f[3] * d),
+                           pack_half2(f[4] * d, f[5] * d), pack_half2(f[6] * d, f[7] * d));
+        }
+        *(uint4 *)(t + r * LD + e0) = h;
+    }
+}
+
+template <int HD, int KT>
 static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
 {
     constexpr int LD = HD + 8;
+    constexpr bool QUANT = KT != KV_F16;
+    constexpr int RB = kv_row_bytes<KT, HD>(), STAGE = FK * RB; /* a stage of raw rows, quantized caches */
     extern __shared__ uint4 smem_u4[];
-    __half *qsm = (__half *)smem_u4;   /* [FQ][LD] */
-    __half *ksm = qsm + FQ * LD;       /* [2][FK][LD] */
-    __half *vsm = ksm + 2 * FK * LD;   /* [2][FK][LD] */
+    __half *qsm = (__half *)smem_u4;            /* [FQ][LD] */
+    __half *ksm = qsm + FQ * LD;                /* [2][FK][LD]; quantized: [FK][LD] */
+    __half *vsm = ksm + (QUANT ? 1 : 2) * FK * LD;
+    uint8_t *raw = (uint8_t *)(vsm + (QUANT ? 1 : 2) * FK * LD); /* quantized: [2 stages][k, v][STAGE] */
     const int qt = blockIdx.x, h = blockIdx.y, kvh = h / (a.n_head / a.kv.n_kv);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int q0 = qt * FQ, rows = min(FQ, a.n - q0);
@@ -366,7 +529,7 @@ static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
     for (int r = tid; r < rows; r += F_THREADS)
         same = same && a.tk.seq[q0 + r] == seq0 && a.tk.pos[q0 + r] == pos0 + r;
     if (!__syncthreads_and(same)) {
-        for (int r = warp; r < rows; r += F_THREADS / 32) attend_row<HD>(a, q0 + r, h, kvh);
+        for (int r = warp; r < rows; r += F_THREADS / 32) attend_row<HD, KT>(a, q0 + r, h, kvh);
         return;
     }
     const int last_pos = pos0 + rows - 1;
@@ -381,13 +544,29 @@ static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
         cp_async16(qsm + r * LD + col, src, valid);
     }
     auto issue_kv = [&](int kt, int st) {
-        for (int c = tid; c < FK * HD / 8; c += F_THREADS) {
-            int r = c / (HD / 8), col = (c % (HD / 8)) * 8;
-            int key = kt * FK + r;
-            bool valid = key <= last_pos;
-            size_t off = kv_row(a.kv, table, valid ? key : 0, kvh) * HD + col;
-            cp_async16(ksm + (st * FK + r) * LD + col, kc + off, valid);
-            cp_async16(vsm + (st * FK + r) * LD + col, vc + off, valid);
+        if constexpr (QUANT) {
+            /* whole cache blocks: a block of one head is bt contiguous rows,
+             * 16-byte aligned; a 16-byte piece never straddles two blocks */
+            const int bt = 1 << a.kv.block_shift, blk_bytes = bt * RB;
+            for (int c = tid; c < STAGE / 16; c += F_THREADS) {
+                const int o = 16 * c, j = o / blk_bytes;
+                const int key = kt * FK + j * bt; /* the first key of the piece's block */
+                const bool valid = key <= last_pos;
+                const size_t off = valid ? (((size_t)table[key >> a.kv.block_shift] * a.kv.n_kv + kvh) * bt +
+                                            (key & (bt - 1))) * RB + (o - j * blk_bytes)
+                                         : 0;
+                cp_async16(raw + (2 * st) * STAGE + o, (const uint8_t *)a.kv.k + off, valid);
+                cp_async16(raw + (2 * st + 1) * STAGE + o, (const uint8_t *)a.kv.v + off, valid);
+            }
+        } else {
+            for (int c = tid; c < FK * HD / 8; c += F_THREADS) {
+                int r = c / (HD / 8), col = (c % (HD / 8)) * 8;
+                int key = kt * FK + r;
+                bool valid = key <= last_pos;
+                size_t off = kv_row(a.kv, table, valid ? key : 0, kvh) * HD + col;
+                cp_async16(ksm + (st * FK + r) * LD + col, kc + off, valid);
+                cp_async16(vsm + (st * FK + r) * LD + col, vc + off, valid);
+            }
         }
         cp_async_commit();
     };
@@ -412,6 +591,13 @@ static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
         }
         if (kt + 1 < n_kt) issue_kv(kt + 1, st ^ 1);
         const __half *kb = ksm + st * FK * LD, *vb = vsm + st * FK * LD;
+        if constexpr (QUANT) {
+            widen_tile<HD, KT>(ksm, raw + (2 * st) * STAGE, kt * FK, last_pos);
+            widen_tile<HD, KT>(vsm, raw + (2 * st + 1) * STAGE, kt * FK, last_pos);
+            __syncthreads();
+            kb = ksm;
+            vb = vsm;
+        }
 
         /* S = Q K^T for 16 rows x 64 keys */
         float s[FK / 8][4];
@@ -507,12 +693,12 @@ static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
 
 /* ---------------------------------------------------------------- launchers */
 
-template <int HD>
+template <int HD, int KT>
 static apr_status launch_decode(const dec_args &a, int G, int n_tok, cudaStream_t stream)
 {
     dim3 grid(a.n_split, a.kv.n_kv, n_tok);
     switch (G) {
-#define CASE(g) case g: APR_CUDA_CHECK(launch_pdl(attn_decode<HD, g>, grid, DEC_THREADS, 0, stream, a)); break;
+#define CASE(g) case g: APR_CUDA_CHECK(launch_pdl(attn_decode<HD, g, KT>, grid, DEC_THREADS, 0, stream, a)); break;
         CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     default: return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: %d query heads per KV head (at most 8)", G);
@@ -521,24 +707,45 @@ static apr_status launch_decode(const dec_args &a, int G, int n_tok, cudaStream_
     return APR_OK;
 }
 
-template <int HD> static int prefill_smem() { return (FQ + 4 * FK) * (HD + 8) * 2; }
+/* q, then two stages of f16 k and v tiles; quantized: one f16 stage and
+ * two of raw rows */
+template <int HD, int KT> static int prefill_smem()
+{
+    if (KT == KV_F16) return (FQ + 4 * FK) * (HD + 8) * 2;
+    return (FQ + 2 * FK) * (HD + 8) * 2 + 4 * FK * kv_row_bytes<KT, HD>();
+}
 
-template <int HD>
+template <int HD, int KT>
 static apr_status launch_prefill(const pre_args &a, cudaStream_t stream)
 {
-    int smem = prefill_smem<HD>();
+    int smem = prefill_smem<HD, KT>();
     dim3 grid(APR_DIV_UP(a.n, FQ), a.n_head);
-    attn_prefill<HD><<<grid, F_THREADS, smem, stream>>>(a);
+    attn_prefill<HD, KT><<<grid, F_THREADS, smem, stream>>>(a);
     APR_CUDA_LAUNCHED();
     return APR_OK;
 }
 
+/* The instantiation for a cache's element type. */
+#define APR_KV_DISPATCH(type, call_f16, call_q8, call_q4) \
+    ((type) == APR_Q8_0 ? (call_q8) : (type) == APR_Q4_0 ? (call_q4) : (call_f16))
+
 /* ---------------------------------------------------------------- entry points */
+
+template <int HD, int KT> static apr_status prefill_setup()
+{
+    APR_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill<HD, KT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        prefill_smem<HD, KT>()));
+    return APR_OK;
+}
 
 extern "C" apr_status apr_cuda_attention_setup(void)
 {
-    APR_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, prefill_smem<64>()));
-    APR_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, prefill_smem<128>()));
+    APR_TRY((prefill_setup<64, KV_F16>()));
+    APR_TRY((prefill_setup<128, KV_F16>()));
+    APR_TRY((prefill_setup<64, KV_Q8_0>()));
+    APR_TRY((prefill_setup<128, KV_Q8_0>()));
+    APR_TRY((prefill_setup<64, KV_Q4_0>()));
+    APR_TRY((prefill_setup<128, KV_Q4_0>()));
     return APR_OK;
 }
 
@@ -554,6 +761,8 @@ extern "C" apr_status apr_cuda_attention_decode(const float *qkv, apr_cuda_token
 {
     if (n_tok <= 0) return APR_OK;
     const int hd = kv.hd;
+    if (kv.type != APR_F16 && kv.type != APR_Q8_0 && kv.type != APR_Q4_0)
+        return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: a %s KV cache", apr_dtype_name(kv.type));
     if (n_split < 1 || n_head % kv.n_kv || (hd != 64 && hd != 128))
         return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: %d splits, %d/%d heads of %d", n_split, n_head, kv.n_kv,
                          hd);
@@ -568,7 +777,14 @@ extern "C" apr_status apr_cuda_attention_decode(const float *qkv, apr_cuda_token
     a.part_o = (float *)scratch;
     a.part_ml = (float2 *)((char *)scratch + ((parts * hd * sizeof(float) + 255) & ~(size_t)255));
     const int G = n_head / kv.n_kv;
-    APR_TRY(hd == 128 ? launch_decode<128>(a, G, n_tok, stream) : launch_decode<64>(a, G, n_tok, stream));
+    if (hd == 128)
+        APR_TRY(APR_KV_DISPATCH(kv.type, (launch_decode<128, KV_F16>(a, G, n_tok, stream)),
+                                (launch_decode<128, KV_Q8_0>(a, G, n_tok, stream)),
+                                (launch_decode<128, KV_Q4_0>(a, G, n_tok, stream))));
+    else
+        APR_TRY(APR_KV_DISPATCH(kv.type, (launch_decode<64, KV_F16>(a, G, n_tok, stream)),
+                                (launch_decode<64, KV_Q8_0>(a, G, n_tok, stream)),
+                                (launch_decode<64, KV_Q4_0>(a, G, n_tok, stream))));
     const int hpb = out_q8.q && out_q8.block == 256 ? 256 / hd : 1;
     if (n_head % hpb)
         return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: %d heads of %d in blocks of 256", n_head, hd);
@@ -594,8 +810,14 @@ extern "C" apr_status apr_cuda_attention_prefill(const void *q_f16, apr_cuda_tok
                                                  cudaStream_t stream)
 {
     if (n <= 0) return APR_OK;
+    if (kv.type != APR_F16 && kv.type != APR_Q8_0 && kv.type != APR_Q4_0)
+        return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: a %s KV cache", apr_dtype_name(kv.type));
     if (n_head % kv.n_kv || (kv.hd != 64 && kv.hd != 128))
         return apr_error(APR_ERR_UNSUPPORTED, "CUDA attention: %d/%d heads of %d", n_head, kv.n_kv, kv.hd);
     pre_args a = {(const __half *)q_f16, tk, kv, n, n_head, scale * 1.4426950408889634f, out_f32, (__half *)out_f16};
-    return kv.hd == 128 ? launch_prefill<128>(a, stream) : launch_prefill<64>(a, stream);
+    if (kv.hd == 128)
+        return APR_KV_DISPATCH(kv.type, (launch_prefill<128, KV_F16>(a, stream)), (launch_prefill<128, KV_Q8_0>(a, stream)),
+                               (launch_prefill<128, KV_Q4_0>(a, stream)));
+    return APR_KV_DISPATCH(kv.type, (launch_prefill<64, KV_F16>(a, stream)), (launch_prefill<64, KV_Q8_0>(a, stream)),
+                           (launch_prefill<64, KV_Q4_0>(a, stream)));
 }

@@ -12,11 +12,16 @@ extern "C" {
 
 /* One layer of the paged KV cache (backend.h's apr_kv_cache): blocks of
  * 2^block_shift token slots, each block of one KV head a contiguous
- * [block_tokens][hd] f16 tile: slot s of head h is at row
- * ((s >> shift) * n_kv + h) * block_tokens + (s & (block_tokens - 1)). */
+ * [block_tokens][row_bytes] tile: slot s of head h is at row
+ * ((s >> shift) * n_kv + h) * block_tokens + (s & (block_tokens - 1)).
+ * A row is hd f16 values, or hd / 32 Q8_0 or Q4_0 blocks (kvcache.cuh). */
 typedef struct apr_cuda_kv {
     void *k, *v;
     int n_kv, hd, block_shift;
+    int type;         /* APR_F16, APR_Q8_0 or APR_Q4_0 */
+    int row_bytes;
+    const float *k_offset; /* quantized: [n_kv][hd] subtracted from keys before they are stored, or NULL
+                              (backend.h's k_offset, this layer's rows) */
 } apr_cuda_kv;
 
 /* Per-token metadata of a pass, on the device (backend.h's apr_step). */
@@ -37,9 +42,9 @@ typedef struct apr_cuda_rope {
 apr_status apr_cuda_rope_table(int n, apr_cuda_rope r, const int32_t *pos, void *table, cudaStream_t stream);
 
 /* qkv: n rows of [q | k | v] (n_head*hd, n_kv*hd, n_kv*hd floats). Rotates
- * q and k in place by the table's angles, stores k and v as f16 at the
- * token's slot, and when q_f16 is not NULL writes the rotated q there too
- * ([n][n_head*hd]). */
+ * q and k in place by the table's angles, stores k and v at the token's
+ * slot (as f16, or quantized to the cache's blocks), and when q_f16 is not
+ * NULL writes the rotated q there too ([n][n_head*hd]). */
 apr_status apr_cuda_rope_store(float *qkv, int n, apr_cuda_rope r, apr_cuda_tokens tk, apr_cuda_kv kv,
                                const void *table, void *q_f16, cudaStream_t stream);
 

@@ -23,6 +23,8 @@ for _, opt in ipairs({
     { "device", value = "NAME", choices = { "auto", "cpu", "cuda" }, default = "auto", help = "where to run" },
     { "gpu", help = "run on the GPU (fail if there is none)" },
     { "vram-budget", value = "SIZE", type = "size", help = "most GPU memory apr may allocate (e.g. 22G)" },
+    { "kv-type", value = "TYPE", choices = { "f16", "q8_0", "q4_0" }, default = "f16",
+      help = "KV cache element type (q8_0: about half of f16's memory, q4_0: a quarter)" },
     require("apr.trace.session").OPTION,
 }) do
     SHARED[opt[1]] = opt
@@ -82,7 +84,7 @@ function M.load_model(opts)
     local path = M.model_path(opts[1])
     local m, err = require("apr.model").load(path, {
         device = opts.gpu and "cuda" or opts.device, threads = opts.threads, ctx = opts.ctx,
-        vram_budget = opts.vram_budget,
+        vram_budget = opts.vram_budget, kv_type = opts.kv_type,
     })
     if not m then cli.fail("%s", err) end
     return m

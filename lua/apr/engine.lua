@@ -160,11 +160,29 @@ local Engine = {}
 Engine.__index = Engine
 M.Engine = Engine
 
+-- The KV cache's element types, by the names the options use: f16, or
+-- llama.cpp's Q8_0 and Q4_0 blocks (about 0.53 and 0.28 of f16's bytes).
+-- Which ones a device runs is its backend's to say, when the engine's
+-- context is made (apr_engine_new fails with the backend's message).
+M.KV_TYPES = { f16 = tonumber(C.APR_F16), q8_0 = tonumber(C.APR_Q8_0), q4_0 = tonumber(C.APR_Q4_0) }
+M.KV_TYPE_NAMES = { "f16", "q8_0", "q4_0" }
+
+-- kv_type(v) -> the apr_dtype of a KV type given by name or as an
+-- apr_dtype number, or nil and a message.
+function M.kv_type(v)
+    local t = type(v) == "string" and M.KV_TYPES[v] or (type(v) == "number" and v or nil)
+    if not t then
+        return nil, string.format("kv_type must be %s, got '%s'", table.concat(M.KV_TYPE_NAMES, ", "), tostring(v))
+    end
+    return t
+end
+
 -- new(model, opts) -> engine, or nil and a message. model: apr.load's
 -- object; opts: parallel (sequences, 4), ctx (KV slots of all of them; 0 or
 -- nil: the model's training context, or what a VRAM budget leaves room
--- for), batch, queue (waiting requests before "busy"), kv_type (an
--- apr_dtype), prefix_cache (false: compute every prompt).
+-- for), batch, queue (waiting requests before "busy"), kv_type ("f16",
+-- "q8_0", "q4_0", or an apr_dtype number; f16 when nil), prefix_cache
+-- (false: compute every prompt).
 function M.new(model, opts)
     opts = opts or {}
     local p = ffi.new("apr_engine_params")
@@ -173,7 +191,11 @@ function M.new(model, opts)
     p.n_ctx = opts.ctx or 0
     p.n_batch = opts.batch or p.n_batch
     p.max_queue = opts.queue or p.max_queue
-    if opts.kv_type then p.kv_type = opts.kv_type end
+    if opts.kv_type then
+        local t, err = M.kv_type(opts.kv_type)
+        if not t then return nil, err end
+        p.kv_type = t
+    end
     if opts.prefix_cache == false then p.prefix_cache = 0 end
     local status = C.apr_engine_new(model.handle, p, engine_box)
     if status ~= 0 then return core.failure(status) end

@@ -35,6 +35,9 @@ M.DEFAULT_CTX = 4096
 M.CHATML_TEMPLATE = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 
 local DEVICES = { auto = C.APR_DEVICE_AUTO, cpu = C.APR_DEVICE_CPU, cuda = C.APR_DEVICE_CUDA }
+
+-- The KV cache's element types by name (apr.engine's table).
+M.KV_TYPES, M.KV_TYPE_NAMES = engine.KV_TYPES, engine.KV_TYPE_NAMES
 local DEVICE_NAMES = { [tonumber(C.APR_DEVICE_AUTO)] = "auto", [tonumber(C.APR_DEVICE_CPU)] = "cpu",
                        [tonumber(C.APR_DEVICE_CUDA)] = "cuda" }
 
@@ -50,12 +53,16 @@ local function check_opts(opts)
         end
     end
     typed("device", "string") typed("threads", "number") typed("ctx", "number")
-    typed("vram_budget", "number") typed("gpu_index", "number")
+    typed("vram_budget", "number") typed("gpu_index", "number") typed("kv_type", "string")
     if opts.device and not DEVICES[opts.device] then
         error(string.format("apr.load: device must be auto, cpu or cuda, got '%s'", opts.device), 4)
     end
     if opts.gpu and opts.device and opts.device ~= "cuda" then
         error(string.format("apr.load: gpu = true contradicts device = '%s'", opts.device), 4)
+    end
+    if opts.kv_type and not M.KV_TYPES[opts.kv_type] then
+        error(string.format("apr.load: kv_type must be %s, got '%s'", table.concat(M.KV_TYPE_NAMES, ", "),
+            opts.kv_type), 4)
     end
     if opts.ctx and (opts.ctx < 1 or opts.ctx ~= math.floor(opts.ctx)) then
         error(string.format("apr.load: ctx must be a whole number >= 1, got %s", tostring(opts.ctx)), 4)
@@ -78,8 +85,9 @@ end
 
 -- load(path, opts) -> model, or nil and a message naming the file.
 -- opts: device ("auto" | "cpu" | "cuda"), gpu (true: "cuda", failing when
--- there is none), gpu_index, threads, ctx (context slots), vocab_only (just
--- the tokenizer and metadata), vram_budget (bytes).
+-- there is none), gpu_index, threads, ctx (context slots), kv_type ("f16",
+-- "q8_0", "q4_0": the KV cache's element type), vocab_only (just the
+-- tokenizer and metadata), vram_budget (bytes).
 function M.load(path, opts)
     opts = opts or {}
     if type(path) ~= "string" then error("apr.load: path must be a string", 2) end
@@ -99,7 +107,7 @@ end
 -- wrap(handle, path [, opts]) -> model: the model object around an
 -- apr_model * loaded elsewhere (`apr serve` loads on a worker thread so its
 -- event loop keeps answering). It takes ownership: the model is freed when
--- the object is collected. opts as for load (ctx, vocab_only).
+-- the object is collected. opts as for load (ctx, kv_type, vocab_only).
 function M.wrap(handle, path, opts)
     opts = opts or {}
     handle = ffi.gc(ffi.cast("apr_model *", handle), C.apr_model_free)
@@ -111,6 +119,7 @@ function M.wrap(handle, path, opts)
         vocab_only = opts.vocab_only and true or false,
         tokenizer = require("apr.tokenizer").wrap(C.apr_model_tokenizer(handle), handle),
         n_ctx = opts.ctx or math.min(info.n_ctx_train > 0 and info.n_ctx_train or M.DEFAULT_CTX, M.DEFAULT_CTX),
+        kv_type = opts.kv_type or "f16",
         -- The ids of the last generation's prompt and of the tokens it
         -- generated but its last (what its sequence held at the end), and
         -- the bytes they stand for as pieces to concatenate (the string
@@ -155,7 +164,7 @@ end
 function Model:_engine()
     self:_check_weights(3)
     if not self.engine then
-        local eng, err = engine.new(self, { parallel = 1, ctx = self.n_ctx })
+        local eng, err = engine.new(self, { parallel = 1, ctx = self.n_ctx, kv_type = self.kv_type })
         if not eng then error(err, 3) end
         self.engine = eng
         self.n_ctx = eng.n_ctx
@@ -170,6 +179,7 @@ function Model:_context()
         local p = ffi.new("apr_context_params")
         C.apr_context_params_default(p)
         p.n_ctx = self.n_ctx
+        p.kv_type = M.KV_TYPES[self.kv_type]
         trace.begin(TENSOR_ALLOC)
         local status = C.apr_context_new(self.handle, p, context_box)
         trace.finish(TENSOR_ALLOC)

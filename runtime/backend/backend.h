@@ -84,13 +84,21 @@ typedef struct apr_linear {
  *   k + l * layer_bytes + ((block * n_head_kv + h) * block_tokens + offset) * row_bytes
  * so a block of one head is a contiguous [block_tokens][head_dim] tile. */
 typedef struct apr_kv_cache {
-    int type;              /* APR_F16 or APR_Q8_0 */
+    int type;              /* APR_F16, or APR_Q8_0 / APR_Q4_0: each row a run of core/quant.h's blocks of 32,
+                              keys and values quantized as rope_store writes them */
     int n_layer, n_head_kv, head_dim;
     int block_tokens;      /* token slots per block */
     int n_blocks;
     size_t row_bytes;      /* one head_dim vector in `type` */
     size_t layer_bytes;    /* n_blocks * n_head_kv * block_tokens * row_bytes */
     void *k, *v;           /* [n_layer][n_blocks][n_head_kv][block_tokens][head_dim], on the device */
+    /* Quantized types: a constant per layer and KV head that rope_store
+     * subtracts from each key before quantizing it, or NULL (none). A
+     * constant shift of the keys adds the same q·c to every score of a
+     * query, which the softmax cancels, so attention reads the stored keys
+     * as they are; what changes is the range each block must cover.
+     * context.c sets it (the keys' bias where RoPE leaves it still). */
+    const float *k_offset; /* [n_layer][n_head_kv * head_dim] f32, on the device */
 } apr_kv_cache;
 
 /* Per-token metadata of one forward pass, in device memory at addresses
@@ -157,6 +165,12 @@ struct apr_backend {
      * decoded model nor the file's pages stay in host memory. */
     apr_status (*weight_upload_read)(apr_backend *b, apr_weight *w, const apr_weight_reader *r);
     void (*weight_release)(apr_backend *b, apr_weight *w);
+    /* Whether the ops run attention of geometry p over a KV cache of
+     * element type kv_type (apr_dtype) in blocks of block_tokens slots:
+     * APR_OK, or APR_ERR_UNSUPPORTED with a message that names what is not
+     * supported and what is. apr_context_new asks before it allocates
+     * anything, so an unsupported combination fails there, never at a pass. */
+    apr_status (*supports)(apr_backend *b, int kv_type, int block_tokens, const apr_attn_params *p);
     /* A queue of ops with its own scratch (one per context). */
     apr_stream *(*stream_new)(apr_backend *b, const apr_stream_sizes *sizes);
     void (*stream_free)(apr_stream *s);

@@ -1037,13 +1037,17 @@ typedef struct apr_context_params {
                                context, or under a VRAM budget as much of it as the budget leaves room for */
     int n_seq;              /* sequences decoded together (1) */
     int n_batch;            /* most tokens one apr_decode call may carry (512) */
-    int kv_type;            /* apr_dtype of the KV cache: APR_F16 (default) or APR_Q8_0 */
+    int kv_type;            /* apr_dtype of the KV cache: APR_F16 (default), APR_Q8_0 or APR_Q4_0 */
     int prefix_cache;       /* 1 (default): keep full blocks for reuse; 0: a block is freed with its sequence */
 } apr_context_params;
 
 void apr_context_params_default(apr_context_params *p);
 /* A context for m, holding a reference on it (apr_model_retain) until
- * apr_context_free: the caller may release its own reference first. */
+ * apr_context_free: the caller may release its own reference first
+ * (p NULL: the defaults). APR_ERR_UNSUPPORTED, before anything is
+ * allocated, when the model's backend cannot run its attention over a
+ * cache of p->kv_type (the message says what it has); APR_ERR_NOMEM (or
+ * the VRAM budget's message) when the cache and buffers do not fit. */
 apr_status apr_context_new(apr_model *m, const apr_context_params *p, apr_context **out);
 /* Frees the context and releases its reference on the model. */
 void apr_context_free(apr_context *c);

@@ -9,6 +9,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,73 @@
 void apr_context_params_default(apr_context_params *p)
 {
     *p = (apr_context_params){ .n_ctx = 0, .n_seq = 1, .n_batch = 512, .kv_type = APR_F16, .prefix_cache = 1 };
+}
+
+/* The key offsets of a quantized cache (backend.h's k_offset) for a
+ * context of n_ctx positions, or NULL (*host is NULL) when there are none.
+ * Keys with a bias b (Qwen2's attn_k.bias) carry it, rotated by RoPE, in
+ * every token's key, and it is often their largest part: Qwen2.5-Coder-
+ * 0.5B's first layer holds +-145 there beside values of a few units, which
+ * sets its blocks' scales and leaves those few units a handful of
+ * quantization steps. Subtracting any constant c from every key changes
+ * no attention output (it adds q.c to all of a query's scores, which the
+ * softmax cancels), so c is chosen to narrow what the blocks must cover:
+ * per rotated pair, the centre of the smallest circle around the arc
+ * R(p)b traces over positions 0..n_ctx-1 (the midpoint of its ends while
+ * the arc spans less than half a turn, else the origin), so no position's
+ * bias part grows; b itself on unrotated dimensions. Measured on the
+ * default model (tests/kv_quality.lua; APR_KV_OFFSET=0 turns it off for
+ * such measurements): docs/model.md. */
+static apr_status key_offsets(const apr_model *m, int n_ctx, float **host)
+{
+    *host = NULL;
+    const char *env = getenv("APR_KV_OFFSET");
+    if (env && strcmp(env, "0") == 0) return APR_OK;
+    const apr_hparams *hp = &m->hp;
+    const int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, half = hp->n_rot / 2;
+    float *c = NULL, *bias = NULL;
+    for (int l = 0; l < hp->n_layer; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%d.attn_k.bias", l);
+        const int64_t i = apr_source_find_tensor(m->src, name);
+        if (i < 0) continue;
+        apr_tensor_info t;
+        APR_TRY(apr_source_tensor(m->src, i, &t));
+        if (t.type != APR_F32 || t.ne[0] != kv_dim) continue; /* the load checked it; a guard */
+        if (!c) {
+            c = calloc((size_t)hp->n_layer * kv_dim, sizeof(float));
+            bias = malloc(sizeof(float) * (size_t)kv_dim);
+            if (!c || !bias) {
+                free(c);
+                free(bias);
+                return apr_error(APR_ERR_NOMEM, "cannot allocate the KV cache's key offsets");
+            }
+        }
+        apr_status st = apr_source_tensor_read(m->src, i, 0, bias, sizeof(float) * (size_t)kv_dim);
+        if (st != APR_OK) {
+            free(c);
+            free(bias);
+            return st;
+        }
+        for (int h = 0; h < hp->n_head_kv; h++) {
+            float *dst = c + (size_t)l * kv_dim + (size_t)h * hd;
+            const float *b = bias + (size_t)h * hd;
+            for (int d = hp->n_rot; d < hd; d++) dst[d] = b[d];
+            for (int k = 0; k < half; k++) {
+                /* the angle the pair turns through over the context */
+                const double arc = (double)hp->rope_scale * pow(hp->rope_base, -2.0 * k / hp->n_rot) * (n_ctx - 1);
+                if (arc >= M_PI) continue;
+                const int ia = hp->rope_style == APR_ROPE_NEOX ? k : 2 * k;
+                const int iz = hp->rope_style == APR_ROPE_NEOX ? k + half : 2 * k + 1;
+                const double x = b[ia], y = b[iz], co = cos(arc), si = sin(arc);
+                dst[ia] = (float)((x + (x * co - y * si)) / 2);
+                dst[iz] = (float)((y + (x * si + y * co)) / 2);
+            }
+        }
+    }
+    free(bias);
+    *host = c;
+    return APR_OK;
 }
 
 static float *alloc_floats(apr_backend *B, size_t n, int *ok)
@@ -100,6 +168,12 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
         .max_cols = max_cols,
         .n_ctx = p.n_ctx, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
     };
+    /* what the backend cannot run fails here, before anything is allocated */
+    apr_status s = c->B->supports(c->B, p.kv_type, APR_KV_BLOCK, &c->attn);
+    if (s != APR_OK) {
+        apr_context_free(c);
+        return s;
+    }
     c->stream = c->B->stream_new(c->B, &sizes);
     int ok = c->stream != NULL;
     c->x = alloc_floats(c->B, nb * hp->n_embd, &ok);
@@ -117,7 +191,24 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
         apr_context_free(c);
         return st;
     }
-    apr_status s = budgeted ? size_from_budget(c, hp, &c->p.n_ctx) : APR_OK;
+    /* a quantized cache's key offsets, allocated before a budget sizes the
+     * pool (so they count against it) and filled once the pool's length is
+     * known: the arcs they centre on span the positions a sequence can reach */
+    float *offsets = NULL;
+    if (p.kv_type != APR_F16) s = key_offsets(m, p.n_ctx, &offsets);
+    const size_t offset_bytes = sizeof(float) * (size_t)hp->n_layer * kv_dim;
+    if (s == APR_OK && offsets && !(c->k_offset = c->B->alloc(c->B, offset_bytes)))
+        s = apr_error(APR_ERR_NOMEM, "cannot allocate the KV cache's key offsets: %s", apr_last_error());
+    if (s == APR_OK && budgeted) s = size_from_budget(c, hp, &c->p.n_ctx);
+    if (s == APR_OK && offsets && c->p.n_ctx != p.n_ctx) {
+        free(offsets);
+        s = key_offsets(m, c->p.n_ctx, &offsets);
+    }
+    if (s == APR_OK && offsets) {
+        c->B->upload(c->stream, c->k_offset, offsets, offset_bytes);
+        s = c->B->sync(c->stream);
+    }
+    free(offsets);
     if (s == APR_OK)
         s = apr_kvcache_init(&c->cache, c->B, p.kv_type, hp->n_layer, hp->n_head_kv, hp->head_dim, c->p.n_ctx,
                              p.n_seq);
@@ -125,6 +216,7 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
         apr_context_free(c);
         return s;
     }
+    c->cache.dev.k_offset = c->k_offset;
     c->cache.prefix = p.prefix_cache != 0;
     c->meta_bytes = sizeof(int32_t) * (5 * nb + (size_t)p.n_seq * c->cache.max_blocks);
     c->dev_meta = c->B->alloc(c->B, c->meta_bytes);
@@ -158,6 +250,7 @@ void apr_context_free(apr_context *c)
     B->release(B, c->ids);
     free(c->host_logits);
     B->release(B, c->dev_meta);
+    B->release(B, c->k_offset);
     if (c->stream) B->stream_free(c->stream);
     if (c->cache.b) apr_kvcache_release(&c->cache);
     free(c->host_meta);

@@ -30,7 +30,7 @@ enum { INDEXED_FULL = 1, INDEXED_PARTIAL = 2 };  /* apr_kvcache.indexed */
 
 size_t apr_kvcache_row_bytes(int type, int head_dim)
 {
-    if (type != APR_F16 && type != APR_Q8_0) return 0;
+    if (type != APR_F16 && type != APR_Q8_0 && type != APR_Q4_0) return 0;
     const int64_t block = apr_dtype_block_size(type);
     if (head_dim <= 0 || head_dim % block) return 0;
     return (size_t)(head_dim / block) * (size_t)apr_dtype_block_bytes(type);
@@ -45,6 +45,10 @@ size_t apr_kvcache_token_bytes(int type, int n_layer, int n_head_kv, int head_di
 /* The prefix index and the LRU list                                  */
 /* ------------------------------------------------------------------ */
 
+/* The key has no KV element type in it: the index belongs to one cache,
+ * whose blocks all have the type it was made with (a context's kv_type
+ * does not change), so a cache of another type is another context with an
+ * index of its own, and no lookup can cross from one type to another. */
 static uint64_t block_key(const int32_t *ids, uint64_t parent)
 {
     return XXH3_64bits_withSeed(ids, sizeof(int32_t) * APR_KV_BLOCK, parent);
@@ -169,7 +173,7 @@ apr_status apr_kvcache_init(apr_kvcache *c, apr_backend *b, int type, int n_laye
     memset(c, 0, sizeof *c);
     const size_t row_bytes = apr_kvcache_row_bytes(type, head_dim);
     APR_CHECK(row_bytes > 0, APR_ERR_UNSUPPORTED,
-              "a KV cache of %s with heads of %d is not supported (F16, Q8_0; the quantized types need "
+              "a KV cache of %s with heads of %d is not supported (F16, Q8_0, Q4_0; the quantized types need "
               "head_dim a multiple of 32)", apr_dtype_name(type) ? apr_dtype_name(type) : "?", head_dim);
     APR_CHECK(n_ctx > 0 && n_seq > 0 && n_seq <= n_ctx, APR_ERR_INVALID,
               "KV cache: n_ctx %d and n_seq %d must be positive, n_seq <= n_ctx", n_ctx, n_seq);

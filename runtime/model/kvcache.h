@@ -73,17 +73,19 @@ typedef struct apr_kvcache {
 } apr_kvcache;
 
 /* Bytes of one cached head_dim vector in element type `type`: F16, or Q8_0
- * (llama.cpp's blocks of 32 elements with an f16 scale, as core/quant.h
- * lays them out) when head_dim is a whole number of blocks; 0 for anything
- * else. */
+ * and Q4_0 (llama.cpp's blocks of 32 elements with an f16 scale, as
+ * core/quant.h lays them out) when head_dim is a whole number of blocks;
+ * 0 for anything else. */
 size_t apr_kvcache_row_bytes(int type, int head_dim);
 /* Bytes one token's keys and values take in every layer (for sizing a pool
  * from a memory budget). */
 size_t apr_kvcache_token_bytes(int type, int n_layer, int n_head_kv, int head_dim);
 /* Allocates a pool of n_ctx token slots shared by n_seq sequences (in
  * whole blocks, with one more for each sequence but the first, so that the
- * sequences together hold n_ctx tokens whatever their lengths) (of n_layer layers, n_head_kv heads of head_dim, in
- * type F16 or Q8_0), with prefix reuse on. */
+ * sequences together hold n_ctx tokens whatever their lengths) of n_layer
+ * layers, n_head_kv heads of head_dim, in type F16, Q8_0 or Q4_0 (which of
+ * them a backend reads is its `supports` answer, asked first), with prefix
+ * reuse on. */
 apr_status apr_kvcache_init(apr_kvcache *c, apr_backend *b, int type, int n_layer, int n_head_kv, int head_dim,
                             int n_ctx, int n_seq);
 void apr_kvcache_release(apr_kvcache *c);

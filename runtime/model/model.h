@@ -86,6 +86,7 @@ struct apr_context {
     float *ff;                 /* [n_batch][n_ff] */
     float *logits;             /* [logit_rows][n_vocab] */
     int32_t *ids;              /* [logit_rows] argmax of each logits row (backends with argmax) */
+    float *k_offset;           /* [n_layer][n_head_kv * head_dim] the quantized cache's key offsets, or NULL */
     float *host_logits;        /* [logit_rows][n_vocab] on the host, for argmax where the backend has none */
 
     /* the pass's per-token metadata: on the device (step) and staged on the host */

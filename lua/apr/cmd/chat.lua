@@ -29,7 +29,7 @@ M.spec = {
         -- Qwen2.5's own generation_config.json defaults.
         { "temperature", default = 0.7 }, { "top-k", default = 20 }, { "top-p", default = 0.8 }, "min-p",
         { "repeat-penalty", default = 1.05 }, "seed",
-        "ctx", "threads", "device", "gpu", "vram-budget", "trace",
+        "ctx", "kv-type", "threads", "device", "gpu", "vram-budget", "trace",
         { "verbose", short = "v", help = "timings after each answer, on stderr" },
     },
     examples = {

@@ -22,7 +22,7 @@ M.spec = {
         "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "presence-penalty", "frequency-penalty", "seed",
         { "stop", value = "TEXT", multiple = true, help = "stop before this text (repeatable)" },
         { "ignore-eos", help = "keep generating past the end-of-generation token" },
-        "ctx", "threads", "device", "gpu", "vram-budget", "trace",
+        "ctx", "kv-type", "threads", "device", "gpu", "vram-budget", "trace",
         { "verbose", short = "v", help = "timings and token counts on stderr" },
     },
     examples = {

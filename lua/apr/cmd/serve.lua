@@ -27,6 +27,8 @@ M.spec = {
         { "ctx", value = "N", type = "integer", min = 0, default = 0,
           help = "KV cache slots all requests draw from (0: the model's training context, at most 32768, " ..
                  "or what --vram-budget leaves)" },
+        { "kv-type", value = "TYPE", choices = { "f16", "q8_0", "q4_0" }, default = "f16",
+          help = "KV cache element type (q8_0: about half of f16's memory, q4_0: a quarter)" },
         { "parallel", value = "N", type = "integer", min = 1, max = 1024, default = 4,
           help = "requests decoded together; any one may use the whole cache" },
         { "no-prefix-cache", help = "compute every prompt whole (no reuse of earlier requests' KV blocks)" },
@@ -140,7 +142,8 @@ function M.run(opts)
     local err
     srv, err = server.start({
         model = path, host = opts.host, port = opts.port, device = device, threads = opts.threads,
-        ctx = ctx, ctx_cap = DEFAULT_CTX_CAP, parallel = opts.parallel, batch = opts.batch, queue = opts.queue,
+        ctx = ctx, ctx_cap = DEFAULT_CTX_CAP, kv_type = opts.kv_type, parallel = opts.parallel, batch = opts.batch,
+        queue = opts.queue,
         vram_budget = opts.vram_budget, prefix_cache = not opts.no_prefix_cache,
         api_key = api_key, admin_key = admin_key, admin = opts.admin, models_dir = opts.models_dir,
         host_names = opts.host_name,

@@ -385,8 +385,8 @@ end
 
 -- start(opts) -> server, or nil and a message (the port is taken, the
 -- routes script fails to load). opts: model (path), host, port, device,
--- threads, vram_budget, ctx, parallel, batch, queue, prefix_cache (false:
--- off), api_key, routes, log_format,
+-- threads, vram_budget, ctx, kv_type ("f16", "q8_0", "q4_0"), parallel,
+-- batch, queue, prefix_cache (false: off), api_key, routes, log_format,
 -- log_level, max_body, shutdown_timeout, header_timeout, idle_timeout,
 -- max_connections; on_ready(server) runs when the first model is serving,
 -- on_fatal(message) if it cannot be loaded.
@@ -453,8 +453,9 @@ function Server:reload(path, cb)
                 ctx = (self.opts.vram_budget and model.info.device == "cuda") and 0
                     or math.min(n_train, self.opts.ctx_cap or 32768)
             end
-            eng, err = engine.new(model, { parallel = self.opts.parallel, ctx = ctx, batch = self.opts.batch,
-                                          queue = self.opts.queue, prefix_cache = self.opts.prefix_cache })
+            eng, err = engine.new(model, { parallel = self.opts.parallel, ctx = ctx, kv_type = self.opts.kv_type,
+                                          batch = self.opts.batch, queue = self.opts.queue,
+                                          prefix_cache = self.opts.prefix_cache })
         end
         self.loading = false
         if not eng then
@@ -468,6 +469,7 @@ function Server:reload(path, cb)
         local st = eng:stats()
         self:log("info", "model ready", { { "path", path }, { "device", model.info.device },
             { "parallel", st.n_seq }, { "ctx", st.n_ctx }, { "prefix_cache", st.prefix_cache },
+            { "kv_type", self.opts.kv_type or "f16" },
             { "seconds", string.format("%.2f", (uv.hrtime() - t0) * 1e-9) } })
         if old then
             self.metrics.reloads:inc(1, "ok")

@@ -4,11 +4,18 @@
  * share a KV head (GQA) go together, so each cached key and value is read
  * and widened to f32 once for all of them. Scores are kept for the whole
  * context (two passes: scores and their max, then the weighted values), in
- * f32, as llama.cpp's non-flash CPU path does. */
+ * f32, as llama.cpp's non-flash CPU path does.
+ *
+ * The cache holds F16, or Q8_0 / Q4_0 blocks (core/quant.h): keys and values
+ * are quantized as they are stored, with the weight quantizers (llama.cpp's
+ * reference rounding), and a quantized row is widened straight from its
+ * blocks into the one row of f32 that the dot products and the weighted sum
+ * read (exactly q * d, as the dequantizers compute it, on every ISA). */
 #include "cpu.h"
 
 #include <math.h>
 
+#include "core/error.h"
 #include "core/parallel.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include "simd.h"
@@ -51,10 +58,20 @@ static inline void *kv_row(const apr_kv_cache *kv, void *base, int layer, int sl
            (((size_t)block * kv->n_head_kv + head) * kv->block_tokens + off) * kv->row_bytes;
 }
 
-static void store_row(const apr_kv_cache *kv, void *dst, const float *x)
+/* Stores one head's row; quantized keys minus their offset (backend.h). */
+static void store_row(const apr_kv_cache *kv, void *dst, const float *x, const float *offset)
 {
+    float shifted[CPU_MAX_KV_HEAD_DIM];
+    if (offset && kv->type != APR_F16) {
+        for (int i = 0; i < kv->head_dim; i++) shifted[i] = x[i] - offset[i];
+        x = shifted;
+    }
     if (kv->type == APR_Q8_0) {
         apr_quantize_row_q8_0(x, dst, kv->head_dim);
+        return;
+    }
+    if (kv->type == APR_Q4_0) {
+        apr_quantize_row_q4_0(x, dst, kv->head_dim);
         return;
     }
     apr_f16 *h = dst;
@@ -77,6 +94,7 @@ static void rope_store_body(void *ctx, int64_t begin, int64_t end, int thread)
     att_job *j = ctx;
     const apr_attn_params *p = j->p;
     const int hd = p->head_dim, q_dim = p->n_head * hd, kv_dim = p->n_head_kv * hd;
+    const float *offset = j->kv->k_offset ? j->kv->k_offset + (size_t)j->layer * kv_dim : NULL;
     for (int64_t i = begin; i < end; i++) {
         float *cs = j->s->rope_cache + i * hd;
         if (j->layer == 0) rope_table(cs, j->st->pos[i], p);
@@ -84,8 +102,9 @@ static void rope_store_body(void *ctx, int64_t begin, int64_t end, int thread)
         for (int h = 0; h < p->n_head; h++) rotate(q + h * hd, cs, p);
         for (int h = 0; h < p->n_head_kv; h++) {
             rotate(k + h * hd, cs, p);
-            store_row(j->kv, kv_row(j->kv, j->kv->k, j->layer, j->st->slot[i], h), k + h * hd);
-            store_row(j->kv, kv_row(j->kv, j->kv->v, j->layer, j->st->slot[i], h), v + h * hd);
+            store_row(j->kv, kv_row(j->kv, j->kv->k, j->layer, j->st->slot[i], h), k + h * hd,
+                      offset ? offset + h * hd : NULL);
+            store_row(j->kv, kv_row(j->kv, j->kv->v, j->layer, j->st->slot[i], h), v + h * hd, NULL);
         }
     }
 }
@@ -105,6 +124,7 @@ void apr_cpu_rope_store(apr_stream *s, float *qkv, const apr_kv_cache *kv, int l
 static void load_row(const apr_kv_cache *kv, const void *src, float *dst)
 {
     if (kv->type == APR_Q8_0) apr_dequantize_row_q8_0(src, dst, kv->head_dim);
+    else if (kv->type == APR_Q4_0) apr_dequantize_row_q4_0(src, dst, kv->head_dim);
     else apr_dequantize_row_f16(src, dst, kv->head_dim);
 }
 
@@ -116,9 +136,40 @@ static float dot(const float *a, const float *b, int n)
 }
 
 #if defined(__x86_64__) || defined(__i386__)
+/* 8 signed bytes times d, as floats: (float)q * d, the dequantizers' product. */
+AVX2_INLINE __m256 widen8(__m128i q, __m256 d)
+{
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+}
+
 AVX2 static void load_row_avx2(const apr_kv_cache *kv, const void *src, float *dst)
 {
-    if (kv->type != APR_F16 || kv->head_dim % 8) { load_row(kv, src, dst); return; }
+    if (kv->type == APR_Q8_0) {
+        const block_q8_0 *b = src;
+        for (int k = 0; k < kv->head_dim / QK8_0; k++, dst += QK8_0) {
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[k].d));
+            for (int i = 0; i < QK8_0; i += 8)
+                _mm256_storeu_ps(dst + i, widen8(_mm_loadl_epi64((const __m128i *)(b[k].qs + i)), d));
+        }
+        return;
+    }
+    if (kv->type == APR_Q4_0) {
+        /* element j in the low nibble of qs[j], j + 16 in the high one; codes are q + 8 */
+        const block_q4_0 *b = src;
+        const __m128i m4 = _mm_set1_epi8(0xF), eight = _mm_set1_epi8(8);
+        for (int k = 0; k < kv->head_dim / QK4_0; k++, dst += QK4_0) {
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[k].d));
+            const __m128i q = _mm_loadu_si128((const __m128i *)b[k].qs);
+            const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), eight);
+            const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), eight);
+            _mm256_storeu_ps(dst, widen8(lo, d));
+            _mm256_storeu_ps(dst + 8, widen8(_mm_srli_si128(lo, 8), d));
+            _mm256_storeu_ps(dst + 16, widen8(hi, d));
+            _mm256_storeu_ps(dst + 24, widen8(_mm_srli_si128(hi, 8), d));
+        }
+        return;
+    }
+    if (kv->head_dim % 8) { load_row(kv, src, dst); return; }
     for (int i = 0; i < kv->head_dim; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const apr_f16 *)src + i))));
 }
@@ -237,4 +288,19 @@ void apr_cpu_attention(apr_stream *s, float *out, const float *qkv, const apr_kv
 {
     att_job j = { .s = s, .cqkv = qkv, .out = out, .kv = kv, .layer = layer, .st = st, .p = p };
     apr_parallel_for_n(s->n_threads, (int64_t)st->n * p->n_head_kv, 1, attention_body, &j);
+}
+
+apr_status apr_cpu_supports(apr_backend *b, int kv_type, int block_tokens, const apr_attn_params *p)
+{
+    APR_CHECK(kv_type == APR_F16 || kv_type == APR_Q8_0 || kv_type == APR_Q4_0, APR_ERR_UNSUPPORTED,
+              "the CPU backend has no %s KV cache (it has F16, Q8_0 and Q4_0)",
+              apr_dtype_name(kv_type) ? apr_dtype_name(kv_type) : "unknown");
+    APR_CHECK(kv_type == APR_F16 || (p->head_dim % 32 == 0 && p->head_dim <= CPU_MAX_KV_HEAD_DIM),
+              APR_ERR_UNSUPPORTED, "a %s KV cache needs heads of a multiple of 32 dimensions, at most %d, not %d",
+              apr_dtype_name(kv_type), CPU_MAX_KV_HEAD_DIM, p->head_dim);
+    APR_CHECK(block_tokens > 0, APR_ERR_UNSUPPORTED, "KV cache blocks of %d tokens", block_tokens);
+    APR_CHECK(p->n_head_kv > 0 && p->n_head % p->n_head_kv == 0 && p->n_head / p->n_head_kv <= CPU_MAX_GROUP,
+              APR_ERR_UNSUPPORTED, "the CPU backend needs n_head (%d) a multiple of n_head_kv (%d), at most %d times it",
+              p->n_head, p->n_head_kv, CPU_MAX_GROUP);
+    return APR_OK;
 }

@@ -267,6 +267,7 @@ apr_backend *apr_backend_cpu_new(int n_threads)
         .release = cpu_release,
         .weight_upload = cpu_weight_upload,
         .weight_release = cpu_weight_release,
+        .supports = apr_cpu_supports,
         .stream_new = cpu_stream_new,
         .stream_free = cpu_stream_free,
         .upload = cpu_copy,

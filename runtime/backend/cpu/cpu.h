@@ -121,6 +121,12 @@ struct apr_stream {
 
 /* Query heads per KV head the CPU attention handles (Qwen2.5-32B has 5). */
 #define CPU_MAX_GROUP 64
+/* Widest head a quantized cache stores (a key shifted on the stack). */
+#define CPU_MAX_KV_HEAD_DIM 512
+
+/* backend.h's supports: the KV cache types and attention geometries that
+ * attention.c handles (attention.c). */
+apr_status apr_cpu_supports(apr_backend *b, int kv_type, int block_tokens, const apr_attn_params *p);
 
 /* Ops implemented in matmul.c and attention.c. */
 void apr_cpu_matmul(apr_stream *s, float *out, const float *x, const apr_linear *W, int n, int accumulate);

@@ -331,6 +331,7 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
         .weight_upload = apr_cuda_weight_upload,
         .weight_upload_read = apr_cuda_weight_upload_read,
         .weight_release = apr_cuda_weight_release,
+        .supports = apr_cuda_op_supports,
         .stream_new = cuda_stream_new,
         .stream_free = cuda_stream_free,
         .upload = cuda_upload,

@@ -149,6 +149,7 @@ void apr_cuda_weight_release(apr_backend *b, apr_weight *w);
 
 /* The ops (ops.c). */
 void apr_cuda_op_get_rows(apr_stream *s, float *out, const apr_weight *table, const int32_t *ids, int n);
+apr_status apr_cuda_op_supports(apr_backend *b, int kv_type, int block_tokens, const apr_attn_params *p);
 void apr_cuda_op_gather(apr_stream *s, float *out, const float *x, const int32_t *rows, int n, int64_t dim);
 void apr_cuda_op_rmsnorm(apr_stream *s, float *out, const float *x, const apr_weight *w, int n, float eps);
 void apr_cuda_op_matmul(apr_stream *s, float *out, const float *x, const apr_linear *W, int n, int accumulate);

@@ -116,18 +116,18 @@ static int decode_kernels(const apr_stream *s, const apr_linear *W, int n)
     return q && n <= s->b->mma_max && W->cols % 128 == 0 ? 2 : 0;
 }
 
-static apr_cuda_kv layer_kv(apr_stream *s, const apr_kv_cache *kv, int layer)
+/* A layer of the cache as the kernels take it. apr_cuda_supports has
+ * vetted the type and block size when the context was made. */
+static apr_cuda_kv layer_kv(const apr_kv_cache *kv, int layer)
 {
     int shift = 0;
     while ((1 << shift) < kv->block_tokens) shift++;
-    if ((1 << shift) != kv->block_tokens || kv->type != APR_F16)
-        apr_cuda_record(s, apr_error(APR_ERR_UNSUPPORTED, "the CUDA backend needs an F16 KV cache in blocks of a "
-                                                          "power of two (%s, %d)",
-                                     apr_dtype_name(kv->type), kv->block_tokens));
     return (apr_cuda_kv){
         .k = (uint8_t *)kv->k + (size_t)layer * kv->layer_bytes,
         .v = (uint8_t *)kv->v + (size_t)layer * kv->layer_bytes,
         .n_kv = kv->n_head_kv, .hd = kv->head_dim, .block_shift = shift,
+        .type = kv->type, .row_bytes = (int)kv->row_bytes,
+        .k_offset = kv->k_offset ? kv->k_offset + (size_t)layer * kv->n_head_kv * kv->head_dim : NULL,
     };
 }
 
@@ -186,6 +186,30 @@ static void blas_glu(apr_stream *s, float *out, const void *x16, const apr_linea
                                               0.0f));
         apr_cuda_record(s, apr_cuda_glu_join(s->blas_tmp, rows, n, out + r0, gate.rows, s->cs));
     }
+}
+
+/* ===================================================================== */
+/* What the kernels handle                                               */
+/* ===================================================================== */
+
+apr_status apr_cuda_op_supports(apr_backend *b, int kv_type, int block_tokens, const apr_attn_params *p)
+{
+    APR_CHECK(kv_type == APR_F16 || kv_type == APR_Q8_0 || kv_type == APR_Q4_0, APR_ERR_UNSUPPORTED,
+              "the CUDA backend has no %s KV cache (it has F16, Q8_0 and Q4_0)",
+              apr_dtype_name(kv_type) ? apr_dtype_name(kv_type) : "unknown");
+    APR_CHECK(p->head_dim == 64 || p->head_dim == 128, APR_ERR_UNSUPPORTED,
+              "the CUDA backend handles heads of 64 or 128 dimensions, not %d", p->head_dim);
+    APR_CHECK(p->n_head_kv > 0 && p->n_head % p->n_head_kv == 0 && p->n_head / p->n_head_kv <= 8,
+              APR_ERR_UNSUPPORTED, "the CUDA backend needs n_head (%d) a multiple of n_head_kv (%d), at most 8 times it",
+              p->n_head, p->n_head_kv);
+    APR_CHECK(p->n_rot > 0 && p->n_rot <= p->head_dim && p->n_rot % 2 == 0, APR_ERR_UNSUPPORTED,
+              "CUDA RoPE: %d rotated dimensions of %d", p->n_rot, p->head_dim);
+    /* paged rows are found by shifts; prefill copies quantized cache blocks
+     * in 16-byte pieces, which needs blocks of at least 4 rows (a row is a
+     * multiple of 4 bytes) */
+    APR_CHECK(block_tokens >= 4 && (block_tokens & (block_tokens - 1)) == 0, APR_ERR_UNSUPPORTED,
+              "the CUDA backend needs KV cache blocks of a power of two tokens, at least 4 (not %d)", block_tokens);
+    return APR_OK;
 }
 
 /* ===================================================================== */
@@ -327,7 +351,7 @@ void apr_cuda_op_rope_store(apr_stream *s, float *qkv, const apr_kv_cache *kv, i
     };
     /* the angles depend on the positions only: computed at the first layer */
     if (layer == 0) apr_cuda_record(s, apr_cuda_rope_table(st->n, r, st->pos, s->rope, s->cs));
-    apr_cuda_record(s, apr_cuda_rope_store(qkv, st->n, r, step_tokens(st), layer_kv(s, kv, layer), s->rope,
+    apr_cuda_record(s, apr_cuda_rope_store(qkv, st->n, r, step_tokens(st), layer_kv(kv, layer), s->rope,
                                            st->n > CUDA_ATTN_DECODE_MAX ? s->q16 : NULL, s->cs));
 }
 
@@ -343,14 +367,14 @@ void apr_cuda_op_attention(apr_stream *s, float *out, const float *qkv, const ap
             q = q8_for(s, q_dim, s->b->q8_block);
             if (q.block == 256 && p->n_head % (256 / p->head_dim)) q.block = 32;
         }
-        apr_cuda_record(s, apr_cuda_attention_decode(qkv, step_tokens(st), layer_kv(s, kv, layer), n, p->n_head,
+        apr_cuda_record(s, apr_cuda_attention_decode(qkv, step_tokens(st), layer_kv(kv, layer), n, p->n_head,
                                                      p->scale, s->n_split, s->att_scratch, out, q, s->cs));
         if (q.q) {
             s->memo.q8_of = out;
             s->memo.q8_block = q.block;
         }
     } else {
-        apr_cuda_record(s, apr_cuda_attention_prefill(s->q16, step_tokens(st), layer_kv(s, kv, layer), n, p->n_head,
+        apr_cuda_record(s, apr_cuda_attention_prefill(s->q16, step_tokens(st), layer_kv(kv, layer), n, p->n_head,
                                                       p->scale, out, NULL, s->cs));
     }
 }

@@ -400,6 +400,73 @@ TEST(context_prefix_reuse_gives_the_logits_of_a_cold_prefill)
     apr_model_free(m);
 }
 
+/* Prefix reuse in Q8_0 and Q4_0 caches is as exact as in F16: the blocks
+ * hold the quantized keys (less the context's key offsets) and values of
+ * their tokens alone, so a sequence that attaches them, whole or a partial
+ * last block, and decodes the rest gets bit for bit the logits of a cold
+ * prefill with the same cache type (which are not f16's: the type is in
+ * effect). An unsupported type fails before anything is allocated. */
+TEST(context_prefix_reuse_is_exact_in_quantized_caches)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
+    REQUIRE(m);
+    enum { N = 100, TAIL = 8 };
+    int32_t ids[N + TAIL];
+    for (int i = 0; i < N + TAIL; i++) ids[i] = tok(5 * i + 2);
+    float *f16 = malloc(sizeof(float) * (N + TAIL) * V), *cold = malloc(sizeof(float) * (N + TAIL) * V),
+          *warm = malloc(sizeof(float) * (N + TAIL) * V);
+    REQUIRE(f16 && cold && warm);
+    apr_context *c = fixture_context(m, 256, 1, 128);
+    REQUIRE(c);
+    REQUIRE(run(c, 0, ids, 64, f16) == APR_OK);
+    REQUIRE(run(c, 0, ids + 64, N + TAIL - 64, f16 + (size_t)64 * V) == APR_OK);
+    apr_context_free(c);
+
+    static const int types[2] = { APR_Q8_0, APR_Q4_0 };
+    for (int k = 0; k < 2; k++) {
+        apr_context_params p;
+        apr_context_params_default(&p);
+        p.n_ctx = 256;
+        p.n_seq = 2;
+        p.n_batch = 128;
+        p.kv_type = types[k];
+        c = NULL;
+        REQUIRE(apr_context_new(m, &p, &c) == APR_OK);
+        CHECK(c->k_offset != NULL);  /* the tiny models have key biases */
+        REQUIRE(run(c, 0, ids, 64, cold) == APR_OK);
+        REQUIRE(run(c, 0, ids + 64, N + TAIL - 64, cold + (size_t)64 * V) == APR_OK);
+        CHECK(memcmp(cold + (size_t)96 * V, f16 + (size_t)96 * V, sizeof(float) * (N + TAIL - 96) * V) != 0);
+        /* while sequence 0 holds them: 3 whole blocks */
+        int reused = -1;
+        CHECK_EQ_INT(apr_context_seq_reuse(c, 1, ids, N + TAIL, &reused), APR_OK);
+        CHECK_EQ_INT(reused, 96);
+        REQUIRE(run(c, 1, ids + 96, N + TAIL - 96, warm) == APR_OK);
+        CHECK(memcmp(cold + (size_t)96 * V, warm, sizeof(float) * (N + TAIL - 96) * V) == 0);
+        /* after both let go: the partial last block too, all but the last id */
+        CHECK_EQ_INT(apr_context_seq_truncate(c, 0, 0), APR_OK);
+        CHECK_EQ_INT(apr_context_seq_truncate(c, 1, 0), APR_OK);
+        CHECK_EQ_INT(apr_context_seq_reuse(c, 0, ids, N + TAIL, &reused), APR_OK);
+        CHECK_EQ_INT(reused, N + TAIL - 1);
+        REQUIRE(run(c, 0, ids + reused, N + TAIL - reused, warm) == APR_OK);
+        CHECK(memcmp(cold + (size_t)reused * V, warm, sizeof(float) * (N + TAIL - reused) * V) == 0);
+        apr_context_free(c);
+    }
+
+    const uint64_t before = m->backend->bytes;
+    apr_context_params p;
+    apr_context_params_default(&p);
+    p.kv_type = APR_Q4_K;
+    c = NULL;
+    CHECK_EQ_INT(apr_context_new(m, &p, &c), APR_ERR_UNSUPPORTED);
+    CHECK(c == NULL);
+    CHECK(strstr(apr_last_error(), "Q4_K") != NULL);
+    CHECK(m->backend->bytes == before);
+    free(f16);
+    free(cold);
+    free(warm);
+    apr_model_free(m);
+}
+
 /* n_ctx 0 under a memory budget: the cache gets what the budget leaves
  * after the weights, activations and scratch, in whole blocks, less the
  * slack blocks of the other sequences; a budget that leaves less than a
@@ -447,6 +514,37 @@ TEST(context_sized_from_a_vram_budget)
     REQUIRE(apr_context_new(m, &p, &c) == APR_OK);
     CHECK_EQ_INT(apr_context_n_ctx(c), 64);
     apr_context_free(c);
+
+    /* a Q8_0 cache's key offsets (1 KiB here) count against the budget:
+     * over budgets a block apart in steps smaller than them, the pool never
+     * takes the room they need (it did when they were allocated after it).
+     * One sequence and nearly the training context, so that the sizing's
+     * allowance for the block table leaves less spare than the offsets. */
+    m->backend->budget = 0;
+    p.kv_type = APR_Q8_0;
+    p.n_seq = 1;
+    p.n_ctx = m->hp.n_ctx_train;
+    REQUIRE(apr_context_new(m, &p, &probe) == APR_OK);
+    REQUIRE(probe->k_offset != NULL);
+    const uint64_t q8_cache = 2 * (uint64_t)probe->cache.dev.layer_bytes * m->hp.n_layer;
+    const uint64_t q8_rest = m->backend->bytes - before - q8_cache;
+    apr_context_free(probe);
+    const size_t q8_token = apr_kvcache_token_bytes(APR_Q8_0, m->hp.n_layer, m->hp.n_head_kv, m->hp.head_dim);
+    const size_t offset_bytes = sizeof(float) * m->hp.n_layer * m->hp.n_head_kv * m->hp.head_dim;
+    const size_t step = offset_bytes / 3;
+    const int want = m->hp.n_ctx_train - 3 * 32;
+    int over = 0, sizes = 0;
+    for (size_t extra = 0; extra < 32 * q8_token; extra += step) {
+        m->backend->budget = before + q8_rest + (uint64_t)want * q8_token + extra;
+        p.n_ctx = 0;
+        c = NULL;
+        REQUIRE(apr_context_new(m, &p, &c) == APR_OK);
+        over += m->backend->bytes > m->backend->budget;
+        sizes += apr_context_n_ctx(c) == want || apr_context_n_ctx(c) == want - 32;
+        apr_context_free(c);
+    }
+    CHECK_EQ_INT(over, 0);
+    CHECK(sizes > 0);
     m->backend->budget = 0;
     apr_model_free(m);
 }

@@ -215,33 +215,47 @@ TEST(qwen2_missing_file_and_bad_context_parameters)
     apr_model_free(m);
 }
 
-/* A Q8_0 cache gives logits close to the f16 cache's (8-bit keys and
- * values; attention_test.c checks the cache arithmetic itself exactly). */
-TEST(qwen2_q8_0_kv_cache_stays_close_to_f16)
+/* Q8_0 and Q4_0 caches give logits close to the f16 cache's (8- and 4-bit
+ * keys and values; attention_test.c checks the cache arithmetic itself,
+ * tests/lua/apr/kv_type_spec.lua the next-token distributions). */
+TEST(qwen2_quantized_kv_caches_stay_close_to_f16)
 {
     apr_model *m = fixture_load(FIXTURE_TINY_Q4KM, 2);
     REQUIRE(m);
-    static float f16[20 * 2048], q8[20 * 2048];
+    static float logits[3][20 * 2048];
+    static const int types[3] = { APR_F16, APR_Q8_0, APR_Q4_0 };
     int32_t ids[20];
     int8_t want[20];
     for (int i = 0; i < 20; i++) ids[i] = (i * 131 + 7) % 2000, want[i] = 1;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         apr_context_params p;
         apr_context_params_default(&p);
         p.n_ctx = 64;
-        p.kv_type = k ? APR_Q8_0 : APR_F16;
+        p.kv_type = types[k];
         apr_context *c = NULL;
         REQUIRE(apr_context_new(m, &p, &c) == APR_OK);
         apr_batch b = { .n = 20, .ids = ids, .want_logits = want };
-        REQUIRE(apr_decode(c, &b, k ? q8 : f16) == APR_OK);
+        REQUIRE(apr_decode(c, &b, logits[k]) == APR_OK);
         apr_context_free(c);
     }
-    double max_diff = 0, max_abs = 0;
-    for (int i = 0; i < 20 * 2048; i++) {
-        max_diff = fmax(max_diff, fabs((double)f16[i] - q8[i]));
-        max_abs = fmax(max_abs, fabs((double)f16[i]));
+    /* per position: the largest difference and the cosine, against f16's */
+    double max_diff[3] = { 0 }, max_abs = 0, min_cos[3] = { 1, 1, 1 };
+    for (int r = 0; r < 20; r++) {
+        const float *f = logits[0] + r * 2048;
+        for (int k = 1; k < 3; k++) {
+            const float *q = logits[k] + r * 2048;
+            double dot = 0, ff = 0, qq = 0;
+            for (int i = 0; i < 2048; i++) {
+                max_diff[k] = fmax(max_diff[k], fabs((double)f[i] - q[i]));
+                dot += (double)f[i] * q[i], ff += (double)f[i] * f[i], qq += (double)q[i] * q[i];
+            }
+            min_cos[k] = fmin(min_cos[k], dot / sqrt(ff * qq));
+        }
+        for (int i = 0; i < 2048; i++) max_abs = fmax(max_abs, fabs((double)f[i]));
     }
-    CHECK(max_diff > 0);
-    CHECK(max_diff < 5e-2 * max_abs);  /* measured: 2.3e-2 */
+    CHECK(max_diff[1] > 0 && max_diff[2] > max_diff[1]);
+    CHECK(max_diff[1] < 5e-2 * max_abs);  /* measured: 2.3e-2 */
+    CHECK(min_cos[1] > 0.999);            /* measured: 0.99944 */
+    CHECK(min_cos[2] > 0.9);              /* measured: 0.956 (4 bits on a random model: 20% of the largest logit) */
     apr_model_free(m);
 }

@@ -160,6 +160,17 @@ describe("apr pass", function()
         assert.equal(2, r.code)
     end)
 
+    it("runs with a q8_0 or q4_0 KV cache (--kv-type); another type is a usage error", function()
+        for _, t in ipairs({ "q8_0", "q4_0" }) do
+            local r = h.apr("pass " .. TINY .. " --raw --max-tokens 6 --ignore-eos --kv-type " .. t .. " --prompt Hello")
+            assert.equal(0, r.code, r.err)
+            assert.is_true(#r.out > 0)
+        end
+        local r = h.apr("pass " .. TINY .. " --kv-type q5_1 --prompt Hello")
+        assert.equal(2, r.code)
+        assert.truthy(r.err:find("--kv-type must be one of f16, q8_0, q4_0, got 'q5_1'", 1, true), r.err)
+    end)
+
     it("answers a completion with the real default model", function()
         local path = require("apr.model").default_model_path()
         local f = io.open(path, "rb")

@@ -1,8 +1,8 @@
 -- serve_spec.lua — `apr serve` on the tiny fixture model, over loopback:
 -- every endpoint, streaming, the API key, each error status, cancellation
 -- on disconnect, SIGTERM drain, hot reload under load, a route script,
--- batching that does not change greedy results, and a chat's next turn
--- from the prefix cache.
+-- batching that does not change greedy results, a chat's next turn
+-- from the prefix cache, and a q8_0 cache's prefix reuse.
 local json = require "apr.json"
 local client = require "tests.lua.apr.server.client"
 local serve = require "tests.lua.apr.server.serve_helper"
@@ -245,6 +245,27 @@ describe("apr serve", function()
         assert.equal(0, r.json.usage.prompt_tokens_details.cached_tokens)
         assert.equal(second.json.usage.prompt_tokens, r.json.usage.prompt_tokens)
         assert.equal(r.json.choices[1].message.content, second.json.choices[1].message.content)
+    end)
+
+    it("serves a q8_0 KV cache (--kv-type): a prompt from the prefix cache scores as in a cold q8_0 server, not f16",
+       function()
+        local body = { prompt = string.rep("The quick brown fox jumps over the lazy dog. ", 10), max_tokens = 6,
+                       temperature = 0, logprobs = 1 }
+        local q8 = serve.start("--parallel 2 --ctx 2048 --kv-type q8_0")
+        local first = post(q8.port, "/v1/completions", body)
+        local warm = post(q8.port, "/v1/completions", body)
+        q8:stop()
+        local cold_server = serve.start("--parallel 1 --ctx 2048 --kv-type q8_0 --no-prefix-cache")
+        local cold = post(cold_server.port, "/v1/completions", body)
+        cold_server:stop()
+        local f16 = post(s.port, "/v1/completions", body)
+        for _, r in ipairs({ first, warm, cold, f16 }) do assert.equal(200, r.status, r.body) end
+        assert.equal(warm.json.usage.prompt_tokens - 1, warm.json.usage.prompt_tokens_details.cached_tokens)
+        assert.equal(0, cold.json.usage.prompt_tokens_details.cached_tokens)
+        local function lps(r) return r.json.choices[1].logprobs.token_logprobs end
+        assert.same(lps(cold), lps(warm))
+        assert.same(lps(cold), lps(first))
+        assert.are_not.same(lps(f16), lps(warm))
     end)
 
     it("serves /metrics that promtool accepts", function()

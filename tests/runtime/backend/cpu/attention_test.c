@@ -32,7 +32,9 @@ static void rope_ref(double *x, int pos, const apr_attn_params *p)
     }
 }
 
-static void check_attention(int style, int n_rot, int kv_type, int isa)
+/* with_offset: the keys are stored minus a constant per head (backend.h's
+ * k_offset); attention must come out as for the keys themselves. */
+static void check_attention(int style, int n_rot, int kv_type, int isa, int with_offset)
 {
     const apr_attn_params p = { .n_head = 6, .n_head_kv = 2, .head_dim = 64, .n_rot = n_rot, .rope_style = style,
                                 .rope_base = 10000, .rope_scale = 1, .scale = 0.125f };
@@ -44,10 +46,13 @@ static void check_attention(int style, int n_rot, int kv_type, int isa)
     REQUIRE(s);
     apr_kv_cache kv = { .type = kv_type, .n_layer = 2, .n_head_kv = 2, .head_dim = hd, .block_tokens = BT,
                         .n_blocks = NBLK };
-    kv.row_bytes = kv_type == APR_F16 ? 2 * hd : (hd / 32) * sizeof(block_q8_0);
+    kv.row_bytes = (size_t)(hd / apr_dtype_block_size(kv_type)) * (size_t)apr_dtype_block_bytes(kv_type);
     kv.layer_bytes = (size_t)NBLK * 2 * BT * kv.row_bytes;
     kv.k = calloc(2, kv.layer_bytes);
     kv.v = calloc(2, kv.layer_bytes);
+    float offsets[2][2 * 64];  /* [layer][kv head * head_dim]: large, as a bias makes them */
+    for (int i = 0; i < 2 * 2 * 64; i++) offsets[i / 128][i % 128] = 20.0f * rnd();
+    kv.k_offset = with_offset ? &offsets[0][0] : NULL;
     /* two sequences: A of 11 tokens, B of 6, interleaved in one pass of
      * layer 1; their blocks scattered over the cache */
     const int32_t table[2][NBLK] = { { 7, 2, 12 }, { 5, 0 } };
@@ -87,17 +92,22 @@ static void check_attention(int style, int n_rot, int kv_type, int isa)
         }
         for (int h = 0; h < 2; h++) {
             float tmp[64], back[64];
+            const float *c = with_offset ? offsets[1] + h * hd : NULL;  /* layer 1's */
             for (int pass = 0; pass < 2; pass++) {
                 double *dst = (pass ? v : k) + i * kv_dim + h * hd;
-                for (int d = 0; d < hd; d++) tmp[d] = (float)dst[d];
+                for (int d = 0; d < hd; d++) tmp[d] = (float)dst[d] - (c && !pass ? c[d] : 0.0f);
                 if (kv_type == APR_F16) {
                     for (int d = 0; d < hd; d++) back[d] = apr_f16_to_f32(apr_f32_to_f16(tmp[d]));
-                } else {
+                } else if (kv_type == APR_Q8_0) {
                     block_q8_0 qb[2];
                     apr_quantize_row_q8_0(tmp, qb, hd);
                     apr_dequantize_row_q8_0(qb, back, hd);
+                } else {
+                    block_q4_0 qb[2];
+                    apr_quantize_row_q4_0(tmp, qb, hd);
+                    apr_dequantize_row_q4_0(qb, back, hd);
                 }
-                for (int d = 0; d < hd; d++) dst[d] = back[d];
+                for (int d = 0; d < hd; d++) dst[d] = back[d] + (c && !pass ? c[d] : 0.0f);
             }
         }
     }
@@ -125,9 +135,11 @@ static void check_attention(int style, int n_rot, int kv_type, int isa)
             }
         }
     }
-    if (!(att_err < 1e-5))
-        test_fail(__FILE__, __LINE__, "style %d n_rot %d kv %s isa %d: attention differs by %g", style, n_rot,
-                  apr_dtype_name(kv_type), isa, att_err);
+    /* with offsets the scores are computed from keys 20x smaller than the
+     * ones the reference adds the offsets back to: f32 rounding of those */
+    if (!(att_err < (with_offset ? 1e-4 : 1e-5)))
+        test_fail(__FILE__, __LINE__, "style %d n_rot %d kv %s isa %d offset %d: attention differs by %g", style, n_rot,
+                  apr_dtype_name(kv_type), isa, with_offset, att_err);
     free(qkv); free(out); free(ref_q); free(k); free(v); free(kv.k); free(kv.v);
     b->stream_free(s);
     b->destroy(b);
@@ -136,9 +148,34 @@ static void check_attention(int style, int n_rot, int kv_type, int isa)
 TEST(cpu_attention_matches_float64_for_both_rope_styles_caches_and_isas)
 {
     for (int isa = CPU_SCALAR; isa <= apr_cpu_best_isa(); isa++) {
-        check_attention(APR_ROPE_NEOX, 64, APR_F16, isa);
-        check_attention(APR_ROPE_NORM, 64, APR_F16, isa);
-        check_attention(APR_ROPE_NEOX, 32, APR_F16, isa);  /* partial rotation */
-        check_attention(APR_ROPE_NEOX, 64, APR_Q8_0, isa);
+        check_attention(APR_ROPE_NEOX, 64, APR_F16, isa, 0);
+        check_attention(APR_ROPE_NORM, 64, APR_F16, isa, 0);
+        check_attention(APR_ROPE_NEOX, 32, APR_F16, isa, 0);  /* partial rotation */
+        check_attention(APR_ROPE_NEOX, 64, APR_Q8_0, isa, 0);
+        check_attention(APR_ROPE_NORM, 64, APR_Q4_0, isa, 0);
+        check_attention(APR_ROPE_NEOX, 32, APR_Q4_0, isa, 0);
+        check_attention(APR_ROPE_NEOX, 64, APR_Q8_0, isa, 1);
+        check_attention(APR_ROPE_NORM, 64, APR_Q4_0, isa, 1);
     }
+}
+
+/* The backend states its caches: F16, Q8_0 and Q4_0 (whole blocks per
+ * head), anything else refused with a message that names it. */
+TEST(cpu_supports_names_the_kv_caches_it_reads)
+{
+    apr_backend *b = apr_backend_cpu_new(1);
+    REQUIRE(b);
+    apr_attn_params p = { .n_head = 14, .n_head_kv = 2, .head_dim = 64, .n_rot = 64, .rope_style = APR_ROPE_NEOX,
+                          .rope_base = 1e6f, .rope_scale = 1, .scale = 0.125f };
+    CHECK_EQ_INT(b->supports(b, APR_F16, 32, &p), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q8_0, 32, &p), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q4_0, 32, &p), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q4_1, 32, &p), APR_ERR_UNSUPPORTED);
+    CHECK(strstr(apr_last_error(), "Q4_1") != NULL);
+    CHECK_EQ_INT(b->supports(b, APR_F32, 32, &p), APR_ERR_UNSUPPORTED);
+    p.head_dim = 48;
+    CHECK_EQ_INT(b->supports(b, APR_F16, 32, &p), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q4_0, 32, &p), APR_ERR_UNSUPPORTED);
+    CHECK(strstr(apr_last_error(), "48") != NULL);
+    b->destroy(b);
 }

@@ -6,7 +6,11 @@
  * (prefill): 2% of the output's norm (measured near 0.6%); float weights
  * meet f32 (decode, 1e-5) or f16 activations (prefill, 0.2%); embedding rows are
  * exact to float rounding; attention reads the same f16 cache as the CPU
- * and differs by f32 (decode) or f16 (prefill) rounding of q, P and V. Each
+ * and differs by f32 (decode) or f16 (prefill) rounding of q, P and V.
+ * Quantized caches (Q8_0, Q4_0): the GPU's stored blocks equal the CPU's
+ * (values bit for bit; keys, rotated with other roundings, but for rare
+ * codes one step apart), and attention over the same blocks (the CPU's,
+ * copied over) agrees as the f16 cache's does. Each
  * check uses fresh random inputs, and outputs are poisoned with NaN first
  * so an unwritten element fails. */
 #include "test.h"
@@ -526,15 +530,17 @@ typedef struct {
     apr_step st;
     int32_t *meta;       /* ids pos seq slot out table, as apr_step points into */
     float *qkv, *out;
+    float *offsets;      /* quantized caches: the keys' offsets (backend.h's k_offset) */
 } side;
 
 enum { BT = 32, MAXB = 16, NSEQ = 2, NB = 300 };
 
-static int open_side(apr_backend *b, side *s, const apr_attn_params *a)
+static int open_side(apr_backend *b, side *s, const apr_attn_params *a, int kv_type)
 {
     memset(s, 0, sizeof *s);
-    s->kv = (apr_kv_cache){ .type = APR_F16, .n_layer = 1, .n_head_kv = a->n_head_kv, .head_dim = a->head_dim,
-                            .block_tokens = BT, .n_blocks = NSEQ * MAXB, .row_bytes = 2 * (size_t)a->head_dim };
+    const size_t row_bytes = (size_t)(a->head_dim / apr_dtype_block_size(kv_type)) * apr_dtype_block_bytes(kv_type);
+    s->kv = (apr_kv_cache){ .type = kv_type, .n_layer = 1, .n_head_kv = a->n_head_kv, .head_dim = a->head_dim,
+                            .block_tokens = BT, .n_blocks = NSEQ * MAXB, .row_bytes = row_bytes };
     s->kv.layer_bytes = (size_t)s->kv.n_blocks * a->n_head_kv * BT * s->kv.row_bytes;
     s->kv.k = b->alloc(b, s->kv.layer_bytes);
     s->kv.v = b->alloc(b, s->kv.layer_bytes);
@@ -542,6 +548,22 @@ static int open_side(apr_backend *b, side *s, const apr_attn_params *a)
     const size_t row = (size_t)(a->n_head + 2 * a->n_head_kv) * a->head_dim;
     s->qkv = b->alloc(b, sizeof(float) * NB * row);
     s->out = b->alloc(b, sizeof(float) * NB * a->n_head * a->head_dim);
+    if (kv_type != APR_F16) {
+        /* offsets as large as a key's bias (the same on both sides: the rng restarts) */
+        const size_t n = (size_t)a->n_head_kv * a->head_dim;
+        uint64_t saved = rng_state;
+        rng_state = 12345;
+        float *host = rnd_floats(n, 8.0f);
+        rng_state = saved;
+        s->offsets = b->alloc(b, sizeof(float) * n);
+        if (s->offsets) {
+            if (b->device == APR_DEVICE_CUDA) cudaMemcpy(s->offsets, host, sizeof(float) * n, cudaMemcpyHostToDevice);
+            else memcpy(s->offsets, host, sizeof(float) * n);
+        }
+        free(host);
+        s->kv.k_offset = s->offsets;
+        if (!s->offsets) return 0;
+    }
     s->st = (apr_step){ .max_blocks = MAXB, .ids = s->meta, .pos = s->meta + NB, .seq = s->meta + 2 * NB,
                         .slot = s->meta + 3 * NB, .out = s->meta + 4 * NB, .block_table = s->meta + 5 * NB };
     return s->kv.k && s->kv.v && s->meta && s->qkv && s->out;
@@ -554,11 +576,43 @@ static void close_side(apr_backend *b, side *s)
     b->release(b, s->meta);
     b->release(b, s->qkv);
     b->release(b, s->out);
+    b->release(b, s->offsets);
+}
+
+/* Compares the GPU's quantized cache (got) with the CPU's (want), block by
+ * block: values must be the same bytes; keys may differ by one code step
+ * in a few elements (the rotation rounds differently: an element on a
+ * rounding boundary). Returns the number of key codes that differ. */
+static long compare_blocks(const uint8_t *got, const uint8_t *want, size_t bytes, int type, int is_v, const char *what)
+{
+    const size_t bb = (size_t)apr_dtype_block_bytes(type);
+    long diff = 0;
+    for (size_t b = 0; b + bb <= bytes; b += bb) {
+        const uint16_t dg = (uint16_t)(got[b] | got[b + 1] << 8), dw = (uint16_t)(want[b] | want[b + 1] << 8);
+        int bad = is_v ? memcmp(got + b, want + b, bb) != 0 : abs((int)dg - (int)dw) > 1;
+        for (size_t i = 2; i < bb && !bad; i++) {
+            if (type == APR_Q8_0) {
+                const int c = abs((int)(int8_t)got[b + i] - (int)(int8_t)want[b + i]);
+                diff += c != 0;
+                bad = c > 1;
+            } else {
+                const int lo = abs((got[b + i] & 15) - (want[b + i] & 15)), hi = abs((got[b + i] >> 4) - (want[b + i] >> 4));
+                diff += (lo != 0) + (hi != 0);
+                bad = lo > 1 || hi > 1;
+            }
+        }
+        if (bad) {
+            test_fail(__FILE__, __LINE__, "%s: the %s cache's block at byte %zu differs beyond one step", what,
+                      is_v ? "value" : "key", b);
+            return -1;
+        }
+    }
+    return diff;
 }
 
 /* Runs passes of (seq, count) token runs through rope_store + attention on
  * both backends and compares q|k|v after RoPE and the attention output. */
-static void attention_case(int n_head, int n_kv, int hd, int neox)
+static void attention_case(int n_head, int n_kv, int hd, int neox, int kv_type)
 {
     apr_attn_params a = { .n_head = n_head, .n_head_kv = n_kv, .head_dim = hd, .n_rot = hd,
                           .rope_style = neox ? APR_ROPE_NEOX : APR_ROPE_NORM, .rope_base = 1e6f, .rope_scale = 1,
@@ -568,7 +622,9 @@ static void attention_case(int n_head, int n_kv, int hd, int neox)
     pair p;
     if (!open_pair(&p, &z)) { close_pair(&p); SKIP("no CUDA device"); }
     side c, g;
-    REQUIRE(open_side(p.cpu, &c, &a) && open_side(p.gpu, &g, &a));
+    REQUIRE(open_side(p.cpu, &c, &a, kv_type) && open_side(p.gpu, &g, &a, kv_type));
+    long key_steps = 0, key_codes = 0;
+    uint8_t *cache_got = malloc(c.kv.layer_bytes);
     /* block tables: the sequences' blocks interleaved, so pages are not contiguous */
     int32_t host[5 * NB + NSEQ * MAXB];
     for (int s = 0; s < NSEQ; s++)
@@ -612,6 +668,23 @@ static void attention_case(int n_head, int n_kv, int hd, int neox)
         p.cpu->rope_store(p.cs, c.qkv, &c.kv, 0, &c.st, &a);
         p.cpu->attention(p.cs, c.out, c.qkv, &c.kv, 0, &c.st, &a);
         p.gpu->rope_store(p.gs, g.qkv, &g.kv, 0, &g.st, &a);
+        if (kv_type != APR_F16) {
+            /* the stored blocks, then attention over the CPU's own */
+            char what[64];
+            snprintf(what, sizeof what, "%s h%d/%d d%d pass %zu", apr_dtype_name(kv_type), n_head, n_kv, hd, pi);
+            if (p.gpu->sync(p.gs) != APR_OK) {
+                test_fail(__FILE__, __LINE__, "%s: %s", what, apr_last_error());
+                break;
+            }
+            for (int v = 0; v < 2; v++) {
+                cudaMemcpy(cache_got, v ? g.kv.v : g.kv.k, c.kv.layer_bytes, cudaMemcpyDeviceToHost);
+                long d = compare_blocks(cache_got, v ? c.kv.v : c.kv.k, c.kv.layer_bytes, kv_type, v, what);
+                if (!v && d > 0) key_steps += d;
+                cudaMemcpy(v ? g.kv.v : g.kv.k, v ? c.kv.v : c.kv.k, c.kv.layer_bytes, cudaMemcpyHostToDevice);
+            }
+            cudaDeviceSynchronize(); /* the copies land before the next op on the backend's own stream */
+            key_codes += (long)n * n_kv * hd;
+        }
         p.gpu->attention(p.gs, g.out, g.qkv, &g.kv, 0, &g.st, &a);
         if (p.gpu->sync(p.gs) != APR_OK) {
             test_fail(__FILE__, __LINE__, "pass %zu: %s", pi, apr_last_error());
@@ -625,18 +698,51 @@ static void attention_case(int n_head, int n_kv, int hd, int neox)
         e = rel_err(got, c.out, (size_t)n * q_dim);
         double tol = n <= CUDA_ATTN_DECODE_MAX ? 1e-4 : 3e-3;
         if (!(e <= tol))
-            test_fail(__FILE__, __LINE__, "attention h%d/%d d%d pass %zu (n=%d): error %.3g", n_head, n_kv, hd, pi, n, e);
+            test_fail(__FILE__, __LINE__, "attention %s h%d/%d d%d pass %zu (n=%d): error %.3g", apr_dtype_name(kv_type),
+                      n_head, n_kv, hd, pi, n, e);
         free(got);
         free(qkv);
     }
+    /* keys on a rounding boundary are rare: at most 1 code in 1,000 */
+    if (key_codes && !(key_steps * 1000 <= key_codes))
+        test_fail(__FILE__, __LINE__, "%s: %ld of %ld key codes differ by a step", apr_dtype_name(kv_type), key_steps,
+                  key_codes);
+    free(cache_got);
     close_side(p.cpu, &c);
     close_side(p.gpu, &g);
     close_pair(&p);
 }
 
-TEST(cuda_attention_gqa5_hd128_neox) { rng_state = 61; attention_case(10, 2, 128, 1); }
-TEST(cuda_attention_gqa2_hd64_norm) { rng_state = 62; attention_case(4, 2, 64, 0); }
-TEST(cuda_attention_gqa7_hd64_neox) { rng_state = 63; attention_case(14, 2, 64, 1); }
+TEST(cuda_attention_gqa5_hd128_neox) { rng_state = 61; attention_case(10, 2, 128, 1, APR_F16); }
+TEST(cuda_attention_gqa2_hd64_norm) { rng_state = 62; attention_case(4, 2, 64, 0, APR_F16); }
+TEST(cuda_attention_gqa7_hd64_neox) { rng_state = 63; attention_case(14, 2, 64, 1, APR_F16); }
+TEST(cuda_attention_q8_0_gqa5_hd128_neox) { rng_state = 64; attention_case(10, 2, 128, 1, APR_Q8_0); }
+TEST(cuda_attention_q8_0_gqa7_hd64_neox) { rng_state = 65; attention_case(14, 2, 64, 1, APR_Q8_0); }
+TEST(cuda_attention_q4_0_gqa5_hd128_neox) { rng_state = 66; attention_case(10, 2, 128, 1, APR_Q4_0); }
+TEST(cuda_attention_q4_0_gqa2_hd64_norm) { rng_state = 67; attention_case(4, 2, 64, 0, APR_Q4_0); }
+
+/* The backend states which caches and geometries it runs, before a context
+ * allocates anything. */
+TEST(cuda_supports_names_what_it_lacks)
+{
+    apr_backend *b = apr_backend_cuda_new(0, 0);
+    if (!b) SKIP("no CUDA device");
+    apr_attn_params a = { .n_head = 40, .n_head_kv = 8, .head_dim = 128, .n_rot = 128, .rope_style = APR_ROPE_NEOX,
+                          .rope_base = 1e6f, .rope_scale = 1, .scale = 0.088f };
+    CHECK_EQ_INT(b->supports(b, APR_F16, 32, &a), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q8_0, 32, &a), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q4_0, 32, &a), APR_OK);
+    CHECK_EQ_INT(b->supports(b, APR_Q5_0, 32, &a), APR_ERR_UNSUPPORTED);
+    CHECK(strstr(apr_last_error(), "Q5_0") != NULL);
+    CHECK_EQ_INT(b->supports(b, APR_Q8_0, 24, &a), APR_ERR_UNSUPPORTED);
+    a.head_dim = 96;
+    CHECK_EQ_INT(b->supports(b, APR_F16, 32, &a), APR_ERR_UNSUPPORTED);
+    CHECK(strstr(apr_last_error(), "96") != NULL);
+    a.head_dim = 128;
+    a.n_head = 80;
+    CHECK_EQ_INT(b->supports(b, APR_F16, 32, &a), APR_ERR_UNSUPPORTED);
+    b->destroy(b);
+}
 
 /* ===================================================================== */
 /* Memory                                                                */
