@@ -1093,6 +1093,96 @@ void apr_trace_get_info(apr_trace_info *out);
  * APR_ERR_IO naming the path; a partial file is removed. */
 apr_status apr_trace_write_json(const char *path, const char *meta_json);
 
+/* ===================================================================== */
+/* Compressed page pools (runtime/zram/)                                 */
+/* ===================================================================== */
+
+/* A pool of fixed-size pages kept compressed in host memory, as Linux zram
+ * keeps swapped pages (docs/zram.md). A page whose bytes are one repeated
+ * 8-byte word (all zeros included) is kept as that word in its entry, with
+ * no allocation; other pages are compressed (LZ4 or ZSTD) into size-class
+ * slabs, or kept raw when they do not shrink. Every page is checked when
+ * it comes back (its decoded size and an XXH3 hash taken on the way in), so
+ * a corrupt page is an error for its caller, never wrong bytes. With a cap
+ * on host bytes, a put that would pass it first evicts the least recently
+ * used pages (put or got); their handles then name nothing. Thread-safe:
+ * compression runs outside the pool's lock, so threads putting and getting
+ * at once compress in parallel. */
+typedef struct apr_zram apr_zram;
+
+typedef enum apr_zram_algo {
+    APR_ZRAM_LZ4 = 0,   /* LZ4 block (default): ~GB/s, modest ratios */
+    APR_ZRAM_ZSTD = 1   /* ZSTD: slower, better ratios */
+} apr_zram_algo;
+
+typedef struct apr_zram_params {
+    int algo;              /* apr_zram_algo */
+    int level;             /* LZ4: acceleration (1 default, larger is faster); ZSTD: level (0 = 3) */
+    uint64_t page_bytes;   /* bytes of every page: a multiple of 8, 8 .. 64 MiB (4096) */
+    uint64_t max_bytes;    /* cap on host_bytes (0: none) */
+} apr_zram_params;
+
+/* A consistent snapshot of a pool's counters. */
+typedef struct apr_zram_stats {
+    uint64_t page_bytes, max_bytes;
+    uint64_t pages;            /* pages held */
+    uint64_t same_pages;       /* of which same-filled (no stored bytes) */
+    uint64_t raw_pages;        /* of which stored as they are (they did not shrink) */
+    uint64_t stored_bytes;     /* compressed or raw bytes of the pages held */
+    uint64_t slab_bytes;       /* the slabs holding them (rounded up to size classes, free slots included) */
+    uint64_t host_bytes;       /* slab_bytes + a 40-byte entry per page held: what max_bytes caps */
+    double ratio;              /* pages * page_bytes / host_bytes (0 when empty) */
+    uint64_t puts, gets, drops;  /* calls that succeeded, since creation */
+    uint64_t same_hits;        /* puts of same-filled pages */
+    uint64_t evictions;        /* pages evicted under the cap */
+    uint64_t misses;           /* gets and drops of a handle that names no page */
+    uint64_t corrupt;          /* gets that found a page's bytes corrupt */
+    uint64_t compressed_in, compress_ns;      /* page bytes through the compressor, and its time */
+    uint64_t decompressed_out, decompress_ns; /* page bytes out of the decompressor, and its time */
+    double compress_gbs, decompress_gbs;      /* the two above as 1e9 bytes/s (0 before any) */
+} apr_zram_stats;
+
+/* Fills p with the defaults above (LZ4, 4 KiB pages, no cap). */
+void apr_zram_params_default(apr_zram_params *p);
+/* Makes an empty pool; *out is NULL on failure: APR_ERR_INVALID naming a
+ * bad parameter (unknown algo, page size), APR_ERR_NOMEM. */
+apr_status apr_zram_new(const apr_zram_params *p, apr_zram **out);
+/* Frees the pool and every page in it; handles into it must not be used. */
+void apr_zram_free(apr_zram *z);
+/* Stores the page_bytes bytes at page and writes its handle (never 0) to
+ * *handle. Fails with *handle = 0 and the pool as it was (but for pages
+ * evicted trying to make room) with APR_ERR_NOMEM when the page cannot fit
+ * under max_bytes even with every other page evicted, or malloc fails. */
+apr_status apr_zram_put(apr_zram *z, const void *page, uint64_t *handle);
+/* Writes the page of handle to the page_bytes bytes at page and marks it
+ * recently used; the page stays in the pool. APR_ERR_NOT_FOUND when the
+ * handle names no page (dropped, evicted, or never given out);
+ * APR_ERR_FORMAT when its stored bytes are corrupt (page's bytes are then
+ * unspecified; the page stays until dropped). */
+apr_status apr_zram_get(apr_zram *z, uint64_t handle, void *page);
+/* Frees the page of handle. APR_ERR_NOT_FOUND when it names no page. */
+apr_status apr_zram_drop(apr_zram *z, uint64_t handle);
+/* 1 if handle names a page held now (it may be evicted the next moment by
+ * another thread's put). */
+int apr_zram_has(apr_zram *z, uint64_t handle);
+void apr_zram_get_stats(apr_zram *z, apr_zram_stats *out);
+/* "lz4", "zstd"; NULL for another number. */
+const char *apr_zram_algo_name(int algo);
+
+/* Classifies n_pages pages of page_bytes (a multiple of 8) at pages: same[i]
+ * = 1 and words[i] = the word when page i is one repeated 8-byte word, else
+ * 0 and 0 (either array may be NULL); *n_same (may be NULL) gets the count.
+ * Runs on `threads` threads of the CPU pool (0: all). The CPU side of the
+ * GPU's KV block classification; also what bench/zram_same.lua times. */
+apr_status apr_zram_classify(const void *pages, uint64_t n_pages, uint64_t page_bytes, int threads, uint8_t *same,
+                             uint64_t *words, uint64_t *n_same);
+/* memcpy of n_pages pages split over threads as apr_zram_classify splits
+ * them: the baseline the benchmark sets the check beside. */
+apr_status apr_zram_copy_pages(void *dst, const void *src, uint64_t n_pages, uint64_t page_bytes, int threads);
+/* For tests and benchmarks: 1 to check with AVX2 when the CPU has it (the
+ * default), 0 for the scalar loop. Returns 1 if AVX2 is now in use. */
+int apr_zram_simd(int enable);
+
 #ifdef __cplusplus
 }
 #endif
