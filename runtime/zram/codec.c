@@ -60,6 +60,15 @@ static zstd_ctx *thread_ctx(void)
 /* Compress, decode                                                      */
 /* ===================================================================== */
 
+void apr_zram_codec_prepare(int algo)
+{
+    if (algo != ZRAM_ZSTD) return;
+    zstd_ctx *z = thread_ctx();
+    if (!z) return;
+    if (!z->c) z->c = ZSTD_createCCtx();
+    if (!z->d) z->d = ZSTD_createDCtx();
+}
+
 uint64_t apr_zram_page_hash(const void *page, size_t n) { return XXH3_64bits(page, n); }
 
 size_t apr_zram_compress(int algo, int level, const void *src, size_t n, void *dst, size_t cap)

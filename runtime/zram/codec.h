@@ -24,6 +24,10 @@ enum {
 /* The XXH3 hash a page is checked against. */
 uint64_t apr_zram_page_hash(const void *page, size_t n);
 
+/* Makes this thread's codec state for algo ahead of use (a ZSTD context
+ * each way), so the first page's timing is the codec's alone. */
+void apr_zram_codec_prepare(int algo);
+
 /* Compresses the n bytes at src with `algo` (ZRAM_LZ4 or ZRAM_ZSTD) at
  * `level` into dst, which holds cap bytes; returns the compressed size, or 0
  * when it does not fit in cap (the page is then stored raw) or the codec

@@ -238,6 +238,7 @@ apr_status apr_zram_put(apr_zram *z, const void *page, uint64_t *handle)
         size_t n = 0;
         void *buf = cap ? scratch_get(cap) : NULL;
         if (buf) {
+            apr_zram_codec_prepare(z->codec);
             uint64_t t0 = now_ns();
             n = apr_zram_compress(z->codec, z->p.level, page, pb, buf, cap);
             t_codec = now_ns() - t0;
@@ -336,6 +337,7 @@ apr_status apr_zram_get(apr_zram *z, uint64_t handle, void *page)
                 ? APR_OK
                 : apr_error(APR_ERR_FORMAT, "zram: page content does not match its checksum (corrupt in memory)");
     } else {
+        if (kind != ZRAM_SAME) apr_zram_codec_prepare(kind);
         uint64_t t0 = kind == ZRAM_SAME ? 0 : now_ns();
         s = apr_zram_decode(kind, stored, n, word, page, pb, hash);
         if (kind != ZRAM_SAME && s == APR_OK) {
