@@ -1182,6 +1182,14 @@ apr_status apr_zram_copy_pages(void *dst, const void *src, uint64_t n_pages, uin
 /* For tests and benchmarks: 1 to check with AVX2 when the CPU has it (the
  * default), 0 for the scalar loop. Returns 1 if AVX2 is now in use. */
 int apr_zram_simd(int enable);
+/* Times the GPU's same-filled classification (kernels/zram.cu) on device
+ * index over `bytes` of pages of page_bytes (a multiple of 16) that are all
+ * same-filled (same_filled = 1: the whole of every page is read) or all
+ * random (0: each page is left after its first 2 KiB). *out: page bytes
+ * classified per second, best of five. Allocates bytes plus 9 bytes a page
+ * for the duration; checks the kernel's verdict on every page
+ * (APR_ERR_DEVICE if wrong). APR_ERR_DEVICE without a GPU or CUDA build. */
+apr_status apr_device_zram_bandwidth(int index, uint64_t bytes, uint64_t page_bytes, int same_filled, double *out);
 
 #ifdef __cplusplus
 }
