@@ -23,6 +23,21 @@
 --      included), so the figure compares with an engine-level time to first
 --      token of 32 tokens whatever the model's vocabulary: the same words
 --      are 4x as many tokens under a synthetic model's byte-level one.
+-- --mode kv: the KV cache shared across requests (issue 17; bench/kv_cache.sh
+--   runs it on the GPU), a table last:
+--   1. the next turn of a chat with a history of --history N[,N...] tokens:
+--      time to first token when the server's prefix cache holds the
+--      earlier turns, against a cold start of a conversation as long
+--      (another system prompt: nothing to reuse); --reps conversations,
+--      medians (target on the GPU: warm <= 0.01 x cold);
+--   2. one request of a --long N token prompt beside 15 short streams of
+--      --tokens tokens, all sent at once: none fails, and none waits for
+--      another to finish (every short one has its first token before the
+--      long one has its: the long prompt is prefilled in chunks beside
+--      them);
+--   3. 16 concurrent streams of --tokens tokens: aggregate tokens/s and
+--      its ratio to one stream's.
+--   Against llama-server (--url), give it -np and -c to match.
 -- --json prints the figures as one JSON object on the last line too.
 local uv = require "luv"
 local json = require "apr.json"
@@ -31,7 +46,8 @@ local function now() return uv.hrtime() * 1e-9 end
 
 ------------------------------------------------------------------ options
 
-local opts = { mode = "load", clients = 64, requests = 20, max_tokens = 32, tokens = 128, serve = "" }
+local opts = { mode = "load", clients = 64, requests = 20, max_tokens = 32, tokens = 128, serve = "",
+               history = "1024", long = 2048, reps = 2 }
 do
     local i = 1
     while i <= #arg do
@@ -51,7 +67,8 @@ do
 end
 if not opts.model and not opts.url then
     io.stderr:write("usage: apr run bench/serve_load.lua (--model MODEL.gguf [--serve ARGS] | --url URL) " ..
-                    "[--mode load|gpu] [--clients N] [--requests N] [--max-tokens N] [--tokens N] [--api-key KEY] [--json]\n")
+                    "[--mode load|gpu|kv] [--clients N] [--requests N] [--max-tokens N] [--tokens N] " ..
+                    "[--history N,N] [--long N] [--reps N] [--api-key KEY] [--json]\n")
     os.exit(2)
 end
 
@@ -146,9 +163,14 @@ local function feed(r, data, t)
             if payload == "[DONE]" then
                 r.done_marker = true
             elseif payload then
+                r.first_event = r.first_event or t
                 local ev = json.decode(payload)
                 local d = ev and ev.choices and ev.choices[1] and ev.choices[1].delta
-                if d and type(d.content) == "string" and d.content ~= "" then r.events[#r.events + 1] = t end
+                if d and type(d.content) == "string" and d.content ~= "" then
+                    r.events[#r.events + 1] = t
+                    r.text = (r.text or "") .. d.content
+                end
+                if ev and type(ev.usage) == "table" then r.usage = ev.usage end
             end
         end
     end
@@ -214,19 +236,21 @@ end
 
 local function ms(x) return string.format("%.1f ms", x * 1000) end
 
--- Runs n clients, each with its bodies; returns all results and wall time.
+-- Runs n clients, each with its bodies; returns all results (in the order
+-- they finished), the wall time, and each client's results in its order.
 local function run_clients(list_of_bodies)
-    local all, left = {}, #list_of_bodies
+    local all, per, left = {}, {}, #list_of_bodies
     local t0 = now()
-    for _, bodies in ipairs(list_of_bodies) do
+    for c, bodies in ipairs(list_of_bodies) do
         run_client(bodies, function(results)
+            per[c] = results
             for _, r in ipairs(results) do all[#all + 1] = r end
             left = left - 1
             if left == 0 then uv.stop() end
         end)
     end
     uv.run("default")
-    return all, now() - t0
+    return all, now() - t0, per
 end
 
 local function summarize(results)
@@ -288,7 +312,141 @@ local function prompt_of(target)
     return content, got
 end
 
+------------------------------------------------------------------ conversations
+
+-- Filler prose from a fixed word list in a seeded order: paragraphs that
+-- differ, so a tokenizer cannot fold them into a few long tokens.
+local WORDS = { "the", "river", "ran", "past", "old", "mills", "where", "workers", "once", "wove", "cotton",
+    "into", "cloth", "for", "ships", "that", "sailed", "south", "every", "spring", "carrying", "letters",
+    "grain", "and", "stories", "of", "distant", "harbours", "while", "children", "counted", "sails", "from",
+    "hills", "above", "town", "quiet", "evening", "lamps", "glowed", "along", "narrow", "streets", "near",
+    "market", "square", "bakers", "sold", "bread", "to", "travellers", "waiting", "coaches", "north" }
+
+local function paragraph(seed, n_words)
+    local x, out = seed * 2654435761 % 4294967296, {}
+    for i = 1, n_words do
+        x = (1103515245 * x + 12345) % 2147483648
+        out[i] = WORDS[x % #WORDS + 1]
+    end
+    return table.concat(out, " ") .. "."
+end
+
+local function tokens_of(text) return #post_json("/tokenize", { content = text }).tokens end
+
+-- Messages alternating user and assistant, ending with an assistant's, of
+-- about `target` tokens together (the template adds a few per message).
+local function history_of(target)
+    local msgs, total, i = {}, 0, 0
+    while total < target or #msgs % 2 == 1 do
+        i = i + 1
+        local text = paragraph(i, 110)
+        msgs[#msgs + 1] = { role = #msgs % 2 == 0 and "user" or "assistant", content = text }
+        total = total + tokens_of(text) + 5
+    end
+    return msgs
+end
+
+-- A streamed chat request of these messages; max_tokens 8 (the next turn
+-- carries the answer), usage at the end.
+local function turn_body(messages)
+    return json.encode({ messages = messages, max_tokens = 8, temperature = 0, stream = true, ignore_eos = true,
+                         stream_options = { include_usage = true } })
+end
+
+-- One request on its own connection: its result (events, text, usage).
+local function one_request(body)
+    local r = run_clients({ { body } })[1]
+    if not r.ok then error("request failed: " .. tostring(r.error)) end
+    return r
+end
+
+-- Time to the first event of the stream: the server sends it with the
+-- first token, whether or not that token has text yet (a random model's
+-- first token may be a byte of an unfinished character, or a control
+-- token), so this is the first token's time.
+local function ttft_of(r) return (r.first_event or r.events[1] or 0 / 0) - r.t0 end
+
+-- The next turn of a conversation with a history of about `target`
+-- tokens, cold (a new system prompt: nothing cached) and warm (the turn
+-- after, every earlier turn cached), opts.reps conversations.
+local function chat_turns(target)
+    local history = history_of(target)
+    local cold, warm, cached, prompt_tokens = {}, {}, {}, 0
+    for rep = 1, opts.reps do
+        local msgs = { { role = "system", content = string.format("Conversation %d.%d: %s", rep, math.floor(now()),
+                                                                    paragraph(1000 + rep, 20)) } }
+        for _, m in ipairs(history) do msgs[#msgs + 1] = m end
+        msgs[#msgs + 1] = { role = "user", content = "Summarise the last paragraph." }
+        local r = one_request(turn_body(msgs))
+        cold[#cold + 1] = ttft_of(r)
+        prompt_tokens = r.usage and r.usage.prompt_tokens or prompt_tokens
+        for t = 1, 2 do
+            msgs[#msgs + 1] = { role = "assistant", content = r.text or "" }
+            msgs[#msgs + 1] = { role = "user", content = "And then, part " .. t .. "?" }
+            r = one_request(turn_body(msgs))
+            warm[#warm + 1] = ttft_of(r)
+            local d = r.usage and r.usage.prompt_tokens_details
+            cached[#cached + 1] = d and d.cached_tokens or 0 / 0
+        end
+    end
+    return { history_tokens = prompt_tokens, cold_ttft = quantile(cold, 0.5), warm_ttft = quantile(warm, 0.5),
+             cached_tokens = quantile(cached, 0.5) }
+end
+
+-- One long prompt beside 15 short streams, sent together.
+local function long_beside_short(long_tokens)
+    local parts, total, i = {}, 0, 0
+    while total < long_tokens - 16 do
+        i = i + 1
+        local text = paragraph(5000 + i, 110)
+        parts[#parts + 1] = text
+        total = total + tokens_of(text .. " ")
+    end
+    local lists = { { json.encode({ messages = { { role = "user", content = table.concat(parts, " ") } },
+                                    max_tokens = 8, temperature = 0, stream = true, ignore_eos = true }) } }
+    for c = 1, 15 do
+        lists[#lists + 1] = { chat_body("Short request " .. c .. ": tell me about the sea.", opts.tokens, true) }
+    end
+    local _, _, per = run_clients(lists)
+    local long = per[1][1]
+    local short_ttft, itl, failed, long_end = {}, {}, long.ok and 0 or 1, long.t_end or now()
+    local waited, before = 0, 0
+    for c = 2, 16 do
+        local r = per[c][1]
+        if not r.ok then
+            failed = failed + 1
+        else
+            short_ttft[#short_ttft + 1] = ttft_of(r)
+            -- "waited": its first token came only after the long one ended;
+            -- "before": it came while the long prompt was still prefilling
+            if (r.events[1] or math.huge) > long_end then waited = waited + 1 end
+            if (r.events[1] or math.huge) < (long.events[1] or math.huge) then before = before + 1 end
+            for k = 2, #r.events do itl[#itl + 1] = r.events[k] - r.events[k - 1] end
+        end
+    end
+    return { long_tokens = total, failed = failed, waited = waited, before_long = before, long_ttft = ttft_of(long),
+             short_ttft_max = quantile(short_ttft, 1), short_itl_p50 = quantile(itl, 0.5),
+             short_itl_p99 = quantile(itl, 0.99) }
+end
+
 ------------------------------------------------------------------ modes
+
+-- One stream of opts.tokens: its tokens/s after the first, and its
+-- inter-token latencies.
+local function one_stream()
+    local one = run_clients({ { chat_body("Write a long story about the sea.", opts.tokens, true) } })
+    local s1 = summarize(one)
+    return s1.tokens / (one[1].t_end - one[1].events[1]), s1
+end
+
+-- 16 streams of opts.tokens at once: aggregate tokens/s and the summary.
+local function sixteen_streams()
+    local lists = {}
+    for c = 1, 16 do lists[c] = { chat_body("Story number " .. c .. " about the sea.", opts.tokens, true) } end
+    local many, wall = run_clients(lists)
+    local s16 = summarize(many)
+    return s16.tokens / wall, s16
+end
 
 local figures = {}
 
@@ -316,20 +474,15 @@ if opts.mode == "load" then
     print(string.format("%d streamed tokens in %.1f s: %.1f tokens/s", s.tokens, wall, figures.tokens_per_s))
 elseif opts.mode == "gpu" then
     -- 1. One stream.
-    local one, one_wall = run_clients({ { chat_body("Write a long story about the sea.", opts.tokens, true) } })
-    local s1 = summarize(one)
-    local one_tps = s1.tokens / (one[1].t_end - one[1].events[1])
+    local one_tps, s1 = one_stream()
     figures.one_itl_p50, figures.one_itl_p99 = quantile(s1.itl, 0.5), quantile(s1.itl, 0.99)
     figures.one_tokens_per_s = one_tps
     print(string.format("one stream of %d tokens: inter-token p50 %s, p99 %s (p99/p50 %.2f, target <= 1.5); %.1f tokens/s",
         opts.tokens, ms(figures.one_itl_p50), ms(figures.one_itl_p99), figures.one_itl_p99 / figures.one_itl_p50, one_tps))
     -- 2. Sixteen streams.
-    local lists = {}
-    for c = 1, 16 do lists[c] = { chat_body("Story number " .. c .. " about the sea.", opts.tokens, true) } end
-    local many, wall = run_clients(lists)
-    local s16 = summarize(many)
+    local tps16, s16 = sixteen_streams()
     figures.streams16_failed = s16.failed
-    figures.streams16_tokens_per_s = s16.tokens / wall
+    figures.streams16_tokens_per_s = tps16
     figures.streams16_ratio = figures.streams16_tokens_per_s / one_tps
     figures.streams16_ttft_p50 = quantile(s16.ttft, 0.5)
     print(string.format("16 streams of %d tokens: %.1f tokens/s in aggregate (%.1fx one stream, target >= 8x), " ..
@@ -346,8 +499,39 @@ elseif opts.mode == "gpu" then
     figures.first_byte_p50 = quantile(firsts, 0.5)
     print(string.format("%d-token prompt (as the server counts it), max_tokens 1: first byte median %s " ..
         "(target <= 33 ms)", n_prompt, ms(figures.first_byte_p50)))
+elseif opts.mode == "kv" then
+    -- a short request first: the first pass of each shape (GPU graphs) is not timed
+    one_request(turn_body({ { role = "user", content = "Hello." } }))
+    local rows = {}
+    for target in tostring(opts.history):gmatch("%d+") do
+        rows[#rows + 1] = chat_turns(tonumber(target))
+        local r = rows[#rows]
+        io.stderr:write(string.format("history %d: cold %s, warm %s\n", r.history_tokens, ms(r.cold_ttft), ms(r.warm_ttft)))
+    end
+    figures.chat_turns = rows
+    local mixed = long_beside_short(opts.long)
+    figures.long_beside_short = mixed
+    local one_tps = one_stream()
+    local tps16, s16 = sixteen_streams()
+    figures.one_tokens_per_s, figures.streams16_tokens_per_s = one_tps, tps16
+    figures.streams16_ratio, figures.streams16_failed = tps16 / one_tps, s16.failed
+    figures.failed = mixed.failed + s16.failed
+
+    print(string.format("\nKV cache across requests (%s)", opts.model or opts.url))
+    print("| next chat turn: history tokens | cold TTFT | warm TTFT (prefix cache) | warm / cold | cached tokens |")
+    print("|---|---|---|---|---|")
+    for _, r in ipairs(rows) do
+        print(string.format("| %d | %s | %s | %.4fx | %s |", r.history_tokens, ms(r.cold_ttft), ms(r.warm_ttft),
+            r.warm_ttft / r.cold_ttft, tostring(r.cached_tokens)))
+    end
+    print(string.format("| %d-token prompt beside 15 streams | long TTFT %s | short TTFT max %s | short ITL p50 %s, p99 %s | " ..
+        "failed %d; first token before the long one's: %d of 15; after its end: %d |", mixed.long_tokens,
+        ms(mixed.long_ttft), ms(mixed.short_ttft_max), ms(mixed.short_itl_p50), ms(mixed.short_itl_p99), mixed.failed,
+        mixed.before_long, mixed.waited))
+    print(string.format("| 16 streams of %d tokens | %.1f tokens/s | one stream %.1f tokens/s | %.1fx | failed %d |",
+        opts.tokens, tps16, one_tps, figures.streams16_ratio, s16.failed))
 else
-    error("--mode must be load or gpu")
+    error("--mode must be load, gpu or kv")
 end
 
 if opts.json then print(json.encode(figures)) end
@@ -355,4 +539,4 @@ if server_proc then
     server_proc:kill("sigterm")
     uv.run("default")
 end
-return (figures.failed or figures.streams16_failed or 0) == 0 and 0 or 1
+return ((figures.failed or 0) + (figures.streams16_failed or 0)) == 0 and 0 or 1

@@ -5,14 +5,19 @@
 --   for t in m:chat({ { role = "user", content = "Hi" } }) do io.write(t.text) end
 --   local logits = m:forward(m:tokenize("Hello"))   -- F32 [n_vocab, n]; logits:row(-1)
 --
--- One inference context is made per model object on first use, with opts.ctx
--- token slots. Generation keeps what the context holds: a prompt that extends
--- the previous one (the next turn of a chat) only decodes its new tokens.
--- docs/lua-api.md ("Models") is the reference.
+-- Generation goes through the engine (apr.engine over runtime/engine/
+-- engine.c), one of one sequence per model object, made on first use with
+-- opts.ctx token slots: the loop that samples, applies penalties, stop
+-- tokens and max_tokens and reuses cached prompt prefixes is the server's.
+-- Its prefix cache keeps the blocks of earlier prompts and answers, so the
+-- next turn of a chat computes only what is new. A prompt given as text
+-- that continues the previous prompt and answer exactly keeps their token
+-- ids (only the new text is tokenized), so the cache finds them however
+-- re-tokenizing the answer would split it. forward() has a context of its
+-- own. docs/lua-api.md ("Models") is the reference.
 local core = require "apr.core"
 local C, ffi = core.C, core.ffi
-local sampler = require "apr.sampler"
-local stopper = require "apr._stop"
+local engine = require "apr.engine"
 local trace = require "apr.trace"
 local TENSOR_ALLOC = trace.name("tensor allocation")  -- a context's buffers and KV cache
 
@@ -35,11 +40,6 @@ local DEVICE_NAMES = { [tonumber(C.APR_DEVICE_AUTO)] = "auto", [tonumber(C.APR_D
 
 local model_box = ffi.new("apr_model *[1]")
 local context_box = ffi.new("apr_context *[1]")
-
--- Wall-clock seconds from libuv's monotonic clock (os.clock counts CPU
--- time, which a multithreaded decode inflates).
-local hrtime = require("luv").hrtime
-local function now() return hrtime() * 1e-9 end
 
 -- ------------------------------------------------------------------ loading
 
@@ -111,10 +111,12 @@ function M.wrap(handle, path, opts)
         vocab_only = opts.vocab_only and true or false,
         tokenizer = require("apr.tokenizer").wrap(C.apr_model_tokenizer(handle), handle),
         n_ctx = opts.ctx or math.min(info.n_ctx_train > 0 and info.n_ctx_train or M.DEFAULT_CTX, M.DEFAULT_CTX),
-        cached = {},      -- the ids sequence 0 of the context holds, in order
-        -- The bytes those ids stand for, as pieces to concatenate (the
-        -- string prompt, then each generated token's bytes), when known:
+        -- The ids of the last generation's prompt and of the tokens it
+        -- generated but its last (what its sequence held at the end), and
+        -- the bytes they stand for as pieces to concatenate (the string
+        -- prompt, then each of those tokens' bytes), when known:
         -- cached_special says how that prompt was tokenized.
+        cached = {},
         cached_pieces = nil,
         cached_special = nil,
     }, Model)
@@ -143,10 +145,27 @@ end
 
 -- ------------------------------------------------------------------ context
 
-function Model:_context()
+function Model:_check_weights(level)
     if self.vocab_only then
-        error(string.format("%s was loaded with vocab_only: it has no weights to run", self.path), 3)
+        error(string.format("%s was loaded with vocab_only: it has no weights to run", self.path), level + 1)
     end
+end
+
+-- The engine generation runs on (one sequence of n_ctx slots).
+function Model:_engine()
+    self:_check_weights(3)
+    if not self.engine then
+        local eng, err = engine.new(self, { parallel = 1, ctx = self.n_ctx })
+        if not eng then error(err, 3) end
+        self.engine = eng
+        self.n_ctx = eng.n_ctx
+    end
+    return self.engine
+end
+
+-- The context forward() decodes in.
+function Model:_context()
+    self:_check_weights(3)
     if not self.ctx then
         local p = ffi.new("apr_context_params")
         C.apr_context_params_default(p)
@@ -166,79 +185,45 @@ function Model:_context()
             C.apr_context_free(c)
             return model_handle
         end)
-        self.n_ctx = C.apr_context_n_ctx(self.ctx)
         self.n_batch = p.n_batch > 0 and p.n_batch or 512
-        self.logits = ffi.new("float[?]", self.info.n_vocab)
     end
     return self.ctx
 end
 
--- Forgets the cached tokens from position `from` (0-based) on.
-function Model:_truncate(from)
-    local status = C.apr_context_seq_truncate(self.ctx, 0, from)
-    if status ~= 0 then
-        local _, msg = core.failure(status, 3)
-        error(msg, 3)
-    end
-    if from < #self.cached then self.cached_pieces = nil end
-    for i = #self.cached, from + 1, -1 do self.cached[i] = nil end
-end
-
 local batch = ffi.new("apr_batch")
 
--- Decodes ids[first..last] after what the context holds, in batches of
--- n_batch; out (optional) receives logits per `want`: "last" (the last id's
--- into self.logits) or "all" (every id's, in order, into out). Returns true,
--- or nil and the message; "cancelled" when Ctrl+C stopped it.
-function Model:_decode(ids, first, last, want, out)
+-- Decodes ids[1..n] into sequence 0 of forward's context (emptied first),
+-- in batches of n_batch, every id's logits into out. Returns true, or nil
+-- and the message; "cancelled" when Ctrl+C stopped it.
+function Model:_decode_all(ids, out)
+    local ctx = self:_context()
+    C.apr_context_seq_truncate(ctx, 0, 0)
     local n_vocab = self.info.n_vocab
-    local buf = ffi.new("int32_t[?]", math.min(self.n_batch, last - first + 1))
-    local flags = want == "all" and ffi.new("int8_t[?]", self.n_batch) or nil
-    local written = 0
-    local i = first
-    while i <= last do
-        local n = math.min(self.n_batch, last - i + 1)
+    local buf = ffi.new("int32_t[?]", math.min(self.n_batch, #ids))
+    local flags = ffi.new("int8_t[?]", self.n_batch)
+    local i = 1
+    while i <= #ids do
+        local n = math.min(self.n_batch, #ids - i + 1)
         for k = 0, n - 1 do
             buf[k] = ids[i + k]
-            if flags then flags[k] = 1 end
+            flags[k] = 1
         end
-        batch.n, batch.ids, batch.pos, batch.seq = n, buf, nil, nil
-        batch.want_logits = flags
-        local dest = want == "all" and (out + written * n_vocab) or self.logits
-        local status = C.apr_decode(self.ctx, batch, dest)
+        batch.n, batch.ids, batch.pos, batch.seq, batch.want_logits = n, buf, nil, nil, flags
+        local status = C.apr_decode(ctx, batch, out + (i - 1) * n_vocab)
         if status ~= 0 then
+            C.apr_context_seq_truncate(ctx, 0, 0)
             if status == C.APR_ERR_CANCELLED then return nil, "cancelled" end
             return core.failure(status)
         end
-        for k = 0, n - 1 do self.cached[#self.cached + 1] = ids[i + k] end
-        if want == "all" then written = written + n end
         i = i + n
     end
-    return true
-end
-
-local one_id = ffi.new("int32_t[1]")
-
--- Decodes one generated id (the hot path: no allocation).
-function Model:_decode_one(id)
-    one_id[0] = id
-    batch.n, batch.ids, batch.pos, batch.seq, batch.want_logits = 1, one_id, nil, nil, nil
-    local status = C.apr_decode(self.ctx, batch, self.logits)
-    if status ~= 0 then
-        if status == C.APR_ERR_CANCELLED then return nil, "cancelled" end
-        return core.failure(status)
-    end
-    self.cached[#self.cached + 1] = id
-    local pieces = self.cached_pieces
-    if pieces then pieces[#pieces + 1] = self.tokenizer:piece(id) end
     return true
 end
 
 -- ------------------------------------------------------------------ forward
 
 -- forward(ids) -> an apr.tensor F32 [n_vocab, n]: row i (1-based, -1 the
--- last) holds the logits after ids[1..i]. The context is reset first (its
--- contents are replaced by ids).
+-- last) holds the logits after ids[1..i], all computed (no cache reuse).
 function Model:forward(ids)
     if type(ids) ~= "table" or #ids == 0 then error("forward: ids must be a non-empty array of token ids", 2) end
     for i, id in ipairs(ids) do
@@ -246,19 +231,15 @@ function Model:forward(ids)
             error(string.format("forward: ids[%d] is not a whole number: %s", i, tostring(id)), 2)
         end
     end
-    self:_context()
+    self:_check_weights(2)
     if #ids > self.n_ctx then
         error(string.format("forward: %d ids do not fit the context of %d tokens", #ids, self.n_ctx), 2)
     end
     local n_vocab = self.info.n_vocab
     local t, err = require("apr.tensor").new("F32", { n_vocab, #ids })
     if not t then error(err, 2) end
-    self:_truncate(0)
-    local ok, msg = self:_decode(ids, 1, #ids, "all", ffi.cast("float *", t:data()))
-    if not ok then
-        self:_truncate(0)
-        error(msg == "cancelled" and "forward: interrupted" or msg, 2)
-    end
+    local ok, msg = self:_decode_all(ids, ffi.cast("float *", t:data()))
+    if not ok then error(msg == "cancelled" and "forward: interrupted" or msg, 2) end
     return t
 end
 
@@ -282,8 +263,9 @@ local function check_gen_opts(opts, level)
     if opts.max_tokens and (opts.max_tokens < 0 or opts.max_tokens ~= math.floor(opts.max_tokens)) then
         error("generate: max_tokens must be a whole number >= 0", level + 1)
     end
-    if opts.logprobs and (opts.logprobs < 0 or opts.logprobs ~= math.floor(opts.logprobs)) then
-        error("generate: logprobs must be a whole number >= 0", level + 1)
+    if opts.logprobs and (opts.logprobs < 0 or opts.logprobs > C.APR_ENGINE_MAX_TOP or
+                          opts.logprobs ~= math.floor(opts.logprobs)) then
+        error(string.format("generate: logprobs must be a whole number in [0, %d]", C.APR_ENGINE_MAX_TOP), level + 1)
     end
 end
 
@@ -296,8 +278,8 @@ local function fresh_seed()
 end
 
 -- The prompt as ids: a string is tokenized (control tokens in it are
--- recognised unless opts.special == false or opts.raw), with BOS first when
--- the model asks for one, the prompt does not start with it, and not raw.
+-- recognised unless opts.special == false or opts.raw), with BOS first
+-- unless raw as the tokenizer says (tokenizer:with_bos).
 function Model:_prompt_ids(prompt, opts, level)
     local ids
     if type(prompt) == "string" then
@@ -305,10 +287,10 @@ function Model:_prompt_ids(prompt, opts, level)
         local special = opts.special ~= false and not opts.raw
         local known = self.cached_pieces and self.cached_special == special and table.concat(self.cached_pieces)
         if known and #prompt > #known and prompt:sub(1, #known) == known then
-            -- The prompt continues exactly what the context holds (the last
-            -- prompt and its answer as generated): keep those ids and
-            -- tokenize only the new text, so the next turn of a chat never
-            -- re-processes the answer, however re-tokenizing it would split.
+            -- The prompt continues exactly the last prompt and its answer
+            -- as generated: keep those ids and tokenize only the new text,
+            -- so the next turn of a chat finds the answer's blocks in the
+            -- prefix cache, however re-tokenizing it would split.
             local tail, err = self:tokenize(prompt:sub(#known + 1), { special = special })
             if not tail then error(err, level + 1) end
             ids = {}
@@ -325,8 +307,7 @@ function Model:_prompt_ids(prompt, opts, level)
     else
         error("generate: the prompt must be a string or an array of token ids", level + 1)
     end
-    local bos = self.tokenizer.bos
-    if self.tokenizer.add_bos and not opts.raw and bos and ids[1] ~= bos then table.insert(ids, 1, bos) end
+    if not opts.raw then self.tokenizer:with_bos(ids) end
     if #ids == 0 then error("generate: the prompt is empty", level + 1) end
     for i, id in ipairs(ids) do
         if type(id) ~= "number" or id ~= math.floor(id) then
@@ -339,132 +320,67 @@ end
 -- generate(prompt, opts) -> an iterator of { id =, text = } (a callable
 -- object: `for t in m:generate(...)`). t.text is the text that became final
 -- with this token (possibly ""); concatenated they are the completion. With
--- opts.logprobs = n, t.logprob and t.top_logprobs ({ id =, logprob = }, n of
--- them) give the raw model's log-probabilities at that step. After
--- the loop, the iterator's `summary` holds finish_reason ("stop": end of
--- generation token or stop string; "length": max_tokens or the context is
--- full; "interrupted": Ctrl+C), stop_reason (eos, stop, max_tokens, context,
--- interrupted), n_prompt, n_cached (prompt tokens reused from the context),
--- n_generated, seed, text, and timings { prompt_s, prompt_tps, decode_s,
--- decode_tps }. Failures (the prompt does not fit, an id out of range,
--- non-finite logits) raise errors.
+-- opts.logprobs = n (at most 20), t.logprob and t.top_logprobs ({ id =,
+-- logprob = }, n of them) give the raw model's log-probabilities at that
+-- step. After the loop, the iterator's `summary` holds finish_reason
+-- ("stop": end of generation token or stop string; "length": max_tokens or
+-- the context is full; "interrupted": Ctrl+C), stop_reason (eos, stop,
+-- max_tokens, context, interrupted), n_prompt, n_cached (prompt tokens the
+-- prefix cache supplied: whole blocks of 32 of an earlier prompt and
+-- answer), n_generated, seed, text, and timings { prompt_s (to the first
+-- token), prompt_tps, decode_s, decode_tps }. Failures (the prompt does not
+-- fit, an id out of range, non-finite logits) raise errors. One generation
+-- runs at a time: starting one ends one left unfinished.
 function Model:generate(prompt, opts)
     opts = opts or {}
     check_gen_opts(opts, 2)
-    self:_context()
+    local eng = self:_engine()
     local ids = self:_prompt_ids(prompt, opts, 2)
-    local n_vocab = self.info.n_vocab
     if #ids >= self.n_ctx then
         error(string.format("the prompt is %d tokens but the context holds %d (one more is needed to generate): use a larger ctx",
             #ids, self.n_ctx), 2)
     end
-
-    local temperature = opts.temperature or 1.0
+    if self.current and not self.current.done then self.current:cancel() end
     local seed = opts.seed or fresh_seed()
-    local s = sampler.new(n_vocab, {
-        temperature = temperature, top_k = opts.top_k, top_p = opts.top_p, min_p = opts.min_p,
+    local summary = { seed = seed }
+    if opts.max_tokens == 0 then
+        summary.finish_reason, summary.stop_reason = "length", "max_tokens"
+        summary.n_prompt, summary.n_cached, summary.n_generated, summary.text = #ids, 0, 0, ""
+        summary.timings = { prompt_s = 0, prompt_tps = 0, decode_s = 0, decode_tps = 0 }
+        return setmetatable({ summary = summary }, { __call = function() return nil end })
+    end
+    local inner, err = eng:generate(ids, {
+        max_tokens = opts.max_tokens, unlimited = true,
+        temperature = opts.temperature or 1.0, top_k = opts.top_k, top_p = opts.top_p, min_p = opts.min_p,
         repeat_penalty = opts.repeat_penalty, presence_penalty = opts.presence_penalty,
         frequency_penalty = opts.frequency_penalty, penalty_last_n = opts.penalty_last_n,
-        seed = seed, logit_bias = opts.logit_bias,
-    })
-    -- Reuse the longest common prefix of what the context holds, keeping at
-    -- least the last prompt token to decode (its logits start generation).
-    local common = 0
-    while common < #ids - 1 and self.cached[common + 1] == ids[common + 1] do common = common + 1 end
-    self:_truncate(common)
-    self.cached_pieces = nil
+        seed = seed, logit_bias = opts.logit_bias, stop = opts.stop, ignore_eos = opts.ignore_eos,
+        logprobs = opts.logprobs ~= nil, top_logprobs = opts.logprobs,
+    }, summary)
+    if not inner then error(err, 2) end
+    self.current = inner.generation
 
-    local summary = { n_prompt = #ids, n_cached = common, n_generated = 0, seed = seed, timings = {} }
-    local gen = { summary = summary }
-    local t0 = now()
-    local ok, err = self:_decode(ids, common + 1, #ids, "last")
-    local t1 = now()
-    summary.timings.prompt_s = t1 - t0
-    summary.timings.prompt_tps = (#self.cached - common) / math.max(t1 - t0, 1e-9)
-    if not ok and err ~= "cancelled" then
-        self:_truncate(0)
-        error(err, 2)
-    end
-    if ok and type(prompt) == "string" then
-        self.cached_pieces, self.cached_special = { prompt }, opts.special ~= false and not opts.raw
-    end
-    -- The prompt's tail enters the penalty window, as in llama.cpp (the
-    -- runtime has checked every id by now).
-    local window = opts.penalty_last_n or 64
-    for i = math.max(1, #ids - window + 1), #ids do assert(s:accept(ids[i])) end
-
-    local decoder = self.tokenizer:decoder({ skip_control = true })
-    local stop = stopper.new(opts.stop)
-    local max_tokens = opts.max_tokens or math.huge
-    local text_parts = {}
-    local done = not ok or max_tokens == 0
-    if done then
-        summary.finish_reason = ok and "length" or "interrupted"
-        summary.stop_reason = ok and "max_tokens" or "interrupted"
-    end
-    local decode_s = 0
+    -- What the sequence holds at the end, for the next prompt's ids: the
+    -- prompt and every generated token but the last.
+    self.cached, self.cached_pieces = ids, nil
+    local pieces = type(prompt) == "string" and { prompt } or nil
+    local special = opts.special ~= false and not opts.raw
+    local held
     local model = self
-
-    local function finish(reason, detail)
-        done = true
-        summary.finish_reason, summary.stop_reason = reason, detail
-        local td = decode_s
-        summary.timings.decode_s = td
-        summary.timings.decode_tps = summary.n_generated / math.max(td, 1e-9)
-        summary.text = table.concat(text_parts)
-    end
-
-    -- One step: sample from the current logits, settle the token's text,
-    -- and (unless it ends generation) decode it so the next logits are ready.
-    local function step()
-        if done then return nil end
-        local t_start = now()
-        local id, serr = s:sample(model.logits)
-        if not id then
-            finish("error", "error")
-            error(serr, 0)
-        end
-        summary.n_generated = summary.n_generated + 1
-        local item = { id = id }
-        if opts.logprobs then
-            -- The sampler left the logits as they were: these are the raw
-            -- model's log-probabilities, as OpenAI reports them.
-            item.logprob, item.top_logprobs = sampler.logprobs(model.logits, n_vocab, id, opts.logprobs)
-        end
-        local eog = not opts.ignore_eos and model.tokenizer:is_eog(id)
-        local piece = eog and "" or decoder:push(id)
-        local text, stopped = stop:push(piece)
-        local ending
-        if stopped then ending = { "stop", "stop" }
-        elseif eog then ending = { "stop", "eos" }
-        elseif summary.n_generated >= max_tokens then ending = { "length", "max_tokens" }
-        elseif #model.cached >= model.n_ctx then ending = { "length", "context" }
-        elseif C.apr_interrupted() ~= 0 then ending = { "interrupted", "interrupted" }
-        else
-            local dok, derr = model:_decode_one(id)
-            if not dok then
-                if derr ~= "cancelled" then
-                    finish("error", "error")
-                    error(derr, 0)
-                end
-                ending = { "interrupted", "interrupted" }
+    return setmetatable({ summary = summary, generation = inner.generation }, { __call = function()
+        local t = inner()
+        if t and t.id then
+            if held then
+                ids[#ids + 1] = held
+                if pieces then pieces[#pieces + 1] = model.tokenizer:piece(held) end
             end
+            held = t.id
         end
-        if ending and not stopped then
-            -- The stream ends: release what the decoder and the stop matcher held.
-            local tail, stopped_late = stop:push(decoder:flush())
-            text = text .. tail
-            if not stopped_late then text = text .. stop:flush() end
+        if (not t or t.finish_reason) and model.cached == ids and pieces then
+            model.cached_pieces, model.cached_special = pieces, special
         end
-        decode_s = decode_s + (now() - t_start)
-        text_parts[#text_parts + 1] = text
-        if ending then finish(ending[1], ending[2]) end
-        item.text = text
-        return item
-    end
-
-    if done then finish(summary.finish_reason, summary.stop_reason) end
-    return setmetatable(gen, { __call = function() return step() end })
+        return t
+    end })
 end
 
 -- ------------------------------------------------------------------ chat

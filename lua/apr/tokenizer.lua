@@ -124,6 +124,16 @@ function Tokenizer:tokenize(text, opts)
     return out
 end
 
+-- with_bos(ids) -> ids, with BOS put first when the model's tokenizer asks
+-- for it (tokenizer.ggml.add_bos_token: self.add_bos) and they do not
+-- already begin with it. The one place the rule is applied: every prompt
+-- that reaches the engine (apr pass, m:generate, the server) goes through
+-- here. ids is changed in place.
+function Tokenizer:with_bos(ids)
+    if self.add_bos and self.bos and ids[1] ~= self.bos then table.insert(ids, 1, self.bos) end
+    return ids
+end
+
 -- The ids as an int32_t array, or nil and the first id out of range.
 local function id_array(ids, what)
     if type(ids) ~= "table" then error(what .. ": ids must be an array", 3) end

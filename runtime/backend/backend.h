@@ -126,6 +126,7 @@ struct apr_backend {
     const char *name;      /* "cpu", "cuda" */
     int device;            /* apr_device_kind */
     uint64_t bytes;        /* device memory held now (weights, caches, buffers) */
+    uint64_t budget;       /* the most device memory it may hold (--vram-budget); 0: no cap */
 
     /* ---- lifetime and memory (these may fail; ops may not) ---- */
     /* Frees the backend and what weight_upload made (streams and alloc'd

@@ -1,34 +1,55 @@
 /* engine.c — the scheduler thread: continuous batching over one context.
  *
- * Callers (the server's Lua loop) submit requests into a locked queue and
- * read results from an event queue; an eventfd becomes readable whenever
- * events are waiting, so an event loop can watch it instead of blocking.
- * Only the engine thread touches the context and the samplers of running
- * requests.
+ * Callers (the server's Lua loop, or apr.load(...):generate through a
+ * one-sequence engine) submit requests into a locked queue and read results
+ * from an event queue; an eventfd becomes readable whenever events are
+ * waiting, so an event loop can watch it instead of blocking. Only the
+ * engine thread touches the context and the samplers of running requests.
+ * Sampling, penalties, stop tokens, max_tokens and prefix reuse live here,
+ * once, for every client.
  *
- * One step of the thread:
- *   1. apply cancellations and admit waiting requests into free sequences;
- *   2. build ONE batch: the last sampled token of every generating sequence,
- *      then prompt chunks of sequences still prefilling, up to n_batch
- *      tokens (so a long prompt never stalls the others for long);
+ * A request's tokens are its prompt followed by what it has generated; the
+ * sequence it runs in holds the keys and values of all but the last of
+ * them, and decoding the last gives the logits of the next. One step of
+ * the thread:
+ *   1. apply cancellations and admit waiting requests into free sequences,
+ *      each first taking from the prefix cache the blocks that begin its
+ *      tokens;
+ *   2. plan ONE batch: the last token of every sequence that has one token
+ *      left to decode, then prompt chunks of those still prefilling (a
+ *      share for the oldest, then the shortest first), up to n_batch
+ *      tokens, so a long prompt never stalls the others; making sure the
+ *      pool has a block for every slot the batch takes;
  *   3. apr_decode it, sample each sequence that produced logits, and post a
  *      token event per sequence;
  *   4. a sequence that finished (a stop token, its token limit, an error)
- *      gets its final event and its KV cache is truncated at once, so the
- *      next waiting request can have it.
+ *      gets its final event and lets go of its blocks at once (full ones
+ *      stay in the prefix cache for the next request that starts the same
+ *      way).
+ *
+ * Paged admission. All sequences draw blocks from one pool as they grow:
+ * a request may use the whole cache while the others are idle, and n_seq
+ * bounds how many run, not how long each is. A request is admitted when a
+ * sequence is free and the pool has blocks for its prompt beside one more
+ * for each running sequence. When a step needs a block and the pool is
+ * dry, the newest running request is preempted (preempt() below): it
+ * lets go of its blocks and goes back to the head of the queue, to be
+ * recomputed from its tokens later. The oldest request therefore always
+ * advances, and nobody fails for want of memory.
+ *
  * A request joins at the step after it arrives, never waiting for others to
  * finish. Each sequence only ever sees its own tokens at its own positions,
- * so batching does not change what it generates.
- *
- * Context: every sequence may hold n_ctx / n_seq tokens (as llama-server
- * splits -c among -np slots), so admission never has to guess whether the
- * cache will run out halfway through a generation. */
+ * and on the CPU a token's logits are the same bits whatever shares its
+ * batch and whether its prefix was decoded, reused or recomputed, so
+ * batching, prefix reuse and preemption do not change what it generates. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 
 #include "core/error.h"
@@ -42,10 +63,10 @@
 
 /* A submitted request, waiting or running. Owned by the engine. */
 typedef struct job {
-    uint64_t id;
-    int32_t *prompt;          /* [n_prompt] */
-    int n_prompt;
-    int max_tokens;           /* after clamping to the sequence's room */
+    uint64_t id;              /* also its age: a smaller id arrived earlier */
+    int32_t *tokens;          /* [n_prompt + max_tokens] the prompt, then each token generated */
+    int n_prompt, n_tokens;
+    int max_tokens;           /* after clamping to the pool */
     int logprobs, top_logprobs;
     int ignore_eog;
     int plain_greedy;         /* argmax of the raw logits: no penalties, bias or logprobs */
@@ -54,18 +75,21 @@ typedef struct job {
     apr_sampler *sampler;
     struct job *next;         /* in the waiting queue */
 
-    /* Running state (engine thread only). */
+    /* Engine thread only. */
     int seq;                  /* sequence index, -1 while waiting */
-    int n_prefilled;          /* prompt tokens already decoded */
-    int n_generated;
-    int32_t last;             /* the token to decode next (after prefill) */
+    int n_generated;          /* n_tokens - n_prompt */
+    int n_cached;             /* prompt tokens the prefix cache gave it before its first preemption */
+    int preempted;            /* times it was preempted */
+    int take;                 /* tokens of it in this step's batch */
+    int left;                 /* tokens it has yet to be given in this step's plan (sorting) */
+    int planned;              /* blocks this step's batch takes for it */
 } job;
 
 struct apr_engine {
     apr_model *model;
     const apr_tokenizer *tok;
     apr_context *ctx;
-    int n_seq, n_batch, n_vocab, max_queue, n_ctx_seq;
+    int n_seq, n_batch, n_vocab, max_queue, n_ctx;
 
     pthread_t thread;
     int thread_started;
@@ -86,6 +110,13 @@ struct apr_engine {
 
     /* Engine thread only. */
     job **running;            /* [n_seq], NULL where the sequence is free */
+    job **order;              /* [n_seq] the running jobs of this step, oldest first */
+    job **prefill;            /* [n_seq] those with more than one token to decode (planning) */
+    int n_order;
+    job *requeue;             /* jobs preempted this step, oldest first, for the queue's head */
+    int plan_tokens;          /* tokens this step's plan decodes */
+    int planned;              /* blocks this step's plan takes */
+    uint64_t reused, preemptions;  /* totals, for the stats */
     int32_t *b_ids, *b_pos, *b_seq;  /* [n_batch] the step's batch */
     int32_t *argmax;          /* [n_seq] ids apr_decode_greedy chose */
     int8_t *b_logits;         /* [n_batch] */
@@ -95,6 +126,8 @@ struct apr_engine {
     int step_greedy;          /* this step decoded with apr_decode_greedy */
     float *logits;            /* [n_seq, n_vocab] f32 */
 };
+
+static apr_kvcache *kv(apr_engine *e) { return &e->ctx->cache; }
 
 /* ------------------------------------------------------------------ */
 /* Events                                                             */
@@ -133,6 +166,7 @@ static void finish_event(apr_engine_event *ev, const job *j, int finish)
     ev->finish = finish;
     ev->n_prompt = j->n_prompt;
     ev->n_generated = j->n_generated;
+    ev->n_cached = j->n_cached;
 }
 
 static void error_event(apr_engine_event *ev, const job *j, apr_status status, const char *msg)
@@ -150,19 +184,43 @@ static void job_free(job *j)
 {
     if (!j) return;
     apr_sampler_free(j->sampler);
-    free(j->prompt);
+    free(j->tokens);
     free(j->stop_ids);
     free(j);
 }
 
-/* Frees a running job's sequence (engine thread). */
+/* Lets go of a running job's sequence: its blocks return to the pool, the
+ * full ones to the prefix cache (engine thread). */
+static void leave(apr_engine *e, job *j)
+{
+    int32_t unused_from, unused_to;
+    apr_kvcache_truncate(kv(e), j->seq, 0, &unused_from, &unused_to);  /* to 0: never a copy, never fails */
+    e->running[j->seq] = NULL;
+    j->seq = -1;
+}
+
+/* Frees a running job (engine thread). */
 static void release(apr_engine *e, job *j)
 {
-    if (j->seq >= 0) {
-        apr_context_seq_truncate(e->ctx, j->seq, 0);
-        e->running[j->seq] = NULL;
-    }
+    if (j->seq >= 0) leave(e, j);
     job_free(j);
+}
+
+/* Takes from the prefix cache the blocks that continue j's sequence with
+ * its tokens, keeping the last token to decode (its logits are the next
+ * step's). The sequence must end at a block boundary. */
+static void reuse(apr_engine *e, job *j)
+{
+    const int got = apr_kvcache_match(kv(e), j->seq, j->tokens, j->n_tokens - 1);
+    if (!j->preempted && j->n_generated == 0) j->n_cached += got;
+    e->reused += (uint64_t)got;
+}
+
+/* Blocks j still has to take to hold all its tokens. */
+static int blocks_to_finish(apr_engine *e, const job *j)
+{
+    const apr_kvcache *c = kv(e);
+    return apr_kvcache_blocks_needed(c, j->seq, j->n_tokens - apr_kvcache_len(c, j->seq));
 }
 
 /* Takes the cancellations and the waiting requests that fit (lock held);
@@ -196,15 +254,32 @@ static int admit_locked(apr_engine *e)
     int posted = e->n_cancels > 0;
     e->n_cancels = 0;
 
+    /* First come, first served: a request whose prompt does not fit yet
+     * waits, and so do those behind it, so a long prompt is not starved by
+     * a stream of short ones. */
+    int n_running = 0;
+    for (int s = 0; s < e->n_seq; s++) n_running += e->running[s] != NULL;
     for (int s = 0; s < e->n_seq && e->queue_head; s++) {
         if (e->running[s]) continue;
         job *j = e->queue_head;
+        j->seq = s;
+        e->running[s] = j;
+        const uint64_t reused_before = e->reused;
+        const int cached_before = j->n_cached;
+        reuse(e, j);
+        /* blocks for its prompt, and one more for each running sequence's
+         * next step, so that admitting it does not preempt at once */
+        if (n_running > 0 && blocks_to_finish(e, j) > apr_kvcache_available(kv(e)) - n_running) {
+            leave(e, j);
+            j->n_cached = cached_before;
+            e->reused = reused_before;
+            break;
+        }
         e->queue_head = j->next;
         if (!e->queue_head) e->queue_tail = NULL;
         e->n_queued--;
         j->next = NULL;
-        j->seq = s;
-        e->running[s] = j;
+        n_running++;
     }
     return posted;
 }
@@ -218,43 +293,200 @@ static int is_stop(const apr_engine *e, const job *j, int32_t id)
 }
 
 /* ------------------------------------------------------------------ */
+/* Planning a step                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Tokens j has yet to decode (the last of them gives its next logits). */
+static int pending(apr_engine *e, const job *j) { return j->n_tokens - apr_kvcache_len(kv(e), j->seq); }
+
+/* Blocks the pool can still give this step's plan. */
+static int spare(apr_engine *e) { return apr_kvcache_available(kv(e)) - e->planned; }
+
+/* Preempts j: it lets go of its sequence and waits again, at the head of
+ * the queue, holding everything it needs to go on: its tokens (the prompt
+ * and what it generated, already posted), its sampler (the random state
+ * and the penalty window go on where they were), its counts. Its full
+ * blocks stay in the prefix cache, so when it is admitted again the part
+ * not evicted meanwhile is taken back, and the rest recomputed.
+ *
+ * This is the hook for swapping instead of recomputing (the zram issue):
+ * copy out here the blocks of j's sequence the prefix cache would not
+ * keep, and copy them back into fresh blocks where admit_locked calls
+ * reuse(). Nothing else depends on how a preempted job gets its cache
+ * back. */
+static void preempt(apr_engine *e, job *j)
+{
+    e->planned -= j->planned;
+    e->plan_tokens -= j->take;
+    j->planned = 0;
+    j->take = 0;
+    leave(e, j);
+    j->preempted++;
+    e->preemptions++;
+    /* off this step's order; queued at its end, oldest first */
+    int k = 0;
+    for (int i = 0; i < e->n_order; i++)
+        if (e->order[i] != j) e->order[k++] = e->order[i];
+    e->n_order = k;
+    job **pp = &e->requeue;
+    while (*pp && (*pp)->id < j->id) pp = &(*pp)->next;
+    j->next = *pp;
+    *pp = j;
+}
+
+/* Makes room in the pool for `blocks` more blocks for j by preempting the
+ * newest running jobs; returns 0 if j was the newest and was preempted. */
+static int make_room(apr_engine *e, job *j, int blocks)
+{
+    while (spare(e) < blocks) {
+        job *newest = e->order[e->n_order - 1];
+        preempt(e, newest);
+        if (newest == j) return 0;
+    }
+    return 1;
+}
+
+static int by_age(const void *a, const void *b)
+{
+    const job *x = *(job *const *)a, *y = *(job *const *)b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Prompt tokens j has yet to be given in this step's plan. */
+static int tokens_left(apr_engine *e, const job *j) { return pending(e, j) - j->take; }
+
+static int by_tokens_left(const void *a, const void *b)
+{
+    const job *x = *(job *const *)a, *y = *(job *const *)b;
+    if (x->left != y->left) return x->left < y->left ? -1 : 1;
+    return by_age(a, b);
+}
+
+/* Adds up to `want` more of j's prompt to this step's plan, as far as the
+ * batch and the pool allow (preempting newer jobs when the pool cannot
+ * give j a single slot). `singles` is the batch's share of single tokens. */
+static void grant(apr_engine *e, job *j, int want, int singles)
+{
+    apr_kvcache *c = kv(e);
+    if (j->seq < 0) return;  /* preempted meanwhile */
+    const int len = apr_kvcache_len(c, j->seq) + j->take, left = tokens_left(e, j);
+    int take = e->n_batch - e->plan_tokens;
+    if (left < take) take = left;
+    if (want < take) take = want;
+    if (take <= 0) return;
+    /* slots in the blocks it holds or is given, and in those the pool can give */
+    int room = (c->n_owned[j->seq] + j->planned) * APR_KV_BLOCK - len;
+    if (room + spare(e) * APR_KV_BLOCK < 1) {
+        if (!make_room(e, j, 1)) return;
+        room = (c->n_owned[j->seq] + j->planned) * APR_KV_BLOCK - len;
+    }
+    const int fits = room + spare(e) * APR_KV_BLOCK;
+    if (take > fits) take = fits;
+    /* A chunk that does not finish the prompt ends on a block boundary:
+     * the next chunk then starts on one, where the prefix cache can supply
+     * it (another request may be computing the same block now). One that
+     * would not reach the next boundary waits a step, if a step can hold a
+     * block beside the single tokens (the oldest prompt then always
+     * advances). */
+    if (take < left) {
+        const int aligned = take - (len + take) % APR_KV_BLOCK;
+        if (aligned > 0) take = aligned;
+        else if (e->n_batch - singles >= APR_KV_BLOCK) return;
+    }
+    const int need = apr_kvcache_blocks_needed(c, j->seq, j->take + take) - j->planned;
+    j->take += take;
+    j->planned += need;
+    e->planned += need;
+    e->plan_tokens += take;
+}
+
+/* Decides each running job's share of the batch (j->take), preempting
+ * where the pool cannot hold it; returns the batch's size. */
+static int plan(apr_engine *e)
+{
+    apr_kvcache *c = kv(e);
+    e->n_order = 0;
+    e->planned = 0;
+    e->plan_tokens = 0;
+    for (int s = 0; s < e->n_seq; s++)
+        if (e->running[s]) e->order[e->n_order++] = e->running[s];
+    qsort(e->order, (size_t)e->n_order, sizeof *e->order, by_age);
+    /* Prompts whose first blocks another request has just computed take
+     * them now (16 requests with the same preamble, admitted together,
+     * compute it once). Before any planning: a block taken from the cache
+     * is one the pool can no longer give. */
+    for (int i = 0; i < e->n_order; i++) {
+        job *j = e->order[i];
+        j->take = j->planned = 0;
+        if (pending(e, j) > 1 && apr_kvcache_len(c, j->seq) % APR_KV_BLOCK == 0) reuse(e, j);
+    }
+
+    /* One token each for those with one left: never starved. */
+    for (int i = 0; i < e->n_order; i++) {
+        job *j = e->order[i];
+        if (pending(e, j) != 1) continue;
+        const int need = apr_kvcache_blocks_needed(c, j->seq, 1);
+        if (!make_room(e, j, need)) {
+            i--;  /* j left the order */
+            continue;
+        }
+        j->take = 1;
+        j->planned = need;
+        e->planned += need;
+        e->plan_tokens++;
+    }
+    /* Then prompt chunks. The oldest prompt gets a quarter of what the
+     * single tokens leave first (so it always advances); the others then
+     * go shortest first, so short requests beside a long prompt get their
+     * first tokens at once instead of after it; what is left goes to the
+     * oldest first. */
+    const int singles = e->plan_tokens;
+    int n_prefill = 0;
+    for (int i = 0; i < e->n_order; i++)
+        if (pending(e, e->order[i]) > 1) e->prefill[n_prefill++] = e->order[i];
+    if (n_prefill > 0) {
+        int quota = (e->n_batch - singles) / 4;
+        quota = quota < APR_KV_BLOCK ? APR_KV_BLOCK : quota - quota % APR_KV_BLOCK;
+        grant(e, e->prefill[0], quota, singles);
+        for (int i = 1; i < n_prefill; i++) {
+            job *j = e->prefill[i];
+            j->left = j->seq >= 0 ? tokens_left(e, j) : 0;  /* preempted by the oldest's share: skipped */
+        }
+        qsort(e->prefill + 1, (size_t)n_prefill - 1, sizeof *e->prefill, by_tokens_left);
+        for (int i = 1; i < n_prefill; i++) grant(e, e->prefill[i], INT_MAX, singles);
+        qsort(e->prefill, (size_t)n_prefill, sizeof *e->prefill, by_age);
+        for (int i = 0; i < n_prefill; i++) grant(e, e->prefill[i], INT_MAX, singles);
+    }
+    return e->plan_tokens;
+}
+
+/* ------------------------------------------------------------------ */
 /* One step                                                           */
 /* ------------------------------------------------------------------ */
 
-/* Fills the batch; returns its size, the number of logits rows and of
- * prompt tokens in it. */
+/* Fills the batch from the plan; returns its size, the number of logits
+ * rows and of prompt tokens in it. */
 static int build_batch(apr_engine *e, int *n_rows, int *n_prompt_tokens)
 {
     int n = 0, rows = 0, prompt = 0;
-    /* Generating sequences first: one token each, never starved. */
-    for (int s = 0; s < e->n_seq; s++) {
-        job *j = e->running[s];
-        if (!j || j->n_prefilled < j->n_prompt) continue;
-        e->b_ids[n] = j->last;
-        e->b_pos[n] = j->n_prompt + j->n_generated - 1;
-        e->b_seq[n] = s;
-        e->b_logits[n] = 1;
-        e->row_seq[rows++] = s;
-        n++;
-    }
-    /* Then prompt chunks, in sequence order, while room remains. */
-    for (int s = 0; s < e->n_seq && n < e->n_batch; s++) {
-        job *j = e->running[s];
-        if (!j || j->n_prefilled >= j->n_prompt) continue;
-        int take = j->n_prompt - j->n_prefilled;
-        if (take > e->n_batch - n) take = e->n_batch - n;
-        for (int k = 0; k < take; k++) {
-            e->b_ids[n] = j->prompt[j->n_prefilled + k];
-            e->b_pos[n] = j->n_prefilled + k;
-            e->b_seq[n] = s;
-            e->b_logits[n] = 0;
-            n++;
-        }
-        j->n_prefilled += take;
-        prompt += take;
-        if (j->n_prefilled == j->n_prompt) {
-            e->b_logits[n - 1] = 1;
-            e->row_seq[rows++] = s;
+    /* the single tokens first, then the chunks: as planned */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < e->n_order; i++) {
+            job *j = e->order[i];
+            if (j->take == 0 || (pass == 0) != (pending(e, j) == 1)) continue;
+            const int len = apr_kvcache_len(kv(e), j->seq);
+            for (int k = 0; k < j->take; k++) {
+                e->b_ids[n] = j->tokens[len + k];
+                e->b_pos[n] = len + k;
+                e->b_seq[n] = j->seq;
+                e->b_logits[n] = 0;
+                prompt += len + k < j->n_prompt;
+                n++;
+            }
+            if (len + j->take == j->n_tokens) {
+                e->b_logits[n - 1] = 1;
+                e->row_seq[rows++] = j->seq;
+            }
         }
     }
     *n_rows = rows;
@@ -284,10 +516,11 @@ static int sample_one(apr_engine *e, job *j, const float *logits, int32_t chosen
         }
         ev->n_top = j->top_logprobs;
     }
+    j->tokens[j->n_tokens++] = id;
     j->n_generated++;
-    j->last = id;
     ev->n_prompt = j->n_prompt;
     ev->n_generated = j->n_generated;
+    ev->n_cached = j->n_cached;
     if (is_stop(e, j, id)) {
         ev->finish = APR_FINISH_STOP;
         ev->stop_token = 1;
@@ -299,19 +532,21 @@ static int sample_one(apr_engine *e, job *j, const float *logits, int32_t chosen
 
 static void publish_locked(apr_engine *e)
 {
-    int running = 0, used = 0, blocks = 0;
-    const apr_kvcache *kv = &e->ctx->cache;
+    int running = 0, used = 0;
+    const apr_kvcache *c = kv(e);
     for (int s = 0; s < e->n_seq; s++) {
-        blocks += kv->n_owned[s];
         if (!e->running[s]) continue;
         running++;
-        used += apr_context_seq_len(e->ctx, s);
+        used += apr_kvcache_len(c, s);
     }
     e->stats.running = running;
     e->stats.queued = e->n_queued;
     e->stats.kv_tokens_used = used;
-    e->stats.kv_blocks_used = blocks;
-    e->stats.kv_blocks_total = blocks + kv->n_free;
+    e->stats.kv_blocks_total = c->dev.n_blocks;
+    e->stats.kv_blocks_cached = c->n_lru;
+    e->stats.kv_blocks_used = c->dev.n_blocks - c->n_free - c->n_lru;
+    e->stats.tokens_reused = e->reused;
+    e->stats.preemptions = e->preemptions;
 }
 
 /* Samples logits rows [begin, end): each row belongs to its own sequence,
@@ -328,40 +563,58 @@ static void sample_rows(void *ctx, int64_t begin, int64_t end, int thread)
     }
 }
 
+/* Puts this step's preempted jobs back at the head of the queue, oldest
+ * first (lock held). */
+static void requeue_locked(apr_engine *e)
+{
+    if (!e->requeue) return;
+    job *last = e->requeue;
+    int k = 1;
+    while (last->next) {
+        last = last->next;
+        k++;
+    }
+    last->next = e->queue_head;
+    if (!e->queue_head) e->queue_tail = last;
+    e->queue_head = e->requeue;
+    e->requeue = NULL;
+    e->n_queued += k;
+}
+
 /* Runs one step over the running sequences (lock not held). */
 static void step(apr_engine *e)
 {
-    int rows, prompt;
+    int rows = 0, prompt = 0;
     APR_TRACE_BEGIN(APR_SPAN_SCHEDULE);
-    int n = build_batch(e, &rows, &prompt);
+    int n = plan(e);
+    if (n > 0) n = build_batch(e, &rows, &prompt);
     APR_TRACE_END(APR_SPAN_SCHEDULE);
-    if (n == 0) return;
-    apr_batch b = { n, e->b_ids, e->b_pos, e->b_seq, e->b_logits };
-    /* When every row only wants the argmax, the choice is made where the
-     * logits are (on the GPU: 4 bytes a row come back instead of n_vocab
-     * floats). Its tie rule is the sampler's, so the tokens are the same
-     * whichever way a row went. */
-    e->step_greedy = 1;
-    for (int r = 0; r < rows && e->step_greedy; r++) e->step_greedy = e->running[e->row_seq[r]]->plain_greedy;
-    apr_status st = e->step_greedy ? apr_decode_greedy(e->ctx, &b, e->argmax) : apr_decode(e->ctx, &b, e->logits);
-    /* Sampling from logits is worth the worker pool; taking the argmax
-     * the GPU chose is a few stores a row, less than waking the pool. */
-    if (st == APR_OK) {
-        if (rows > 1 && !e->step_greedy) apr_parallel_for(rows, 1, sample_rows, e);
-        else sample_rows(e, 0, rows, 0);
+    apr_status st = APR_OK;
+    if (n > 0) {
+        apr_batch b = { n, e->b_ids, e->b_pos, e->b_seq, e->b_logits };
+        /* When every row only wants the argmax, the choice is made where
+         * the logits are (on the GPU: 4 bytes a row come back instead of
+         * n_vocab floats). Its tie rule is the sampler's, so the tokens are
+         * the same whichever way a row went. */
+        e->step_greedy = 1;
+        for (int r = 0; r < rows && e->step_greedy; r++) e->step_greedy = e->running[e->row_seq[r]]->plain_greedy;
+        st = e->step_greedy ? apr_decode_greedy(e->ctx, &b, e->argmax) : apr_decode(e->ctx, &b, e->logits);
+        /* Sampling from logits is worth the worker pool; taking the argmax
+         * the GPU chose is a few stores a row, less than waking the pool. */
+        if (st == APR_OK) {
+            if (rows > 1 && !e->step_greedy) apr_parallel_for(rows, 1, sample_rows, e);
+            else sample_rows(e, 0, rows, 0);
+        }
     }
 
     pthread_mutex_lock(&e->lock);
     if (st != APR_OK) {
         /* The cache is unchanged on failure; the sequences of this batch
-         * cannot go on, the others (none here: all were in it) can. */
+         * cannot go on, the others can. */
         const char *msg = apr_last_error();
         for (int s = 0; s < e->n_seq; s++) {
             job *j = e->running[s];
-            if (!j) continue;
-            int in_batch = 0;
-            for (int k = 0; k < n && !in_batch; k++) in_batch = e->b_seq[k] == s;
-            if (!in_batch) continue;
+            if (!j || j->take == 0) continue;
             apr_engine_event ev;
             error_event(&ev, j, st, msg);
             post_locked(e, &ev);
@@ -374,12 +627,13 @@ static void step(apr_engine *e)
             if (e->row_done[r]) release(e, e->running[e->row_seq[r]]);
         }
     }
+    requeue_locked(e);
     e->stats.tokens_prompt += (uint64_t)prompt;
-    e->stats.steps++;
+    if (n > 0) e->stats.steps++;
     e->stats.batch_tokens_last = n;
     /* Stats first, so a reader woken by this step's events sees them. */
     publish_locked(e);
-    notify(e);
+    if (rows > 0 || st != APR_OK) notify(e);
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -423,6 +677,7 @@ void apr_engine_params_default(apr_engine_params *p)
     p->n_batch = 512;
     p->max_queue = 64;
     p->kv_type = APR_F16;
+    p->prefix_cache = 1;
 }
 
 void apr_engine_request_default(apr_engine_request *r)
@@ -464,6 +719,7 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
     cp.n_seq = p->n_seq;
     cp.n_batch = e->n_batch;
     if (p->kv_type) cp.kv_type = p->kv_type;
+    cp.prefix_cache = p->prefix_cache;
     APR_TRACE_BEGIN(APR_SPAN_TENSOR_ALLOC);
     apr_status st = apr_context_new(m, &cp, &e->ctx);
     APR_TRACE_END(APR_SPAN_TENSOR_ALLOC);
@@ -471,19 +727,20 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
         apr_engine_free(e);
         return st;
     }
-    int n_ctx = apr_context_n_ctx(e->ctx);
-    e->n_ctx_seq = n_ctx / e->n_seq;
-    if (e->n_ctx_seq < 2) {
+    e->n_ctx = apr_context_n_ctx(e->ctx);
+    if (e->n_ctx < 2) {
         apr_engine_free(e);
-        return apr_error(APR_ERR_INVALID, "engine: a context of %d tokens leaves %d per sequence for %d sequences",
-                         n_ctx, n_ctx / p->n_seq, p->n_seq);
+        return apr_error(APR_ERR_INVALID, "engine: a context of %d token leaves no room to generate", e->n_ctx);
     }
     e->stats.n_seq = e->n_seq;
-    e->stats.n_ctx = n_ctx;
-    e->stats.n_ctx_seq = e->n_ctx_seq;
-    e->stats.kv_tokens_total = n_ctx;
+    e->stats.n_ctx = e->n_ctx;
+    e->stats.n_ctx_seq = e->n_ctx;
+    e->stats.kv_tokens_total = e->n_ctx;
+    e->stats.prefix_cache = p->prefix_cache != 0;
 
     e->running = calloc((size_t)e->n_seq, sizeof *e->running);
+    e->order = malloc((size_t)e->n_seq * sizeof *e->order);
+    e->prefill = malloc((size_t)e->n_seq * sizeof *e->prefill);
     e->b_ids = malloc((size_t)e->n_batch * sizeof *e->b_ids);
     e->b_pos = malloc((size_t)e->n_batch * sizeof *e->b_pos);
     e->b_seq = malloc((size_t)e->n_batch * sizeof *e->b_seq);
@@ -495,7 +752,7 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
     e->logits = malloc((size_t)e->n_seq * (size_t)e->n_vocab * sizeof *e->logits);
     e->cap_cancels = 64;
     e->cancels = malloc((size_t)e->cap_cancels * sizeof *e->cancels);
-    if (!e->running || !e->b_ids || !e->b_pos || !e->b_seq || !e->b_logits || !e->row_seq || !e->row_ev ||
+    if (!e->running || !e->order || !e->prefill || !e->b_ids || !e->b_pos || !e->b_seq || !e->b_logits || !e->row_seq || !e->row_ev ||
         !e->row_done || !e->argmax || !e->logits ||
         !e->cancels) {
         apr_engine_free(e);
@@ -535,6 +792,8 @@ void apr_engine_free(apr_engine *e)
     apr_context_free(e->ctx);
     if (e->event_fd >= 0) close(e->event_fd);
     free(e->running);
+    free(e->order);
+    free(e->prefill);
     free(e->b_ids);
     free(e->b_pos);
     free(e->b_seq);
@@ -571,17 +830,17 @@ apr_status apr_engine_submit(apr_engine *e, const apr_engine_request *r, uint64_
     for (int i = 0; i < r->n_stop_ids; i++)
         APR_CHECK(r->stop_ids[i] >= 0 && r->stop_ids[i] < e->n_vocab, APR_ERR_RANGE,
                   "engine submit: stop id %d is outside [0, %d)", r->stop_ids[i], e->n_vocab);
-    /* The prompt and at least one generated token must fit the sequence. */
-    APR_CHECK(r->n_prompt < e->n_ctx_seq, APR_ERR_RANGE,
-              "the prompt of %d tokens does not fit the context of %d tokens per sequence",
-              r->n_prompt, e->n_ctx_seq);
+    /* The prompt and at least one generated token must fit the pool. */
+    APR_CHECK(r->n_prompt < e->n_ctx, APR_ERR_RANGE,
+              "the prompt of %d tokens does not fit the context of %d tokens (one more is needed to generate)",
+              r->n_prompt, e->n_ctx);
 
     job *j = calloc(1, sizeof *j);
     APR_CHECK(j, APR_ERR_NOMEM, "engine submit: out of memory");
     j->seq = -1;
     j->n_prompt = r->n_prompt;
     j->max_tokens = r->max_tokens;
-    if (j->max_tokens > e->n_ctx_seq - r->n_prompt) j->max_tokens = e->n_ctx_seq - r->n_prompt;
+    if (j->max_tokens > e->n_ctx - r->n_prompt) j->max_tokens = e->n_ctx - r->n_prompt;
     j->logprobs = r->logprobs || r->top_logprobs > 0;
     j->top_logprobs = r->top_logprobs;
     j->ignore_eog = r->ignore_eog;
@@ -589,19 +848,19 @@ apr_status apr_engine_submit(apr_engine *e, const apr_engine_request *r, uint64_
     j->plain_greedy = sp->temperature <= 0 && !j->logprobs && r->n_bias == 0 &&
                       (sp->penalty_last_n == 0 || (sp->repeat_penalty == 1 && sp->presence_penalty == 0 &&
                                                    sp->frequency_penalty == 0));
-    j->prompt = malloc((size_t)r->n_prompt * sizeof *j->prompt);
+    j->tokens = malloc(((size_t)r->n_prompt + (size_t)j->max_tokens) * sizeof *j->tokens);
+    j->n_tokens = r->n_prompt;
     j->n_stop_ids = r->n_stop_ids;
     if (r->n_stop_ids) j->stop_ids = malloc((size_t)r->n_stop_ids * sizeof *j->stop_ids);
-    if (!j->prompt || (r->n_stop_ids && !j->stop_ids)) {
+    if (!j->tokens || (r->n_stop_ids && !j->stop_ids)) {
         job_free(j);
         return apr_error(APR_ERR_NOMEM, "engine submit: out of memory for %d prompt tokens", r->n_prompt);
     }
-    memcpy(j->prompt, r->prompt, (size_t)r->n_prompt * sizeof *j->prompt);
+    memcpy(j->tokens, r->prompt, (size_t)r->n_prompt * sizeof *j->tokens);
     if (r->n_stop_ids) memcpy(j->stop_ids, r->stop_ids, (size_t)r->n_stop_ids * sizeof *j->stop_ids);
     apr_status st = apr_sampler_new(e->n_vocab, &r->sampling, &j->sampler);
     if (st == APR_OK && r->n_bias) st = apr_sampler_set_logit_bias(j->sampler, r->n_bias, r->bias_ids, r->bias);
-    /* The prompt's tail enters the penalty window, as in llama.cpp and
-     * apr.load(...):generate, so both penalise the same repeats. */
+    /* The prompt's tail enters the penalty window, as in llama.cpp. */
     int window = r->sampling.penalty_last_n;
     for (int i = r->n_prompt - window < 0 ? 0 : r->n_prompt - window; st == APR_OK && window > 0 && i < r->n_prompt; i++)
         st = apr_sampler_accept(j->sampler, r->prompt[i]);
@@ -611,8 +870,7 @@ apr_status apr_engine_submit(apr_engine *e, const apr_engine_request *r, uint64_
     }
 
     pthread_mutex_lock(&e->lock);
-    int free_seqs = 0;
-    for (int s = 0; s < e->n_seq; s++) free_seqs += e->running[s] == NULL;
+    const int free_seqs = e->n_seq - e->stats.running;
     if (e->stopping || e->n_queued >= e->max_queue + free_seqs) {
         int queued = e->n_queued;
         pthread_mutex_unlock(&e->lock);
@@ -671,6 +929,16 @@ int apr_engine_poll(apr_engine *e, apr_engine_event *out, int max)
     if (e->n_events) notify(e);
     pthread_mutex_unlock(&e->lock);
     return n;
+}
+
+int apr_engine_wait(apr_engine *e, int timeout_ms)
+{
+    if (!e) return 0;
+    struct pollfd pfd = { e->event_fd, POLLIN, 0 };
+    int r;
+    do r = poll(&pfd, 1, timeout_ms < 0 ? -1 : timeout_ms);
+    while (r < 0 && errno == EINTR && !apr_interrupted());
+    return r > 0;
 }
 
 void apr_engine_get_stats(apr_engine *e, apr_engine_stats *out)

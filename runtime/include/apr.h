@@ -574,6 +574,9 @@ void apr_model_params_default(apr_model_params *p);
 /* Loads path. Fails with a message naming the file and, for missing
  * hyperparameters or tensors, the key or tensor name. */
 apr_status apr_model_load(const char *path, const apr_model_params *p, apr_model **out);
+/* Frees m once the contexts (and engines) made from it are freed too: each
+ * holds a reference, so they may be freed in any order (a garbage
+ * collector's finalizers at exit). NULL is ignored. */
 void apr_model_free(apr_model *m);
 void apr_model_get_info(const apr_model *m, apr_model_info *out);
 /* The model's tokenizer, owned by the model. */
@@ -582,15 +585,24 @@ const struct apr_tokenizer *apr_model_tokenizer(const apr_model *m);
 const char *apr_model_chat_template(const apr_model *m);
 
 /* An inference context: the KV cache and scratch buffers for up to n_seq
- * sequences sharing n_ctx token slots, allocated once here; decoding
- * allocates nothing. Not thread-safe: one thread drives a context. */
+ * sequences, allocated once here; decoding allocates nothing. The cache is
+ * one pool of n_ctx token slots in blocks of 32 that the sequences draw
+ * from as they grow: one sequence may hold all of it while the others hold
+ * nothing. With prefix_cache, blocks whose 32 slots are written are kept,
+ * keyed by their tokens and all the tokens before them, after their
+ * sequence lets go of them (least recently used first to be reused), and
+ * so is a sequence's partly filled last block, so a sequence that starts
+ * the same way can take them instead of computing them again
+ * (apr_context_seq_reuse). Not thread-safe: one thread drives a context. */
 typedef struct apr_context apr_context;
 
 typedef struct apr_context_params {
-    int n_ctx;              /* token slots in the KV cache, all sequences together (0 = the model's training context) */
+    int n_ctx;              /* token slots in the KV cache, all sequences together; 0 = the model's training
+                               context, or under a VRAM budget as much of it as the budget leaves room for */
     int n_seq;              /* sequences decoded together (1) */
     int n_batch;            /* most tokens one apr_decode call may carry (512) */
     int kv_type;            /* apr_dtype of the KV cache: APR_F16 (default) or APR_Q8_0 */
+    int prefix_cache;       /* 1 (default): keep full blocks for reuse; 0: a block is freed with its sequence */
 } apr_context_params;
 
 void apr_context_params_default(apr_context_params *p);
@@ -599,8 +611,21 @@ void apr_context_free(apr_context *c);
 int apr_context_n_ctx(const apr_context *c);
 /* Tokens sequence seq holds in the cache (the next position to decode). */
 int apr_context_seq_len(const apr_context *c, int seq);
-/* Forgets sequence seq's tokens from position `from` on (0 = all of it). */
+/* Forgets sequence seq's tokens from position `from` on (0 = all of it).
+ * Blocks other sequences share or the prefix cache keeps stay for them;
+ * cutting inside a shared block copies it first, which fails with
+ * APR_ERR_RANGE (the sequence unchanged) when no block is left. */
 apr_status apr_context_seq_truncate(apr_context *c, int seq, int from);
+/* Prefix reuse: given the n ids sequence seq is to hold from position 0
+ * (it must hold their first apr_context_seq_len tokens already, usually
+ * none), attaches the cached blocks that continue it, as far as whole
+ * blocks of 32 match, then as much of a cached partly filled block (the
+ * last one a sequence let go of) as agrees, leaving at least the last id
+ * to decode, and writes the tokens attached to *n_reused. The caller then decodes ids
+ * from position apr_context_seq_len on. On the CPU the logits are the same
+ * bits as if every token had been decoded. APR_ERR_INVALID when seq holds
+ * other tokens; 0 reused when the context was made without prefix_cache. */
+apr_status apr_context_seq_reuse(apr_context *c, int seq, const int32_t *ids, int n, int *n_reused);
 
 /* A batch of tokens for one forward pass. Token i goes to sequence seq[i]
  * at position pos[i] (which must be that sequence's next position: tokens
@@ -795,14 +820,29 @@ int apr_http_parser_started(const apr_http_parser *p);
  * runs continuous batching over it: every step, all running requests
  * advance together in one apr_decode batch (the next token of those
  * generating, prompt chunks of those just admitted), a new request joins at
- * the next step, and a finished or cancelled one frees its sequence and KV
- * cache at once. Requests go in through a locked queue (apr_engine_submit);
- * results come back as events (apr_engine_poll), and the file descriptor
- * apr_engine_fd becomes readable whenever some are waiting, so an event loop
- * can watch it without blocking. Each sequence may hold n_ctx / n_seq
- * tokens. Batching does not change results: a sequence only ever attends
- * to its own tokens. The functions below may be called from any one thread
- * (the event loop's); failures inside the engine travel in the events. */
+ * the next step, and a finished or cancelled one frees its sequence at
+ * once. It is the one generation loop: sampling, penalties, stop tokens,
+ * max_tokens and prefix reuse are applied here for every client (the
+ * server, and apr.load(...):generate through an engine of one sequence).
+ *
+ * The KV cache is one pool of n_ctx slots that the running requests draw
+ * from as they grow: one request may use all of it while others are idle,
+ * and n_seq bounds how many run, not how long each is. When the pool runs
+ * dry the newest running request is preempted (its blocks freed, it waits
+ * again at the head of the queue and is recomputed when readmitted) rather
+ * than anyone failing. With prefix_cache, a request first takes the cached
+ * blocks that begin its prompt (a chat's earlier turns, a shared system
+ * prompt) and computes only the rest.
+ *
+ * Requests go in through a locked queue (apr_engine_submit); results come
+ * back as events (apr_engine_poll), and the file descriptor apr_engine_fd
+ * becomes readable whenever some are waiting, so an event loop can watch
+ * it without blocking (or apr_engine_wait blocks on it). Neither batching,
+ * prefix reuse nor preemption changes results on the CPU: a sequence only
+ * ever attends to its own tokens, and a token's logits are the same bits
+ * however its prefix got into the cache. The functions below may be called
+ * from any one thread (the event loop's); failures inside the engine travel
+ * in the events. */
 typedef struct apr_engine apr_engine;
 
 typedef struct apr_engine_params {
@@ -811,13 +851,14 @@ typedef struct apr_engine_params {
     int n_batch;           /* most tokens one step decodes (512; at least n_seq) */
     int max_queue;         /* requests that may wait for a free sequence (64) before submit is BUSY */
     int kv_type;           /* apr_dtype of the KV cache (0: the context's default) */
+    int prefix_cache;      /* 1 (default): reuse cached blocks of earlier requests' prefixes; 0: compute every prompt */
 } apr_engine_params;
 
 /* A generation request. Everything is copied by apr_engine_submit. */
 typedef struct apr_engine_request {
     const int32_t *prompt;    /* [n_prompt] token ids, n_prompt >= 1 */
     int n_prompt;
-    int max_tokens;           /* generate at most this many (>= 1); fewer if the sequence's room ends first */
+    int max_tokens;           /* generate at most this many (>= 1); fewer if the prompt and they pass n_ctx */
     apr_sampler_params sampling;  /* penalties see the prompt's last penalty_last_n tokens and the generated ones */
     int logprobs;             /* 1: each token event carries the token's log-probability */
     int top_logprobs;         /* and the n most likely alternatives, 0..20 (implies logprobs) */
@@ -851,6 +892,7 @@ typedef struct apr_engine_event {
     apr_token_logprob top[20];  /* most likely alternatives, most likely first */
     int finish;               /* apr_finish_reason */
     int n_prompt;             /* the request's prompt tokens */
+    int n_cached;             /* of them, those the prefix cache supplied (not computed) */
     int n_generated;          /* tokens generated so far */
     int status;               /* APR_FINISH_ERROR: the apr_status */
     char message[256];        /* APR_FINISH_ERROR: why, NUL-terminated */
@@ -858,20 +900,26 @@ typedef struct apr_engine_event {
 
 /* Published after every step; a consistent snapshot. */
 typedef struct apr_engine_stats {
-    int n_seq, n_ctx, n_ctx_seq;        /* sequences, KV slots, slots per sequence */
-    int running, queued;                /* requests decoding, and waiting for a sequence */
-    int kv_tokens_used, kv_tokens_total;  /* KV slots holding tokens, and all of them */
-    int kv_blocks_used, kv_blocks_total;  /* paged KV cache blocks owned by sequences, and all of them */
+    int n_seq, n_ctx, n_ctx_seq;        /* sequences, KV slots, the most one request may hold (n_ctx: the pool is shared) */
+    int prefix_cache;                   /* 1 if prefix reuse is on */
+    int running, queued;                /* requests decoding, and waiting (preempted ones included) */
+    int kv_tokens_used, kv_tokens_total;  /* KV slots holding running requests' tokens, and all of them */
+    int kv_blocks_used, kv_blocks_cached, kv_blocks_total;  /* blocks held by requests, kept by the prefix cache
+                                                               only (reusable or evictable), and all of them */
     int batch_tokens_last;              /* tokens in the last step's batch */
-    uint64_t steps, submitted, tokens_prompt, tokens_generated;  /* totals since creation */
+    uint64_t steps, submitted, tokens_prompt, tokens_generated;  /* totals since creation (tokens_prompt: prompt
+                                                                    tokens computed) */
+    uint64_t tokens_reused;             /* tokens taken from the prefix cache instead of computed */
+    uint64_t preemptions;               /* requests preempted for want of KV blocks */
 } apr_engine_stats;
 
 /* Fills p with the defaults above. */
 void apr_engine_params_default(apr_engine_params *p);
 /* Fills r with an empty prompt, max_tokens 16 and the sampler's defaults. */
 void apr_engine_request_default(apr_engine_request *r);
-/* Creates the context (n_seq sequences, n_ctx slots) for m and starts the
- * thread. m must outlive the engine. Fails as apr_context_new does, with
+/* Creates the context (n_seq sequences sharing n_ctx slots; n_ctx 0 as
+ * for apr_context_new) for m and starts the thread; the engine keeps m
+ * alive until apr_engine_free. Fails as apr_context_new does, with
  * APR_ERR_INVALID for bad parameters (naming them), APR_ERR_NOMEM or
  * APR_ERR_IO (no eventfd); *out is then NULL. */
 apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine **out);
@@ -884,7 +932,7 @@ int apr_engine_fd(const apr_engine *e);
 /* Queues a request and writes its id (> 0) to *id. Fails, queueing nothing
  * and *id = 0, with APR_ERR_INVALID for a bad request or sampling parameter
  * (naming it), APR_ERR_RANGE for a token id outside the vocabulary or a
- * prompt that does not fit a sequence's n_ctx / n_seq slots, APR_ERR_BUSY
+ * prompt of n_ctx tokens or more, APR_ERR_BUSY
  * when max_queue requests already wait (answer 503 and retry later). */
 apr_status apr_engine_submit(apr_engine *e, const apr_engine_request *r, uint64_t *id);
 /* Asks for a request to stop: it ends with an APR_FINISH_CANCELLED event
@@ -894,6 +942,10 @@ apr_status apr_engine_cancel(apr_engine *e, uint64_t id);
 /* Moves up to max waiting events to out, oldest first, and returns how many
  * (0 if none). Never blocks. */
 int apr_engine_poll(apr_engine *e, apr_engine_event *out, int max);
+/* Blocks until events are waiting (1), timeout_ms passes (0; -1 waits for
+ * ever) or Ctrl+C is pressed (0, apr_interrupted() set). For callers
+ * without an event loop; apr_engine_poll then takes the events. */
+int apr_engine_wait(apr_engine *e, int timeout_ms);
 /* A snapshot of the counters. */
 void apr_engine_get_stats(apr_engine *e, apr_engine_stats *out);
 

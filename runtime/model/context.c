@@ -22,7 +22,7 @@
 
 void apr_context_params_default(apr_context_params *p)
 {
-    *p = (apr_context_params){ .n_ctx = 0, .n_seq = 1, .n_batch = 512, .kv_type = APR_F16 };
+    *p = (apr_context_params){ .n_ctx = 0, .n_seq = 1, .n_batch = 512, .kv_type = APR_F16, .prefix_cache = 1 };
 }
 
 static float *alloc_floats(apr_backend *B, size_t n, int *ok)
@@ -30,6 +30,32 @@ static float *alloc_floats(apr_backend *B, size_t n, int *ok)
     float *p = *ok ? B->alloc(B, n * sizeof(float)) : NULL;
     if (!p) *ok = 0;
     return p;
+}
+
+/* The pool's size when n_ctx is 0 under a memory budget: what the budget
+ * leaves after the weights, the activations and the scratch (allocated
+ * first), in whole blocks, at most the training context. */
+static apr_status size_from_budget(apr_context *c, const apr_hparams *hp, int *n_ctx)
+{
+    const apr_backend *B = c->B;
+    const size_t per_token = apr_kvcache_token_bytes(c->p.kv_type, hp->n_layer, hp->n_head_kv, hp->head_dim);
+    /* the block table's share of the per-pass metadata, and the
+     * allocator's rounding of the two cache allocations */
+    const size_t table = sizeof(int32_t) * (size_t)c->p.n_seq * ((size_t)hp->n_ctx_train / APR_KV_BLOCK + 1);
+    const uint64_t used = B->bytes + table + sizeof(int32_t) * 5 * (size_t)c->p.n_batch + 2 * 256;
+    const uint64_t room = B->budget > used ? B->budget - used : 0;
+    /* whole blocks, less the one each sequence but the first adds */
+    uint64_t tokens = room / per_token;
+    tokens -= tokens % APR_KV_BLOCK;
+    const uint64_t slack = (uint64_t)(c->p.n_seq - 1) * APR_KV_BLOCK;
+    tokens = tokens > slack ? tokens - slack : 0;
+    if (tokens > (uint64_t)hp->n_ctx_train) tokens = (uint64_t)hp->n_ctx_train;
+    APR_CHECK(tokens >= (uint64_t)APR_KV_BLOCK && tokens >= (uint64_t)c->p.n_seq, APR_ERR_NOMEM,
+              "the VRAM budget of %.0f MiB leaves room for %llu tokens of KV cache after %.0f MiB of weights, "
+              "activations and scratch (%.2f MiB a token)", (double)B->budget / (1 << 20), (unsigned long long)tokens,
+              (double)B->bytes / (1 << 20), (double)per_token / (1 << 20));
+    *n_ctx = (int)tokens;
+    return APR_OK;
 }
 
 apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_context **out)
@@ -42,6 +68,8 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
     apr_context_params_default(&p);
     if (params) p = *params;
     const apr_hparams *hp = &m->hp;
+    /* n_ctx 0 under a budget: as much of the training context as fits */
+    const int budgeted = p.n_ctx == 0 && m->backend->budget > 0;
     if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train;
     APR_CHECK(p.n_ctx > 0 && p.n_ctx <= hp->n_ctx_train, APR_ERR_RANGE,
               "n_ctx %d is outside [1, %d] (the model's training context)", p.n_ctx, hp->n_ctx_train);
@@ -52,6 +80,7 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
     apr_context *c = calloc(1, sizeof *c);
     APR_CHECK(c, APR_ERR_NOMEM, "cannot allocate a context");
     c->model = m;
+    apr_model_retain(m);  /* the model outlives its contexts, whatever order their owners free them in */
     c->p = p;
     c->B = m->backend;
     c->attn = (apr_attn_params){
@@ -65,17 +94,13 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     int64_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;  /* the widest input of a product */
     if ((int64_t)q_dim > max_cols) max_cols = (int64_t)q_dim;
+    /* the stream and activations first, so that a budget's remainder can
+     * size the cache (scratch is sized for the longest sequence allowed) */
     apr_stream_sizes sizes = {
         .n_batch = p.n_batch,
         .max_cols = max_cols,
         .n_ctx = p.n_ctx, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
     };
-    apr_status s = apr_kvcache_init(&c->cache, c->B, p.kv_type, hp->n_layer, hp->n_head_kv, hp->head_dim, p.n_ctx,
-                                    p.n_seq);
-    if (s != APR_OK) {
-        free(c);
-        return s;
-    }
     c->stream = c->B->stream_new(c->B, &sizes);
     int ok = c->stream != NULL;
     c->x = alloc_floats(c->B, nb * hp->n_embd, &ok);
@@ -87,13 +112,30 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
     c->ids = ok ? c->B->alloc(c->B, sizeof(int32_t) * (size_t)c->logit_rows) : NULL;
     ok = ok && c->ids;
     if (ok && !c->B->argmax) ok = (c->host_logits = malloc(sizeof(float) * (size_t)c->logit_rows * hp->n_vocab)) != NULL;
-    c->meta_bytes = sizeof(int32_t) * (5 * nb + (size_t)p.n_seq * c->cache.max_blocks);
-    c->dev_meta = ok ? c->B->alloc(c->B, c->meta_bytes) : NULL;
-    c->host_meta = calloc(1, c->meta_bytes);
-    if (!ok || !c->dev_meta || !c->host_meta) {
+    if (!ok) {
+        apr_status st = apr_error(APR_ERR_NOMEM, "cannot allocate a context of %d tokens (batch %d): %s", p.n_ctx,
+                                  p.n_batch, apr_last_error());
         apr_context_free(c);
-        return apr_error(APR_ERR_NOMEM, "cannot allocate a context of %d tokens (batch %d): %s", p.n_ctx, p.n_batch,
-                         apr_last_error());
+        return st;
+    }
+    apr_status s = budgeted ? size_from_budget(c, hp, &c->p.n_ctx) : APR_OK;
+    if (s == APR_OK)
+        s = apr_kvcache_init(&c->cache, c->B, p.kv_type, hp->n_layer, hp->n_head_kv, hp->head_dim, c->p.n_ctx,
+                             p.n_seq);
+    if (s != APR_OK) {
+        apr_context_free(c);
+        return s;
+    }
+    c->cache.prefix = p.prefix_cache != 0;
+    c->meta_bytes = sizeof(int32_t) * (5 * nb + (size_t)p.n_seq * c->cache.max_blocks);
+    c->dev_meta = c->B->alloc(c->B, c->meta_bytes);
+    c->host_meta = calloc(1, c->meta_bytes);
+    c->block_copy = malloc(c->cache.dev.layer_bytes / c->cache.dev.n_blocks);
+    if (!c->dev_meta || !c->host_meta || !c->block_copy) {
+        apr_status st = apr_error(APR_ERR_NOMEM, "cannot allocate a context of %d tokens (batch %d): %s", c->p.n_ctx,
+                                  p.n_batch, apr_last_error());
+        apr_context_free(c);
+        return st;
     }
     c->step = (apr_step){
         .max_blocks = c->cache.max_blocks,
@@ -118,9 +160,12 @@ void apr_context_free(apr_context *c)
     free(c->host_logits);
     B->release(B, c->dev_meta);
     if (c->stream) B->stream_free(c->stream);
-    apr_kvcache_release(&c->cache);
+    if (c->cache.b) apr_kvcache_release(&c->cache);
     free(c->host_meta);
+    free(c->block_copy);
+    apr_model *m = c->model;
     free(c);
+    apr_model_free(m);
 }
 
 int apr_context_n_ctx(const apr_context *c) { return c ? c->cache.n_ctx : 0; }
@@ -131,12 +176,56 @@ int apr_context_seq_len(const apr_context *c, int seq)
     return apr_kvcache_len(&c->cache, seq);
 }
 
+/* Copies block `from`'s keys and values into block `to`, every layer,
+ * through host memory (the backend has no device-to-device copy, and this
+ * happens only when a sequence is cut inside a block it shares). */
+static apr_status copy_block(apr_context *c, int32_t from, int32_t to)
+{
+    const apr_kv_cache *d = &c->cache.dev;
+    const size_t tile = d->layer_bytes / d->n_blocks;  /* one block of every head of one layer */
+    for (int l = 0; l < d->n_layer; l++) {
+        for (int kv = 0; kv < 2; kv++) {
+            uint8_t *base = (uint8_t *)(kv ? d->v : d->k) + (size_t)l * d->layer_bytes;
+            c->B->download(c->stream, c->block_copy, base + (size_t)from * tile, tile);
+            APR_TRY(c->B->sync(c->stream));
+            c->B->upload(c->stream, base + (size_t)to * tile, c->block_copy, tile);
+            APR_TRY(c->B->sync(c->stream));
+        }
+    }
+    return APR_OK;
+}
+
 apr_status apr_context_seq_truncate(apr_context *c, int seq, int from)
 {
     APR_CHECK(c, APR_ERR_INVALID, "apr_context_seq_truncate: context is NULL");
     APR_CHECK(seq >= 0 && seq < c->cache.n_seq, APR_ERR_RANGE, "sequence %d is outside [0, %d)", seq, c->cache.n_seq);
     APR_CHECK(from >= 0, APR_ERR_INVALID, "apr_context_seq_truncate: position %d is negative", from);
-    apr_kvcache_truncate(&c->cache, seq, from);
+    int32_t copy_from, copy_to;
+    APR_TRY(apr_kvcache_truncate(&c->cache, seq, from, &copy_from, &copy_to));
+    if (copy_from >= 0) {
+        apr_status s = copy_block(c, copy_from, copy_to);
+        if (s != APR_OK) {
+            /* the copy is unusable: keep only the whole blocks before it */
+            int32_t unused_from, unused_to;
+            apr_kvcache_truncate(&c->cache, seq, from - from % APR_KV_BLOCK, &unused_from, &unused_to);
+            return s;
+        }
+    }
+    return APR_OK;
+}
+
+apr_status apr_context_seq_reuse(apr_context *c, int seq, const int32_t *ids, int n, int *n_reused)
+{
+    APR_CHECK(n_reused, APR_ERR_INVALID, "apr_context_seq_reuse: n_reused is NULL");
+    *n_reused = 0;
+    APR_CHECK(c && (ids || n == 0), APR_ERR_INVALID, "apr_context_seq_reuse: NULL argument");
+    APR_CHECK(seq >= 0 && seq < c->cache.n_seq, APR_ERR_RANGE, "sequence %d is outside [0, %d)", seq, c->cache.n_seq);
+    APR_CHECK(n >= 0, APR_ERR_INVALID, "apr_context_seq_reuse: n %d is negative", n);
+    APR_CHECK(apr_kvcache_holds(&c->cache, seq, ids, n), APR_ERR_INVALID,
+              "apr_context_seq_reuse: sequence %d holds %d tokens that are not the first of the %d given", seq,
+              apr_kvcache_len(&c->cache, seq), n);
+    /* keep at least the last id to decode: its logits are what the caller wants next */
+    *n_reused = apr_kvcache_match(&c->cache, seq, ids, n - 1);
     return APR_OK;
 }
 
@@ -171,7 +260,7 @@ static apr_status stage(apr_context *c, const apr_batch *b, int *n_out)
         const int next = c->cache.len[s] + c->cache.pending[s];
         APR_CHECK(!b->pos || b->pos[i] == next, APR_ERR_INVALID,
                   "batch index %d: position %d, but sequence %d's next position is %d", i, b->pos[i], s, next);
-        APR_TRY(apr_kvcache_reserve(&c->cache, s, 1));
+        APR_TRY(apr_kvcache_append(&c->cache, s, b->ids[i]));
         ids[i] = b->ids[i];
         pos[i] = next;
         seq[i] = s;

@@ -48,6 +48,7 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
     APR_CHECK(m, APR_ERR_NOMEM, "cannot allocate a model");
     APR_TRACE_BEGIN(APR_SPAN_MODEL_LOAD);
     m->path = strdup(path);
+    atomic_init(&m->refs, 1);
     m->vocab_only = p->vocab_only != 0;
     apr_status s = m->path ? APR_OK : apr_error(APR_ERR_NOMEM, "cannot allocate a model");
     if (s == APR_OK) s = apr_gguf_open(path, &m->file);
@@ -89,9 +90,12 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
     return APR_OK;
 }
 
+void apr_model_retain(apr_model *m) { atomic_fetch_add(&m->refs, 1); }
+
 void apr_model_free(apr_model *m)
 {
-    if (!m) return;
+    /* the last of the owner and the contexts made from it frees it */
+    if (!m || atomic_fetch_sub(&m->refs, 1) > 1) return;
     if (m->backend) m->backend->destroy(m->backend);
     free(m->layers);
     apr_tokenizer_free(m->tok);

@@ -2,10 +2,12 @@
  *
  *   model.c    apr_model_load: the file, the tokenizer, the backend, the weights
  *   qwen2.c    hyperparameters, tensor binding, and the forward pass
- *   kvcache.c  the paged KV cache: blocks, per-sequence block tables
+ *   kvcache.c  the paged KV cache: one pool of blocks, per-sequence block tables, prefix reuse
  *   context.c  apr_context_* and apr_decode: batches in, logits out */
 #ifndef APR_MODEL_MODEL_H
 #define APR_MODEL_MODEL_H
+
+#include <stdatomic.h>
 
 #include "apr.h"
 #include "backend/backend.h"
@@ -40,6 +42,7 @@ typedef struct apr_layer {
 } apr_layer;
 
 struct apr_model {
+    atomic_int refs;           /* the owner's and one per context: the last apr_model_free frees it */
     char *path;
     apr_gguf *file;            /* kept open: CPU weights point into its mmap */
     apr_hparams hp;
@@ -54,6 +57,9 @@ struct apr_model {
     apr_linear output;         /* output.weight, or token_embd when the file ties them: [n_vocab][n_embd] */
     apr_layer *layers;         /* [n_layer] */
 };
+
+/* One more reference to m (a context's); apr_model_free drops one. */
+void apr_model_retain(apr_model *m);
 
 /* Reads the hyperparameters of f (path names it in messages). */
 apr_status apr_qwen2_hparams(const apr_gguf *f, const char *path, apr_hparams *hp);
@@ -84,6 +90,7 @@ struct apr_context {
     int32_t *dev_meta;         /* device: ids, pos, seq, slot, out ([n_batch] each), then the block table */
     int32_t *host_meta;        /* the same layout, filled on the host */
     size_t meta_bytes;
+    void *block_copy;          /* host bytes of one KV block of one layer (copy-on-write of a shared block) */
 };
 
 /* One forward pass over c->step (already uploaded); writes the logits of

@@ -19,10 +19,14 @@ M.spec = {
         { "gpu", help = "run the model on the GPU (same as --device cuda)" },
         { "device", value = "NAME", choices = { "auto", "cpu", "cuda" }, default = "auto", help = "where the model runs" },
         { "threads", value = "N", type = "integer", min = 0, default = 0, help = "CPU threads (0: all)" },
+        { "vram-budget", value = "SIZE", type = "size",
+          help = "most GPU memory apr may allocate (e.g. 22G); without --ctx the KV cache gets what is left" },
         { "ctx", value = "N", type = "integer", min = 0, default = 0,
-          help = "KV cache slots of all requests together (0: the model's training context, at most 32768)" },
+          help = "KV cache slots all requests draw from (0: the model's training context, at most 32768, " ..
+                 "or what --vram-budget leaves)" },
         { "parallel", value = "N", type = "integer", min = 1, max = 1024, default = 4,
-          help = "requests decoded together; each may hold ctx/parallel tokens" },
+          help = "requests decoded together; any one may use the whole cache" },
+        { "no-prefix-cache", help = "compute every prompt whole (no reuse of earlier requests' KV blocks)" },
         { "batch", value = "N", type = "integer", min = 1, default = 512, help = "most tokens one batched step decodes" },
         { "queue", value = "N", type = "integer", min = 0, default = 64,
           help = "requests that may wait for a free slot before 503" },
@@ -45,6 +49,7 @@ M.spec = {
     examples = {
         "apr serve models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --port 8080",
         "apr serve model.gguf --gpu --parallel 16 --ctx 32768 --api-key sk-local",
+        "apr serve model.gguf --gpu --parallel 16 --vram-budget 24G",
         "curl localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'",
     },
 }
@@ -88,6 +93,7 @@ function M.run(opts)
     srv, err = server.start({
         model = path, host = opts.host, port = opts.port, device = device, threads = opts.threads,
         ctx = ctx, ctx_cap = DEFAULT_CTX_CAP, parallel = opts.parallel, batch = opts.batch, queue = opts.queue,
+        vram_budget = opts.vram_budget, prefix_cache = not opts.no_prefix_cache,
         api_key = api_key, routes = opts.routes, log_format = opts.log_format, log_level = opts.log_level,
         max_body = opts.max_body, max_connections = opts.max_connections,
         header_timeout = opts.header_timeout, idle_timeout = opts.idle_timeout,

@@ -66,12 +66,12 @@ end
 -- answering (/health says 503) meanwhile; otherwise it loads here.
 local function load_model(path, opts, cb)
     local model_mod = require "apr.model"
-    local load_opts = { device = opts.device, threads = opts.threads }
+    local load_opts = { device = opts.device, threads = opts.threads, vram_budget = opts.vram_budget }
     if not model_mod.wrap then
         local m, err = model_mod.load(path, load_opts)
         return cb(m, err)
     end
-    local work = uv.new_work(function(home, p, device, threads)
+    local work = uv.new_work(function(home, p, device, threads, budget)
         package.path = home .. "/lua/?.lua;" .. home .. "/lua/?/init.lua;" .. package.path
         local ffi = require "apr.ffi"
         local C = ffi.C
@@ -80,6 +80,7 @@ local function load_model(path, opts, cb)
         local devices = { auto = C.APR_DEVICE_AUTO, cpu = C.APR_DEVICE_CPU, cuda = C.APR_DEVICE_CUDA }
         params.device = devices[device] or C.APR_DEVICE_AUTO
         params.n_threads = threads
+        params.vram_budget = budget
         local box = ffi.new("apr_model *[1]")
         local st = C.apr_model_load(p, params, box)
         if st ~= 0 then return 0, ffi.string(C.apr_last_error()) end
@@ -93,7 +94,7 @@ local function load_model(path, opts, cb)
         cb(m)
     end)
     local home = rawget(_G, "APR_HOME") or os.getenv("APR_HOME") or "."
-    work:queue(home, path, opts.device or "auto", opts.threads or 0)
+    work:queue(home, path, opts.device or "auto", opts.threads or 0, opts.vram_budget or 0)
 end
 
 ------------------------------------------------------------------ the server
@@ -114,6 +115,8 @@ function Server:_metrics()
     m.duration = reg:histogram("apr_http_request_duration_seconds",
         "Time from a request's arrival to the end of its answer, by route.", nil, { "route" })
     m.prompt_tokens = reg:counter("apr_prompt_tokens_total", "Prompt tokens of finished generations.")
+    m.cached_tokens = reg:counter("apr_prompt_tokens_cached_total",
+        "Prompt tokens of finished generations that the prefix cache supplied (not computed).")
     m.generated_tokens = reg:counter("apr_generated_tokens_total", "Tokens generated.")
     m.ttft = reg:histogram("apr_time_to_first_token_seconds",
         "Time from a generation request's arrival to its first token.")
@@ -131,12 +134,31 @@ function Server:_metrics()
             set(total)
         end
     end
+    -- An engine's totals, and those of the engines reloads retired: never
+    -- going down.
+    self.retired_totals = {}
+    local function total(field)
+        return function(set)
+            local t = self.retired_totals[field] or 0
+            for _, e in ipairs(engines()) do t = t + e:stats()[field] end
+            set(t)
+        end
+    end
     reg:gauge("apr_requests_running", "Generation requests decoding now.", {}, sum("running"))
     reg:gauge("apr_requests_queued", "Generation requests waiting for a free sequence.", {}, sum("queued"))
     reg:gauge("apr_kv_cache_used_tokens", "KV cache slots holding tokens.", {}, sum("kv_tokens_used"))
     reg:gauge("apr_kv_cache_total_tokens", "KV cache slots of the loaded models.", {}, sum("kv_tokens_total"))
-    reg:gauge("apr_kv_cache_used_blocks", "Paged KV cache blocks owned by requests.", {}, sum("kv_blocks_used"))
+    reg:gauge("apr_kv_cache_used_blocks", "Paged KV cache blocks held by requests.", {}, sum("kv_blocks_used"))
+    reg:gauge("apr_kv_cache_cached_blocks",
+        "Paged KV cache blocks only the prefix cache keeps (reusable by the next request, evicted first).", {},
+        sum("kv_blocks_cached"))
     reg:gauge("apr_kv_cache_total_blocks", "Paged KV cache blocks of the loaded models.", {}, sum("kv_blocks_total"))
+    reg:counter("apr_prefix_cache_hit_tokens_total",
+        "Tokens taken from the prefix cache instead of computed (preempted requests resuming included).", {},
+        total("tokens_reused"))
+    reg:counter("apr_kv_cache_preemptions_total",
+        "Requests preempted when the KV cache ran out of blocks (recomputed later, never failed).", {},
+        total("preemptions"))
     reg:gauge("apr_http_connections", "Open client connections.", {}, function(set)
         set(self.http and self.http:connections() or 0)
     end)
@@ -264,7 +286,8 @@ end
 
 -- start(opts) -> server, or nil and a message (the port is taken, the
 -- routes script fails to load). opts: model (path), host, port, device,
--- threads, ctx, parallel, batch, queue, api_key, routes, log_format,
+-- threads, vram_budget, ctx, parallel, batch, queue, prefix_cache (false:
+-- off), api_key, routes, log_format,
 -- log_level, max_body, shutdown_timeout, header_timeout, idle_timeout,
 -- max_connections; on_ready(server) runs when the first model is serving,
 -- on_fatal(message) if it cannot be loaded.
@@ -313,10 +336,17 @@ function Server:reload(path, cb)
     load_model(path, self.opts, function(model, err)
         local eng
         if model then
+            -- Without --ctx: under a VRAM budget, what the budget leaves
+            -- after the weights and scratch (the engine sizes it: 0);
+            -- otherwise the model's own context, capped.
             local n_train = model.info.n_ctx_train > 0 and model.info.n_ctx_train or 4096
-            local ctx = self.opts.ctx or math.min(n_train, self.opts.ctx_cap or 32768)
-            eng, err = engine.new(model, { parallel = self.opts.parallel, ctx = ctx,
-                                          batch = self.opts.batch, queue = self.opts.queue })
+            local ctx = self.opts.ctx
+            if not ctx then
+                ctx = (self.opts.vram_budget and model.info.device == "cuda") and 0
+                    or math.min(n_train, self.opts.ctx_cap or 32768)
+            end
+            eng, err = engine.new(model, { parallel = self.opts.parallel, ctx = ctx, batch = self.opts.batch,
+                                          queue = self.opts.queue, prefix_cache = self.opts.prefix_cache })
         end
         self.loading = false
         if not eng then
@@ -329,13 +359,16 @@ function Server:reload(path, cb)
         self.path = path
         local st = eng:stats()
         self:log("info", "model ready", { { "path", path }, { "device", model.info.device },
-            { "parallel", st.n_seq }, { "ctx", st.n_ctx }, { "ctx_per_request", st.n_ctx_seq },
+            { "parallel", st.n_seq }, { "ctx", st.n_ctx }, { "prefix_cache", st.prefix_cache },
             { "seconds", string.format("%.2f", (uv.hrtime() - t0) * 1e-9) } })
         if old then
             self.metrics.reloads:inc(1, "ok")
             self.retiring[old.engine] = true
             old.engine:retire(function()
                 self.retiring[old.engine] = nil
+                for _, field in ipairs({ "tokens_reused", "preemptions" }) do
+                    self.retired_totals[field] = (self.retired_totals[field] or 0) + old.engine.final_stats[field]
+                end
                 self:log("info", "previous model freed", { { "path", old.path } })
                 old.model, old.engine = nil, nil
                 collectgarbage()

@@ -7,10 +7,12 @@
 --   local ttft = reg:histogram("apr_time_to_first_token_seconds", "...", metrics.latency_buckets)
 --   ttft:observe(0.031)
 --   reg:gauge("apr_requests_running", "...", {}, function(set) set(engine_running()) end)
+--   reg:counter("apr_preemptions_total", "...", {}, function(set) set(engine_preemptions()) end)
 --   res:send(200, reg:render(), { ["Content-Type"] = metrics.content_type })
 --
 -- Names follow Prometheus' conventions: base units (seconds, bytes),
--- counters end in _total. Gauges may be read at scrape time by a collect
+-- counters end in _total. Gauges, and counters whose totals are kept
+-- elsewhere (the engine's), may be read at scrape time by a collect
 -- function, so nothing has to be kept in step by hand.
 local M = {}
 
@@ -136,9 +138,11 @@ local function add(self, kind, name, help, labels, extra)
     return f
 end
 
-function Registry:counter(name, help, labels)
+-- counter(name, help, labels [, collect]): collect(set), when given, runs
+-- at each render and reads a total kept elsewhere (it must never go down).
+function Registry:counter(name, help, labels, collect)
     assert(name:match("_total$"), "counter names end in _total: " .. name)
-    return add(self, "counter", name, help, labels)
+    return add(self, "counter", name, help, labels, { collect = collect })
 end
 
 -- gauge(name, help, labels [, collect]): collect(set) runs at each render.

@@ -151,22 +151,23 @@ local function sampling(body, n_vocab)
     return o, stream, include_usage
 end
 
--- max_tokens: absent means the default; too many for the sequence's room
--- is a 400, as OpenAI answers (rather than a silent cut).
+-- max_tokens: absent means the default; too many for the room the KV
+-- cache's pool leaves (one request may use all of it) is a 400, as OpenAI
+-- answers (rather than a silent cut).
 local function max_tokens_field(body, names, n_prompt, eng, default)
     local name, v
     for _, n in ipairs(names) do
         if present(body, n) ~= nil then name = n; v = int_field(body, n, 1, 2 ^ 31 - 1) break end
     end
-    local room = eng.n_ctx_seq - n_prompt
+    local room = eng.n_ctx - n_prompt
     if room < 1 then
-        fail(400, string.format("the prompt is %d tokens, but a request may hold at most %d tokens (--ctx / --parallel)",
-            n_prompt, eng.n_ctx_seq - 1), names[1], "context_length_exceeded")
+        fail(400, string.format("the prompt is %d tokens, but a request may hold at most %d tokens (--ctx)",
+            n_prompt, eng.n_ctx - 1), names[1], "context_length_exceeded")
     end
     if v == nil then return math.min(default or room, room) end
     if v > room then
         fail(400, string.format("max_tokens is %d, but the prompt's %d tokens leave room for %d (a request holds %d tokens)",
-            v, n_prompt, room, eng.n_ctx_seq), name, "context_length_exceeded")
+            v, n_prompt, room, eng.n_ctx), name, "context_length_exceeded")
     end
     return v
 end
@@ -221,8 +222,12 @@ local function run(ctx, req, res, eng, ids, opts, on_piece)
     return gen
 end
 
-local function usage(n_prompt, n_completion)
-    return obj("prompt_tokens", n_prompt, "completion_tokens", n_completion, "total_tokens", n_prompt + n_completion)
+-- The usage object of a finished request (its last piece): cached_tokens
+-- are the prompt tokens the prefix cache supplied, as OpenAI reports them.
+local function usage(p, n_completion)
+    local n_prompt = p.n_prompt or 0
+    return obj("prompt_tokens", n_prompt, "completion_tokens", n_completion, "total_tokens", n_prompt + n_completion,
+               "prompt_tokens_details", obj("cached_tokens", p.n_cached or 0))
 end
 
 local function completion_tokens(p)
@@ -231,6 +236,7 @@ end
 
 local function record(ctx, p)
     ctx.metrics.prompt_tokens:inc(p.n_prompt or 0)
+    ctx.metrics.cached_tokens:inc(p.n_cached or 0)
     ctx.metrics.generated_tokens:inc(p.n_generated or 0)
 end
 
@@ -247,7 +253,7 @@ local function stream_events(ctx, req, res, eng, ids, opts, send, usage_event)
             send(p)
             if p.finish_reason then
                 record(ctx, p)
-                if usage_event then res:sse(usage_event(usage(p.n_prompt, completion_tokens(p)))) end
+                if usage_event then res:sse(usage_event(usage(p, completion_tokens(p)))) end
                 res:sse("[DONE]")
                 res:finish()
                 done()
@@ -291,11 +297,6 @@ local function check_object(req)
     return body
 end
 
--- Puts the tokenizer's BOS first, unless the ids already start with it.
-local function with_bos(tok, ids)
-    if tok.bos and tok.bos >= 0 and ids[1] ~= tok.bos then table.insert(ids, 1, tok.bos) end
-end
-
 -- The prompt of /v1/completions as token ids.
 local function completion_prompt(body, eng)
     local tok = eng.model.tokenizer
@@ -314,7 +315,7 @@ local function completion_prompt(body, eng)
     else
         fail(400, "'prompt' must be a string or an array of token ids", "prompt")
     end
-    if tok.add_bos then with_bos(tok, ids) end
+    tok:with_bos(ids)
     if #ids == 0 then fail(400, "'prompt' is empty", "prompt") end
     return ids
 end
@@ -369,7 +370,7 @@ local function completions(ctx, req, res)
     local pieces, text, last = collect(ctx, req, res, eng, ids, opts)
     if not pieces then return end
     local choice = obj("text", text, "index", 0, "logprobs", logprobs_of(pieces), "finish_reason", last.finish_reason)
-    res:json(200, response(json.array({ choice }), usage(last.n_prompt, completion_tokens(last))))
+    res:json(200, response(json.array({ choice }), usage(last, completion_tokens(last))))
 end
 
 -- Chat messages as the template wants them: content parts joined to text.
@@ -416,7 +417,7 @@ local function chat_completions(ctx, req, res)
     if not ok then fail(400, "the chat template failed on these messages: " .. tostring(prompt), "messages") end
     local ids = eng.model:tokenize(prompt, { special = true })
     local tok = eng.model.tokenizer
-    if tok.add_bos then with_bos(tok, ids) end
+    tok:with_bos(ids)
     opts.max_tokens = max_tokens_field(body, { "max_completion_tokens", "max_tokens" }, #ids, eng, nil)
     local want_lp = bool_field(body, "logprobs") or false
     local top = int_field(body, "top_logprobs", 0, 20)
@@ -464,7 +465,7 @@ local function chat_completions(ctx, req, res)
     if not pieces then return end
     local message = obj("role", "assistant", "content", text, "refusal", nil)
     res:json(200, response("chat.completion", json.array({ obj("index", 0, "message", message,
-        "logprobs", lp_list(pieces), "finish_reason", last.finish_reason) }), usage(last.n_prompt, completion_tokens(last))))
+        "logprobs", lp_list(pieces), "finish_reason", last.finish_reason) }), usage(last, completion_tokens(last))))
 end
 
 local function model_entry(ctx)

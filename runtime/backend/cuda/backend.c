@@ -324,6 +324,7 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
     b->base = (apr_backend){
         .name = "cuda",
         .device = APR_DEVICE_CUDA,
+        .budget = vram_budget,
         .destroy = cuda_destroy,
         .alloc = cuda_alloc_op,
         .release = cuda_release_op,

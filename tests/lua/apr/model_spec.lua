@@ -168,19 +168,47 @@ describe("a model", function()
         assert.equal("stop", s.stop_reason)
     end)
 
-    it("reuses the context when a prompt extends the previous one", function()
-        local prompt = m:tokenize("The quick brown fox")
-        local ids1 = collect(m:generate(prompt, { max_tokens = 4, temperature = 0, ignore_eos = true }))
+    it("reuses the cached blocks of a prompt and answer that the next prompt extends", function()
+        local prompt = m:tokenize(string.rep("The quick brown fox jumps over the lazy dog. ", 8))
+        local opts = { max_tokens = 20, temperature = 0, ignore_eos = true }
+        local ids1 = collect(m:generate(prompt, opts))
         local next_prompt = {}
         for _, id in ipairs(prompt) do next_prompt[#next_prompt + 1] = id end
         for _, id in ipairs(ids1) do next_prompt[#next_prompt + 1] = id end
         for _, id in ipairs(m:tokenize(" jumps")) do next_prompt[#next_prompt + 1] = id end
-        local ids2, _, s = collect(m:generate(next_prompt, { max_tokens = 4, temperature = 0, ignore_eos = true }))
-        -- all but the last generated token were decoded into the context
+        local ids2, _, s = collect(m:generate(next_prompt, opts))
+        -- the sequence held all but the last generated token: all of them
+        -- come back from the prefix cache (whole blocks, then the partly
+        -- filled last one)
         assert.equal(#prompt + #ids1 - 1, s.n_cached)
+        assert.is_true(s.timings.prompt_tps > 0)
+        -- and the answer is a cold start's, token for token
         local fresh = assert(apr.load(TINY, { ctx = 512, threads = 2 }))
-        local ids3 = collect(fresh:generate(next_prompt, { max_tokens = 4, temperature = 0, ignore_eos = true }))
-        assert.equal(ids3[1], ids2[1])
+        local ids3, _, s3 = collect(fresh:generate(next_prompt, opts))
+        assert.equal(0, s3.n_cached)
+        assert.same(ids3, ids2)
+    end)
+
+    it("keeps the ids of a text prompt and its answer when the next text extends them", function()
+        local text = string.rep("Once upon a time there was a tiny model. ", 6)
+        local ids, _, s1 = collect(m:generate(text, { max_tokens = 12, temperature = 0, ignore_eos = true }))
+        -- the answer's bytes as the tokens have them (the random model's
+        -- text may hold control tokens, which a reader does not see)
+        local answer = {}
+        for i, id in ipairs(ids) do answer[i] = m.tokenizer:piece(id) end
+        local _, _, s = collect(m:generate(text .. table.concat(answer) .. " The end.",
+            { max_tokens = 2, temperature = 0, ignore_eos = true }))
+        -- the text's ids and the answer's, as they were: all that the first
+        -- generation's sequence held is reused
+        assert.equal(s1.n_prompt + #ids - 1, s.n_cached)
+    end)
+
+    it("ends a generation left unfinished when the next one starts", function()
+        local gen = m:generate("abc", { max_tokens = 400, temperature = 0, ignore_eos = true })
+        assert.is_table(gen())
+        local ids = collect(m:generate("abc", { max_tokens = 3, temperature = 0, ignore_eos = true }))
+        assert.equal(3, #ids)
+        assert.equal("cancelled", gen.generation.finish_reason)
     end)
 
     it("fails clearly on an empty prompt", function()

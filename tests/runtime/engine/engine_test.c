@@ -1,4 +1,6 @@
-/* engine_test.c — continuous batching on the tiny fixture model. */
+/* engine_test.c — continuous batching on the tiny fixture model: batching,
+ * preemption and prefix reuse change no request's tokens; cancellation,
+ * the queue's limit, bad requests, stop ids and the pool's limit. */
 #include "test.h"
 #include "apr.h"
 
@@ -12,7 +14,7 @@ typedef struct result {
     uint64_t id;
     int32_t tokens[MAX_GEN];
     int n;
-    int finish, stop_token, n_generated;
+    int finish, stop_token, n_generated, n_cached;
     char message[256];
 } result;
 
@@ -26,16 +28,22 @@ static apr_model *load(void)
     return m;
 }
 
-static apr_engine *engine(apr_model *m, int n_seq, int n_ctx, int max_queue)
+static apr_engine *engine_with(apr_model *m, int n_seq, int n_ctx, int max_queue, int prefix_cache)
 {
     apr_engine_params p;
     apr_engine_params_default(&p);
     p.n_seq = n_seq;
     p.n_ctx = n_ctx;
     p.max_queue = max_queue;
+    p.prefix_cache = prefix_cache;
     apr_engine *e = NULL;
     if (apr_engine_new(m, &p, &e) != APR_OK) return NULL;
     return e;
+}
+
+static apr_engine *engine(apr_model *m, int n_seq, int n_ctx, int max_queue)
+{
+    return engine_with(m, n_seq, n_ctx, max_queue, 1);
 }
 
 /* Waits on the engine's fd (as an event loop would) until every request
@@ -58,6 +66,7 @@ static int collect(apr_engine *e, result *results, int n)
                         res->finish = ev[i].finish;
                         res->stop_token = ev[i].stop_token;
                         res->n_generated = ev[i].n_generated;
+                        res->n_cached = ev[i].n_cached;
                         snprintf(res->message, sizeof res->message, "%s", ev[i].message);
                         left--;
                     }
@@ -123,7 +132,7 @@ TEST(engine_batched_greedy_equals_alone)
     apr_engine_stats st;
     apr_engine_get_stats(e, &st);
     CHECK_EQ_INT(st.n_seq, 4);
-    CHECK_EQ_INT(st.n_ctx_seq, 256);
+    CHECK_EQ_INT(st.n_ctx_seq, 1024);  /* one request may use the whole pool */
     CHECK_EQ_INT(st.tokens_generated, N * GEN);
     CHECK(st.submitted == N);
     /* Four sequences decoded side by side: far fewer steps than tokens. */
@@ -190,7 +199,7 @@ TEST(engine_rejects_bad_requests)
     apr_engine_request q;
     apr_engine_request_default(&q);
     uint64_t id = 7;
-    int32_t ids[40] = { 0 };
+    int32_t ids[64] = { 0 };
     q.prompt = ids;
     q.n_prompt = 0;
     CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_INVALID);
@@ -200,8 +209,13 @@ TEST(engine_rejects_bad_requests)
     CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_RANGE);
     CHECK(strstr(apr_last_error(), "1048576") != NULL);
     ids[1] = 5;
-    q.n_prompt = 32;  /* 64 slots / 2 sequences: no room to generate */
+    q.n_prompt = 64;  /* 64 slots: no room to generate */
     CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_RANGE);
+    CHECK(strstr(apr_last_error(), "64 tokens") != NULL);
+    q.n_prompt = 40;  /* more than a share of the pool is fine */
+    CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_OK);
+    CHECK(id > 0);
+    apr_engine_cancel(e, id);
     q.n_prompt = 2;
     q.top_logprobs = 21;
     CHECK_EQ_INT(apr_engine_submit(e, &q, &id), APR_ERR_INVALID);
@@ -223,8 +237,8 @@ TEST(engine_rejects_bad_requests)
     apr_model_free(m);
 }
 
-/* A stop token ends the request, flagged as not part of the text; the room
- * of a sequence caps max_tokens; logprobs come sorted. */
+/* A stop token ends the request, flagged as not part of the text; the pool
+ * caps max_tokens; logprobs come sorted. */
 TEST(engine_stop_ids_room_and_logprobs)
 {
     apr_model *m = load();
@@ -260,7 +274,7 @@ TEST(engine_stop_ids_room_and_logprobs)
     while (first.tokens[expect] != first.tokens[4]) expect++;
     CHECK_EQ_INT(stopped.n, expect + 1);
 
-    /* 32 slots per sequence: a 7-token prompt leaves room for 25 tokens. */
+    /* 64 slots: a 7-token prompt leaves room for 57 tokens. */
     q.stop_ids = NULL;
     q.n_stop_ids = 0;
     q.max_tokens = 1000;
@@ -269,7 +283,7 @@ TEST(engine_stop_ids_room_and_logprobs)
     REQUIRE(apr_engine_submit(e, &q, &capped.id) == APR_OK);
     REQUIRE(collect(e, &capped, 1));
     CHECK_EQ_INT(capped.finish, APR_FINISH_LENGTH);
-    CHECK_EQ_INT(capped.n_generated, 32 - n);
+    CHECK_EQ_INT(capped.n_generated, 64 - n);
 
     static apr_engine_event ev[8];
     q.max_tokens = 1;
@@ -323,6 +337,197 @@ TEST(engine_greedy_paths_agree)
     REQUIRE(collect(e, pair, 2));
     CHECK_EQ_INT(pair[1].n, GEN);
     CHECK(memcmp(alone.tokens, pair[1].tokens, GEN * sizeof(int32_t)) == 0);
+    apr_engine_free(e);
+    apr_model_free(m);
+}
+
+/* Greedy requests of prompt (ids, n) with max_tokens gen. */
+static apr_status submit_ids(apr_engine *e, const int32_t *ids, int n, int gen, result *out)
+{
+    apr_engine_request q;
+    apr_engine_request_default(&q);
+    q.prompt = ids;
+    q.n_prompt = n;
+    q.max_tokens = gen;
+    q.sampling.temperature = 0;
+    q.ignore_eog = 1;
+    memset(out, 0, sizeof *out);
+    return apr_engine_submit(e, &q, &out->id);
+}
+
+/* Paged admission and preemption change no result: 16 requests that
+ * together need more blocks than a small pool has run side by side, the
+ * newest preempted (and recomputed) when the pool runs dry, and each gives
+ * exactly the tokens it gives alone. One request may use most of the pool. */
+TEST(engine_preemption_changes_no_result)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    enum { N = 16, GEN = 40 };
+    result alone[N], together[N];
+    apr_engine *e1 = engine(m, 1, 512, 64);
+    REQUIRE(e1 != NULL);
+    for (int r = 0; r < N; r++) {
+        REQUIRE(submit_greedy(e1, r, GEN, &alone[r]) == APR_OK);
+        REQUIRE(collect(e1, &alone[r], 1));
+        REQUIRE(alone[r].n == GEN);
+    }
+    apr_engine_free(e1);
+
+    /* 160 slots: 5 blocks + 15 of slack = 20 blocks; the 16 requests need
+     * two blocks each (up to 47 tokens) */
+    apr_engine *e = engine(m, N, 160, 64);
+    REQUIRE(e != NULL);
+    for (int r = 0; r < N; r++) REQUIRE(submit_greedy(e, r, GEN, &together[r]) == APR_OK);
+    REQUIRE(collect(e, together, N));
+    for (int r = 0; r < N; r++) {
+        CHECK_EQ_INT(together[r].finish, APR_FINISH_LENGTH);
+        CHECK_EQ_INT(together[r].n, GEN);
+        CHECK(memcmp(alone[r].tokens, together[r].tokens, GEN * sizeof(int32_t)) == 0);
+    }
+    apr_engine_stats st;
+    apr_engine_get_stats(e, &st);
+    CHECK(st.preemptions > 0);
+    CHECK_EQ_INT(st.running, 0);
+    CHECK_EQ_INT(st.queued, 0);
+    CHECK_EQ_INT(st.kv_blocks_used, 0);
+    CHECK_EQ_INT(st.kv_blocks_total, 20);
+
+    /* a request of 150 tokens fits the pool of 160 though 16 may run */
+    int32_t ids[150];
+    for (int i = 0; i < 150; i++) ids[i] = (int32_t)((i * 37 + 5) % 2000);
+    result big;
+    REQUIRE(submit_ids(e, ids, 140, 10, &big) == APR_OK);
+    REQUIRE(collect(e, &big, 1));
+    CHECK_EQ_INT(big.n, 10);
+    CHECK_EQ_INT(big.finish, APR_FINISH_LENGTH);
+    apr_engine_free(e);
+    apr_model_free(m);
+}
+
+/* Prefix reuse in the engine: a request whose prompt begins with an earlier
+ * one's takes its cached blocks (reported as n_cached) and generates what
+ * it generates cold; 16 requests sharing a preamble, submitted together,
+ * compute it about once; with prefix_cache off nothing is reused. */
+TEST(engine_prefix_cache_reuses_blocks_without_changing_results)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    enum { P = 80, N = 16, GEN = 8 };
+    int32_t ids[N][P + 8];
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < P + 8; i++) ids[r][i] = (int32_t)(i < P ? (i * 131 + 7) % 2000 : (r * 17 + i) % 2000);
+    result cold[N], warm[N], first, second;
+
+    apr_engine *off = engine_with(m, 4, 1024, 64, 0);
+    REQUIRE(off != NULL);
+    for (int r = 0; r < N; r++) {
+        REQUIRE(submit_ids(off, ids[r], P + 8, GEN, &cold[r]) == APR_OK);
+        REQUIRE(collect(off, &cold[r], 1));
+        CHECK_EQ_INT(cold[r].n_cached, 0);
+    }
+    apr_engine_stats st;
+    apr_engine_get_stats(off, &st);
+    CHECK(st.tokens_reused == 0);
+    CHECK_EQ_INT(st.prefix_cache, 0);
+    apr_engine_free(off);
+
+    apr_engine *e = engine(m, N, 2048, 64);
+    REQUIRE(e != NULL);
+    /* the same prompt twice: the second takes all but its last token (two
+     * whole blocks, and 23 of the first's partly filled third) */
+    REQUIRE(submit_ids(e, ids[0], P + 8, GEN, &first) == APR_OK);
+    REQUIRE(collect(e, &first, 1));
+    CHECK_EQ_INT(first.n_cached, 0);
+    REQUIRE(submit_ids(e, ids[0], P + 8, GEN, &second) == APR_OK);
+    REQUIRE(collect(e, &second, 1));
+    CHECK_EQ_INT(second.n_cached, P + 8 - 1);
+    CHECK(memcmp(cold[0].tokens, second.tokens, GEN * sizeof(int32_t)) == 0);
+    /* a prompt that extends the first one's prompt and answer (the next
+     * turn of a chat): its whole blocks come from the cache */
+    int32_t turn[P + 8 + GEN + 30];
+    memcpy(turn, ids[0], sizeof(int32_t) * (P + 8));
+    memcpy(turn + P + 8, first.tokens, sizeof(int32_t) * GEN);
+    for (int i = 0; i < 30; i++) turn[P + 8 + GEN + i] = (int32_t)(i * 7 + 1);
+    result next;
+    REQUIRE(submit_ids(e, turn, P + 8 + GEN + 30, GEN, &next) == APR_OK);
+    REQUIRE(collect(e, &next, 1));
+    /* the second request's sequence held 88 + 8 - 1 = 95 tokens (its last
+     * token is never decoded): two whole blocks and 31 slots of a third */
+    CHECK_EQ_INT(next.n_cached, 95);
+
+    apr_engine_get_stats(e, &st);
+    CHECK(st.tokens_reused == 87 + 95);
+    CHECK(st.kv_blocks_cached > 0);
+    apr_engine_free(e);
+
+    /* 16 with the same 80-token preamble at once, in a fresh engine: the
+     * first step's batch (512 tokens) holds five whole prompts and the
+     * first 64 tokens of a sixth, which compute the preamble side by side;
+     * the ten admitted with them but not yet started take its two blocks
+     * from the cache at the next step instead of computing them (more, if
+     * the engine thread started on the first before the others arrived) */
+    e = engine(m, N, 2048, 64);
+    REQUIRE(e != NULL);
+    for (int r = 0; r < N; r++) REQUIRE(submit_ids(e, ids[r], P + 8, GEN, &warm[r]) == APR_OK);
+    REQUIRE(collect(e, warm, N));
+    int cached = 0;
+    for (int r = 0; r < N; r++) {
+        CHECK(memcmp(cold[r].tokens, warm[r].tokens, GEN * sizeof(int32_t)) == 0);
+        cached += warm[r].n_cached;
+    }
+    CHECK(cached >= (N - 6) * 64);
+    apr_engine_free(e);
+    apr_model_free(m);
+}
+
+/* A long prompt beside short requests: the short ones get their first
+ * tokens while the long one is still prefilling (its chunks share each
+ * step with them) and none fails; the long one, again from the prefix
+ * cache, gives the tokens it gave beside them. */
+TEST(engine_short_requests_do_not_wait_for_a_long_prompt)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    enum { LONG = 1800, N = 16, GEN = 6 };
+    static int32_t ids[LONG];
+    for (int i = 0; i < LONG; i++) ids[i] = (int32_t)((i * 389 + 11) % 2000);
+    apr_engine *e = engine(m, N, 4096, 64);
+    REQUIRE(e != NULL);
+    result r[N], alone;
+    REQUIRE(submit_ids(e, ids, LONG, GEN, &r[0]) == APR_OK);
+    for (int k = 1; k < N; k++) REQUIRE(submit_greedy(e, k, GEN, &r[k]) == APR_OK);
+    /* the order of first tokens */
+    static apr_engine_event ev[64];
+    int first_seen[N] = { 0 }, order = 0, long_first = -1, shorts_before = 0, finished = 0;
+    while (finished < N) {
+        struct pollfd pfd = { apr_engine_fd(e), POLLIN, 0 };
+        REQUIRE(poll(&pfd, 1, 20000) > 0);
+        int k;
+        while ((k = apr_engine_poll(e, ev, 64)) > 0) {
+            for (int i = 0; i < k; i++) {
+                for (int q = 0; q < N; q++) {
+                    if (r[q].id != ev[i].id) continue;
+                    if (ev[i].token >= 0 && r[q].n < MAX_GEN) r[q].tokens[r[q].n++] = ev[i].token;
+                    if (!first_seen[q] && ev[i].token >= 0) {
+                        first_seen[q] = 1;
+                        if (q == 0) long_first = order;
+                        else if (long_first < 0) shorts_before++;
+                        order++;
+                    }
+                    if (ev[i].finish != APR_FINISH_NONE) {
+                        r[q].finish = ev[i].finish;
+                        finished++;
+                    }
+                }
+            }
+        }
+    }
+    CHECK_EQ_INT(shorts_before, N - 1);
+    for (int q = 0; q < N; q++) CHECK_EQ_INT(r[q].finish, APR_FINISH_LENGTH);
+    REQUIRE(submit_ids(e, ids, LONG, GEN, &alone) == APR_OK);
+    REQUIRE(collect(e, &alone, 1));
+    CHECK(memcmp(alone.tokens, r[0].tokens, GEN * sizeof(int32_t)) == 0);
     apr_engine_free(e);
     apr_model_free(m);
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 
 #include "backend/cpu/cpu.h"
+#include "model/kvcache.h"
+#include "model/model.h"
 #include "model_fixture.h"
 
 #define V 2048  /* the tiny models' vocabulary */
@@ -256,5 +258,154 @@ TEST(decode_ctrl_c_cancels_and_leaves_the_cache_alone)
     CHECK_EQ_INT(apr_decode(c, &b, logits), APR_OK);
     CHECK_EQ_INT(apr_context_seq_len(c, 0), 4);
     apr_context_free(c);
+    apr_model_free(m);
+}
+
+/* Prefix reuse: a sequence that takes another's cached blocks (while the
+ * other still holds them, and after it let go of them, partial last block
+ * included) and decodes the rest gets bit for bit the logits of a cold
+ * prefill of the same tokens; the blocks are found only for the same
+ * tokens; cutting the sequence inside a shared block copies it, and both
+ * sequences still decode as if alone. */
+TEST(context_prefix_reuse_gives_the_logits_of_a_cold_prefill)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
+    REQUIRE(m);
+    enum { N = 100, TAIL = 8 };  /* 3 full blocks, then 4 tokens */
+    int32_t ids[N + TAIL];
+    for (int i = 0; i < N + TAIL; i++) ids[i] = tok(3 * i + 1);
+    float *cold = malloc(sizeof(float) * (N + TAIL) * V), *warm = malloc(sizeof(float) * (N + TAIL) * V);
+    REQUIRE(cold && warm);
+    apr_context *c = fixture_context(m, 256, 3, 128);
+    REQUIRE(c);
+    /* cold: all of it in sequence 0 */
+    REQUIRE(run(c, 0, ids, 64, cold) == APR_OK);
+    REQUIRE(run(c, 0, ids + 64, N + TAIL - 64, cold + (size_t)64 * V) == APR_OK);
+
+    /* warm, while sequence 0 holds the blocks: 3 blocks (96 tokens) are taken */
+    int reused = -1;
+    CHECK_EQ_INT(apr_context_seq_reuse(c, 1, ids, N, &reused), APR_OK);
+    CHECK_EQ_INT(reused, 96);
+    CHECK_EQ_INT(apr_context_seq_len(c, 1), 96);
+    REQUIRE(run(c, 1, ids + 96, N + TAIL - 96, warm + (size_t)96 * V) == APR_OK);
+    CHECK(memcmp(cold + (size_t)96 * V, warm + (size_t)96 * V, sizeof(float) * (N + TAIL - 96) * V) == 0);
+    /* the last id is always left to decode, even at a block boundary */
+    CHECK_EQ_INT(apr_context_seq_reuse(c, 2, ids, 64, &reused), APR_OK);
+    CHECK_EQ_INT(reused, 32);
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 2, 0), APR_OK);
+    /* a sequence holding other tokens is refused */
+    CHECK_EQ_INT(apr_context_seq_reuse(c, 1, ids + 1, N, &reused), APR_ERR_INVALID);
+    CHECK_EQ_INT(reused, 0);
+
+    /* after both let go: the blocks are still there for a third, and so
+     * is a partly filled last block (12 tokens): all but the last id come
+     * from the cache */
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 0, 0), APR_OK);
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 1, 0), APR_OK);
+    CHECK_EQ_INT(apr_context_seq_reuse(c, 2, ids, N + TAIL, &reused), APR_OK);
+    CHECK_EQ_INT(reused, N + TAIL - 1);
+    memset(warm, 0, sizeof(float) * (N + TAIL) * V);
+    REQUIRE(run(c, 2, ids + reused, N + TAIL - reused, warm + (size_t)reused * V) == APR_OK);
+    CHECK(memcmp(cold + (size_t)reused * V, warm + (size_t)reused * V, sizeof(float) * (N + TAIL - reused) * V) == 0);
+    /* and a shorter one: the whole blocks, then 4 of the partial block's 12 */
+    CHECK_EQ_INT(apr_context_seq_reuse(c, 1, ids, N + 1, &reused), APR_OK);
+    CHECK_EQ_INT(reused, N);
+    REQUIRE(run(c, 1, ids + N, TAIL, warm) == APR_OK);
+    CHECK(memcmp(cold + (size_t)N * V, warm, sizeof(float) * TAIL * V) == 0);
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 1, 0), APR_OK);
+
+    /* other tokens from position 40 on: only the first block matches */
+    int32_t other[N];
+    memcpy(other, ids, sizeof other);
+    other[40] = tok(999);
+    CHECK_EQ_INT(apr_context_seq_reuse(c, 0, other, N, &reused), APR_OK);
+    CHECK_EQ_INT(reused, 32);
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 0, 0), APR_OK);
+
+    /* sequence 0 shares sequence 2's blocks, then is cut inside the second
+     * and continues differently: it gets a copy, and sequence 2 is unharmed */
+    CHECK_EQ_INT(apr_context_seq_reuse(c, 0, ids, N, &reused), APR_OK);
+    CHECK(reused >= 96);
+    CHECK_EQ_INT(apr_context_seq_truncate(c, 0, 40), APR_OK);
+    REQUIRE(run(c, 0, other + 40, 10, warm) == APR_OK);
+    apr_context *fresh = fixture_context(m, 256, 1, 128);
+    REQUIRE(fresh);
+    REQUIRE(run(fresh, 0, other, 50, cold) == APR_OK);
+    CHECK(memcmp(cold + (size_t)40 * V, warm, sizeof(float) * 10 * V) == 0);
+    int32_t next = tok(5);
+    REQUIRE(run(c, 2, &next, 1, warm) == APR_OK);
+    CHECK_EQ_INT(apr_context_seq_truncate(fresh, 0, 0), APR_OK);
+    REQUIRE(run(fresh, 0, ids, 64, cold) == APR_OK);
+    REQUIRE(run(fresh, 0, ids + 64, N + TAIL - 64, cold) == APR_OK);
+    REQUIRE(run(fresh, 0, &next, 1, cold) == APR_OK);
+    CHECK(memcmp(cold, warm, sizeof(float) * V) == 0);
+
+    /* without prefix_cache nothing is reused */
+    apr_context_params p;
+    apr_context_params_default(&p);
+    p.n_ctx = 256;
+    p.prefix_cache = 0;
+    apr_context *plain = NULL;
+    REQUIRE(apr_context_new(m, &p, &plain) == APR_OK);
+    REQUIRE(run(plain, 0, ids, 64, cold) == APR_OK);
+    CHECK_EQ_INT(apr_context_seq_truncate(plain, 0, 0), APR_OK);
+    CHECK_EQ_INT(apr_context_seq_reuse(plain, 0, ids, N, &reused), APR_OK);
+    CHECK_EQ_INT(reused, 0);
+    apr_context_free(plain);
+    apr_context_free(fresh);
+    apr_context_free(c);
+    free(cold);
+    free(warm);
+    apr_model_free(m);
+}
+
+/* n_ctx 0 under a memory budget: the cache gets what the budget leaves
+ * after the weights, activations and scratch, in whole blocks, less the
+ * slack blocks of the other sequences; a budget that leaves less than a
+ * block fails saying so. (The CPU backend enforces no budget; the sizing is
+ * the same arithmetic on the GPU, where allocations past it fail.) */
+TEST(context_sized_from_a_vram_budget)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 1);
+    REQUIRE(m);
+    const size_t per_token = apr_kvcache_token_bytes(APR_F16, m->hp.n_layer, m->hp.n_head_kv, m->hp.head_dim);
+    apr_context_params p;
+    apr_context_params_default(&p);
+    p.n_ctx = 0;
+    p.n_seq = 2;
+    p.n_batch = 64;
+    /* what a context takes beside its cache: measured with a small cache
+     * and a stream sized for the training context, as a budgeted one is */
+    p.n_ctx = m->hp.n_ctx_train;
+    apr_context *probe = NULL;
+    const uint64_t before = m->backend->bytes;
+    REQUIRE(apr_context_new(m, &p, &probe) == APR_OK);
+    const uint64_t cache = 2 * (uint64_t)probe->cache.dev.layer_bytes * m->hp.n_layer;
+    const uint64_t rest = m->backend->bytes - before - cache;
+    apr_context_free(probe);
+
+    /* room for 1000 tokens beyond the weights and the rest: 31 blocks, one
+     * of them the second sequence's slack, so at most 30 blocks of n_ctx
+     * (the estimate of the block table's bytes may cost one more) */
+    m->backend->budget = before + rest + 1000 * per_token;
+    p.n_ctx = 0;
+    apr_context *c = NULL;
+    REQUIRE(apr_context_new(m, &p, &c) == APR_OK);
+    CHECK(apr_context_n_ctx(c) % 32 == 0);
+    CHECK(apr_context_n_ctx(c) == 30 * 32 || apr_context_n_ctx(c) == 29 * 32);
+    CHECK(m->backend->bytes <= m->backend->budget);
+    apr_context_free(c);
+
+    /* too little: one line saying what is left */
+    m->backend->budget = before + rest + 20 * per_token;
+    CHECK_EQ_INT(apr_context_new(m, &p, &c), APR_ERR_NOMEM);
+    CHECK(c == NULL);
+    CHECK(strstr(apr_last_error(), "leaves room for 0 tokens of KV cache") != NULL);
+    /* an explicit n_ctx is not resized */
+    p.n_ctx = 64;
+    REQUIRE(apr_context_new(m, &p, &c) == APR_OK);
+    CHECK_EQ_INT(apr_context_n_ctx(c), 64);
+    apr_context_free(c);
+    m->backend->budget = 0;
     apr_model_free(m);
 }

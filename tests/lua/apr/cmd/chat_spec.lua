@@ -21,19 +21,21 @@ describe("apr chat", function()
             input)
     end
 
-    it("answers each line and keeps the conversation in the context", function()
-        local r = chat("--verbose", "Hello\nAnd then?\n")
+    it("answers each line and reuses the conversation's cached blocks", function()
+        -- a system prompt long enough to fill whole blocks of 32 tokens
+        local r = chat("--verbose --system '" .. string.rep("You answer briefly and kindly. ", 12) .. "'",
+            "Hello\nAnd then?\n")
         assert.equal(0, r.code, r.err)
         local reused = {}
         for n in r.err:gmatch("%((%d+) reused%)") do reused[#reused + 1] = tonumber(n) end
         assert.equal(2, #reused, r.err)
         assert.equal(0, reused[1])
-        assert.is_true(reused[2] > 10, "the second turn reuses the first")
+        assert.is_true(reused[2] >= 64, "the second turn reuses the first")
         local saved = read_json(dir .. "/h.json").messages
-        assert.equal(4, #saved)
-        assert.same({ "user", "assistant", "user", "assistant" },
-            { saved[1].role, saved[2].role, saved[3].role, saved[4].role })
-        assert.equal("And then?", saved[3].content)
+        assert.equal(5, #saved)
+        assert.same({ "system", "user", "assistant", "user", "assistant" },
+            { saved[1].role, saved[2].role, saved[3].role, saved[4].role, saved[5].role })
+        assert.equal("And then?", saved[4].content)
     end)
 
     it("saves, clears and loads conversations", function()

@@ -1,7 +1,8 @@
 -- serve_spec.lua — `apr serve` on the tiny fixture model, over loopback:
 -- every endpoint, streaming, the API key, each error status, cancellation
--- on disconnect, SIGTERM drain, hot reload under load, a route script, and
--- batching that does not change greedy results.
+-- on disconnect, SIGTERM drain, hot reload under load, a route script,
+-- batching that does not change greedy results, and a chat's next turn
+-- from the prefix cache.
 local json = require "apr.json"
 local client = require "tests.lua.apr.server.client"
 local serve = require "tests.lua.apr.server.serve_helper"
@@ -192,6 +193,37 @@ describe("apr serve", function()
         assert.truthy(s:log():find("aborted", 1, true))
     end)
 
+    it("answers a chat's second turn from the first's cached blocks, as a cold server does", function()
+        local before = get(s.port, "/metrics").body
+        local messages = {
+            { role = "system", content = string.rep("You are a terse assistant that answers in one line. ", 6) },
+            { role = "user", content = "Name three colours." },
+        }
+        local first = post(s.port, "/v1/chat/completions", { messages = messages, max_tokens = 12, temperature = 0 })
+        assert.equal(200, first.status, first.body)
+        -- (earlier requests' cached blocks may share its first tokens, not a whole block)
+        assert.is_true(first.json.usage.prompt_tokens_details.cached_tokens < 32)
+        messages[3] = { role = "assistant", content = first.json.choices[1].message.content }
+        messages[4] = { role = "user", content = "And three more?" }
+        local second = post(s.port, "/v1/chat/completions", { messages = messages, max_tokens = 12, temperature = 0 })
+        assert.equal(200, second.status, second.body)
+        local cached = second.json.usage.prompt_tokens_details.cached_tokens
+        assert.is_true(cached >= 64 and cached < second.json.usage.prompt_tokens, tostring(cached))
+        local after = get(s.port, "/metrics").body
+        assert.is_true(metric(after, "apr_prompt_tokens_cached_total") - (metric(before, "apr_prompt_tokens_cached_total") or 0)
+            >= cached)
+        assert.is_true(metric(after, "apr_prefix_cache_hit_tokens_total") >= cached)
+        assert.is_number(metric(after, "apr_kv_cache_cached_blocks"))
+        assert.is_number(metric(after, "apr_kv_cache_preemptions_total"))
+        -- a server without the prefix cache computes all of it, and answers the same
+        local cold = serve.start("--parallel 1 --ctx 2048 --no-prefix-cache")
+        local r = post(cold.port, "/v1/chat/completions", { messages = messages, max_tokens = 12, temperature = 0 })
+        cold:stop()
+        assert.equal(0, r.json.usage.prompt_tokens_details.cached_tokens)
+        assert.equal(second.json.usage.prompt_tokens, r.json.usage.prompt_tokens)
+        assert.equal(r.json.choices[1].message.content, second.json.choices[1].message.content)
+    end)
+
     it("serves /metrics that promtool accepts", function()
         post(s.port, "/v1/completions", { prompt = "x", max_tokens = 2 })
         local r = get(s.port, "/metrics")
@@ -200,7 +232,9 @@ describe("apr serve", function()
         for _, name in ipairs({ "apr_http_requests_total", "apr_prompt_tokens_total", "apr_generated_tokens_total",
                                 "apr_time_to_first_token_seconds_bucket", "apr_inter_token_latency_seconds_bucket",
                                 "apr_requests_running", "apr_requests_queued", "apr_kv_cache_used_blocks",
-                                "apr_kv_cache_total_blocks", "apr_gpu_memory_used_bytes", "apr_model_weight_bytes" }) do
+                                "apr_kv_cache_total_blocks", "apr_gpu_memory_used_bytes", "apr_model_weight_bytes",
+                                "apr_kv_cache_cached_blocks", "apr_prompt_tokens_cached_total",
+                                "apr_prefix_cache_hit_tokens_total", "apr_kv_cache_preemptions_total" }) do
             assert.truthy(r.body:find(name, 1, true), name)
         end
         assert.is_true(metric(r.body, 'apr_http_requests_total{route="/v1/completions",status="200"}') >= 1)
