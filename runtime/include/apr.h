@@ -1212,6 +1212,14 @@ apr_status apr_zram_put(apr_zram *z, const void *page, uint64_t *handle);
  * APR_ERR_FORMAT when its stored bytes are corrupt (page's bytes are then
  * unspecified; the page stays until dropped). */
 apr_status apr_zram_get(apr_zram *z, uint64_t handle, void *page);
+/* Stores a same-filled page known only by its word (found so on a GPU,
+ * where the page itself never left): as apr_zram_put of a page of that
+ * word repeated, without reading one. */
+apr_status apr_zram_put_word(apr_zram *z, uint64_t word, uint64_t *handle);
+/* 1 if handle names a same-filled page, its word then written to *word and
+ * the page marked recently used (a get that reads no bytes); 0 otherwise
+ * (another kind of page, or no page: apr_zram_get says which). */
+int apr_zram_same_word(apr_zram *z, uint64_t handle, uint64_t *word);
 /* Frees the page of handle. APR_ERR_NOT_FOUND when it names no page. */
 apr_status apr_zram_drop(apr_zram *z, uint64_t handle);
 /* 1 if handle names a page held now (it may be evicted the next moment by

@@ -219,39 +219,11 @@ static void *scratch_get(size_t n)
     return p;
 }
 
-apr_status apr_zram_put(apr_zram *z, const void *page, uint64_t *handle)
+/* Enters a page whose stored form `fresh` (kind, size, hash or word) and
+ * bytes (`stored`, size bytes; NULL for ZRAM_SAME) are ready: makes room
+ * under the cap, takes an entry and a slot, copies the bytes in. */
+static apr_status insert(apr_zram *z, entry fresh, const void *stored, uint64_t *handle)
 {
-    APR_CHECK(handle, APR_ERR_INVALID, "zram put: handle is NULL");
-    *handle = 0;
-    APR_CHECK(z && page, APR_ERR_INVALID, "zram put: NULL pool or page");
-    const size_t pb = z->p.page_bytes;
-
-    /* Outside the lock: the same-filled check, or the hash and compression. */
-    entry fresh = { .prev = -1, .next = -1 };
-    const void *stored = NULL;
-    uint64_t t_codec = 0;
-    if (apr_zram_same_filled(page, pb, &fresh.u.word)) {
-        fresh.kind = ZRAM_SAME;
-    } else {
-        fresh.hash = apr_zram_page_hash(page, pb);
-        size_t cap = zram_slabs_max_compressed(&z->slabs);
-        size_t n = 0;
-        void *buf = cap ? scratch_get(cap) : NULL;
-        if (buf) {
-            apr_zram_codec_prepare(z->codec);
-            uint64_t t0 = now_ns();
-            n = apr_zram_compress(z->codec, z->p.level, page, pb, buf, cap);
-            t_codec = now_ns() - t0;
-        }
-        fresh.kind = n ? (uint8_t)z->codec : ZRAM_RAW;
-        fresh.size = n ? (uint32_t)n : (uint32_t)pb;
-        stored = n ? buf : page;
-    }
-    if (t_codec) {
-        atomic_fetch_add_explicit(&z->compressed_in, pb, memory_order_relaxed);
-        atomic_fetch_add_explicit(&z->compress_ns, t_codec, memory_order_relaxed);
-    }
-
     pthread_mutex_lock(&z->mu);
     const int c = fresh.kind == ZRAM_SAME ? -1 : zram_slabs_class(&z->slabs, fresh.size);
     /* Make room under the cap, coldest pages first. */
@@ -296,6 +268,63 @@ apr_status apr_zram_put(apr_zram *z, const void *page, uint64_t *handle)
     *handle = make_handle(i, gen);
     pthread_mutex_unlock(&z->mu);
     return APR_OK;
+}
+
+apr_status apr_zram_put(apr_zram *z, const void *page, uint64_t *handle)
+{
+    APR_CHECK(handle, APR_ERR_INVALID, "zram put: handle is NULL");
+    *handle = 0;
+    APR_CHECK(z && page, APR_ERR_INVALID, "zram put: NULL pool or page");
+    const size_t pb = z->p.page_bytes;
+
+    /* Outside the lock: the same-filled check, or the hash and compression. */
+    entry fresh = { .prev = -1, .next = -1 };
+    const void *stored = NULL;
+    if (apr_zram_same_filled(page, pb, &fresh.u.word)) {
+        fresh.kind = ZRAM_SAME;
+    } else {
+        fresh.hash = apr_zram_page_hash(page, pb);
+        size_t cap = zram_slabs_max_compressed(&z->slabs);
+        size_t n = 0;
+        void *buf = cap ? scratch_get(cap) : NULL;
+        if (buf) {
+            apr_zram_codec_prepare(z->codec);
+            uint64_t t0 = now_ns();
+            n = apr_zram_compress(z->codec, z->p.level, page, pb, buf, cap);
+            atomic_fetch_add_explicit(&z->compressed_in, pb, memory_order_relaxed);
+            atomic_fetch_add_explicit(&z->compress_ns, now_ns() - t0, memory_order_relaxed);
+        }
+        fresh.kind = n ? (uint8_t)z->codec : ZRAM_RAW;
+        fresh.size = n ? (uint32_t)n : (uint32_t)pb;
+        stored = n ? buf : page;
+    }
+    return insert(z, fresh, stored, handle);
+}
+
+apr_status apr_zram_put_word(apr_zram *z, uint64_t word, uint64_t *handle)
+{
+    APR_CHECK(handle, APR_ERR_INVALID, "zram put: handle is NULL");
+    *handle = 0;
+    APR_CHECK(z, APR_ERR_INVALID, "zram put: NULL pool");
+    entry fresh = { .prev = -1, .next = -1, .kind = ZRAM_SAME };
+    fresh.u.word = word;
+    return insert(z, fresh, NULL, handle);
+}
+
+int apr_zram_same_word(apr_zram *z, uint64_t handle, uint64_t *word)
+{
+    if (!z || !word) return 0;
+    pthread_mutex_lock(&z->mu);
+    entry *e = lookup(z, handle);
+    int same = e && e->kind == ZRAM_SAME;
+    if (same) {
+        *word = e->u.word;
+        lru_unlink(z, e);
+        lru_push_head(z, (int32_t)(e - z->e));
+        z->gets++;
+    }
+    pthread_mutex_unlock(&z->mu);
+    return same;
 }
 
 apr_status apr_zram_get(apr_zram *z, uint64_t handle, void *page)

@@ -131,6 +131,33 @@ TEST(zram_pool_handles_that_name_nothing_are_errors)
     apr_zram_free(z);
 }
 
+TEST(zram_pool_takes_same_filled_pages_by_their_word)
+{
+    apr_zram *z = pool(APR_ZRAM_LZ4, 0);
+    REQUIRE(z);
+    uint8_t page[PB], out[PB];
+    uint64_t h, h2, w = 0;
+    REQUIRE(apr_zram_put_word(z, 0xabcdef0123456789ull, &h) == APR_OK);
+    CHECK(apr_zram_same_word(z, h, &w) == 1 && w == 0xabcdef0123456789ull);
+    CHECK(apr_zram_get(z, h, out) == APR_OK);
+    for (int i = 0; i < PB; i += 8) {
+        uint64_t x;
+        memcpy(&x, out + i, 8);
+        if (x != w) test_fail(__FILE__, __LINE__, "word %d", i / 8);
+    }
+    make_page(page, 2, 4);
+    REQUIRE(apr_zram_put(z, page, &h2) == APR_OK);
+    w = 5;
+    CHECK(apr_zram_same_word(z, h2, &w) == 0 && w == 5);  /* not same-filled */
+    CHECK(apr_zram_drop(z, h) == APR_OK);
+    CHECK(apr_zram_same_word(z, h, &w) == 0);             /* gone */
+    apr_zram_stats st;
+    apr_zram_get_stats(z, &st);
+    CHECK_EQ_INT(st.same_hits, 1);
+    CHECK_EQ_INT(st.pages, 1);
+    apr_zram_free(z);
+}
+
 TEST(zram_pool_rejects_bad_params)
 {
     apr_zram_params p;
