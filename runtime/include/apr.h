@@ -1251,6 +1251,43 @@ int apr_zram_simd(int enable);
  * (APR_ERR_DEVICE if wrong). APR_ERR_DEVICE without a GPU or CUDA build. */
 apr_status apr_device_zram_bandwidth(int index, uint64_t bytes, uint64_t page_bytes, int same_filled, double *out);
 
+/* ===================================================================== */
+/* KV blocks swapped to a zram pool (runtime/model/kvswap.c)             */
+/* ===================================================================== */
+
+/* With a pool attached, a block the prefix cache evicts from the device
+ * goes to the pool (same-filled pages as their word, never copied off a
+ * GPU; the others compressed), and apr_context_seq_reuse takes it back from
+ * there, loaded into a free block, where the device no longer has it: a
+ * preempted or released sequence continues without recomputing its prompt,
+ * with the same bytes in its cache (docs/zram.md). */
+typedef struct apr_kv_swap_stats {
+    uint64_t blocks_out;       /* blocks copied out of the KV cache into the pool */
+    uint64_t blocks_clean;     /* evictions of blocks the pool held already (restored ones): no copy */
+    uint64_t blocks_in;        /* blocks loaded back from the pool instead of recomputed */
+    uint64_t restore_failed;   /* blocks the pool had lost (evicted page, corrupt page): recomputed */
+    uint64_t blocks_lost;      /* evicted blocks the pool could not take */
+    uint64_t blocks_dropped;   /* blocks dropped, coldest first, to keep the pool under 90% of its cap */
+    uint64_t blocks_held;      /* blocks in the pool now */
+    uint64_t pages_same;       /* pages copied out as their word alone (same-filled) */
+    uint64_t bytes_out, bytes_in;  /* page bytes copied off the device and back onto it */
+    uint64_t out_ns, in_ns;    /* time the decoding thread spent storing and restoring blocks */
+} apr_kv_swap_stats;
+
+/* Bytes of one page of c's KV cache (one layer's keys or values of one
+ * block): the page size a pool for apr_context_set_zram must have. */
+uint64_t apr_context_kv_page_bytes(const apr_context *c);
+/* Bytes of c's whole KV cache on its device (keys and values). */
+uint64_t apr_context_kv_bytes(const apr_context *c);
+/* Attaches pool to c (NULL detaches: the pool's pages of c are dropped).
+ * The pool must outlive c or be detached first; one pool serves one
+ * context. Allocates up to 64 MiB of staging the device can reach (pinned
+ * host memory on a GPU). APR_ERR_INVALID when the pool's page size is not
+ * apr_context_kv_page_bytes or c has no prefix cache; APR_ERR_NOMEM. */
+apr_status apr_context_set_zram(apr_context *c, apr_zram *pool);
+/* The swap's counters since it was attached (zeros without one). */
+void apr_context_get_swap_stats(const apr_context *c, apr_kv_swap_stats *out);
+
 #ifdef __cplusplus
 }
 #endif
