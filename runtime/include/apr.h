@@ -852,6 +852,10 @@ typedef struct apr_engine_params {
     int max_queue;         /* requests that may wait for a free sequence (64) before submit is BUSY */
     int kv_type;           /* apr_dtype of the KV cache (0: the context's default) */
     int prefix_cache;      /* 1 (default): reuse cached blocks of earlier requests' prefixes; 0: compute every prompt */
+    double zram_ratio;     /* > 0: KV blocks evicted from the device go to a compressed host pool of up to this many
+                              times the cache's bytes and come back from it instead of being recomputed (needs
+                              prefix_cache; docs/zram.md); 0 (default): off */
+    int zram_algo;         /* apr_zram_algo of that pool (LZ4) */
 } apr_engine_params;
 
 /* A generation request. Everything is copied by apr_engine_submit. */
@@ -1287,6 +1291,12 @@ uint64_t apr_context_kv_bytes(const apr_context *c);
 apr_status apr_context_set_zram(apr_context *c, apr_zram *pool);
 /* The swap's counters since it was attached (zeros without one). */
 void apr_context_get_swap_stats(const apr_context *c, apr_kv_swap_stats *out);
+
+/* The engine's pool (apr_engine_params.zram_ratio): 1 and both filled
+ * (either may be NULL) when it has one, 0 (zeros) otherwise. The swap's
+ * counters are those published after the last step; callable from any
+ * thread. */
+int apr_engine_get_zram(apr_engine *e, apr_zram_stats *pool, apr_kv_swap_stats *swap);
 
 #ifdef __cplusplus
 }
