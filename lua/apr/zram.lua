@@ -119,14 +119,37 @@ local STAT_FIELDS = {
     "compress_ns", "decompressed_out", "decompress_ns", "compress_gbs", "decompress_gbs",
 }
 
+-- pool_stats(cdata) -> the apr_zram_stats as a table of numbers.
+function M.pool_stats(s)
+    local t = {}
+    for _, k in ipairs(STAT_FIELDS) do t[k] = tonumber(s[k]) end
+    return t
+end
+
+local SWAP_FIELDS = {
+    "blocks_out", "blocks_clean", "blocks_in", "restore_failed", "blocks_lost", "blocks_dropped", "blocks_held",
+    "pages_same", "bytes_out", "bytes_in", "out_ns", "in_ns",
+}
+
+-- swap_stats(cdata) -> an apr_kv_swap_stats (KV blocks to and from a
+-- pool) as a table of numbers.
+function M.swap_stats(s)
+    local t = {}
+    for _, k in ipairs(SWAP_FIELDS) do t[k] = tonumber(s[k]) end
+    return t
+end
+
 -- stats() -> a table of the pool's counters (apr.h's apr_zram_stats says
 -- what each one is), plus algo.
 function Pool:stats()
     C.apr_zram_get_stats(self.handle, stats_box)
-    local t = { algo = self.algo }
-    for _, k in ipairs(STAT_FIELDS) do t[k] = tonumber(stats_box[k]) end
+    local t = M.pool_stats(stats_box)
+    t.algo = self.algo
     return t
 end
+
+-- algo_id(name) -> the apr_zram_algo of "lz4" or "zstd", or nil.
+function M.algo_id(name) return ALGOS[name] end
 
 -- classify(pages, n_pages, page_bytes [, threads]) -> how many of the
 -- n_pages pages at the pointer `pages` are same-filled, and an array of

@@ -159,6 +159,7 @@ function Server:_metrics()
     reg:counter("apr_kv_cache_preemptions_total",
         "Requests preempted when the KV cache ran out of blocks (recomputed later, never failed).", {},
         total("preemptions"))
+    if self.opts.zram_ratio then require("apr.server.zram").metrics(reg, engines, self.retired_totals) end
     reg:gauge("apr_http_connections", "Open client connections.", {}, function(set)
         set(self.http and self.http:connections() or 0)
     end)
@@ -287,7 +288,8 @@ end
 -- start(opts) -> server, or nil and a message (the port is taken, the
 -- routes script fails to load). opts: model (path), host, port, device,
 -- threads, vram_budget, ctx, parallel, batch, queue, prefix_cache (false:
--- off), api_key, routes, log_format,
+-- off), zram_ratio and zram_algo (KV blocks swapped to a compressed host
+-- pool: docs/zram.md), api_key, routes, log_format,
 -- log_level, max_body, shutdown_timeout, header_timeout, idle_timeout,
 -- max_connections; on_ready(server) runs when the first model is serving,
 -- on_fatal(message) if it cannot be loaded.
@@ -346,7 +348,8 @@ function Server:reload(path, cb)
                     or math.min(n_train, self.opts.ctx_cap or 32768)
             end
             eng, err = engine.new(model, { parallel = self.opts.parallel, ctx = ctx, batch = self.opts.batch,
-                                          queue = self.opts.queue, prefix_cache = self.opts.prefix_cache })
+                                          queue = self.opts.queue, prefix_cache = self.opts.prefix_cache,
+                                          zram_ratio = self.opts.zram_ratio, zram_algo = self.opts.zram_algo })
         end
         self.loading = false
         if not eng then
@@ -361,6 +364,13 @@ function Server:reload(path, cb)
         self:log("info", "model ready", { { "path", path }, { "device", model.info.device },
             { "parallel", st.n_seq }, { "ctx", st.n_ctx }, { "prefix_cache", st.prefix_cache },
             { "seconds", string.format("%.2f", (uv.hrtime() - t0) * 1e-9) } })
+        local z = eng:zram_stats()
+        if z then
+            self:log("info", "zram pool", { { "algo", self.opts.zram_algo or "lz4" }, { "ratio", self.opts.zram_ratio },
+                { "max_mib", string.format("%.1f", z.pool.max_bytes / 2 ^ 20) },
+                { "page_bytes", z.pool.page_bytes } })
+            self.zram_log = self.zram_log or require("apr.server.zram").start_log(self, self.opts.zram_log_s or 10)
+        end
         if old then
             self.metrics.reloads:inc(1, "ok")
             self.retiring[old.engine] = true
@@ -368,6 +378,9 @@ function Server:reload(path, cb)
                 self.retiring[old.engine] = nil
                 for _, field in ipairs({ "tokens_reused", "preemptions" }) do
                     self.retired_totals[field] = (self.retired_totals[field] or 0) + old.engine.final_stats[field]
+                end
+                if old.engine.final_zram then
+                    require("apr.server.zram").retire(self.retired_totals, old.engine.final_zram)
                 end
                 self:log("info", "previous model freed", { { "path", old.path } })
                 old.model, old.engine = nil, nil
@@ -394,6 +407,13 @@ function Server:shutdown(timeout, cb)
         timer:stop()
         timer:close()
         if forced then self.http:close() end
+        if self.zram_log then
+            self.zram_log:stop()
+            self.zram_log:close()
+            self.zram_log = nil
+            local z = self.current and self.current.engine:zram_stats()
+            if z then self:log("info", "zram at exit", require("apr.server.zram").fields(z)) end
+        end
         local engines = {}
         if self.current then engines[#engines + 1] = self.current.engine end
         for e in pairs(self.retiring) do engines[#engines + 1] = e end
