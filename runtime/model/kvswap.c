@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "model/kvcache.h"
 #include "model/model.h"
 
@@ -61,6 +62,8 @@ struct apr_kvswap {
     uint64_t *words;         /* [cap_slots][n_pages] */
     int32_t *blocks;         /* [cap_slots] */
     slot *slots;             /* [cap_slots] (plain memory) */
+    int32_t *slot_rec;       /* [cap_slots] the record a drained slot fills (-1: none) */
+    apr_status *status;      /* [cap_slots][n_pages] each page's put or get */
 
     /* records */
     rec *recs;
@@ -225,36 +228,92 @@ void apr_kvswap_before_write(apr_kvswap *w)
     w->issued = w->n_slots;
 }
 
-/* Compresses the pages of slot k (a block copied out) into the pool under
- * a new record; a block the pool cannot take is lost (recomputed later). */
-static void store_slot(apr_kvswap *w, int k)
+/* Pages of slots into the pool, or out of it, on all cores (the pool
+ * compresses and decompresses outside its lock). */
+typedef struct pages_job {
+    apr_kvswap *w;
+    int first;               /* the slot of page 0 */
+    const uint64_t *handles; /* get: the record's handles */
+} pages_job;
+
+static void put_body(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    const rec *m = &w->slots[k].meta;
-    if (find_rec(w, m) >= 0) return;  /* evicted twice before reaching the pool: once is enough */
-    int32_t i = new_rec(w);
-    if (i < 0) return;
-    rec *r = &w->recs[i];
-    *r = *m;
-    uint64_t *h = handles_of(w, i);
-    const uint8_t *same = w->same + (size_t)k * w->n_pages;
-    const uint64_t *words = w->words + (size_t)k * w->n_pages;
-    const uint8_t *pages = slot_pages(w, k);
-    for (int p = 0; p < w->n_pages; p++) {
-        apr_status s = same[p] ? apr_zram_put_word(w->pool, words[p], &h[p])
-                               : apr_zram_put(w->pool, pages + (size_t)p * w->page_bytes, &h[p]);
-        if (s != APR_OK) {
-            for (int q = 0; q < p; q++) apr_zram_drop(w->pool, h[q]);
-            r->in_use = 0;
-            r->next = w->free_rec;
+    pages_job *j = ctx;
+    apr_kvswap *w = j->w;
+    for (int64_t x = begin; x < end; x++) {
+        const int k = (int)(x / w->n_pages), p = (int)(x % w->n_pages);
+        const int32_t i = w->slot_rec[k];
+        if (i < 0) continue;
+        uint64_t *h = &handles_of(w, i)[p];
+        const size_t at = (size_t)k * w->n_pages + p;
+        w->status[at] = w->same[at] ? apr_zram_put_word(w->pool, w->words[at], h)
+                                    : apr_zram_put(w->pool, w->staging + at * w->page_bytes, h);
+        if (w->status[at] != APR_OK) *h = 0;
+    }
+}
+
+static void get_body(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    pages_job *j = ctx;
+    apr_kvswap *w = j->w;
+    for (int64_t p = begin; p < end; p++) {
+        const size_t at = (size_t)j->first * w->n_pages + (size_t)p;
+        uint64_t word = 0;
+        w->same[at] = (uint8_t)apr_zram_same_word(w->pool, j->handles[p], &word);
+        w->words[at] = word;
+        w->status[at] = w->same[at] ? APR_OK : apr_zram_get(w->pool, j->handles[p], w->staging + at * w->page_bytes);
+    }
+}
+
+/* Compresses the blocks copied out into slots [0, n) into the pool, a
+ * record each; a block the pool cannot take is lost (recomputed later). */
+static void store_slots(apr_kvswap *w, int n)
+{
+    int any = 0;
+    for (int k = 0; k < n; k++) {
+        w->slot_rec[k] = NO_REC;
+        if (!w->slots[k].out) continue;
+        const rec *m = &w->slots[k].meta;
+        /* evicted twice before reaching the pool: once is enough */
+        int dup = find_rec(w, m) >= 0;
+        for (int q = 0; q < k && !dup; q++) dup = w->slot_rec[q] >= 0 && same_tokens(&w->slots[q].meta, m);
+        if (dup) continue;
+        const int32_t i = new_rec(w);
+        if (i < 0) {
+            w->st.blocks_lost++;
+            continue;
+        }
+        w->recs[i] = *m;
+        w->slot_rec[k] = i;
+        any = 1;
+    }
+    if (!any) return;
+    pages_job j = { .w = w };
+    apr_parallel_for((int64_t)n * w->n_pages, 4, put_body, &j);
+    for (int k = 0; k < n; k++) {
+        const int32_t i = w->slot_rec[k];
+        if (i < 0) continue;
+        const apr_status *st = w->status + (size_t)k * w->n_pages;
+        const uint8_t *same = w->same + (size_t)k * w->n_pages;
+        int ok = 1;
+        for (int p = 0; p < w->n_pages; p++) ok &= st[p] == APR_OK;
+        if (!ok) {
+            uint64_t *h = handles_of(w, i);
+            for (int p = 0; p < w->n_pages; p++)
+                if (h[p]) apr_zram_drop(w->pool, h[p]);
+            w->recs[i].in_use = 0;
+            w->recs[i].next = w->free_rec;
             w->free_rec = i;
             w->st.blocks_lost++;
-            return;
+            continue;
         }
-        if (same[p]) w->st.pages_same++;
-        else w->st.bytes_out += w->page_bytes;
+        for (int p = 0; p < w->n_pages; p++) {
+            if (same[p]) w->st.pages_same++;
+            else w->st.bytes_out += w->page_bytes;
+        }
+        index_rec(w, i);
+        w->st.blocks_out++;
     }
-    index_rec(w, i);
-    w->st.blocks_out++;
 }
 
 /* Keeps the pool under 90% of its cap by dropping whole cold blocks. */
@@ -275,11 +334,11 @@ static void trim(apr_kvswap *w)
 static void drain(apr_kvswap *w, int ok)
 {
     const uint64_t t0 = now_ns();
-    for (int k = 0; k < w->issued; k++)
-        if (w->slots[k].out) {
-            if (ok) store_slot(w, k);
-            else w->st.blocks_lost++;
-        }
+    if (ok) {
+        store_slots(w, w->issued);
+    } else {
+        for (int k = 0; k < w->issued; k++) w->st.blocks_lost += w->slots[k].out;
+    }
     if (w->issued) trim(w);
     /* slots not issued yet (evicted, not yet copied) move to the front */
     const int rest = w->n_slots - w->issued;
@@ -374,14 +433,11 @@ static int32_t restore(apr_kvswap *w, int32_t i)
     uint8_t *same = w->same + (size_t)k * w->n_pages;
     uint64_t *words = w->words + (size_t)k * w->n_pages;
     uint8_t *pages = slot_pages(w, k);
-    const uint64_t *h = handles_of(w, i);
+    pages_job j = { .w = w, .first = k, .handles = handles_of(w, i) };
+    apr_parallel_for(w->n_pages, 2, get_body, &j);
     uint64_t bytes = 0;
     for (int p = 0; p < w->n_pages; p++) {
-        uint64_t word = 0;
-        same[p] = (uint8_t)apr_zram_same_word(w->pool, h[p], &word);
-        words[p] = word;
-        if (same[p]) continue;
-        if (apr_zram_get(w->pool, h[p], pages + (size_t)p * w->page_bytes) != APR_OK) {
+        if (w->status[(size_t)k * w->n_pages + p] != APR_OK) {
             /* evicted by the pool or corrupt: this block is recomputed */
             w->n_slots = w->issued = k;
             apr_kvcache_give_block(c, b);
@@ -391,7 +447,7 @@ static int32_t restore(apr_kvswap *w, int32_t i)
             w->st.in_ns += now_ns() - t0;
             return -1;
         }
-        bytes += w->page_bytes;
+        if (!same[p]) bytes += w->page_bytes;
     }
     w->B->kv_load(w->s, &c->dev, w->blocks + k, 1, same, words, pages);
     w->pinned = NO_REC;
@@ -498,7 +554,10 @@ apr_status apr_kvswap_new(apr_kvcache *c, apr_backend *B, apr_stream *s, apr_zra
     w->words = B->host_alloc(B, (size_t)w->cap_slots * w->n_pages * sizeof(uint64_t));
     w->blocks = B->host_alloc(B, (size_t)w->cap_slots * sizeof(int32_t));
     w->slots = calloc((size_t)w->cap_slots, sizeof *w->slots);
-    if (!w->staging || !w->same || !w->words || !w->blocks || !w->slots || !grow_buckets(w)) {
+    w->slot_rec = calloc((size_t)w->cap_slots, sizeof *w->slot_rec);
+    w->status = calloc((size_t)w->cap_slots * w->n_pages, sizeof *w->status);
+    if (!w->staging || !w->same || !w->words || !w->blocks || !w->slots || !w->slot_rec || !w->status ||
+        !grow_buckets(w)) {
         apr_status st = apr_error(APR_ERR_NOMEM, "cannot allocate %.1f MiB of staging for the KV swap: %s",
                                   (double)w->cap_slots * (double)block_bytes / (1 << 20), apr_last_error());
         apr_kvswap_free(w);
@@ -522,6 +581,8 @@ void apr_kvswap_free(apr_kvswap *w)
         w->B->host_release(w->B, w->blocks);
     }
     free(w->slots);
+    free(w->slot_rec);
+    free(w->status);
     free(w->recs);
     free(w->handles);
     free(w->by_key);
