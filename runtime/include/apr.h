@@ -1291,6 +1291,13 @@ uint64_t apr_context_kv_bytes(const apr_context *c);
 apr_status apr_context_set_zram(apr_context *c, apr_zram *pool);
 /* The swap's counters since it was attached (zeros without one). */
 void apr_context_get_swap_stats(const apr_context *c, apr_kv_swap_stats *out);
+/* Copies the pages of blocks [first, first + n) of sequence seq (as
+ * apr_context_seq_len counts them in blocks of 32 tokens, the last maybe
+ * partly filled) to out, which holds n * 2 * n_layer pages: per block,
+ * per layer, its keys' page then its values'. For measuring what the pool
+ * gets (bench/zram_codec.lua). APR_ERR_RANGE for blocks the sequence does
+ * not hold. */
+apr_status apr_context_seq_kv_pages(apr_context *c, int seq, int first, int n, void *out);
 
 /* The engine's pool (apr_engine_params.zram_ratio): 1 and both filled
  * (either may be NULL) when it has one, 0 (zeros) otherwise. The swap's

@@ -627,3 +627,25 @@ void apr_context_get_swap_stats(const apr_context *c, apr_kv_swap_stats *out)
 {
     apr_kvswap_get_stats(c ? c->cache.swap : NULL, out);
 }
+
+apr_status apr_context_seq_kv_pages(apr_context *c, int seq, int first, int n, void *out)
+{
+    APR_CHECK(c && out, APR_ERR_INVALID, "apr_context_seq_kv_pages: NULL argument");
+    APR_CHECK(seq >= 0 && seq < c->cache.n_seq, APR_ERR_RANGE, "sequence %d is outside [0, %d)", seq, c->cache.n_seq);
+    const int owned = c->cache.n_owned[seq];
+    APR_CHECK(first >= 0 && n >= 0 && first + n <= owned, APR_ERR_RANGE,
+              "blocks [%d, %d) of sequence %d, which holds %d", first, first + n, seq, owned);
+    const apr_kv_cache *d = &c->cache.dev;
+    const size_t pb = apr_kvswap_page_bytes(&c->cache);
+    uint8_t *o = out;
+    for (int i = first; i < first + n; i++) {
+        const int32_t b = c->cache.table[(size_t)seq * c->cache.max_blocks + i];
+        for (int l = 0; l < d->n_layer; l++)
+            for (int kv = 0; kv < 2; kv++) {
+                const uint8_t *base = (const uint8_t *)(kv ? d->v : d->k) + (size_t)l * d->layer_bytes;
+                c->B->download(c->stream, o, base + (size_t)b * pb, pb);
+                o += pb;
+            }
+    }
+    return c->B->sync(c->stream);
+}
