@@ -4,7 +4,7 @@
 -- with their ratios as they come out. KV of real text is dense numbers:
 -- the ratios may be small, and they are reported as measured.
 --
---   apr run bench/zram_codec.lua [--model MODEL.gguf] [--tokens 512] [--gpu] [--json]
+--   apr run bench/zram_codec.lua [--model MODEL.gguf] [--tokens 512] [--reps 3] [--gpu] [--json]
 --
 -- Pages are the pool's pages in the KV swap: one layer's keys or values of
 -- one block of 32 tokens (apr_context_seq_kv_pages). The codec rate counts
@@ -12,7 +12,8 @@
 -- rates are page bytes over the whole calls on one thread (same-filled
 -- check, hashing, slab copy included). The ratio is page bytes over the
 -- compressed bytes, and in brackets over the pool's host bytes (slab
--- rounding and entries included).
+-- rounding and entries included). Each rate is the median of --reps fresh
+-- pools over the same pages (a shared machine's neighbours come and go).
 local apr = require "apr"
 local core = require "apr.core"
 local zram = require "apr.zram"
@@ -20,7 +21,7 @@ local json = require "apr.json"
 local ffi, C = core.ffi, core.C
 local hrtime = require("luv").hrtime
 
-local opts = { tokens = 512 }
+local opts = { tokens = 512, reps = 3 }
 do
     local i = 1
     while i <= #arg do
@@ -101,7 +102,13 @@ local function kv_pages(ids, kv_type)
     return out, n_pages, pb
 end
 
-local function measure(pages, n_pages, pb, algo)
+local function median(t)
+    table.sort(t)
+    local n = #t
+    return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
+end
+
+local function measure_once(pages, n_pages, pb, algo)
     local pool = zram.pool { algo = algo, page_bytes = pb }
     local handles = {}
     local t0 = hrtime()
@@ -125,6 +132,18 @@ local function measure(pages, n_pages, pb, algo)
     }
 end
 
+local function measure(pages, n_pages, pb, algo)
+    local runs = {}
+    for r = 1, opts.reps do runs[r] = measure_once(pages, n_pages, pb, algo) end
+    local out = runs[1]
+    for _, k in ipairs { "codec_gbs", "decodec_gbs", "put_gbs", "get_gbs" } do
+        local v = {}
+        for r = 1, opts.reps do v[r] = runs[r][k] end
+        out[k] = median(v)
+    end
+    return out
+end
+
 pcall(ffi.cdef, "int memcmp(const void *, const void *, size_t);")
 
 local rows = {}
@@ -143,8 +162,8 @@ for _, pr in ipairs(prompts) do
     end
 end
 
-print(string.format("%s, %s; pages of one layer's keys or values of 32 tokens; one thread",
-    model_path:match("[^/]+$"), opts.gpu and "KV computed on the GPU" or "KV computed on the CPU"))
+print(string.format("%s, %s; pages of one layer's keys or values of 32 tokens; one thread; medians of %d",
+    model_path:match("[^/]+$"), opts.gpu and "KV computed on the GPU" or "KV computed on the CPU", opts.reps))
 print(string.format("%-10s %6s %-4s %-4s %6s %5s %5s %13s %11s %11s %9s %9s", "prompt", "tokens", "kv", "algo",
     "pages", "same", "raw", "ratio (pool)", "codec GB/s", "decode GB/s", "put GB/s", "get GB/s"))
 for _, r in ipairs(rows) do

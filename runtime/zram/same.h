@@ -13,7 +13,7 @@
 
 /* 1 if the n bytes at p (n a positive multiple of 8) are one repeated
  * 8-byte word, which then goes to *word; 0 otherwise (*word untouched). Reads
- * only as far as the first differing 128 bytes. */
+ * only as far as the first differing 64 or 128 bytes. */
 int apr_zram_same_filled(const void *p, size_t n, uint64_t *word);
 
 /* Fills n bytes at p (a multiple of 8) with word: a same-filled page's
