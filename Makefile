@@ -4,7 +4,7 @@
 #   make             build ./apr and build/libapr.so (CUDA too if nvcc is found)
 #   make test        C runtime tests + busted specs; ends with "N passed, N failed, N skipped"
 #   make test-asan   the C tests and the malformed-file corpus under AddressSanitizer
-#   make fuzz        libFuzzer on every tests/fuzz target (FUZZ_SECONDS each, default 60)
+#   make fuzz        libFuzzer on every tests/fuzz target, the GGUF and APR readers among them (FUZZ_SECONDS each, default 60)
 #   make bundle      a relocatable folder dist/apr (binary, Lua, libraries via $ORIGIN)
 #   make model       fetch and check the built-in default model into models/
 
@@ -24,7 +24,7 @@ CFLAGS    += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -D_GNU_SOURCE
              -Iruntime/include -Iruntime -I/usr/include/luajit-2.1 \
              -DAPR_VERSION='"$(VERSION)"'
 CFLAGS    += $(SANITIZE)
-LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -lcurl -llz4 -lzstd -lm -ldl -lpthread
+LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -lcurl -llz4 -lzstd -lxxhash -lm -ldl -lpthread
 
 # CUDA: compiled whenever the toolkit's nvcc is found; the binary still runs
 # without a GPU (cudart is linked statically and finds the driver at run time).
@@ -91,8 +91,14 @@ lua/apr/ffi.lua: runtime/include/apr.h scripts/gen_ffi.lua
 	$(LUAJIT) scripts/gen_ffi.lua $< > $@.tmp && mv $@.tmp $@
 
 # ---------------------------------------------------------------- tests
-$(BUILD)/test_runtime: $(TEST_SRC) $(BUILD)/libapr.a
+$(BUILD)/test_runtime: $(TEST_SRC) $(BUILD)/libapr.a $(BUILD)/fake-nvml/libnvidia-ml.so.1
 	$(CC) $(CFLAGS) -Itests/runtime -o $@ $(TEST_SRC) $(BUILD)/libapr.a $(CUDA_LIBS) $(LDLIBS)
+
+# A stand-in for the driver's NVML library (tests/fixtures/nvml), so the C
+# test and apr bench's specs check the NVML path without a GPU.
+$(BUILD)/fake-nvml/libnvidia-ml.so.1: tests/fixtures/nvml/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -shared -fPIC -o $@ $<
 
 # The oracles' venv is per checkout: made here too, so a fresh clone's
 # `make && make test` has it (where it cannot be made, the oracle tests
@@ -112,7 +118,8 @@ test-lua: all
 
 # AddressSanitizer + UBSan build of the runtime, its C tests, and the apr
 # binary run over the malformed-file corpus (tests/fixtures/malformed, see
-# tests/malformed/run.sh).
+# tests/malformed/run.sh) and exiting with models, contexts and engines
+# alive (tests/asan/exit_order.sh).
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 test-asan:
 	$(MAKE) --no-print-directory BUILD=build/asan SANITIZE="$(ASAN_FLAGS)" NVCC= \
@@ -121,7 +128,8 @@ test-asan:
 	@rm -rf build/asan/results && mkdir -p build/asan/results
 	-@ASAN_OPTIONS=detect_leaks=1 build/asan/test_runtime --counts build/asan/results/c.counts
 	-@APR_BIN=build/asan/apr ASAN_OPTIONS=detect_leaks=1 tests/malformed/run.sh build/asan/results/malformed.counts
-	@scripts/test_summary.sh build/asan/results c malformed
+	-@APR_BIN=build/asan/apr ASAN_OPTIONS=detect_leaks=1 tests/asan/exit_order.sh build/asan/results/exit.counts
+	@scripts/test_summary.sh build/asan/results c malformed exit
 
 build/asan/apr: $(BUILD)/obj/runtime/main.o $(BUILD)/libapr.a lua/apr/ffi.lua
 	$(CC) $(CFLAGS) -o $@ $(BUILD)/obj/runtime/main.o -Wl,--whole-archive $(BUILD)/libapr.a -Wl,--no-whole-archive \
@@ -155,7 +163,8 @@ fuzz:
 	    if build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	            -artifact_prefix=build/fuzz/artifacts/$$t- $(FUZZ_OUT)/$$t \
 	            $$( [ "$(FUZZ_OUT)" != tests/fuzz/corpus ] && [ -d tests/fuzz/corpus/$$t ] && echo tests/fuzz/corpus/$$t ) \
-	            $$( [ -d tests/fuzz/seeds/$$t ] && echo tests/fuzz/seeds/$$t ); then \
+	            $$( [ -d tests/fuzz/seeds/$$t ] && echo tests/fuzz/seeds/$$t ) \
+	            $$( [ -d tests/fixtures/malformed-$$t ] && echo tests/fixtures/malformed-$$t ); then \
 	        passed=$$((passed + 1)); \
 	    else \
 	        echo "FAIL fuzz $$t: exit $$? (a finding's reproducer is in build/fuzz/artifacts/)"; failed=$$((failed + 1)); \

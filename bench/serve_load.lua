@@ -41,6 +41,7 @@
 -- --json prints the figures as one JSON object on the last line too.
 local uv = require "luv"
 local json = require "apr.json"
+local client = require "apr.bench.client"
 
 local function now() return uv.hrtime() * 1e-9 end
 
@@ -48,29 +49,32 @@ local function now() return uv.hrtime() * 1e-9 end
 
 local opts = { mode = "load", clients = 64, requests = 20, max_tokens = 32, tokens = 128, serve = "",
                history = "1024", long = 2048, reps = 2 }
-do
-    local i = 1
-    while i <= #arg do
-        local a = arg[i]
-        local k = a:match("^%-%-(.+)$")
-        if not k then error("unexpected argument " .. a) end
-        k = k:gsub("-", "_")
-        if k == "json" then
-            opts.json = true
-        else
-            i = i + 1
-            local v = arg[i] or error("--" .. k .. " needs a value")
-            opts[k] = tonumber(v) or v
-        end
-        i = i + 1
-    end
-end
-if not opts.model and not opts.url then
+local function usage(why)
+    if why then io.stderr:write("serve_load: ", why, "\n") end
     io.stderr:write("usage: apr run bench/serve_load.lua (--model MODEL.gguf [--serve ARGS] | --url URL) " ..
                     "[--mode load|gpu|kv] [--clients N] [--requests N] [--max-tokens N] [--tokens N] " ..
                     "[--history N,N] [--long N] [--reps N] [--api-key KEY] [--json]\n")
     os.exit(2)
 end
+do
+    local i = 1
+    while i <= #arg do
+        local a = arg[i]
+        local k = a:match("^%-%-(.+)$")
+        if not k then usage("unexpected argument " .. a) end
+        k = k:gsub("-", "_")
+        if k == "json" then
+            opts.json = true
+        else
+            i = i + 1
+            local v = arg[i] or usage("--" .. k .. " needs a value")
+            opts[k] = tonumber(v) or v
+        end
+        i = i + 1
+    end
+end
+if not opts.model and not opts.url then usage() end
+if opts.mode ~= "load" and opts.mode ~= "gpu" and opts.mode ~= "kv" then usage("--mode must be load, gpu or kv") end
 
 ------------------------------------------------------------------ the server
 
@@ -99,126 +103,84 @@ local function start_server()
     return "127.0.0.1", port
 end
 
+-- A request the figures cannot do without failed: one line, the server
+-- this started stopped, exit 1.
+local function die(why)
+    io.stderr:write("serve_load: ", why, "\n")
+    if server_proc then server_proc:kill("sigterm") end
+    os.exit(1)
+end
+
 local host, port
 if opts.url then
-    host, port = opts.url:match("^http://([^:/]+):?(%d*)")
-    port = tonumber(port) or 80
+    local u, why = client.parse_url(opts.url)
+    if not u then usage(why) end
+    host, port = u.host, u.port
 else
     host, port = start_server()
 end
 
 ------------------------------------------------------------------ a streaming client
 
--- One connection that sends requests one after another (keep-alive) and
--- records, per request, the time of the first byte, of each SSE event with
--- text, and whether it ended with [DONE].
-local function request_bytes(body, path)
-    local head = { "POST " .. (path or "/v1/chat/completions") .. " HTTP/1.1", "Host: " .. host,
-                   "Content-Type: application/json", "Content-Length: " .. #body }
-    if opts.api_key then head[#head + 1] = "Authorization: Bearer " .. opts.api_key end
-    return table.concat(head, "\r\n") .. "\r\n\r\n" .. body
-end
+-- The HTTP client of `apr bench` (lua/apr/bench/client.lua): one
+-- connection per simulated client sends its requests one after another
+-- (keep-alive); each result has t0 (request sent), t_first_byte, events
+-- (arrival times of the pieces of text), t_first_event (of the stream's
+-- first event, text or not), text (the pieces), usage, t_end and ok (a 200
+-- that ended with its end marker).
+local headers = opts.api_key and { Authorization = "Bearer " .. opts.api_key } or nil
 
 local function chat_request(prompt, max_tokens, stream)
     return { messages = { { role = "user", content = prompt } }, max_tokens = max_tokens,
              temperature = 0, stream = stream, ignore_eos = true }
 end
 
+-- A streamed chat request, or { path =, body = } for a plain POST.
 local function chat_body(prompt, max_tokens, stream)
-    return json.encode(chat_request(prompt, max_tokens, stream))
+    if stream then return { stream = { messages = { { role = "user", content = prompt } }, max_tokens = max_tokens } } end
+    return { path = "/v1/chat/completions", body = json.encode(chat_request(prompt, max_tokens, false)) }
 end
 
--- Feeds response bytes into r (one response): head, then a chunked body
--- (its data goes through the SSE parser) or a Content-Length one. Returns
--- true when the response is complete.
-local function feed(r, data, t)
-    r.buf = r.buf .. data
-    if not r.head_done then
-        local e = r.buf:find("\r\n\r\n", 1, true)
-        if not e then return false end
-        local head = r.buf:sub(1, e - 1)
-        r.status = tonumber(head:match("^HTTP/1%.1 (%d+)"))
-        r.length = tonumber(head:lower():match("\ncontent%-length: *(%d+)"))
-        r.head_done, r.buf, r.sse = true, r.buf:sub(e + 4), ""
-    end
-    if r.length then
-        if #r.buf < r.length then return false end
-        r.body = r.buf:sub(1, r.length)
-        return true
-    end
-    while true do  -- chunked
-        local lf = r.buf:find("\r\n", 1, true)
-        if not lf then return false end
-        local size = tonumber(r.buf:sub(1, lf - 1), 16)
-        if not size then error("bad chunk from server") end
-        if size == 0 then return #r.buf >= lf + 3 end
-        if #r.buf < lf + 1 + size + 2 then return false end
-        r.sse = r.sse .. r.buf:sub(lf + 2, lf + 1 + size)
-        r.buf = r.buf:sub(lf + size + 4)
-        while true do
-            local ev_end = r.sse:find("\n\n", 1, true)
-            if not ev_end then break end
-            local payload = r.sse:sub(1, ev_end - 1):match("^data: (.*)$")
-            r.sse = r.sse:sub(ev_end + 2)
-            if payload == "[DONE]" then
-                r.done_marker = true
-            elseif payload then
-                r.first_event = r.first_event or t
-                local ev = json.decode(payload)
-                local d = ev and ev.choices and ev.choices[1] and ev.choices[1].delta
-                if d and type(d.content) == "string" and d.content ~= "" then
-                    r.events[#r.events + 1] = t
-                    r.text = (r.text or "") .. d.content
-                end
-                if ev and type(ev.usage) == "table" then r.usage = ev.usage end
+-- run_client(bodies, on_done): sends each item in turn on one connection;
+-- on_done(results). A failure ends the client: the items not sent yet are
+-- recorded as failed too.
+local function run_client(bodies, on_done)
+    local results = {}
+    client.connect(host, port, function(conn, err)
+        local function fail_rest(from, why)
+            for j = from, #bodies do results[j] = { error = "not sent: " .. tostring(why), events = {} } end
+            if conn then conn:close() end
+            on_done(results)
+        end
+        if not conn then return fail_rest(1, err) end
+        local idx = 0
+        local function next_request()
+            idx = idx + 1
+            if idx > #bodies then
+                conn:close()
+                return on_done(results)
+            end
+            local item = bodies[idx]
+            if item.stream then
+                client.stream({ conn = conn, host = host, port = port, req = item.stream, headers = headers },
+                    function(s)
+                        results[idx] = s
+                        if not s.ok then return fail_rest(idx + 1, s.error) end
+                        next_request()
+                    end)
+            else
+                local h = { ["Content-Type"] = "application/json" }
+                for k, v in pairs(headers or {}) do h[k] = v end
+                conn:send({ method = "POST", path = item.path, body = item.body, headers = h }, function(r)
+                    r.ok = r.status == 200 and not r.error
+                    if not r.ok then r.error = r.error or ("HTTP " .. tostring(r.status)) end
+                    r.events = {}
+                    results[idx] = r
+                    if not r.ok then return fail_rest(idx + 1, r.error) end
+                    next_request()
+                end)
             end
         end
-    end
-end
-
--- run_client(bodies, on_done): sends each body in turn on one connection
--- (a chat request's, or { path =, body = } for another endpoint);
--- on_done(results).
-local function run_client(bodies, on_done)
-    local tcp = uv.new_tcp()
-    local results, current, idx, finished = {}, nil, 0, false
-    local function done()
-        if finished then return end
-        finished = true
-        if not tcp:is_closing() then tcp:close() end
-        on_done(results)
-    end
-    local function next_request()
-        idx = idx + 1
-        if idx > #bodies then return done() end
-        local item = bodies[idx]
-        local path, body = nil, item
-        if type(item) == "table" then path, body = item.path, item.body end
-        current = { t0 = now(), events = {}, ok = false, buf = "", stream = body:find('"stream":true', 1, true) }
-        results[idx] = current
-        tcp:write(request_bytes(body, path))
-    end
-    local function fail(why)
-        if current and not current.t_end then current.error = why end
-        for j = idx + 1, #bodies do results[j] = { error = "not sent: " .. tostring(why), events = {} } end
-        done()
-    end
-    tcp:nodelay(true)
-    tcp:connect(host, port, function(err)
-        if err then return fail(err) end
-        tcp:read_start(function(rerr, data)
-            if rerr or not data then return fail(rerr or "closed") end
-            local t = now()
-            current.t_first_byte = current.t_first_byte or t
-            local ok, complete = pcall(feed, current, data, t)
-            if not ok then return fail(complete) end
-            if complete then
-                current.t_end = t
-                current.ok = current.status == 200 and (not current.stream or current.done_marker == true)
-                if not current.ok then current.error = "HTTP " .. tostring(current.status) end
-                next_request()
-            end
-        end)
         next_request()
     end)
 end
@@ -271,7 +233,7 @@ end
 -- decoded answer (an error unless it is a 200).
 local function post_json(path, value)
     local r = run_clients({ { { path = path, body = json.encode(value) } } })[1]
-    if not r.ok then error(string.format("POST %s: %s", path, tostring(r.error))) end
+    if not r.ok then die(string.format("POST %s: %s", path, tostring(r.error))) end
     return json.decode(r.body)
 end
 
@@ -347,16 +309,17 @@ local function history_of(target)
 end
 
 -- A streamed chat request of these messages; max_tokens 8 (the next turn
--- carries the answer), usage at the end.
+-- carries the answer), usage at the end; cache_prompt true, since the
+-- shared client otherwise asks llama-server (--url) not to reuse a cached
+-- prefix, the very thing measured here.
 local function turn_body(messages)
-    return json.encode({ messages = messages, max_tokens = 8, temperature = 0, stream = true, ignore_eos = true,
-                         stream_options = { include_usage = true } })
+    return { stream = { messages = messages, max_tokens = 8, cache_prompt = true } }
 end
 
 -- One request on its own connection: its result (events, text, usage).
 local function one_request(body)
     local r = run_clients({ { body } })[1]
-    if not r.ok then error("request failed: " .. tostring(r.error)) end
+    if not r.ok then die("request failed: " .. tostring(r.error)) end
     return r
 end
 
@@ -364,7 +327,7 @@ end
 -- first token, whether or not that token has text yet (a random model's
 -- first token may be a byte of an unfinished character, or a control
 -- token), so this is the first token's time.
-local function ttft_of(r) return (r.first_event or r.events[1] or 0 / 0) - r.t0 end
+local function ttft_of(r) return (r.t_first_event or r.events[1] or 0 / 0) - r.t0 end
 
 -- The next turn of a conversation with a history of about `target`
 -- tokens, cold (a new system prompt: nothing cached) and warm (the turn
@@ -381,7 +344,7 @@ local function chat_turns(target)
         cold[#cold + 1] = ttft_of(r)
         prompt_tokens = r.usage and r.usage.prompt_tokens or prompt_tokens
         for t = 1, 2 do
-            msgs[#msgs + 1] = { role = "assistant", content = r.text or "" }
+            msgs[#msgs + 1] = { role = "assistant", content = table.concat(r.text) }
             msgs[#msgs + 1] = { role = "user", content = "And then, part " .. t .. "?" }
             r = one_request(turn_body(msgs))
             warm[#warm + 1] = ttft_of(r)
@@ -393,17 +356,20 @@ local function chat_turns(target)
              cached_tokens = quantile(cached, 0.5) }
 end
 
--- One long prompt beside 15 short streams, sent together.
+-- One long prompt beside 15 short streams, sent together. The long one
+-- opens with a tag of this run, so that a server an earlier run used
+-- (--url) has none of it in its prefix cache: its prefill is measured.
 local function long_beside_short(long_tokens)
-    local parts, total, i = {}, 0, 0
+    local tag = string.format("Run %d.", math.floor(now() * 1000))
+    local parts, total, i = { tag }, tokens_of(tag .. " "), 0
     while total < long_tokens - 16 do
         i = i + 1
         local text = paragraph(5000 + i, 110)
         parts[#parts + 1] = text
         total = total + tokens_of(text .. " ")
     end
-    local lists = { { json.encode({ messages = { { role = "user", content = table.concat(parts, " ") } },
-                                    max_tokens = 8, temperature = 0, stream = true, ignore_eos = true }) } }
+    local lists = { { { stream = { messages = { { role = "user", content = table.concat(parts, " ") } },
+                                   max_tokens = 8 } } } }
     for c = 1, 15 do
         lists[#lists + 1] = { chat_body("Short request " .. c .. ": tell me about the sea.", opts.tokens, true) }
     end
@@ -530,8 +496,6 @@ elseif opts.mode == "kv" then
         mixed.before_long, mixed.waited))
     print(string.format("| 16 streams of %d tokens | %.1f tokens/s | one stream %.1f tokens/s | %.1fx | failed %d |",
         opts.tokens, tps16, one_tps, figures.streams16_ratio, s16.failed))
-else
-    error("--mode must be load, gpu or kv")
 end
 
 if opts.json then print(json.encode(figures)) end

@@ -49,12 +49,15 @@ local function cache_sidecar(path)
     return dir, dir .. "/" .. sha256_hex(abs, #abs) .. ".sha256"
 end
 
+local bytes_box, len_box = ffi.new("char *[1]"), ffi.new("uint64_t[1]")
+
+-- Through the runtime's reader, which refuses what is not a regular file
+-- without opening it for a blocking read: a sidecar path that is a FIFO
+-- would make io.open wait for a writer forever (issue 16).
 local function read_sidecar(file)
-    local f = io.open(file, "rb")
-    if not f then return nil end
-    local text = f:read("*a")
-    f:close()
-    if not text then return nil end  -- a directory, or unreadable
+    if C.apr_file_read(file, bytes_box, len_box) ~= 0 then return nil end  -- none, unreadable, not a file
+    local text = ffi.string(bytes_box[0], len_box[0])
+    C.apr_free(bytes_box[0])
     local hex = text:match("^(%x+)  ")
     local size, mtime = text:match("\n# apr: size=(%d+) mtime=([%d.]+)")
     if not hex or #hex ~= 64 or not size then return nil end
@@ -100,14 +103,21 @@ function M.store(path, hex, opts)
     return false
 end
 
--- compute(file) -> hex of the whole mapping of an apr.open file, hashed in
--- CHUNK pieces with a progress line on a terminal; nil, "interrupted" if
--- Ctrl+C was pressed.
-function M.compute(file)
-    local base = ffi.cast("const uint8_t *", C.apr_gguf_base(file:handle()))
-    local size = file.size
+local path_box, bytes_box, size_box = ffi.new("const char *[1]"), ffi.new("const void *[1]"), ffi.new("uint64_t[1]")
+
+-- compute(file [, k [, upto]]) -> hex of the bytes of an apr.open file's
+-- k-th file (1-based, default 1: a split model has one per part) as stored
+-- (or of its first `upto` bytes), hashed in CHUNK pieces with a progress
+-- line on a terminal; nil, "interrupted" if Ctrl+C was pressed.
+function M.compute(file, k, upto)
+    k = k or 1
+    local st = C.apr_source_file(file:handle(), k - 1, path_box, bytes_box, size_box)
+    if st ~= 0 then return core.failure(st) end
+    local base = ffi.cast("const uint8_t *", bytes_box[0])
+    local size = math.min(tonumber(size_box[0]), upto or math.huge)
+    local name = ffi.string(path_box[0])
     local h = ffi.gc(C.apr_sha256_new(), C.apr_sha256_free)
-    local progress = require("apr._term").progress("SHA256 " .. basename(file.path))
+    local progress = require("apr._term").progress("SHA256 " .. basename(name))
     local done = 0
     while done < size do
         if C.apr_interrupted() ~= 0 then
@@ -125,17 +135,19 @@ function M.compute(file)
     return ffi.string(hex)
 end
 
--- digest(file [, opts]) -> hex: the fresh sidecar's digest, or computed and
--- stored. opts.cache = false always computes (and refreshes the sidecar).
-function M.digest(file, opts)
-    opts = opts or {}
+-- digest(file [, opts [, k]]) -> hex of file k (1-based, default 1) of an
+-- apr.open file: the fresh sidecar's digest, or computed and stored.
+-- opts.cache = false always computes (and refreshes the sidecar).
+function M.digest(file, opts, k)
+    opts, k = opts or {}, k or 1
+    local path = file.files[k].path
     if opts.cache ~= false then
-        local hex, fresh = M.recorded(file.path)
+        local hex, fresh = M.recorded(path)
         if hex and fresh then return hex end
     end
-    local hex, err = M.compute(file)
+    local hex, err = M.compute(file, k)
     if not hex then return nil, err end
-    M.store(file.path, hex)
+    M.store(path, hex)
     return hex
 end
 

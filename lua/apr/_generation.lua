@@ -54,18 +54,26 @@ end
 -- before apr pass waits for its prompt on stdin, so a wrong path fails at
 -- once (a pipe is not opened: that would block).
 function M.model_path(arg)
+    local uv = require "luv"
     local path = arg or require("apr.model").default_model_path()
     local resolved, rerr = require("apr.model_path").resolve(path)
     if not resolved then cli.fail("%s", rerr) end
     path = resolved
-    local st = require("luv").fs_stat(path)
-    if st and st.type ~= "file" then cli.fail("%s: not a regular file", path) end
-    local f, err = io.open(path, "rb")
-    if not f then
-        if not arg then cli.fail("no model given and the default model is not installed: run `make model`") end
-        cli.fail("%s", err)
+    local st, err = uv.fs_stat(path)
+    if st and st.type ~= "file" then
+        -- the runtime's opener says the same (core/file.h)
+        local kinds = { fifo = "a FIFO", directory = "a directory", char = "a character device",
+                        block = "a block device", socket = "a socket" }
+        cli.fail("%s: not a regular file (%s)", path, kinds[st.type] or st.type)
     end
-    f:close()
+    if not st and not arg then cli.fail("no model given and the default model is not installed: run `make model`") end
+    -- stat and access(2), never open: nothing here may block (the loader
+    -- opens it, refusing what is not a regular file without waiting)
+    if not st then
+        local reason = tostring(err):match("^%u+: (.-): ") or tostring(err)
+        cli.fail("%s: %s", path, reason:sub(1, 1):upper() .. reason:sub(2))
+    end
+    if not uv.fs_access(path, "R") then cli.fail("%s: Permission denied", path) end
     return path
 end
 

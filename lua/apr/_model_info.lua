@@ -1,6 +1,7 @@
 -- _model_info.lua — what `apr info`, `inspect` and `verify` say about a
 -- model file: hyperparameters, the file type's name, sizes in human units,
--- and the tensors an architecture must have (private).
+-- and how its tensors compare with what its architecture must have (the
+-- runtime's table, apr.h "Architectures") (private).
 local M = {}
 
 -- Opens path (or a hub reference, apr.model_path) for a command, or ends
@@ -116,43 +117,51 @@ end
 
 -- ------------------------------------------------------------------ shapes
 
--- The tensors a Qwen2 or Llama file must have, with their GGUF shapes
--- (ne0 first: a weight of [n_in, n_out] maps n_in inputs to n_out outputs),
--- as llama.cpp's loader (llm_load_tensors) expects them. Returns a list of
--- { name, shape, optional }, or nil and the reason there are no rules.
+local core = require "apr.core"
+local C, ffi = core.C, core.ffi
+local dims_box = ffi.new("apr_arch_dims")
+local tensor_box = ffi.new("apr_expected_tensor")
+
+-- The tensors a file of architecture hp.arch must have, with their GGUF
+-- shapes (ne0 first: a weight of [n_in, n_out] maps n_in inputs to n_out
+-- outputs), from the runtime's one table of them (model/arch.c, which the
+-- loader binds from). Returns a list of { name, shape, optional, role,
+-- dtype_ok (function(dtype) -> bool), types (their names) }, or nil and
+-- the reason there are no rules.
 function M.expected_tensors(hp)
-    if hp.arch ~= "qwen2" and hp.arch ~= "llama" then
+    if C.apr_arch_supported(type(hp.arch) == "string" and hp.arch or "") == 0 then
         return nil, string.format("no shape rules for architecture '%s'", tostring(hp.arch))
     end
     for _, k in ipairs({ "n_layer", "n_embd", "n_ff", "n_head", "n_vocab" }) do
         if not hp[k] then return nil, string.format("the metadata lacks %s", k) end
     end
-    local e, q, kv = hp.n_embd, hp.n_head * hp.head_dim, hp.n_kv_head * hp.head_dim
-    local biases_required = hp.arch == "qwen2"
-    local list = {
-        { "token_embd.weight", { e, hp.n_vocab } },
-        { "output_norm.weight", { e } },
-        { "output.weight", { e, hp.n_vocab }, optional = true },  -- absent when tied to token_embd
-    }
-    for i = 0, hp.n_layer - 1 do
-        local b = "blk." .. i .. "."
-        local layer = {
-            { "attn_norm.weight", { e } },
-            { "attn_q.weight", { e, q } },
-            { "attn_k.weight", { e, kv } },
-            { "attn_v.weight", { e, kv } },
-            { "attn_output.weight", { q, e } },
-            { "attn_q.bias", { q }, optional = not biases_required },
-            { "attn_k.bias", { kv }, optional = not biases_required },
-            { "attn_v.bias", { kv }, optional = not biases_required },
-            { "ffn_norm.weight", { e } },
-            { "ffn_gate.weight", { e, hp.n_ff } },
-            { "ffn_up.weight", { e, hp.n_ff } },
-            { "ffn_down.weight", { hp.n_ff, e } },
+    -- head_count 0 (or a key_length that is no size) leaves no head size:
+    -- the loader refuses it, and shapes cannot follow from it
+    if not (hp.head_dim and hp.head_dim > 0 and hp.n_kv_head and hp.n_kv_head > 0) then
+        return nil, "no head size (head_count or key_length)"
+    end
+    if hp.head_dim % 1 ~= 0 then
+        return nil, string.format("embedding_length %d is not a multiple of head_count %d", hp.n_embd, hp.n_head)
+    end
+    local function int(x) return math.max(math.min(x, 2 ^ 31 - 1), -2 ^ 31) end
+    dims_box.n_layer, dims_box.n_embd, dims_box.n_ff = int(hp.n_layer), int(hp.n_embd), int(hp.n_ff)
+    dims_box.n_head, dims_box.n_head_kv, dims_box.head_dim = int(hp.n_head), int(hp.n_kv_head), int(hp.head_dim)
+    dims_box.n_vocab = int(hp.n_vocab)
+    local n = tonumber(C.apr_arch_n_tensors(hp.arch, dims_box.n_layer))
+    if n < 0 then return nil, string.format("block_count %s is no layer count", tostring(hp.n_layer)) end
+    local list = {}
+    for i = 0, n - 1 do
+        core.check(C.apr_arch_tensor(hp.arch, dims_box, i, tensor_box))
+        local t = tensor_box
+        local role = tonumber(t.role)
+        local shape = { tonumber(t.ne[0]) }
+        if t.n_dims == 2 then shape[2] = tonumber(t.ne[1]) end
+        list[#list + 1] = {
+            ffi.string(t.name), shape, optional = t.required == 0, role = role, kind = ffi.string(t.kind),
+            layer = tonumber(t.layer),
+            dtype_ok = function(dtype) return C.apr_arch_type_allowed(role, dtype) ~= 0 end,
+            types = ffi.string(C.apr_arch_types(role)),
         }
-        for _, t in ipairs(layer) do
-            list[#list + 1] = { b .. t[1], t[2], optional = t.optional }
-        end
     end
     return list
 end
@@ -171,10 +180,6 @@ function M.check_shapes(hp, tensors)
     if hp.n_head % hp.n_kv_head ~= 0 then
         problems[1] = string.format("head_count %d is not a multiple of head_count_kv %d", hp.n_head, hp.n_kv_head)
     end
-    if hp.head_dim % 1 ~= 0 then
-        problems[#problems + 1] = string.format("embedding_length %d is not a multiple of head_count %d",
-            hp.n_embd, hp.n_head)
-    end
     for _, x in ipairs(expected) do
         local name, want = x[1], x[2]
         known[name] = true
@@ -184,6 +189,8 @@ function M.check_shapes(hp, tensors)
         elseif shape_text(t.shape) ~= shape_text(want) then
             problems[#problems + 1] = string.format("tensor '%s' has shape %s, expected %s", name,
                 shape_text(t.shape), shape_text(want))
+        elseif not x.dtype_ok(t.dtype) then
+            problems[#problems + 1] = string.format("tensor '%s' is %s, not one of %s", name, t.type, x.types)
         end
     end
     local extras = {}

@@ -10,8 +10,8 @@ local M = {}
 -- The commands `apr help` lists, in the order a newcomer meets them: one
 -- for each lua/apr/cmd/NAME.lua (cli_spec checks both ways).
 M.commands = {
-    "pull", "info", "inspect", "verify", "synth", "run", "repl",
-    "pass", "chat", "serve", "trace", "devices", "version", "help",
+    "pull", "info", "inspect", "verify", "convert", "diff", "synth", "run", "repl",
+    "pass", "chat", "serve", "bench", "trace", "devices", "version", "help",
 }
 
 -- A failure the user caused or must fix (bad file, missing model): exit 1
@@ -97,6 +97,7 @@ end
 function M.main(argv)
     local list = {}
     for i = 1, #argv do list[i] = argv[i] end
+    M.argv = { unpack(list) }  -- the command line as given, for reports that record it
     local name = table.remove(list, 1)
     if name == nil then
         -- `apr` alone: the REPL on a terminal, the help otherwise.

@@ -1,4 +1,4 @@
--- file.lua — apr.open: a GGUF file, its metadata and its tensors.
+-- file.lua — apr.open: a model file, its metadata and its tensors.
 --
 --   local f = assert(apr.open("model.gguf"))
 --   f.format, f.version          --> "GGUF", 3
@@ -6,10 +6,15 @@
 --   for _, t in ipairs(f:tensors()) do print(t.name, t.type, t.bytes) end
 --   local w = f:tensor("blk.0.attn_q.weight")   -- an apr.tensor view
 --
--- The file is memory-mapped and was validated when opened (docs/gguf.md),
--- so nothing read from it here can point outside it. Tensor views keep the
--- file open; the mapping goes away when the file object and every view of
--- it are garbage, or at f:close().
+-- Files are read through the runtime's model-source interface (apr.h,
+-- "Model sources"): GGUF, a split GGUF model opened from its first part,
+-- and APR v2 (docs/apr-format.md), whose file object adds what only APR
+-- has: gguf_version and gguf_size (the GGUF it converts back to), n_chunks,
+-- file_sha256 (recorded for its bytes before the trailer), source_sha256,
+-- per tensor its filter, chunk count and size, and f:check_tensor(i). The file was validated when opened
+-- (docs/gguf.md), so nothing read from it here can point outside it. Tensor
+-- views keep the file open; the file goes away when the file object and
+-- every view of it are garbage, or at f:close().
 local core = require "apr.core"
 local C, ffi = core.C, core.ffi
 
@@ -25,10 +30,11 @@ File.__index = function(self, k)
     return File[k]
 end
 
-local gguf_box = ffi.new("apr_gguf *[1]")
+local source_box = ffi.new("apr_source *[1]")
 local key_box = ffi.new("const char *[1]")
 local value = ffi.new("apr_gguf_value")
-local info = ffi.new("apr_gguf_tensor_info")
+local info = ffi.new("apr_tensor_info")
+local data_box = ffi.new("const void *[1]")
 
 local T = {
     UINT8 = tonumber(C.APR_GGUF_UINT8), INT8 = tonumber(C.APR_GGUF_INT8),
@@ -90,7 +96,7 @@ local function to_lua(h, v)
     end
     local elem = ffi.new("apr_gguf_value")
     for i = 1, n do
-        core.check(C.apr_gguf_array_get(h, v, i - 1, elem))
+        core.check(C.apr_source_array_get(h, v, i - 1, elem))
         if et == T.STRING then
             out[i] = ffi.string(elem.data, elem.len)
         else
@@ -102,23 +108,57 @@ end
 
 -- ------------------------------------------------------------------ open
 
+local source_info = ffi.new("apr_source_info")
+local path_box, bytes_box, size_box = ffi.new("const char *[1]"), ffi.new("const void *[1]"), ffi.new("uint64_t[1]")
+
+-- The container a file's first bytes name: "APR", "GGUF", or nil.
+function M.sniff(path)
+    local fh = io.open(path, "rb")
+    local magic = fh and fh:read(4)
+    if fh then fh:close() end
+    if magic == "APRM" then return "APR" elseif magic == "GGUF" then return "GGUF" end
+    return nil
+end
+
 -- apr.open(path) -> file, or nil and a message naming the problem.
 function M.open(path)
     if type(path) ~= "string" then error("apr.open: path must be a string", 2) end
-    local s = C.apr_gguf_open(path, gguf_box)
+    local s = C.apr_source_open(path, source_box)
     if s ~= 0 then return core.failure(s) end
-    local h = ffi.gc(gguf_box[0], C.apr_gguf_close)
-    return setmetatable({
+    local h = ffi.gc(source_box[0], C.apr_source_close)
+    C.apr_source_get_info(h, source_info)
+    local files = {}
+    for k = 0, source_info.n_files - 1 do
+        core.check(C.apr_source_file(h, k, path_box, bytes_box, size_box))
+        files[k + 1] = { path = ffi.string(path_box[0]), size = tonumber(size_box[0]) }
+    end
+    local self = setmetatable({
         path = path,
-        format = "GGUF",
-        version = tonumber(C.apr_gguf_version(h)),
-        size = tonumber(C.apr_gguf_file_size(h)),
-        alignment = tonumber(C.apr_gguf_alignment(h)),
-        data_offset = tonumber(C.apr_gguf_data_offset(h)),
+        format = ffi.string(source_info.format),
+        version = tonumber(source_info.version),
+        size = tonumber(source_info.size),
+        files = files,
+        alignment = tonumber(source_info.alignment),
+        data_offset = tonumber(source_info.data_offset),
         _h = h,
         _views = setmetatable({}, { __mode = "k" }),
     }, File)
+    local a = C.apr_source_aprf(h)
+    if a ~= nil then
+        local meta = C.apr_aprf_metadata(a)
+        self.gguf_version = tonumber(C.apr_gguf_version(meta))
+        self.gguf_size = tonumber(C.apr_aprf_gguf_size(a))
+        self.n_chunks = tonumber(C.apr_aprf_n_chunks(a))
+        self.hashed_size = tonumber(C.apr_aprf_hashed_size(a))
+        local hex = ffi.new("char[65]")
+        C.apr_aprf_file_sha256(a, hex)
+        self.file_sha256 = ffi.string(hex)
+        if C.apr_aprf_source_sha256(a, hex) ~= 0 then self.source_sha256 = ffi.string(hex) end
+    end
+    return self
 end
+
+local aprf_info = ffi.new("apr_aprf_tensor_info")
 
 local function handle(self)
     local h = rawget(self, "_h")
@@ -126,15 +166,15 @@ local function handle(self)
     return h
 end
 
--- The handle (apr_gguf *) for code that calls the C API directly; valid
+-- The handle (apr_source *) for code that calls the C API directly; valid
 -- while the file object lives.
 function File:handle() return handle(self) end
 
 -- Keys in file order.
 function File:keys()
     local h, out = handle(self), {}
-    for i = 0, tonumber(C.apr_gguf_n_kv(h)) - 1 do
-        core.check(C.apr_gguf_kv(h, i, key_box, value))
+    for i = 0, tonumber(C.apr_source_n_kv(h)) - 1 do
+        core.check(C.apr_source_kv(h, i, key_box, value))
         out[#out + 1] = ffi.string(key_box[0])
     end
     return out
@@ -144,9 +184,9 @@ end
 -- "array[string]", "array[array]", ...
 function File:get(key)
     local h = handle(self)
-    local i = C.apr_gguf_find_kv(h, key)
+    local i = C.apr_source_find_kv(h, key)
     if i < 0 then return nil end
-    core.check(C.apr_gguf_kv(h, i, key_box, value))
+    core.check(C.apr_source_kv(h, i, key_box, value))
     local v = ffi.new("apr_gguf_value", value)
     local tname = TYPE_NAME[tonumber(v.type)]
     if tname == "array" then tname = "array[" .. TYPE_NAME[tonumber(v.elem_type)] .. "]" end
@@ -172,13 +212,15 @@ local function dtype_name(dtype)
     return n ~= nil and ffi.string(n) or tostring(dtype)
 end
 
--- The tensor table in file order: { name, type ("Q4_K"), dtype (number),
--- shape (GGUF order, ne0 first), elements, bytes, offset (from the data
--- section), file_offset (from the file's start) }.
+-- The tensor table in file order (a split model: its parts in order): {
+-- name, type ("Q4_K"), dtype (number), shape (GGUF order, ne0 first),
+-- elements, bytes, offset (from its file's data section), file_offset (from
+-- its file's start), file (1-based: which file of a split model holds it),
+-- stored_bytes and codec (how it is stored: "none" for as is) }.
 function File:tensors()
     local h, out = handle(self), {}
-    for i = 0, tonumber(C.apr_gguf_n_tensors(h)) - 1 do
-        core.check(C.apr_gguf_tensor(h, i, info))
+    for i = 0, tonumber(C.apr_source_n_tensors(h)) - 1 do
+        core.check(C.apr_source_tensor(h, i, info))
         local shape, n = shape_of(info), 1
         for _, d in ipairs(shape) do n = n * d end
         out[#out + 1] = {
@@ -189,52 +231,113 @@ function File:tensors()
             elements = n,
             bytes = tonumber(info.nbytes),
             offset = tonumber(info.offset),
-            file_offset = self.data_offset + tonumber(info.offset),
+            file_offset = tonumber(info.file_offset),
+            file = info.file + 1,
+            stored_bytes = tonumber(info.stored_bytes),
+            codec = ffi.string(info.codec),
         }
+    end
+    local a = C.apr_source_aprf(h)
+    if a ~= nil then
+        for i, t in ipairs(out) do
+            core.check(C.apr_aprf_tensor(a, i - 1, aprf_info))
+            t.filter = ffi.string(C.apr_filter_name(aprf_info.filter))
+            t.level = tonumber(aprf_info.level)
+            t.chunks = tonumber(aprf_info.n_chunks)
+            t.chunk_bytes = tonumber(aprf_info.chunk_bytes)
+        end
     end
     return out
 end
 
--- The named tensor's info (in the shared box `info`, valid until the next
--- call), or nil and a message if the file has no such tensor.
-local function find_tensor(self, name)
-    local h = handle(self)
-    local i = C.apr_gguf_find_tensor(h, name)
-    if i < 0 then return nil, string.format("%s: no tensor '%s'", self.path, tostring(name)) end
-    core.check(C.apr_gguf_tensor(h, i, info))
-    return info
+-- APR files: decodes every chunk of tensor i (0-based, table order) on all
+-- cores against its checksum; true, or nil and the message naming the first
+-- chunk that fails. Other containers have no chunks to check: true.
+function File:check_tensor(i, threads)
+    local a = C.apr_source_aprf(handle(self))
+    if a == nil then return true end
+    local s = C.apr_aprf_read_tensor(a, i, nil, threads or 0)
+    if s ~= 0 then return core.failure(s) end
+    return true
 end
 
--- f:tensor(name) -> an apr.tensor viewing the tensor's bytes in the mapping
--- (read-only), or nil and a message if the file has no such tensor.
+-- Drops what f:tensor_data decoded for the named tensor (nothing for a
+-- tensor stored as is): a scan over a large compressed model keeps one
+-- decoded tensor at a time. Views and pointers of it become invalid.
+function File:release_tensor(name)
+    local h = handle(self)
+    local i = C.apr_source_find_tensor(h, name)
+    if i >= 0 then C.apr_source_tensor_release(h, i) end
+end
+
+-- The named tensor's index and info (in the shared box `info`, valid until
+-- the next call), or nil and a message if the file has no such tensor.
+local function find_tensor(self, name)
+    local h = handle(self)
+    local i = C.apr_source_find_tensor(h, name)
+    if i < 0 then return nil, string.format("%s: no tensor '%s'", self.path, tostring(name)) end
+    core.check(C.apr_source_tensor(h, i, info))
+    return i, info
+end
+
+-- The tensor's bytes as the runtime computes with them: a pointer the
+-- source lends (into the mapping for tensors stored as is; a buffer it
+-- decoded and keeps while the file is open otherwise) and the byte count.
+local function data_of(self, name)
+    local i, t = find_tensor(self, name)
+    if not i then return nil, t end
+    local n = tonumber(t.nbytes)
+    local s = C.apr_source_tensor_data(handle(self), i, data_box)
+    if s ~= 0 then return core.failure(s) end
+    return data_box[0], n
+end
+
+-- f:tensor(name) -> an apr.tensor viewing the tensor's bytes (read-only),
+-- or nil and a message if the file has no such tensor.
 function File:tensor(name)
-    local t, err = find_tensor(self, name)
-    if not t then return nil, err end
-    local view = require("apr.tensor").view(t.data, tonumber(t.type), shape_of(t), self)
+    local i, t = find_tensor(self, name)
+    if not i then return nil, t end
+    local dtype, shape = tonumber(t.type), shape_of(t)
+    local data, err = data_of(self, name)
+    if not data then return nil, err end
+    local view = require("apr.tensor").view(data, dtype, shape, self)
     self._views[view] = true
     return view
 end
 
--- The raw bytes of a tensor: pointer into the mapping and byte count.
+-- The bytes of a tensor: a pointer (as f:tensor's) and the byte count; nil
+-- and a message for no such tensor or bytes that do not decode.
 function File:tensor_data(name)
-    local t, err = find_tensor(self, name)
-    if not t then return nil, err end
-    return t.data, tonumber(t.nbytes)
+    return data_of(self, name)
 end
 
 -- ------------------------------------------------------------------ the rest
 
 -- f:sha256([opts]) -> lower-case hex digest of the whole file, from the
 -- sidecar cache when it is fresh (opts.cache = false recomputes), with a
--- progress line on a terminal; nil, "interrupted" after Ctrl+C.
+-- progress line on a terminal; nil, "interrupted" after Ctrl+C. A split
+-- model gives a list: one digest per part, in order.
 function File:sha256(opts)
-    return require("apr._checksum").digest(self, opts)
+    local checksum = require "apr._checksum"
+    if #self.files == 1 then return checksum.digest(self, opts, 1) end
+    local list = {}
+    for k = 1, #self.files do
+        local hex, err = checksum.digest(self, opts, k)
+        if not hex then return nil, err end
+        list[k] = hex
+    end
+    return list
 end
 
 -- f:copy(path): writes the file again, byte for byte (the GGUF writer
 -- re-encodes the header; the data is copied). Returns true or nil, message.
 function File:copy(path)
-    local s = C.apr_gguf_copy(handle(self), path)
+    local g = C.apr_source_gguf(handle(self), 0)
+    if g == nil or #self.files ~= 1 then
+        return nil, string.format("%s: copy writes one GGUF file byte for byte; this is %s", self.path,
+            #self.files > 1 and string.format("a split model of %d files", #self.files) or self.format)
+    end
+    local s = C.apr_gguf_copy(g, path)
     if s ~= 0 then return core.failure(s) end
     return true
 end
@@ -247,13 +350,13 @@ function File:close()
     collectgarbage()
     if next(self._views) then error(self.path .. ": close() while tensor views of it are alive", 2) end
     ffi.gc(h, nil)
-    C.apr_gguf_close(h)
+    C.apr_source_close(h)
     self._h = nil
 end
 
 File.__tostring = function(self)
-    return string.format("apr.file(%s, GGUF v%d, %d tensors)", self.path, self.version,
-        rawget(self, "_h") and tonumber(C.apr_gguf_n_tensors(self._h)) or 0)
+    return string.format("apr.file(%s, %s v%d, %d tensors)", self.path, self.format, self.version,
+        rawget(self, "_h") and tonumber(C.apr_source_n_tensors(self._h)) or 0)
 end
 
 return M

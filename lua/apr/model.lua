@@ -177,14 +177,11 @@ function Model:_context()
             local _, msg = core.failure(status, 3)
             error(msg, 3)
         end
-        -- The context uses the model's backend until it is freed, so its
-        -- finalizer holds the model: were both collected in one cycle, the
-        -- order of two plain finalizers would be arbitrary.
-        local model_handle = self.handle
-        self.ctx = ffi.gc(context_box[0], function(c)
-            C.apr_context_free(c)
-            return model_handle
-        end)
+        -- The context holds its own reference on the model (apr.h), so
+        -- the two finalizers may run in either order (at exit they run in
+        -- no particular one).
+        self.ctx = ffi.gc(context_box[0], C.apr_context_free)
+        self.n_ctx = C.apr_context_n_ctx(self.ctx)
         self.n_batch = p.n_batch > 0 and p.n_batch or 512
     end
     return self.ctx

@@ -61,46 +61,44 @@ local function q4_k_m_type(kind, layer, n_layer, ne0)
     return t
 end
 
+local dims_box = ffi.new("apr_arch_dims")
+local tensor_box = ffi.new("apr_expected_tensor")
+local ROLE = { embedding = tonumber(C.APR_ROLE_EMBEDDING), norm = tonumber(C.APR_ROLE_NORM),
+               bias = tonumber(C.APR_ROLE_BIAS), output = tonumber(C.APR_ROLE_OUTPUT) }
+
 -- plan_tensors(p, layout) -> list of { name, shape (ne0 first), dtype, mean,
--- std } in file order. Weights: mean 0, std 1/sqrt(fan-in) (fan-in = ne0,
--- the length of the rows a matrix-vector product dots with the input);
--- RMS-norm gains 1 +- 0.1; biases 0 +- 0.02.
+-- std } in file order: the Qwen2 architecture's tensors as the runtime's
+-- one table of them lists them (apr.h "Architectures", model/arch.c).
+-- Weights: mean 0, std 1/sqrt(fan-in) (fan-in = ne0, the length of the rows
+-- a matrix-vector product dots with the input); RMS-norm gains 1 +- 0.1;
+-- biases 0 +- 0.02.
 local function plan_tensors(p, layout)
-    local E, F, V, L = p.n_embd, p.n_ff, p.n_vocab, p.n_layer
-    local kv = p.n_head_kv * (E / p.n_head)
+    dims_box.n_layer, dims_box.n_embd, dims_box.n_ff = p.n_layer, p.n_embd, p.n_ff
+    dims_box.n_head, dims_box.n_head_kv, dims_box.head_dim = p.n_head, p.n_head_kv, p.n_embd / p.n_head
+    dims_box.n_vocab = p.n_vocab
     local out = {}
-    local function weight(name, ne0, ne1, kind, layer)
-        local dtype
-        if layout == "q4_k_m" then
-            dtype = q4_k_m_type(kind, layer, L, ne0)
-        else
-            dtype = layout == "q8_0" and Q8_0 or F16
+    for i = 0, tonumber(C.apr_arch_n_tensors("qwen2", p.n_layer)) - 1 do
+        core.check(C.apr_arch_tensor("qwen2", dims_box, i, tensor_box))
+        local t, role = tensor_box, tonumber(tensor_box.role)
+        local name, ne0, ne1 = ffi.string(t.name), tonumber(t.ne[0]), tonumber(t.ne[1])
+        if role == ROLE.norm or role == ROLE.bias then
+            local norm = role == ROLE.norm
+            out[#out + 1] = { name = name, shape = { ne0 }, dtype = F32, mean = norm and 1 or 0,
+                              std = norm and 0.1 or 0.02 }
+        elseif not (role == ROLE.output and p.tied) then  -- tied: token_embd is the output
+            -- With tied embeddings the token embedding doubles as the output
+            -- matrix, and llama.cpp quantizes it as it would the output.
+            local kind = ffi.string(t.kind)
+            if role == ROLE.embedding then kind = p.tied and "output" or "other" end
+            local dtype
+            if layout == "q4_k_m" then
+                dtype = q4_k_m_type(kind, tonumber(t.layer), p.n_layer, ne0)
+            else
+                dtype = layout == "q8_0" and Q8_0 or F16
+            end
+            out[#out + 1] = { name = name, shape = { ne0, ne1 }, dtype = dtype, mean = 0, std = 1 / math.sqrt(ne0) }
         end
-        out[#out + 1] = { name = name, shape = { ne0, ne1 }, dtype = dtype, mean = 0, std = 1 / math.sqrt(ne0) }
     end
-    local function vector(name, n, mean, std)
-        out[#out + 1] = { name = name, shape = { n }, dtype = F32, mean = mean, std = std }
-    end
-    -- With tied embeddings the token embedding doubles as the output matrix,
-    -- and llama.cpp quantizes it as it would the output.
-    weight("token_embd.weight", E, V, p.tied and "output" or "other")
-    for i = 0, L - 1 do
-        local b = "blk." .. i .. "."
-        vector(b .. "attn_norm.weight", E, 1, 0.1)
-        weight(b .. "attn_q.weight", E, E, "attn_q", i)
-        vector(b .. "attn_q.bias", E, 0, 0.02)
-        weight(b .. "attn_k.weight", E, kv, "attn_k", i)
-        vector(b .. "attn_k.bias", kv, 0, 0.02)
-        weight(b .. "attn_v.weight", E, kv, "attn_v", i)
-        vector(b .. "attn_v.bias", kv, 0, 0.02)
-        weight(b .. "attn_output.weight", E, E, "attn_output", i)
-        vector(b .. "ffn_norm.weight", E, 1, 0.1)
-        weight(b .. "ffn_gate.weight", E, F, "ffn_gate", i)
-        weight(b .. "ffn_up.weight", E, F, "ffn_up", i)
-        weight(b .. "ffn_down.weight", F, E, "ffn_down", i)
-    end
-    vector("output_norm.weight", E, 1, 0.1)
-    if not p.tied then weight("output.weight", E, V, "output") end
     return out
 end
 

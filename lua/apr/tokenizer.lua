@@ -87,12 +87,12 @@ end
 -- the tokenizer.ggml.* metadata; the file is closed before it returns.
 function M.open(path)
     if type(path) ~= "string" then error("tokenizer.open: path must be a string", 2) end
-    local file = ffi.new("apr_gguf *[1]")
-    local status = C.apr_gguf_open(path, file)
+    local file = ffi.new("apr_source *[1]")
+    local status = C.apr_source_open(path, file)
     if status ~= 0 then return core.failure(status) end
     local box = ffi.new("apr_tokenizer *[1]")
-    status = C.apr_tokenizer_from_gguf(file[0], box)
-    C.apr_gguf_close(file[0])
+    status = C.apr_tokenizer_from_source(file[0], box)
+    C.apr_source_close(file[0])
     if status ~= 0 then
         local _, msg = core.failure(status)
         return nil, path .. ": " .. msg

@@ -52,6 +52,17 @@ typedef struct apr_weight {
                               an output.weight): a GPU backend may leave it in host memory */
 } apr_weight;
 
+/* A weight's bytes as a reader gives them: range by range, into the
+ * caller's memory (a model source's tensor: apr_source_tensor_read, which
+ * decodes compressed chunks). `read` is called from many threads at once.
+ * Ranges aligned to `piece` (a chunk's decoded size; 0: any) decode each
+ * chunk once. */
+typedef struct apr_weight_reader {
+    apr_status (*read)(void *ctx, uint64_t offset, void *dst, uint64_t n);
+    void *ctx;
+    uint64_t piece;
+} apr_weight_reader;
+
 /* A linear layer y = x·Wᵀ + b whose weight may be stored as up to three
  * matrices with the same input: their outputs are concatenated per token
  * ([q | k | v], [gate | up]), so one product reads the input once. Parts may
@@ -139,6 +150,12 @@ struct apr_backend {
      * w->data from host bytes that stay valid while the model lives (the
      * mmap). Fails for a type the backend cannot multiply. */
     apr_status (*weight_upload)(apr_backend *b, apr_weight *w, const void *host);
+    /* Optional (NULL: use weight_upload): the same from a reader, for a
+     * device whose weights need no host copy: the bytes stream through the
+     * backend's own staging buffers (the CUDA backend: pinned, chunks
+     * decoded in parallel, each buffer uploaded as it fills), so neither the
+     * decoded model nor the file's pages stay in host memory. */
+    apr_status (*weight_upload_read)(apr_backend *b, apr_weight *w, const apr_weight_reader *r);
     void (*weight_release)(apr_backend *b, apr_weight *w);
     /* A queue of ops with its own scratch (one per context). */
     apr_stream *(*stream_new)(apr_backend *b, const apr_stream_sizes *sizes);

@@ -1,15 +1,63 @@
-/* file.c — reading a whole file into memory, zstd-compressed or not.
+/* file.c — opening input files safely, and reading a whole file into
+ * memory, zstd-compressed or not.
  *
  * Inputs such as tokenizer.json are shipped compressed (.zst) as often as
  * not; decompressing here saves every caller a temporary file, and the
  * bundle on the GPU machine has no zstd program to shell out to. */
+#include "core/file.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "core/error.h"
+
+/* What a non-regular file is, for the message. */
+static const char *kind_of(mode_t mode)
+{
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a file";
+}
+
+apr_status apr_file_open_regular(const char *path, int *fd, uint64_t *size)
+{
+    APR_CHECK(path && fd && size, APR_ERR_INVALID, "apr_file_open_regular: NULL argument");
+    *fd = -1;
+    *size = 0;
+    /* O_NONBLOCK: a FIFO opens at once instead of waiting for a writer;
+     * the type is checked on what was opened, so nothing can swap the
+     * path between a check and the open. */
+    int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (f < 0) return apr_error(errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        int e = errno;
+        close(f);
+        return apr_error(APR_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(f);
+        return apr_error(APR_ERR_IO, "%s: not a regular file (%s)", path, kind_of(st.st_mode));
+    }
+    int flags = fcntl(f, F_GETFL);
+    if (flags < 0 || fcntl(f, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(f);
+        return apr_error(APR_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    *fd = f;
+    *size = (uint64_t)st.st_size;
+    return APR_OK;
+}
 
 #define MAX_FILE_BYTES (UINT64_C(1) << 34)   /* 16 GiB: far beyond any text input */
 
@@ -86,8 +134,15 @@ apr_status apr_file_read(const char *path, char **bytes, uint64_t *len)
     APR_CHECK(path && bytes && len, APR_ERR_INVALID, "apr_file_read: NULL argument");
     *bytes = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    APR_CHECK(f, errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
+    int fd;
+    uint64_t size;
+    APR_TRY(apr_file_open_regular(path, &fd, &size));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return apr_error(APR_ERR_IO, "%s: %s", path, strerror(e));
+    }
     char *raw = NULL;
     uint64_t n = 0;
     apr_status st = slurp(f, path, &raw, &n);

@@ -605,8 +605,11 @@ static void step(apr_engine *e)
         /* Sampling from logits is worth the worker pool; taking the argmax
          * the GPU chose is a few stores a row, less than waking the pool. */
         if (st == APR_OK) {
+            /* a sampler records its own span; the device's argmax is taken here */
+            if (e->step_greedy) APR_TRACE_BEGIN(APR_SPAN_SAMPLE);
             if (rows > 1 && !e->step_greedy) apr_parallel_for(rows, 1, sample_rows, e);
             else sample_rows(e, 0, rows, 0);
+            if (e->step_greedy) APR_TRACE_END(APR_SPAN_SAMPLE);
         }
     }
 
@@ -732,7 +735,7 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
 
     apr_engine *e = calloc(1, sizeof *e);
     APR_CHECK(e, APR_ERR_NOMEM, "engine: out of memory");
-    e->model = m;
+    e->model = apr_model_retain(m);  /* the thread reads it until apr_engine_free */
     e->tok = apr_model_tokenizer(m);
     e->n_seq = p->n_seq;
     /* Every generating sequence needs a slot in each step's batch. */
@@ -753,8 +756,8 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
     cp.n_seq = p->n_seq;
     cp.n_batch = e->n_batch;
     if (p->kv_type) cp.kv_type = p->kv_type;
-    cp.prefix_cache = p->prefix_cache;
     APR_TRACE_BEGIN(APR_SPAN_TENSOR_ALLOC);
+    cp.prefix_cache = p->prefix_cache;
     apr_status st = apr_context_new(m, &cp, &e->ctx);
     APR_TRACE_END(APR_SPAN_TENSOR_ALLOC);
     if (st != APR_OK) {
@@ -846,6 +849,7 @@ void apr_engine_free(apr_engine *e)
     free(e->events);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->wake);
+    apr_model_free(e->model);
     free(e);
 }
 

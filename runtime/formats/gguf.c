@@ -11,6 +11,7 @@
  * apr_gguf_array_get on the 152K-entry vocabulary of a Qwen2 file is O(1). */
 #include "formats/gguf.h"
 #include "core/error.h"
+#include "core/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,8 @@ struct apr_gguf {
     const uint8_t *base;     /* the mapping, or the caller's bytes */
     uint64_t size;
     int mapped;              /* base came from mmap and is unmapped on close */
+    uint64_t extent;         /* size of the file the header describes: size, or for a
+                                header alone (apr_gguf_open_header) its source's size */
     uint32_t version;
     uint64_t alignment;
     uint64_t header_size;    /* end of the tensor infos */
@@ -98,13 +101,6 @@ static void quote(char *out, size_t cap, const uint8_t *s, uint64_t n)
         }
     }
     out[o] = '\0';
-}
-
-static const char *type_name(int type)
-{
-    static const char *names[] = { "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-                                   "bool", "string", "array", "uint64", "int64", "float64" };
-    return type >= 0 && type <= APR_GGUF_FLOAT64 ? names[type] : "unknown";
 }
 
 /* "PATH: ITEM: PROBLEM at byte N" */
@@ -222,7 +218,7 @@ static apr_status parse_array(parser *ps, int depth, apr_gguf_value *v)
     uint64_t min = esize ? esize : et == APR_GGUF_STRING ? 8 : 12;
     if (n > left / min)
         return bad(ps, at, "array of %" PRIu64 " %s elements runs past the end of the %s (%" PRIu64 " bytes)",
-                   n, type_name((int)et), ps->f ? "file" : "value", ps->size);
+                   n, gguf_type_name((int)et), ps->f ? "file" : "value", ps->size);
     if (esize) {
         if (et == APR_GGUF_BOOL) {
             for (uint64_t i = 0; i < n; i++)
@@ -255,7 +251,7 @@ static apr_status parse_value(parser *ps, int type, int depth, apr_gguf_value *v
     *v = (apr_gguf_value){ .type = type, .elem_type = -1, .len = 1, .index = -1 };
     uint64_t size = gguf_scalar_size(type);
     if (size) {
-        APR_TRY(need(ps, size, type_name(type)));
+        APR_TRY(need(ps, size, gguf_type_name(type)));
         v->data = ps->base + ps->pos;
         if (type == APR_GGUF_BOOL && ps->base[ps->pos] > 1)
             return bad(ps, ps->pos, "boolean value %u is not 0 or 1", ps->base[ps->pos]);
@@ -370,7 +366,7 @@ static apr_status read_alignment(parser *ps)
     const apr_gguf_value *v = &f->kvs[i].value;
     uint64_t at = (uint64_t)((const uint8_t *)v->data - f->base);
     snprintf(ps->what, sizeof ps->what, "key 'general.alignment'");
-    if (v->type != APR_GGUF_UINT32) return bad(ps, at, "must be a uint32, not %s", type_name(v->type));
+    if (v->type != APR_GGUF_UINT32) return bad(ps, at, "must be a uint32, not %s", gguf_type_name(v->type));
     uint32_t a = gguf_u32(v->data);
     if (a == 0 || (a & (a - 1))) return bad(ps, at, "%" PRIu32 " is not a power of two", a);
     f->alignment = a;
@@ -437,16 +433,16 @@ static apr_status check_bounds(parser *ps)
         uint64_t begin, end;
         int over = __builtin_add_overflow(f->data_offset, ti->offset, &begin);
         over |= __builtin_add_overflow(begin, ti->nbytes, &end);
-        if (over || end > f->size) {
+        if (over || end > f->extent) {
             char q[280];
             quote(q, sizeof q, (const uint8_t *)ti->name, strlen(ti->name));
             if (over)
                 return apr_error(APR_ERR_FORMAT, "%s: tensor '%s' data at offset %" PRIu64 " (%" PRIu64
                                  " bytes) lies beyond 2^64", f->path, q, ti->offset, ti->nbytes);
             return apr_error(APR_ERR_FORMAT, "%s: tensor '%s' data [%" PRIu64 ", %" PRIu64
-                             ") past end of file (%" PRIu64 " bytes)", f->path, q, begin, end, f->size);
+                             ") past end of file (%" PRIu64 " bytes)", f->path, q, begin, end, f->extent);
         }
-        ti->data = f->base + begin;
+        ti->data = end <= f->size ? f->base + begin : NULL;  /* NULL: a header alone */
     }
     return APR_OK;
 }
@@ -568,6 +564,7 @@ static apr_gguf *new_file(const char *path)
 
 static apr_status finish_open(apr_gguf *f, apr_gguf **out)
 {
+    if (!f->extent) f->extent = f->size;
     apr_status s = parse(f);
     if (s != APR_OK) {
         apr_gguf_close(f);
@@ -582,24 +579,15 @@ apr_status apr_gguf_open(const char *path, apr_gguf **out)
     APR_CHECK(out, APR_ERR_INVALID, "apr_gguf_open: out is NULL");
     *out = NULL;
     APR_CHECK(path, APR_ERR_INVALID, "apr_gguf_open: path is NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return apr_error(errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return apr_error(APR_ERR_IO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return apr_error(APR_ERR_IO, "%s: not a regular file", path);
-    }
+    int fd;
+    uint64_t size;
+    APR_TRY(apr_file_open_regular(path, &fd, &size));  /* a FIFO fails here instead of blocking */
     apr_gguf *f = new_file(path);
     if (!f) {
         close(fd);
         return APR_ERR_NOMEM;
     }
-    f->size = (uint64_t)st.st_size;
+    f->size = size;
     if (f->size > 0) {
         void *p = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
@@ -629,6 +617,23 @@ apr_status apr_gguf_open_memory(const void *data, size_t size, apr_gguf **out)
     return finish_open(f, out);
 }
 
+apr_status apr_gguf_open_header(const void *data, size_t size, uint64_t file_size, const char *name, apr_gguf **out)
+{
+    APR_CHECK(out, APR_ERR_INVALID, "apr_gguf_open_header: out is NULL");
+    *out = NULL;
+    APR_CHECK((data || size == 0) && name, APR_ERR_INVALID, "apr_gguf_open_header: NULL argument");
+    APR_CHECK(size <= file_size, APR_ERR_FORMAT, "%s: a header of %zu bytes is larger than its file (%" PRIu64
+              " bytes)", name, size, file_size);
+    apr_gguf *f = new_file(name);
+    if (!f) return APR_ERR_NOMEM;
+    f->base = size ? data : (const uint8_t *)"";
+    f->size = size;
+    /* A zero extent would mean "the bytes given": a header alone of an empty
+     * file is refused by parse() as empty anyway. */
+    f->extent = file_size ? file_size : size;
+    return finish_open(f, out);
+}
+
 void apr_gguf_close(apr_gguf *f)
 {
     if (!f) return;
@@ -654,7 +659,7 @@ void apr_gguf_close(apr_gguf *f)
 
 const char *apr_gguf_path(const apr_gguf *f) { return f ? f->path : ""; }
 uint32_t apr_gguf_version(const apr_gguf *f) { return f ? f->version : 0; }
-uint64_t apr_gguf_file_size(const apr_gguf *f) { return f ? f->size : 0; }
+uint64_t apr_gguf_file_size(const apr_gguf *f) { return f ? f->extent : 0; }
 uint64_t apr_gguf_alignment(const apr_gguf *f) { return f ? f->alignment : 0; }
 uint64_t apr_gguf_header_size(const apr_gguf *f) { return f ? f->header_size : 0; }
 uint64_t apr_gguf_data_offset(const apr_gguf *f) { return f ? f->data_offset : 0; }
@@ -700,7 +705,7 @@ apr_status apr_gguf_array_get(const apr_gguf *f, const apr_gguf_value *array, ui
 {
     APR_CHECK(f && array && out, APR_ERR_INVALID, "apr_gguf_array_get: NULL argument");
     APR_CHECK(array->type == APR_GGUF_ARRAY, APR_ERR_INVALID, "apr_gguf_array_get: value is a %s, not an array",
-              type_name(array->type));
+              gguf_type_name(array->type));
     APR_CHECK(i < array->len, APR_ERR_RANGE, "%s: array index %" PRIu64 " out of range [0, %" PRIu64 ")",
               f->path, i, array->len);
     int et = array->elem_type;
@@ -772,7 +777,7 @@ apr_status apr_gguf_get_int(const apr_gguf *f, const char *key, int64_t *out)
         x = (int64_t)gguf_u64(p);
         break;
     default:
-        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not an integer", f->path, key, type_name(v->type));
+        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not an integer", f->path, key, gguf_type_name(v->type));
     }
     *out = x;
     return APR_OK;
@@ -789,7 +794,7 @@ apr_status apr_gguf_get_float(const apr_gguf *f, const char *key, double *out)
     } else if (v->type == APR_GGUF_FLOAT64) {
         memcpy(out, v->data, 8);
     } else {
-        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not a float", f->path, key, type_name(v->type));
+        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not a float", f->path, key, gguf_type_name(v->type));
     }
     return APR_OK;
 }
@@ -799,7 +804,7 @@ apr_status apr_gguf_get_bool(const apr_gguf *f, const char *key, int *out)
     const apr_gguf_value *v = NULL;
     APR_TRY(lookup(f, key, &v));
     APR_CHECK(v->type == APR_GGUF_BOOL, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a bool", f->path, key,
-              type_name(v->type));
+              gguf_type_name(v->type));
     *out = *(const uint8_t *)v->data;
     return APR_OK;
 }
@@ -809,7 +814,7 @@ apr_status apr_gguf_get_str(const apr_gguf *f, const char *key, const char **out
     const apr_gguf_value *v = NULL;
     APR_TRY(lookup(f, key, &v));
     APR_CHECK(v->type == APR_GGUF_STRING, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a string", f->path, key,
-              type_name(v->type));
+              gguf_type_name(v->type));
     APR_CHECK(!memchr(v->data, 0, v->len), APR_ERR_FORMAT, "%s: key '%s' holds a NUL byte", f->path, key);
     *out = kv_of(v)->str;
     return APR_OK;

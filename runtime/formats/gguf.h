@@ -38,6 +38,14 @@ static inline uint64_t gguf_scalar_size(int type)
     }
 }
 
+/* "uint32", "string", ... for messages; "unknown" for other numbers. */
+static inline const char *gguf_type_name(int type)
+{
+    static const char *const names[] = { "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
+                                         "bool", "string", "array", "uint64", "int64", "float64" };
+    return type >= 0 && type <= APR_GGUF_FLOAT64 ? names[type] : "unknown";
+}
+
 static inline int gguf_type_known(int type)
 {
     return type == APR_GGUF_STRING || type == APR_GGUF_ARRAY || gguf_scalar_size(type) > 0;
@@ -67,5 +75,14 @@ static inline uint64_t gguf_align_up(uint64_t x, uint64_t align)
  * of a failure is "<problem> at byte N", N counted from `bytes`. The writer
  * uses it to refuse values the reader would reject. */
 apr_status apr_gguf_check_value(const void *bytes, uint64_t n, int type, uint64_t *used);
+
+/* Parses a GGUF header held apart from its file (an APR file keeps its
+ * source's, docs/apr-format.md): `size` bytes at data, at least up to the end
+ * of the tensor infos, of a file of `file_size` bytes. Every check of
+ * apr_gguf_open applies, tensors placed against file_size; the tensors'
+ * `data` is NULL and apr_gguf_file_size answers file_size. `name` names it in
+ * messages. The bytes are not copied: they must outlive the result. */
+apr_status apr_gguf_open_header(const void *data, size_t size, uint64_t file_size, const char *name,
+                                apr_gguf **out);
 
 #endif

@@ -90,6 +90,54 @@ apr_status apr_device_get_info(int index, apr_device_info *out);
 apr_status apr_device_copy_bandwidth(int index, uint64_t bytes, double *out);
 
 /* ===================================================================== */
+/* GPU monitoring through NVML (runtime/core/nvml.c)                     */
+/* ===================================================================== */
+
+/* A GPU as NVML describes it. */
+typedef struct apr_gpu_info {
+    char name[96];               /* "NVIDIA H100 80GB HBM3" */
+    char uuid[96];               /* "GPU-..." */
+    char driver_version[80];     /* "550.54.15" */
+    int cuda_driver_version;     /* CUDA the driver supports, 1000*major + 10*minor; -1 unknown */
+    uint64_t memory_total_bytes;
+    int sm_clock_max_mhz;        /* -1 unknown */
+} apr_gpu_info;
+
+/* What NVML reports of a GPU at one moment. A figure NVML cannot give on
+ * this card is -1. */
+typedef struct apr_gpu_sample {
+    int utilization_pct;         /* % of the driver's last sample period (1/6 s to 1 s) a kernel ran */
+    int memory_utilization_pct;  /* % of it device memory was read or written */
+    int sm_clock_mhz;
+    int memory_clock_mhz;
+    int temperature_c;
+    int power_mw;
+    uint64_t memory_used_bytes;  /* by every process together */
+    uint64_t throttle_reasons;   /* NVML's clocks-event reason bits (0: none; 0x1 idle) */
+} apr_gpu_sample;
+
+/* Loads NVML (libnvidia-ml.so.1, or the file $APR_NVML_LIBRARY names) with
+ * dlopen, so apr runs where it is absent, and initializes it. Succeeds at
+ * once after a first success; a failure is not remembered (a later call
+ * tries again). APR_ERR_DEVICE with the reason when there is no library or
+ * no driver. */
+apr_status apr_nvml_init(void);
+/* GPUs NVML sees: 0 until apr_nvml_init has succeeded. */
+int apr_nvml_device_count(void);
+/* Describes GPU index (NVML's numbering: PCI order, not CUDA_VISIBLE_DEVICES).
+ * APR_ERR_RANGE for no such GPU, APR_ERR_DEVICE when NVML fails; *out is
+ * zeroed first. */
+apr_status apr_nvml_device_info(int index, apr_gpu_info *out);
+/* Samples GPU index now (about 1 ms of driver calls). Errors as above. */
+apr_status apr_nvml_sample(int index, apr_gpu_sample *out);
+/* The compute processes on GPU index and the device memory each holds: up to
+ * cap of them into pids[] and bytes[] (bytes -1 as NVML's "not available",
+ * which it reports inside some containers); *n is how many there are, which
+ * may exceed cap. PIDs are in NVML's namespace, the host's when apr runs in a
+ * container of its own. */
+apr_status apr_nvml_processes(int index, uint32_t *pids, int64_t *bytes, int cap, int *n);
+
+/* ===================================================================== */
 /* Interrupts (Ctrl+C)                                                   */
 /* ===================================================================== */
 
@@ -176,6 +224,23 @@ apr_status apr_tensor_stats(int dtype, const void *data, int64_t n, apr_stats *o
 /* std is the population standard deviation (divided by the count of finite
  * elements); with no finite element min/max/mean/std are NaN. The result does
  * not depend on the thread count. APR_ERR_CANCELLED if Ctrl+C stopped it. */
+
+/* How two tensors of n elements differ (runtime/core/compare.c). */
+typedef struct apr_compare {
+    int64_t n_diff;            /* elements whose values differ (whole blocks of differing bytes where
+                                  values cannot be measured); 0: the same values */
+    int64_t first_diff;        /* the first such element, -1 if none */
+    double max_abs_diff;       /* the largest |a - b| of the dequantized values (0 if none differ) */
+    int64_t nan_mismatch;      /* elements NaN on one side only (not in max_abs_diff) */
+    int measured;              /* 1 if the values were dequantized (else only bytes were compared) */
+    int bit_equal;             /* 1 if the types are the same and every byte is */
+} apr_compare;
+/* Compares n elements of a (type_a) with n of b (type_b), on all cores.
+ * Same types: block bytes first (bit-equal blocks are equal), differing
+ * blocks dequantized to measure them. Different types: dequantized values.
+ * APR_ERR_UNSUPPORTED when the types differ and one cannot be dequantized;
+ * APR_ERR_INVALID when n is not a whole number of either's blocks. */
+apr_status apr_tensor_compare(int type_a, const void *a, int type_b, const void *b, int64_t n, apr_compare *out);
 
 /* Scans n elements for NaN and Inf where they would poison values: every
  * value of F32/F16/BF16/F64 data, the float scale fields (d, dmin, m, s) of
@@ -294,6 +359,135 @@ int64_t apr_gguf_n_tensors(const apr_gguf *f);
 apr_status apr_gguf_tensor(const apr_gguf *f, int64_t i, apr_gguf_tensor_info *out);
 /* Index of the tensor called name, or -1 if absent. */
 int64_t apr_gguf_find_tensor(const apr_gguf *f, const char *name);
+
+/* ===================================================================== */
+/* Model sources (runtime/formats/source.c; formats: formats/source.h)   */
+/* ===================================================================== */
+
+/* A model file of any container apr reads, behind one interface: metadata
+ * by key, the tensor table, and each tensor's bytes. apr_source_open picks
+ * the container by the file's first bytes: GGUF, as one file or as a split
+ * set (NAME-00001-of-0000N.gguf, llama.cpp's gguf-split: opened from its
+ * first part, read as one model), and the formats formats/source.h lists.
+ * The model loader, the tokenizer and the Lua side (apr.open, info,
+ * inspect, verify) see files only through this interface.
+ *
+ * Everything is validated at open (counts, sizes, offsets, names), so
+ * nothing below reads outside the files. Queries (metadata, the tensor
+ * table, apr_source_tensor_read) are safe from any number of threads;
+ * apr_source_tensor_data and _release have the rule stated on them. Strings
+ * and values returned point into the source and live until it is closed. */
+typedef struct apr_source apr_source;
+
+/* What a source is. */
+typedef struct apr_source_info {
+    const char *format;       /* "GGUF" (or another container's name) */
+    uint32_t version;         /* the container's version (GGUF: 2 or 3) */
+    int n_files;              /* 1, or the number of parts of a split model */
+    uint64_t size;            /* bytes of all its files together */
+    int64_t n_kv;             /* metadata keys */
+    int64_t n_tensors;        /* tensors of all its files together */
+    uint64_t alignment;       /* of tensor data in the file (GGUF: general.alignment, 32), 0 if none */
+    uint64_t data_offset;     /* where the first file's tensor data starts, 0 if it has no such section */
+} apr_source_info;
+
+/* One tensor of a source. ne[0] is the innermost (contiguous) dimension, as
+ * in GGUF; dimensions past n_dims are 1. */
+typedef struct apr_tensor_info {
+    const char *name;         /* NUL-terminated, owned by the source */
+    int type;                 /* apr_dtype */
+    int n_dims;               /* 1..4 */
+    int64_t ne[4];
+    uint64_t nbytes;          /* its bytes as apr computes with them (apr_source_tensor_data's size) */
+    int file;                 /* which file holds it: 0, or the part of a split model */
+    uint64_t offset;          /* its stored bytes, from the start of that file's data section (GGUF's offset) */
+    uint64_t file_offset;     /* the same from the file's first byte */
+    uint64_t stored_bytes;    /* bytes it takes in the file: nbytes when stored as is, less when compressed */
+    const char *codec;        /* how it is stored: "none" (as is), else the container's codec ("lz4", "zstd") */
+    uint64_t chunk_bytes;     /* decoded bytes per stored chunk (the last may be shorter): reads of ranges
+                                 aligned to it decode each chunk once; 0 when stored as is (any range is free) */
+    int mapped;               /* 1: apr_source_tensor_data points into the file's mapping (no copy, no decode) */
+} apr_tensor_info;
+
+/* Opens path: checks it is a regular file (a FIFO or a directory fails at
+ * once, core/file.h), reads its first bytes to pick the container, and
+ * opens and validates it. A split GGUF model is opened from its first part
+ * and needs every part beside it; opening another part fails and names the
+ * first. On failure *out is NULL and the one-line message names the file,
+ * the problem and where it is. Close with apr_source_close. */
+apr_status apr_source_open(const char *path, apr_source **out);
+/* The same for an image of size bytes at data (one file; not copied: the
+ * bytes must outlive the source); messages call it "<memory>". */
+apr_status apr_source_open_memory(const void *data, size_t size, apr_source **out);
+void apr_source_close(apr_source *s);
+
+void apr_source_get_info(const apr_source *s, apr_source_info *out);
+/* The path it was opened with ("<memory>" for memory images). */
+const char *apr_source_path(const apr_source *s);
+/* File k (0 <= k < n_files): its path and its bytes as stored on disk
+ * (mapped read-only, for whole-file checksums). APR_ERR_RANGE for a bad k. */
+apr_status apr_source_file(const apr_source *s, int k, const char **path, const void **bytes, uint64_t *size);
+/* The GGUF file behind part k of a GGUF source (NULL for another container
+ * or a bad k): for GGUF-specific work such as apr_gguf_copy. The model code
+ * never needs it. */
+const apr_gguf *apr_source_gguf(const apr_source *s, int k);
+
+/* --- metadata ---------------------------------------------------------- */
+/* Values are typed as GGUF types them (apr_gguf_type, apr_gguf_value),
+ * whatever the container: apr's containers keep GGUF metadata verbatim. */
+int64_t apr_source_n_kv(const apr_source *s);
+/* The i-th key (0 <= i < n_kv) and its value; APR_ERR_RANGE for a bad i. */
+apr_status apr_source_kv(const apr_source *s, int64_t i, const char **key, apr_gguf_value *out);
+/* Index of key, or -1 if absent. */
+int64_t apr_source_find_kv(const apr_source *s, const char *key);
+/* Element i of an array value from this source (any element type, nested
+ * arrays included); APR_ERR_RANGE for i >= len. */
+apr_status apr_source_array_get(const apr_source *s, const apr_gguf_value *array, uint64_t i, apr_gguf_value *out);
+/* Typed lookups: APR_ERR_NOT_FOUND when the key is absent, APR_ERR_FORMAT
+ * when its type does not convert (any integer type to int64 if it fits;
+ * float32/float64 to double; a string holding a NUL byte). Messages name
+ * the file and the key. The string is NUL-terminated and owned by the
+ * source. */
+apr_status apr_source_get_int(const apr_source *s, const char *key, int64_t *out);
+apr_status apr_source_get_float(const apr_source *s, const char *key, double *out);
+apr_status apr_source_get_bool(const apr_source *s, const char *key, int *out);
+apr_status apr_source_get_str(const apr_source *s, const char *key, const char **out);
+/* An array value whose elements are of elem_type (an apr_gguf_type; -1:
+ * any), read with apr_source_array_get, or for fixed-size elements straight
+ * from out->data (packed, maybe unaligned: memcpy). APR_ERR_NOT_FOUND when
+ * absent, APR_ERR_FORMAT when not such an array. */
+apr_status apr_source_get_array(const apr_source *s, const char *key, int elem_type, apr_gguf_value *out);
+
+/* --- tensors ----------------------------------------------------------- */
+int64_t apr_source_n_tensors(const apr_source *s);
+/* Tensor i (0 <= i < n_tensors; split models: the first part's tensors,
+ * then the second's, ...); APR_ERR_RANGE for a bad i. */
+apr_status apr_source_tensor(const apr_source *s, int64_t i, apr_tensor_info *out);
+/* Index of the tensor called name, or -1 if absent. */
+int64_t apr_source_find_tensor(const apr_source *s, const char *name);
+
+/* --- tensor bytes ------------------------------------------------------ */
+/* The whole of tensor i (nbytes), borrowed. A mapped tensor (info.mapped)
+ * is a pointer into the file's mapping, valid until the source is closed.
+ * Any other is decoded whole into a buffer the source owns, valid until
+ * apr_source_tensor_release(s, i) or the close. Calls for different
+ * tensors may run on different threads at once; not so for the same i, nor
+ * with its release. Fails (nothing kept) with APR_ERR_RANGE for a bad i,
+ * APR_ERR_NOMEM, or APR_ERR_FORMAT naming the tensor and chunk whose stored
+ * bytes are corrupt (a checksum, a codec error). */
+apr_status apr_source_tensor_data(apr_source *s, int64_t i, const void **data);
+/* Copies bytes [offset, offset + n) of tensor i, as apr_source_tensor_data
+ * would give them, into dst (the caller's memory: a staging buffer, pinned
+ * or not). A compressed tensor decodes only the chunks the range touches
+ * (ranges aligned to info.chunk_bytes decode each chunk once), never the
+ * whole tensor, and nothing is kept. Safe from any number of threads at
+ * once, on any tensors: the loader reads chunks in parallel. APR_ERR_RANGE
+ * for a bad i or a range past the tensor's end; otherwise as
+ * apr_source_tensor_data. */
+apr_status apr_source_tensor_read(apr_source *s, int64_t i, uint64_t offset, void *dst, uint64_t n);
+/* Frees what apr_source_tensor_data decoded for tensor i (nothing for a
+ * mapped tensor or a bad i); pointers it gave for i become invalid. */
+void apr_source_tensor_release(apr_source *s, int64_t i);
 
 /* ===================================================================== */
 /* Writing GGUF files (runtime/formats/gguf_write.c)                     */
@@ -419,10 +613,168 @@ void apr_sha256_update(apr_sha256 *h, const void *data, size_t n);
 void apr_sha256_final(apr_sha256 *h, uint8_t *digest, char *hex);
 
 /* ===================================================================== */
+/* APR v2 files (runtime/formats/apr*.c, docs/apr-format.md)             */
+/* ===================================================================== */
+
+/* An open APR file: memory-mapped read-only; header, metadata, index and
+ * trailer validated when it was opened (docs/apr-format.md, "Rules the
+ * reader checks"), so nothing below reads outside the mapping. Chunk
+ * checksums are checked when a chunk is read. */
+typedef struct apr_aprf apr_aprf;
+
+/* How a tensor's chunks are compressed (the numbering is the format's). */
+typedef enum apr_codec {
+    APR_CODEC_NONE = 0,
+    APR_CODEC_LZ4 = 1,
+    APR_CODEC_ZSTD = 2
+} apr_codec;
+
+/* What is done to a chunk before compression. */
+typedef enum apr_filter {
+    APR_FILTER_NONE = 0,
+    APR_FILTER_BYTEPLANE = 1,  /* byte j of every block together, then byte j + 1 */
+    APR_FILTER_AUTO = -1       /* writer only: byte planes with zstd, none with lz4 */
+} apr_filter;
+
+typedef struct apr_aprf_tensor_info {
+    const char *name;          /* NUL-terminated copy owned by the file */
+    int type;                  /* apr_dtype */
+    int n_dims;
+    int64_t ne[4];
+    uint64_t nbytes;           /* raw bytes */
+    int codec;                 /* apr_codec */
+    int filter;                /* apr_filter */
+    int level;                 /* the codec level the writer used */
+    uint64_t stored_bytes;     /* its chunks' stored bytes, added up */
+    uint64_t source_offset;    /* in the source GGUF's data section */
+    int64_t first_chunk;       /* index of its first chunk record */
+    uint32_t n_chunks;
+    uint32_t chunk_bytes;      /* raw bytes of every chunk but the last */
+    const void *data;          /* codec none: the bytes, in the mapping; else NULL */
+} apr_aprf_tensor_info;
+
+typedef struct apr_aprf_chunk_info {
+    uint64_t offset;           /* of its stored bytes in the file */
+    uint32_t stored, raw;      /* stored == raw: kept as is */
+    uint64_t checksum;         /* XXH3-64 of the raw bytes */
+} apr_aprf_chunk_info;
+
+/* Opens and validates path. On failure *out is NULL and the message names
+ * the file and the part (the tensor and chunk where one is at fault). */
+apr_status apr_aprf_open(const char *path, apr_aprf **out);
+/* The same for an image in memory (not copied: it must outlive the file);
+ * messages name it "<memory>". Used by the fuzzer and by tests. */
+apr_status apr_aprf_open_memory(const void *data, size_t size, apr_aprf **out);
+void apr_aprf_close(apr_aprf *f);
+
+const char *apr_aprf_path(const apr_aprf *f);
+uint32_t apr_aprf_version(const apr_aprf *f);
+uint64_t apr_aprf_file_size(const apr_aprf *f);
+const void *apr_aprf_base(const apr_aprf *f);          /* the mapping's first byte */
+/* The source GGUF's header, parsed: its keys and values (apr_gguf_kv and the
+ * typed lookups) and tensor infos, whose `data` is NULL. Owned by f. */
+const apr_gguf *apr_aprf_metadata(const apr_aprf *f);
+uint64_t apr_aprf_gguf_size(const apr_aprf *f);      /* bytes of the GGUF it converts back to */
+/* Bytes of the file before the trailer: what the file SHA-256 covers. */
+uint64_t apr_aprf_hashed_size(const apr_aprf *f);
+/* 64 hex digits and a NUL: the SHA-256 the trailer records for the file's
+ * bytes before it, and for the source GGUF (returns 0 and writes "" when
+ * the writer did not know it). */
+void apr_aprf_file_sha256(const apr_aprf *f, char *hex);
+int apr_aprf_source_sha256(const apr_aprf *f, char *hex);
+
+int64_t apr_aprf_n_tensors(const apr_aprf *f);
+int64_t apr_aprf_n_chunks(const apr_aprf *f);
+/* Tensor i, in the source GGUF's tensor-info order; APR_ERR_RANGE for a bad i. */
+apr_status apr_aprf_tensor(const apr_aprf *f, int64_t i, apr_aprf_tensor_info *out);
+int64_t apr_aprf_find_tensor(const apr_aprf *f, const char *name);
+/* Chunk c (0 <= c < n_chunks) of tensor i. */
+apr_status apr_aprf_chunk(const apr_aprf *f, int64_t i, uint32_t c, apr_aprf_chunk_info *out);
+
+/* Scratch bytes apr_aprf_read_chunk may need (twice the largest chunk). */
+uint64_t apr_aprf_scratch_bytes(const apr_aprf *f);
+/* Decodes chunk c of tensor i into dst (its raw size) and checks its
+ * checksum; with dst NULL only checks. `scratch` (apr_aprf_scratch_bytes)
+ * may be NULL when dst is given and the tensor has no filter. Safe to call
+ * from many threads at once. APR_ERR_FORMAT names the tensor and chunk when
+ * the bytes do not decode or do not match their checksum. */
+apr_status apr_aprf_read_chunk(const apr_aprf *f, int64_t i, uint32_t c, void *dst, void *scratch);
+/* Decodes all of tensor i into dst (nbytes), its chunks on up to `threads`
+ * threads of the worker pool (<= 0: all), checking each chunk's checksum;
+ * with dst NULL only checks. For a codec-none tensor this copies (or only
+ * checks) the mapping's bytes. */
+apr_status apr_aprf_read_tensor(const apr_aprf *f, int64_t i, void *dst, int threads);
+
+/* The APR file behind a model source (apr_source_open of an APR file), or
+ * NULL for another container: for what only APR has (chunks, digests). */
+const apr_aprf *apr_source_aprf(const apr_source *s);
+
+const char *apr_codec_name(int codec);    /* "none", "lz4", "zstd"; NULL for others */
+const char *apr_filter_name(int filter);  /* "none", "byteplane"; NULL for others */
+/* The checksum an APR file records for n bytes (XXH3-64, seed 0). */
+uint64_t apr_aprf_checksum(const void *data, size_t n);
+
+/* Writing APR files from GGUF (runtime/formats/apr_write.c). A conversion
+ * is a job the caller steps, so it can show progress and stop on Ctrl+C:
+ *
+ *   apr_aprf_writer_new(src, "out.apr", &params, &w);
+ *   while (!progress.finished) apr_aprf_writer_step(w, &progress);
+ *   apr_aprf_writer_finish(w);   then apr_aprf_writer_free(w);
+ *
+ * The file is written to a temporary name beside the output (OUT.tmp.PID)
+ * and renamed onto OUT by finish; a job freed before finish removes it, so
+ * a failed or interrupted conversion leaves nothing under OUT. */
+typedef struct apr_aprf_writer apr_aprf_writer;
+
+typedef struct apr_aprf_write_params {
+    int codec;                 /* apr_codec */
+    int level;                 /* 0: the codec's default (lz4 1, zstd 3) */
+    int filter;                /* apr_filter (APR_FILTER_AUTO by default) */
+    int threads;               /* <= 0: the worker pool's */
+    uint32_t chunk_bytes;      /* 0: 2 MiB; at most 4 MiB (rounded down to whole blocks) */
+    const char *source_sha256; /* the source's digest if known (64 hex digits), else NULL: computed */
+} apr_aprf_write_params;
+
+/* Where a job stands: bytes of tensor data done of total. */
+typedef struct apr_aprf_progress {
+    uint64_t done, total;
+    int finished;              /* every chunk is written: call finish */
+} apr_aprf_progress;
+
+void apr_aprf_write_params_default(apr_aprf_write_params *p);
+/* Starts converting the open GGUF src (which must outlive the job) to path. */
+apr_status apr_aprf_writer_new(const apr_gguf *src, const char *path, const apr_aprf_write_params *p,
+                               apr_aprf_writer **out);
+/* Compresses and writes the next window of chunks (tens of MB); fills
+ * *progress. APR_ERR_CANCELLED after Ctrl+C. After a failure the job can
+ * only be freed. */
+apr_status apr_aprf_writer_step(apr_aprf_writer *w, apr_aprf_progress *progress);
+/* Writes the gaps, index and trailer, syncs and renames onto the output. */
+apr_status apr_aprf_writer_finish(apr_aprf_writer *w);
+/* The digests finish recorded (64 hex digits and a NUL each). */
+void apr_aprf_writer_digests(const apr_aprf_writer *w, char *file_sha256, char *source_sha256);
+uint64_t apr_aprf_writer_file_size(const apr_aprf_writer *w);
+/* Frees the job; before finish it also removes the temporary file. */
+void apr_aprf_writer_free(apr_aprf_writer *w);
+
+/* Writing the GGUF an APR file came from (runtime/formats/apr_export.c):
+ * stepped like the writer, with the same temporary name and rename. Finish
+ * fails (and leaves nothing under path) when the SHA-256 of what was
+ * written differs from the source's recorded one. */
+typedef struct apr_aprf_export apr_aprf_export;
+
+apr_status apr_aprf_export_new(const apr_aprf *f, const char *path, int threads, apr_aprf_export **out);
+apr_status apr_aprf_export_step(apr_aprf_export *x, apr_aprf_progress *progress);
+apr_status apr_aprf_export_finish(apr_aprf_export *x);
+/* The SHA-256 of the GGUF written (valid after finish). */
+void apr_aprf_export_sha256(const apr_aprf_export *x, char *hex);
+void apr_aprf_export_free(apr_aprf_export *x);
+
+/* ===================================================================== */
 /* Tokenizer (runtime/model/tokenizer.c, detok.c)                        */
 /* ===================================================================== */
 
-/* A byte-level BPE tokenizer built from a GGUF file's tokenizer.ggml.*
+/* A byte-level BPE tokenizer built from a model file's tokenizer.ggml.*
  * metadata (docs/tokenizer.md). It copies what it needs, so the file may be
  * closed afterwards. Immutable once built: any number of threads may
  * tokenize with one tokenizer at once. */
@@ -458,13 +810,13 @@ typedef enum apr_detok_flags {
     APR_DETOK_SKIP_CONTROL = 1
 } apr_detok_flags;
 
-/* Builds the tokenizer of f: tokenizer.ggml.model must be "gpt2" (byte-level
+/* Builds the tokenizer of source f: tokenizer.ggml.model must be "gpt2" (byte-level
  * BPE) and tokenizer.ggml.pre a split apr implements (qwen2, llama-bpe,
  * smollm, gpt-2 and their aliases); anything else is APR_ERR_UNSUPPORTED
  * naming the value. A missing key is APR_ERR_NOT_FOUND naming it; malformed
  * values APR_ERR_FORMAT. On success the caller frees *out with
  * apr_tokenizer_free; on failure *out is NULL. */
-apr_status apr_tokenizer_from_gguf(const apr_gguf *f, apr_tokenizer **out);
+apr_status apr_tokenizer_from_source(const apr_source *f, apr_tokenizer **out);
 void apr_tokenizer_free(apr_tokenizer *t);
 
 /* Vocabulary size (ids are 0 .. n_vocab-1). */
@@ -537,6 +889,56 @@ apr_status apr_detok_flush(apr_detok *d, const char **text, size_t *len);
 void apr_detok_reset(apr_detok *d);
 
 /* ===================================================================== */
+/* Architectures (runtime/model/arch.c)                                  */
+/* ===================================================================== */
+
+/* The tensors a model of each architecture apr runs has, with shapes that
+ * follow from its hyperparameters: the one description the loader binds
+ * from, `apr verify` checks against and `apr synth` writes. */
+
+/* What a tensor is for. */
+typedef enum apr_tensor_role {
+    APR_ROLE_EMBEDDING = 0,   /* token_embd: a row per token, looked up by id */
+    APR_ROLE_NORM = 1,        /* an RMSNorm gain (vector) */
+    APR_ROLE_WEIGHT = 2,      /* a linear layer's matrix */
+    APR_ROLE_BIAS = 3,        /* a linear layer's bias (vector) */
+    APR_ROLE_OUTPUT = 4       /* output.weight: hidden state to logits */
+} apr_tensor_role;
+
+/* The hyperparameters shapes are made of. */
+typedef struct apr_arch_dims {
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+} apr_arch_dims;
+
+/* One tensor an architecture has. */
+typedef struct apr_expected_tensor {
+    char name[64];            /* "blk.3.attn_q.weight" */
+    const char *kind;         /* the name's stem: "token_embd", "attn_q", "ffn_down", "output" (static) */
+    int layer;                /* its block, -1 outside the blocks */
+    int role;                 /* apr_tensor_role */
+    int n_dims;               /* 1 (a vector) or 2 (a matrix) */
+    int64_t ne[2];            /* GGUF order: ne[0] the inputs (a row's length), ne[1] the outputs (1 for vectors) */
+    int required;             /* 0: may be absent (output.weight: tied to token_embd; Llama's q/k/v biases) */
+} apr_expected_tensor;
+
+/* 1 if apr has a tensor table for general.architecture arch ("qwen2",
+ * "llama"), else 0. */
+int apr_arch_supported(const char *arch);
+/* How many tensors arch has with n_layer blocks (optional ones included);
+ * -1 for an architecture without a table or a negative n_layer. */
+int64_t apr_arch_n_tensors(const char *arch, int n_layer);
+/* Tensor i (0 <= i < apr_arch_n_tensors) of arch with the hyperparameters
+ * d, in the order apr synth writes them: token_embd, each block's
+ * tensors, output_norm, output. APR_ERR_UNSUPPORTED for an architecture
+ * without a table, APR_ERR_RANGE for a bad i. */
+apr_status apr_arch_tensor(const char *arch, const apr_arch_dims *d, int64_t i, apr_expected_tensor *out);
+/* 1 if a tensor of this role may be of element type dtype: norms and
+ * biases F32; matrices the types apr's products take. */
+int apr_arch_type_allowed(int role, int dtype);
+/* Those types as text for messages ("F32, F16, BF16, Q4_0, ..."); static. */
+const char *apr_arch_types(int role);
+
+/* ===================================================================== */
 /* Models and inference contexts (runtime/model/)                        */
 /* ===================================================================== */
 
@@ -572,11 +974,22 @@ typedef struct apr_model_info {
 /* Fills p with the defaults (AUTO device, all threads, no budget). */
 void apr_model_params_default(apr_model_params *p);
 /* Loads path. Fails with a message naming the file and, for missing
- * hyperparameters or tensors, the key or tensor name. */
+ * hyperparameters or tensors, the key or tensor name. The caller holds the
+ * one reference to *out and releases it with apr_model_free. */
 apr_status apr_model_load(const char *path, const apr_model_params *p, apr_model **out);
-/* Frees m once the contexts (and engines) made from it are freed too: each
- * holds a reference, so they may be freed in any order (a garbage
- * collector's finalizers at exit). NULL is ignored. */
+/* Runs every check apr_model_load makes, in the same code, without a
+ * device: the file's structure, the architecture and hyperparameters, the
+ * tokenizer, each tensor's presence, shape and type, the norms finite, the
+ * vocabulary against token_embd. Nothing is uploaded or kept. APR_OK if
+ * apr_model_load would get that far; otherwise the status and message it
+ * would fail with (`apr verify` reports them). What only a device can
+ * refuse (memory, the CUDA kernels' head sizes) is not checked. */
+apr_status apr_model_validate(const char *path);
+/* Takes another reference on m and returns it (NULL for NULL). Thread-safe. */
+apr_model *apr_model_retain(apr_model *m);
+/* Releases a reference: the model is freed with the last one. Contexts and
+ * engines hold their own reference, so a model released before them stays
+ * until they are freed, whatever the order. Thread-safe. */
 void apr_model_free(apr_model *m);
 void apr_model_get_info(const apr_model *m, apr_model_info *out);
 /* The model's tokenizer, owned by the model. */
@@ -606,7 +1019,10 @@ typedef struct apr_context_params {
 } apr_context_params;
 
 void apr_context_params_default(apr_context_params *p);
+/* A context for m, holding a reference on it (apr_model_retain) until
+ * apr_context_free: the caller may release its own reference first. */
 apr_status apr_context_new(apr_model *m, const apr_context_params *p, apr_context **out);
+/* Frees the context and releases its reference on the model. */
 void apr_context_free(apr_context *c);
 int apr_context_n_ctx(const apr_context *c);
 /* Tokens sequence seq holds in the cache (the next position to decode). */
@@ -922,8 +1338,9 @@ void apr_engine_params_default(apr_engine_params *p);
 /* Fills r with an empty prompt, max_tokens 16 and the sampler's defaults. */
 void apr_engine_request_default(apr_engine_request *r);
 /* Creates the context (n_seq sequences sharing n_ctx slots; n_ctx 0 as
- * for apr_context_new) for m and starts the thread; the engine keeps m
- * alive until apr_engine_free. Fails as apr_context_new does, with
+ * for apr_context_new) for m and starts the thread. The engine holds a
+ * reference on m until apr_engine_free, so the caller may release its own
+ * first. Fails as apr_context_new does, with
  * APR_ERR_INVALID for bad parameters (naming them), APR_ERR_NOMEM or
  * APR_ERR_IO (no eventfd); *out is then NULL. */
 apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine **out);

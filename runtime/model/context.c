@@ -80,8 +80,7 @@ apr_status apr_context_new(apr_model *m, const apr_context_params *params, apr_c
 
     apr_context *c = calloc(1, sizeof *c);
     APR_CHECK(c, APR_ERR_NOMEM, "cannot allocate a context");
-    c->model = m;
-    apr_model_retain(m);  /* the model outlives its contexts, whatever order their owners free them in */
+    c->model = apr_model_retain(m);  /* released last, in apr_context_free */
     c->p = p;
     c->B = m->backend;
     c->attn = (apr_attn_params){

@@ -1,8 +1,9 @@
 /* model.c — loading a model: the file, its tokenizer, a backend, the weights.
  *
- * The GGUF file stays open for the model's life: on the CPU the weights are
- * its mmap (never copied), and the tokenizer's and template's strings point
- * into it. */
+ * The file is read through the model-source interface (apr_source: GGUF,
+ * split GGUF, other containers by their magic) and stays open for the
+ * model's life: on the CPU the weights are its mapped bytes (never copied),
+ * and the template's string points into it. */
 #include "model/model.h"
 
 #include <stdlib.h>
@@ -34,11 +35,11 @@ static apr_status open_backend(apr_model *m, const apr_model_params *p)
     return m->backend ? APR_OK : APR_ERR_NOMEM;
 }
 
-apr_status apr_model_load(const char *path, const apr_model_params *params, apr_model **out)
+/* apr_model_load, and apr_model_validate with check_only: the same steps
+ * and checks, without a backend, so nothing is uploaded (bind stops after
+ * each tensor's checks). One path, so verify says what loading would. */
+static apr_status load(const char *path, const apr_model_params *params, int check_only, apr_model **out)
 {
-    APR_CHECK(out, APR_ERR_INVALID, "apr_model_load: out is NULL");
-    *out = NULL;
-    APR_CHECK(path, APR_ERR_INVALID, "apr_model_load: path is NULL");
     apr_model_params defaults;
     apr_model_params_default(&defaults);
     const apr_model_params *p = params ? params : &defaults;
@@ -47,41 +48,41 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
     apr_model *m = calloc(1, sizeof *m);
     APR_CHECK(m, APR_ERR_NOMEM, "cannot allocate a model");
     APR_TRACE_BEGIN(APR_SPAN_MODEL_LOAD);
+    atomic_init(&m->refs, 1);
     m->path = strdup(path);
     atomic_init(&m->refs, 1);
     m->vocab_only = p->vocab_only != 0;
     apr_status s = m->path ? APR_OK : apr_error(APR_ERR_NOMEM, "cannot allocate a model");
-    if (s == APR_OK) s = apr_gguf_open(path, &m->file);
+    if (s == APR_OK) s = apr_source_open(path, &m->src);
     if (s == APR_OK) {
-        s = apr_tokenizer_from_gguf(m->file, &m->tok);
+        s = apr_tokenizer_from_source(m->src, &m->tok);
         if (s != APR_OK) s = apr_error(s, "%s: %s", path, apr_last_error());
     }
     if (s == APR_OK) {
         const char *name = "", *tmpl = NULL;
-        apr_gguf_get_str(m->file, "general.name", &name);
+        apr_source_get_str(m->src, "general.name", &name);
         m->name = strdup(name);
-        if (apr_gguf_get_str(m->file, "tokenizer.chat_template", &tmpl) == APR_OK) m->chat_template = tmpl;
+        if (apr_source_get_str(m->src, "tokenizer.chat_template", &tmpl) == APR_OK) m->chat_template = tmpl;
         if (!m->name) s = apr_error(APR_ERR_NOMEM, "cannot allocate a model");
     }
     if (s == APR_OK) {
         /* a vocabulary file's hyperparameters may be placeholders: only a
          * model that runs needs them */
-        s = apr_qwen2_hparams(m->file, path, &m->hp);
+        s = apr_qwen2_hparams(m->src, path, &m->hp);
         if (m->vocab_only) {
             if (s != APR_OK) memset(&m->hp, 0, sizeof m->hp);
             m->hp.n_vocab = apr_tokenizer_n_vocab(m->tok);
             s = APR_OK;
         }
     }
-    if (s == APR_OK && !m->vocab_only) s = open_backend(m, p);
+    if (s == APR_OK && !m->vocab_only && !check_only) s = open_backend(m, p);
     APR_TRACE_BEGIN(APR_SPAN_WEIGHTS_UPLOAD);
     if (s == APR_OK && !m->vocab_only) s = apr_qwen2_bind(m);
     APR_TRACE_END(APR_SPAN_WEIGHTS_UPLOAD);
     APR_TRACE_END(APR_SPAN_MODEL_LOAD);
-    if (s == APR_OK && !m->vocab_only)
-        APR_CHECK(apr_tokenizer_n_vocab(m->tok) <= m->hp.n_vocab, APR_ERR_FORMAT,
-                  "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", path,
-                  apr_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+    if (s == APR_OK && !m->vocab_only && apr_tokenizer_n_vocab(m->tok) > m->hp.n_vocab)
+        s = apr_error(APR_ERR_FORMAT, "%s: the tokenizer has %d tokens but token_embd.weight only %d rows", path,
+                      apr_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
     if (s != APR_OK) {
         apr_model_free(m);
         return s;
@@ -90,16 +91,39 @@ apr_status apr_model_load(const char *path, const apr_model_params *params, apr_
     return APR_OK;
 }
 
-void apr_model_retain(apr_model *m) { atomic_fetch_add(&m->refs, 1); }
+apr_status apr_model_load(const char *path, const apr_model_params *params, apr_model **out)
+{
+    APR_CHECK(out, APR_ERR_INVALID, "apr_model_load: out is NULL");
+    *out = NULL;
+    APR_CHECK(path, APR_ERR_INVALID, "apr_model_load: path is NULL");
+    return load(path, params, 0, out);
+}
+
+apr_status apr_model_validate(const char *path)
+{
+    APR_CHECK(path, APR_ERR_INVALID, "apr_model_validate: path is NULL");
+    apr_model *m = NULL;
+    apr_status s = load(path, NULL, 1, &m);
+    apr_model_free(m);
+    return s;
+}
+
+apr_model *apr_model_retain(apr_model *m)
+{
+    if (m) atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
 
 void apr_model_free(apr_model *m)
 {
-    /* the last of the owner and the contexts made from it frees it */
-    if (!m || atomic_fetch_sub(&m->refs, 1) > 1) return;
+    if (!m) return;
+    /* acq_rel: whatever a releasing thread did with the model happens
+     * before the last one frees it */
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1) return;
     if (m->backend) m->backend->destroy(m->backend);
     free(m->layers);
     apr_tokenizer_free(m->tok);
-    apr_gguf_close(m->file);
+    apr_source_close(m->src);
     free(m->name);
     free(m->path);
     free(m);

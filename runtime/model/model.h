@@ -1,6 +1,7 @@
 /* model.h — a loaded model and an inference context, inside (internal).
  *
  *   model.c    apr_model_load: the file, the tokenizer, the backend, the weights
+ *   arch.c     the tensors of each architecture (apr_arch_*)
  *   qwen2.c    hyperparameters, tensor binding, and the forward pass
  *   kvcache.c  the paged KV cache: one pool of blocks, per-sequence block tables, prefix reuse
  *   context.c  apr_context_* and apr_decode: batches in, logits out */
@@ -42,9 +43,13 @@ typedef struct apr_layer {
 } apr_layer;
 
 struct apr_model {
-    atomic_int refs;           /* the owner's and one per context: the last apr_model_free frees it */
+    /* References: the loader's (released by apr_model_free) and one per
+     * context (engines hold theirs through their context). Whatever frees
+     * last frees the model, so contexts may be freed in any order relative
+     * to it (Lua finalizers run in no particular order at exit). */
+    atomic_int refs;
     char *path;
-    apr_gguf *file;            /* kept open: CPU weights point into its mmap */
+    apr_source *src;           /* the file, kept open: CPU weights are its bytes (mapped, or decoded and kept) */
     apr_hparams hp;
     char *name;                /* general.name or "" */
     struct apr_tokenizer *tok;
@@ -58,12 +63,10 @@ struct apr_model {
     apr_layer *layers;         /* [n_layer] */
 };
 
-/* One more reference to m (a context's); apr_model_free drops one. */
-void apr_model_retain(apr_model *m);
-
 /* Reads the hyperparameters of f (path names it in messages). */
-apr_status apr_qwen2_hparams(const apr_gguf *f, const char *path, apr_hparams *hp);
-/* Finds, checks and uploads every tensor the forward pass uses. */
+apr_status apr_qwen2_hparams(const apr_source *f, const char *path, apr_hparams *hp);
+/* Finds, checks and uploads every tensor of the architecture's table
+ * (model/arch.c); with no backend (apr_model_validate), only checks. */
 apr_status apr_qwen2_bind(apr_model *m);
 
 struct apr_context {

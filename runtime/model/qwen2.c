@@ -29,13 +29,13 @@
 /* Hyperparameters                                                       */
 /* ===================================================================== */
 
-static apr_status get_int(const apr_gguf *f, const char *path, const char *arch, const char *key, int required,
+static apr_status get_int(const apr_source *f, const char *path, const char *arch, const char *key, int required,
                           int64_t lo, int64_t hi, int *out)
 {
     char name[128];
     snprintf(name, sizeof name, "%s.%s", arch, key);
     int64_t v;
-    apr_status s = apr_gguf_get_int(f, name, &v);
+    apr_status s = apr_source_get_int(f, name, &v);
     if (s == APR_ERR_NOT_FOUND && !required) return APR_OK;
     APR_CHECK(s != APR_ERR_NOT_FOUND, APR_ERR_FORMAT, "%s: metadata key %s is missing", path, name);
     APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error());
@@ -45,28 +45,29 @@ static apr_status get_int(const apr_gguf *f, const char *path, const char *arch,
     return APR_OK;
 }
 
-static apr_status get_float(const apr_gguf *f, const char *path, const char *arch, const char *key, int required,
+static apr_status get_float(const apr_source *f, const char *path, const char *arch, const char *key, int required,
                             float *out)
 {
     char name[128];
     snprintf(name, sizeof name, "%s.%s", arch, key);
     double v;
-    apr_status s = apr_gguf_get_float(f, name, &v);
+    apr_status s = apr_source_get_float(f, name, &v);
     if (s == APR_ERR_NOT_FOUND && !required) return APR_OK;
     APR_CHECK(s != APR_ERR_NOT_FOUND, APR_ERR_FORMAT, "%s: metadata key %s is missing", path, name);
     APR_CHECK(s == APR_OK, s, "%s: metadata key %s: %s", path, name, apr_last_error());
-    APR_CHECK(isfinite(v) && v > 0, APR_ERR_FORMAT, "%s: metadata key %s = %g must be positive", path, name, v);
+    APR_CHECK(isfinite(v) && v > 0, APR_ERR_FORMAT, "%s: metadata key %s = %g must be a finite positive number", path,
+              name, v);
     *out = (float)v;
     return APR_OK;
 }
 
-apr_status apr_qwen2_hparams(const apr_gguf *f, const char *path, apr_hparams *hp)
+apr_status apr_qwen2_hparams(const apr_source *f, const char *path, apr_hparams *hp)
 {
     memset(hp, 0, sizeof *hp);
     const char *arch;
-    APR_CHECK(apr_gguf_get_str(f, "general.architecture", &arch) == APR_OK, APR_ERR_FORMAT,
+    APR_CHECK(apr_source_get_str(f, "general.architecture", &arch) == APR_OK, APR_ERR_FORMAT,
               "%s: metadata key general.architecture is missing", path);
-    APR_CHECK(strcmp(arch, "qwen2") == 0 || strcmp(arch, "llama") == 0, APR_ERR_UNSUPPORTED,
+    APR_CHECK(apr_arch_supported(arch), APR_ERR_UNSUPPORTED,
               "%s: architecture \"%.40s\" is not supported (qwen2, llama)", path, arch);
     snprintf(hp->arch, sizeof hp->arch, "%s", arch);
     /* llama.cpp: LLM_ARCH_QWEN2 uses LLAMA_ROPE_TYPE_NEOX, LLM_ARCH_LLAMA LLAMA_ROPE_TYPE_NORM */
@@ -103,7 +104,7 @@ apr_status apr_qwen2_hparams(const apr_gguf *f, const char *path, apr_hparams *h
     char key[128];
     const char *scaling;
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
-    if (apr_gguf_get_str(f, key, &scaling) == APR_OK && strcmp(scaling, "none") != 0) {
+    if (apr_source_get_str(f, key, &scaling) == APR_OK && strcmp(scaling, "none") != 0) {
         APR_CHECK(strcmp(scaling, "linear") == 0, APR_ERR_UNSUPPORTED,
                   "%s: RoPE scaling \"%.40s\" is not supported (none, linear)", path, scaling);
         float factor = 1.0f;
@@ -117,105 +118,157 @@ apr_status apr_qwen2_hparams(const apr_gguf *f, const char *path, apr_hparams *h
 /* Weights                                                               */
 /* ===================================================================== */
 
-/* Finds tensor `name` (NULL with APR_OK if absent and optional), checks it
- * is a [cols] vector or a [cols, rows] matrix of a type the backend takes,
- * and uploads it. */
-static apr_status bind_tensor(apr_model *m, apr_weight *w, const char *name, int64_t cols, int64_t rows,
-                              int required)
+/* Where the table's tensor t goes in the model (NULL: nowhere apr uses). */
+static apr_weight *slot(apr_model *m, const apr_expected_tensor *t)
+{
+    const int bias = t->role == APR_ROLE_BIAS;
+    if (t->layer < 0) {
+        if (strcmp(t->kind, "token_embd") == 0) return &m->token_embd;
+        if (strcmp(t->kind, "output_norm") == 0) return &m->output_norm;
+        if (strcmp(t->kind, "output") == 0) return &m->output.part[0];
+        return NULL;
+    }
+    apr_layer *L = &m->layers[t->layer];
+    static const char *const qkv[] = { "attn_q", "attn_k", "attn_v" };
+    for (int i = 0; i < 3; i++)
+        if (strcmp(t->kind, qkv[i]) == 0) return bias ? &L->attn_qkv.bias[i] : &L->attn_qkv.part[i];
+    if (strcmp(t->kind, "attn_norm") == 0) return &L->attn_norm;
+    if (strcmp(t->kind, "attn_output") == 0) return &L->attn_output.part[0];
+    if (strcmp(t->kind, "ffn_norm") == 0) return &L->ffn_norm;
+    if (strcmp(t->kind, "ffn_gate") == 0) return &L->ffn_gate_up.part[0];
+    if (strcmp(t->kind, "ffn_up") == 0) return &L->ffn_gate_up.part[1];
+    if (strcmp(t->kind, "ffn_down") == 0) return &L->ffn_down.part[0];
+    return NULL;
+}
+
+/* Finds the table's tensor e in the file (absent and optional: w stays
+ * empty), checks its shape and element type (apr_arch_type_allowed), that
+ * a vector is finite, and uploads it; with no backend (apr_model_validate)
+ * it stops after the checks. */
+/* A source's tensor as a backend's weight reader (backend.h). */
+typedef struct tensor_reader {
+    apr_source *src;
+    int64_t i;
+} tensor_reader;
+
+static apr_status read_range(void *ctx, uint64_t offset, void *dst, uint64_t n)
+{
+    const tensor_reader *r = ctx;
+    return apr_source_tensor_read(r->src, r->i, offset, dst, n);
+}
+
+static apr_status bind_tensor(apr_model *m, apr_weight *w, const apr_expected_tensor *e)
 {
     const int gather_only = w->gather_only;  /* the caller's hint survives the reset */
     memset(w, 0, sizeof *w);
-    const int64_t i = apr_gguf_find_tensor(m->file, name);
-    if (i < 0 && !required) return APR_OK;
+    const char *name = e->name;
+    const int64_t i = apr_source_find_tensor(m->src, name);
+    if (i < 0 && !e->required) return APR_OK;
     APR_CHECK(i >= 0, APR_ERR_FORMAT, "%s: tensor %s is missing", m->path, name);
-    apr_gguf_tensor_info t;
-    APR_TRY(apr_gguf_tensor(m->file, i, &t));
-    const int is_vector = rows == 0;
-    const int64_t want1 = is_vector ? 1 : rows;
-    APR_CHECK(t.ne[0] == cols && t.ne[1] == want1 && t.ne[2] == 1 && t.ne[3] == 1, APR_ERR_FORMAT,
-              "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld%s%lld]", m->path, name,
-              (long long)t.ne[0], (long long)t.ne[1], (long long)t.ne[2], (long long)t.ne[3], (long long)cols,
-              is_vector ? "" : ", ", is_vector ? 0LL : (long long)rows);
+    apr_tensor_info t;
+    APR_TRY(apr_source_tensor(m->src, i, &t));
+    const int is_vector = e->n_dims == 1;
+    const int64_t cols = e->ne[0], rows = e->ne[1];
+    if (!(t.ne[0] == cols && t.ne[1] == rows && t.ne[2] == 1 && t.ne[3] == 1)) {
+        char want[64];
+        if (is_vector) snprintf(want, sizeof want, "[%lld]", (long long)cols);
+        else snprintf(want, sizeof want, "[%lld, %lld]", (long long)cols, (long long)rows);
+        return apr_error(APR_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected %s", m->path,
+                         name, (long long)t.ne[0], (long long)t.ne[1], (long long)t.ne[2], (long long)t.ne[3], want);
+    }
     const char *type = apr_dtype_name(t.type) ? apr_dtype_name(t.type) : "unknown";
     if (is_vector) {
-        /* norms and biases are read as floats by every backend */
-        APR_CHECK(t.type == APR_F32, APR_ERR_UNSUPPORTED, "%s: tensor %s is %s; vectors must be F32", m->path, name, type);
-        int64_t bad;
-        APR_CHECK(apr_dtype_check_finite(APR_F32, t.data, cols, &bad) == APR_OK, APR_ERR_FORMAT,
-                  "%s: tensor %s: element %lld is NaN or infinite; the file is corrupt (apr verify --deep)",
-                  m->path, name, (long long)bad);
+        APR_CHECK(apr_arch_type_allowed(e->role, t.type), APR_ERR_UNSUPPORTED, "%s: tensor %s is %s; vectors must be %s",
+                  m->path, name, type, apr_arch_types(e->role));
+    } else {
+        APR_CHECK(apr_arch_type_allowed(e->role, t.type), APR_ERR_UNSUPPORTED,
+                  "%s: tensor %s is %s, which apr cannot multiply by (%s)", m->path, name, type, apr_arch_types(e->role));
     }
     const int64_t block = apr_dtype_block_size(t.type);
     APR_CHECK(block > 0 && cols % block == 0, APR_ERR_FORMAT, "%s: tensor %s: %lld columns are not whole %s blocks",
               m->path, name, (long long)cols, type);
-    *w = (apr_weight){ .name = t.name, .type = t.type, .rows = want1, .cols = cols,
-                       .row_bytes = (size_t)(t.nbytes / (uint64_t)want1), .gather_only = gather_only };
-    apr_status s = m->backend->weight_upload(m->backend, w, t.data);
+    *w = (apr_weight){ .name = t.name, .type = t.type, .rows = rows, .cols = cols,
+                       .row_bytes = (size_t)(t.nbytes / (uint64_t)rows), .gather_only = gather_only };
+    /* validating: a matrix's bytes are not needed (nor decoded) */
+    if (!m->backend && !is_vector) return APR_OK;  /* checked, not uploaded: w->data stays NULL */
+    if (m->backend && m->backend->weight_upload_read && !is_vector) {
+        /* A device keeping its own copy reads the tensor range by range
+         * into its staging buffers (compressed chunks decode in parallel
+         * there): nothing is decoded whole, and no mapped page stays
+         * resident in host memory. */
+        tensor_reader ctx = { m->src, i };
+        apr_weight_reader r = { .read = read_range, .ctx = &ctx, .piece = t.chunk_bytes };
+        apr_status s = m->backend->weight_upload_read(m->backend, w, &r);
+        APR_CHECK(s == APR_OK, s, "%s: %s", m->path, apr_last_error());
+        m->weight_bytes += t.nbytes;
+        return APR_OK;
+    }
+    const void *data;
+    APR_TRY(apr_source_tensor_data(m->src, i, &data));
+    if (is_vector) {
+        int64_t bad;
+        if (apr_dtype_check_finite(APR_F32, data, cols, &bad) != APR_OK) {
+            apr_source_tensor_release(m->src, i);
+            return apr_error(APR_ERR_FORMAT, "%s: tensor %s: element %lld is NaN or infinite; the file is corrupt "
+                             "(apr verify --deep)", m->path, name, (long long)bad);
+        }
+    }
+    if (!m->backend) {
+        apr_source_tensor_release(m->src, i);
+        return APR_OK;
+    }
+    apr_status s = m->backend->weight_upload(m->backend, w, data);
+    /* A backend that copied the bytes (a GPU) no longer needs what the
+     * source decoded; one that reads them in place (the CPU) keeps them,
+     * and the model keeps the source open. */
+    if (s != APR_OK || w->data != data) apr_source_tensor_release(m->src, i);
     APR_CHECK(s == APR_OK, s, "%s: %s", m->path, apr_last_error());
     m->weight_bytes += t.nbytes;
-    return APR_OK;
-}
-
-/* A linear layer of up to three parts blk.L.<part>.weight (+ .bias). */
-static apr_status bind_linear(apr_model *m, apr_linear *lin, int layer, const char *const *parts, const int64_t *rows,
-                              int n_parts, int64_t cols, int bias)
-{
-    memset(lin, 0, sizeof *lin);
-    lin->n_parts = n_parts;
-    lin->cols = cols;
-    for (int i = 0; i < n_parts; i++) {
-        char name[96];
-        snprintf(name, sizeof name, "blk.%d.%s.weight", layer, parts[i]);
-        APR_TRY(bind_tensor(m, &lin->part[i], name, cols, rows[i], 1));
-        if (bias) {
-            snprintf(name, sizeof name, "blk.%d.%s.bias", layer, parts[i]);
-            APR_TRY(bind_tensor(m, &lin->bias[i], name, rows[i], 0, bias > 1));
-        }
-        lin->rows += rows[i];
-    }
     return APR_OK;
 }
 
 apr_status apr_qwen2_bind(apr_model *m)
 {
     apr_hparams *hp = &m->hp;
-    const int64_t n_embd = hp->n_embd, q_dim = (int64_t)hp->n_head * hp->head_dim;
-    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
-
-    const int64_t e = apr_gguf_find_tensor(m->file, "token_embd.weight");
+    const int64_t e = apr_source_find_tensor(m->src, "token_embd.weight");
     APR_CHECK(e >= 0, APR_ERR_FORMAT, "%s: tensor token_embd.weight is missing", m->path);
-    apr_gguf_tensor_info t;
-    APR_TRY(apr_gguf_tensor(m->file, e, &t));
+    apr_tensor_info t;
+    APR_TRY(apr_source_tensor(m->src, e, &t));
     APR_CHECK(t.ne[1] > 0 && t.ne[1] <= INT32_MAX, APR_ERR_FORMAT, "%s: token_embd.weight has %lld rows", m->path,
               (long long)t.ne[1]);
     hp->n_vocab = (int)t.ne[1];
-    /* beside its own output matrix, token_embd is only looked up */
-    m->token_embd.gather_only = apr_gguf_find_tensor(m->file, "output.weight") >= 0;
-    APR_TRY(bind_tensor(m, &m->token_embd, "token_embd.weight", n_embd, hp->n_vocab, 1));
-    APR_TRY(bind_tensor(m, &m->output_norm, "output_norm.weight", n_embd, 0, 1));
-    m->output = (apr_linear){ .n_parts = 1, .rows = hp->n_vocab, .cols = n_embd };
-    APR_TRY(bind_tensor(m, &m->output.part[0], "output.weight", n_embd, hp->n_vocab, 0));
-    if (!m->output.part[0].data) m->output.part[0] = m->token_embd;  /* tied embeddings */
-    APR_CHECK(apr_gguf_find_tensor(m->file, "rope_freqs.weight") < 0, APR_ERR_UNSUPPORTED,
+    APR_CHECK(apr_source_find_tensor(m->src, "rope_freqs.weight") < 0, APR_ERR_UNSUPPORTED,
               "%s: per-dimension RoPE frequencies (rope_freqs.weight, Llama 3.1 scaling) are not supported", m->path);
 
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     APR_CHECK(m->layers, APR_ERR_NOMEM, "%s: cannot allocate %d layers", m->path, hp->n_layer);
-    /* Qwen2 always has q/k/v biases (llama.cpp requires them); Llama files may */
-    const int qkv_bias = strcmp(hp->arch, "qwen2") == 0 ? 2 : 1;
+    /* beside its own output matrix, token_embd is only looked up */
+    m->token_embd.gather_only = apr_source_find_tensor(m->src, "output.weight") >= 0;
+
+    /* every tensor of the architecture's table (model/arch.c), in its order */
+    const apr_arch_dims d = { .n_layer = hp->n_layer, .n_embd = hp->n_embd, .n_ff = hp->n_ff, .n_head = hp->n_head,
+                              .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim, .n_vocab = hp->n_vocab };
+    const int64_t n = apr_arch_n_tensors(hp->arch, hp->n_layer);
+    APR_CHECK(n >= 0, APR_ERR_UNSUPPORTED, "%s: architecture \"%s\" has no tensor table", m->path, hp->arch);
+    for (int64_t i = 0; i < n; i++) {
+        apr_expected_tensor te;
+        APR_TRY(apr_arch_tensor(hp->arch, &d, i, &te));
+        apr_weight *w = slot(m, &te);
+        APR_CHECK(w, APR_ERR_UNSUPPORTED, "%s: tensor %s has no place in apr's %s model", m->path, te.name, hp->arch);
+        APR_TRY(bind_tensor(m, w, &te));
+    }
+
+    /* the products: q | k | v and gate | up fused, each [rows][cols] */
+    const int64_t n_embd = hp->n_embd, q_dim = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    m->output.n_parts = 1, m->output.rows = hp->n_vocab, m->output.cols = n_embd;
+    if (!m->output.part[0].name) m->output.part[0] = m->token_embd;  /* tied embeddings: no output.weight */
     for (int l = 0; l < hp->n_layer; l++) {
         apr_layer *L = &m->layers[l];
-        char name[96];
-        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
-        APR_TRY(bind_tensor(m, &L->attn_norm, name, n_embd, 0, 1));
-        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
-        APR_TRY(bind_tensor(m, &L->ffn_norm, name, n_embd, 0, 1));
-        static const char *const qkv[] = { "attn_q", "attn_k", "attn_v" }, *const o[] = { "attn_output" };
-        static const char *const gate_up[] = { "ffn_gate", "ffn_up" }, *const down[] = { "ffn_down" };
-        APR_TRY(bind_linear(m, &L->attn_qkv, l, qkv, (int64_t[]){ q_dim, kv_dim, kv_dim }, 3, n_embd, qkv_bias));
-        APR_TRY(bind_linear(m, &L->attn_output, l, o, (int64_t[]){ n_embd }, 1, q_dim, 0));
-        APR_TRY(bind_linear(m, &L->ffn_gate_up, l, gate_up, (int64_t[]){ hp->n_ff, hp->n_ff }, 2, n_embd, 0));
-        APR_TRY(bind_linear(m, &L->ffn_down, l, down, (int64_t[]){ n_embd }, 1, hp->n_ff, 0));
+        L->attn_qkv.n_parts = 3, L->attn_qkv.rows = q_dim + 2 * kv_dim, L->attn_qkv.cols = n_embd;
+        L->attn_output.n_parts = 1, L->attn_output.rows = n_embd, L->attn_output.cols = q_dim;
+        L->ffn_gate_up.n_parts = 2, L->ffn_gate_up.rows = 2 * (int64_t)hp->n_ff, L->ffn_gate_up.cols = n_embd;
+        L->ffn_down.n_parts = 1, L->ffn_down.rows = n_embd, L->ffn_down.cols = hp->n_ff;
     }
     return APR_OK;
 }

@@ -1,4 +1,5 @@
-/* tokenizer.c — byte-level BPE: building the tokenizer from GGUF metadata
+/* tokenizer.c — byte-level BPE: building the tokenizer from a model
+ * source's tokenizer.ggml.* metadata (GGUF's keys, whatever the container)
  * and encoding text.
  *
  * Encoding is three steps (docs/tokenizer.md tells the story):
@@ -110,29 +111,29 @@ static void merge_insert(apr_tokenizer *t, int32_t left, int32_t right, uint32_t
 /* Reading the metadata                                                  */
 /* ===================================================================== */
 
-static apr_status get_array(const apr_gguf *f, const char *key, int elem_type, int required, apr_gguf_value *out,
+static apr_status get_array(const apr_source *f, const char *key, int elem_type, int required, apr_gguf_value *out,
                             int *found)
 {
     const char *k;
-    int64_t i = apr_gguf_find_kv(f, key);
+    int64_t i = apr_source_find_kv(f, key);
     *found = i >= 0;
     if (i < 0) {
         APR_CHECK(!required, APR_ERR_NOT_FOUND, "tokenizer: the GGUF metadata lacks %s", key);
         return APR_OK;
     }
-    APR_TRY(apr_gguf_kv(f, i, &k, out));
+    APR_TRY(apr_source_kv(f, i, &k, out));
     APR_CHECK(out->type == APR_GGUF_ARRAY && out->elem_type == elem_type, APR_ERR_FORMAT,
               "tokenizer: %s is not an array of %s", key, elem_type == APR_GGUF_STRING ? "strings" : "int32");
     return APR_OK;
 }
 
-static apr_status get_string_elem(const apr_gguf *f, const apr_gguf_value *arr, const char *key, uint64_t i,
+static apr_status get_string_elem(const apr_source *f, const apr_gguf_value *arr, const char *key, uint64_t i,
                                   const char **s, size_t *n)
 {
     apr_gguf_value v;
     *s = NULL;
     *n = 0;
-    APR_TRY(apr_gguf_array_get(f, arr, i, &v));
+    APR_TRY(apr_source_array_get(f, arr, i, &v));
     APR_CHECK(v.type == APR_GGUF_STRING, APR_ERR_FORMAT, "tokenizer: %s[%llu] is not a string", key,
               (unsigned long long)i);
     *s = v.data;
@@ -141,10 +142,10 @@ static apr_status get_string_elem(const apr_gguf *f, const apr_gguf_value *arr, 
 }
 
 /* An optional token id: absent or negative leaves *id at -1. */
-static apr_status get_token_id(const apr_gguf *f, const char *key, int32_t n_vocab, int32_t *id)
+static apr_status get_token_id(const apr_source *f, const char *key, int32_t n_vocab, int32_t *id)
 {
     int64_t v;
-    apr_status s = apr_gguf_get_int(f, key, &v);
+    apr_status s = apr_source_get_int(f, key, &v);
     if (s == APR_ERR_NOT_FOUND) return APR_OK;
     APR_TRY(s);
     if (v < 0) return APR_OK;
@@ -155,7 +156,7 @@ static apr_status get_token_id(const apr_gguf *f, const char *key, int32_t n_voc
 }
 
 /* Copies every vocabulary string into t->text and its type into t->type. */
-static apr_status load_vocab(apr_tokenizer *t, const apr_gguf *f)
+static apr_status load_vocab(apr_tokenizer *t, const apr_source *f)
 {
     apr_gguf_value tokens, types;
     int found, have_types;
@@ -257,7 +258,7 @@ static void load_byte_tokens(apr_tokenizer *t, const uint32_t byte_to_cp[256])
 /* Each merge is "LEFT RIGHT"; the space is the first one after the first
  * character, since byte-level tokens never contain a raw space. Merges whose
  * tokens are not all in the vocabulary can never fire and are dropped. */
-static apr_status load_merges(apr_tokenizer *t, const apr_gguf *f)
+static apr_status load_merges(apr_tokenizer *t, const apr_source *f)
 {
     static const char *key = "tokenizer.ggml.merges";
     apr_gguf_value merges;
@@ -379,7 +380,7 @@ static int32_t find_special(const apr_tokenizer *t, const char *text)
     return id >= 0 && is_special_type(t->type[id]) ? id : -1;
 }
 
-static apr_status load_specials(apr_tokenizer *t, const apr_gguf *f)
+static apr_status load_specials(apr_tokenizer *t, const apr_source *f)
 {
     t->bos = t->eos = t->eot = t->eom = -1;
     APR_TRY(get_token_id(f, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos));
@@ -391,7 +392,7 @@ static apr_status load_specials(apr_tokenizer *t, const apr_gguf *f)
     if (t->eom < 0) t->eom = find_special(t, "<|eom_id|>");
 
     int add_bos;
-    apr_status s = apr_gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &add_bos);
+    apr_status s = apr_source_get_bool(f, "tokenizer.ggml.add_bos_token", &add_bos);
     if (s == APR_ERR_NOT_FOUND) add_bos = t->pre == APR_PRETOK_LLAMA3;   /* llama.cpp's default */
     else APR_TRY(s);
     t->add_bos = add_bos && t->bos >= 0;
@@ -412,15 +413,15 @@ static apr_status load_specials(apr_tokenizer *t, const apr_gguf *f)
 /* Building                                                              */
 /* ===================================================================== */
 
-static apr_status load_kind(apr_tokenizer *t, const apr_gguf *f)
+static apr_status load_kind(apr_tokenizer *t, const apr_source *f)
 {
     const char *model, *pre;
-    apr_status s = apr_gguf_get_str(f, "tokenizer.ggml.model", &model);
+    apr_status s = apr_source_get_str(f, "tokenizer.ggml.model", &model);
     APR_CHECK(s != APR_ERR_NOT_FOUND, s, "tokenizer: the GGUF metadata lacks tokenizer.ggml.model");
     APR_TRY(s);
     APR_CHECK(strcmp(model, "gpt2") == 0, APR_ERR_UNSUPPORTED,
               "tokenizer: tokenizer.ggml.model is \"%.40s\"; apr implements byte-level BPE (\"gpt2\") only", model);
-    s = apr_gguf_get_str(f, "tokenizer.ggml.pre", &pre);
+    s = apr_source_get_str(f, "tokenizer.ggml.pre", &pre);
     APR_CHECK(s != APR_ERR_NOT_FOUND, s,
               "tokenizer: the GGUF metadata lacks tokenizer.ggml.pre, so the pre-tokenizer is unknown");
     APR_TRY(s);
@@ -434,11 +435,11 @@ static apr_status load_kind(apr_tokenizer *t, const apr_gguf *f)
     return APR_OK;
 }
 
-apr_status apr_tokenizer_from_gguf(const apr_gguf *f, apr_tokenizer **out)
+apr_status apr_tokenizer_from_source(const apr_source *f, apr_tokenizer **out)
 {
-    APR_CHECK(out, APR_ERR_INVALID, "apr_tokenizer_from_gguf: out is NULL");
+    APR_CHECK(out, APR_ERR_INVALID, "apr_tokenizer_from_source: out is NULL");
     *out = NULL;
-    APR_CHECK(f, APR_ERR_INVALID, "apr_tokenizer_from_gguf: no file");
+    APR_CHECK(f, APR_ERR_INVALID, "apr_tokenizer_from_source: no file");
     apr_tokenizer *t = calloc(1, sizeof *t);
     APR_CHECK(t, APR_ERR_NOMEM, "tokenizer: out of memory");
 

@@ -38,12 +38,12 @@ static apr_tokenizer *qwen2(void)
     unsigned long long full = ZSTD_getFrameContentSize(z, zn);
     if (full == ZSTD_CONTENTSIZE_ERROR || full == ZSTD_CONTENTSIZE_UNKNOWN) return NULL;
     void *image = malloc(full);
-    apr_gguf *f;
+    apr_source *f;
     apr_tokenizer *t = NULL;
     if (image && !ZSTD_isError(ZSTD_decompress(image, full, z, zn)) &&
-        apr_gguf_open_memory(image, full, &f) == APR_OK) {
-        apr_tokenizer_from_gguf(f, &t);
-        apr_gguf_close(f);
+        apr_source_open_memory(image, full, &f) == APR_OK) {
+        apr_tokenizer_from_source(f, &t);
+        apr_source_close(f);
     }
     free(image);
     return t;
@@ -86,7 +86,7 @@ static apr_tokenizer *small(const char *pre)
     apr_tokenizer *t = NULL;
     void *image = NULL;
     uint64_t size;
-    apr_gguf *f;
+    apr_source *f;
     if (apr_gguf_writer_new(&w) != APR_OK) return NULL;
     if (apr_gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", 4) == APR_OK &&
         apr_gguf_writer_add_str(w, "tokenizer.ggml.pre", pre, strlen(pre)) == APR_OK &&
@@ -94,9 +94,9 @@ static apr_tokenizer *small(const char *pre)
         apr_gguf_writer_add_array(w, "tokenizer.ggml.token_type", APR_GGUF_INT32, types, 264) == APR_OK &&
         apr_gguf_writer_add_str_array(w, "tokenizer.ggml.merges", merges, NULL, 4) == APR_OK &&
         apr_gguf_writer_add_int(w, "tokenizer.ggml.bos_token_id", APR_GGUF_UINT32, 256) == APR_OK &&
-        apr_gguf_writer_header(w, &image, &size) == APR_OK && apr_gguf_open_memory(image, size, &f) == APR_OK) {
-        apr_tokenizer_from_gguf(f, &t);
-        apr_gguf_close(f);
+        apr_gguf_writer_header(w, &image, &size) == APR_OK && apr_source_open_memory(image, size, &f) == APR_OK) {
+        apr_tokenizer_from_source(f, &t);
+        apr_source_close(f);
     }
     apr_free(image);
     apr_gguf_writer_free(w);

@@ -34,6 +34,18 @@ function M.apr(args, stdin)
     return r
 end
 
+-- apr_timeout(seconds, args [, stdin [, env]]): M.apr, killed after
+-- `seconds` (exit 124), for commands that must not hang; env ("A=1 B=2")
+-- is set for the command.
+function M.apr_timeout(seconds, args, stdin, env)
+    local bin = M.apr_bin
+    M.apr_bin = string.format("%s timeout -k 2 %d %s", env and ("env " .. env) or "", seconds, bin)
+    local ok, r = pcall(M.apr, args, stdin)
+    M.apr_bin = bin
+    assert(ok, r)
+    return r
+end
+
 -- A fresh temporary directory, removed by the caller with M.rmtree.
 function M.tmpdir()
     local p = assert(io.popen("mktemp -d"))

@@ -1,12 +1,25 @@
 #!/usr/bin/env python3
 """gen.py - writes the malformed GGUF corpus into tests/fixtures/malformed/.
 
-Each file is one small valid GGUF image with one thing broken: truncated at
-a section boundary, an impossible count, a length past the end, a bad type,
-a misplaced tensor and so on. EXPECTED lists, per file, a fragment that the
-one-line error of `apr info FILE` must contain; tests/malformed/run.sh and
-tests/lua/malformed_spec.lua check both. Deterministic and standard library
-only: rerun it after changing a case, and commit the output (a few KB).
+Two kinds of broken file, each one small valid image with one thing broken:
+
+- file: the GGUF structure is broken (truncated at a section boundary, an
+  impossible count, a length past the end, a bad type, a misplaced tensor
+  ...): `apr info`, `apr verify` and `apr pass` all fail with the reader's
+  one-line error.
+- model: the file is sound GGUF but no model apr can run (a token id outside
+  the vocabulary, a missing key, a NaN epsilon, a type the products cannot
+  take ...): `apr info` describes it, and `apr verify` and `apr pass` both
+  fail with the loader's one-line error, since verify runs the loader's own
+  checks (issue 16).
+
+ok-model.gguf is the model the second kind breaks, whole: every command
+succeeds on it, so each broken copy fails for its one change.
+
+EXPECTED lists, per file, its kind and a fragment of the one-line error;
+tests/malformed/run.sh and tests/lua/malformed_spec.lua check both.
+Deterministic and standard library only: rerun it after changing a case, and
+commit the output (a few hundred KB).
 
 usage: tests/malformed/gen.py [OUT_DIR [SEED_DIR]]
 (defaults: tests/fixtures/malformed and tests/fuzz/seeds/gguf; with OUT_DIR
@@ -18,7 +31,7 @@ import sys
 
 # GGUF metadata value types and the ggml tensor types used here.
 U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)
-T_F32, T_Q8_0, T_Q4_K = 0, 8, 12
+T_F32, T_F16, T_Q8_0, T_Q4_K, T_IQ2_XXS, T_BF16 = 0, 1, 8, 12, 16, 30
 ALIGN = 32
 
 
@@ -223,6 +236,189 @@ def cases():
     return c
 
 
+# ---------------------------------------------------------------- models
+
+def f32(v):
+    return struct.pack("<f", v)
+
+
+def i32_array(items):
+    return u32(I32) + u64(len(items)) + b"".join(u32(v) for v in items)
+
+
+# A whole Qwen2 model, as small as one can be: one block, n_embd 16 (two
+# heads of 8, one KV head), n_ff 32, eight tokens. Matrices F16, vectors F32.
+TOKENS = ["h", "i", "hi", "\u0120", "!", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+TYPES = [1, 1, 1, 1, 1, 3, 3, 3]
+
+
+def model_kvs(n_ff=32):
+    return [
+        ("general.architecture", STR, gstr("qwen2")),
+        ("general.name", STR, gstr("malformed-model")),
+        ("qwen2.block_count", U32, u32(1)),
+        ("qwen2.context_length", U32, u32(64)),
+        ("qwen2.embedding_length", U32, u32(16)),
+        ("qwen2.feed_forward_length", U32, u32(n_ff)),
+        ("qwen2.attention.head_count", U32, u32(2)),
+        ("qwen2.attention.head_count_kv", U32, u32(1)),
+        ("qwen2.rope.freq_base", F32, f32(10000.0)),
+        ("qwen2.attention.layer_norm_rms_epsilon", F32, f32(1e-6)),
+        ("tokenizer.ggml.model", STR, gstr("gpt2")),
+        ("tokenizer.ggml.pre", STR, gstr("qwen2")),
+        ("tokenizer.ggml.tokens", ARR, str_array(TOKENS)),
+        ("tokenizer.ggml.token_type", ARR, i32_array(TYPES)),
+        ("tokenizer.ggml.merges", ARR, str_array(["h i"])),
+        ("tokenizer.ggml.bos_token_id", U32, u32(5)),
+        ("tokenizer.ggml.eos_token_id", U32, u32(7)),
+    ]
+
+
+def model_tensors(n_ff=32, n_vocab=8):
+    """(name, dims, type) in file order."""
+    e, q, kv = 16, 16, 8
+    mat, vec = T_F16, T_F32
+    return [
+        ("token_embd.weight", [e, n_vocab], mat),
+        ("blk.0.attn_norm.weight", [e], vec),
+        ("blk.0.attn_q.weight", [e, q], mat),
+        ("blk.0.attn_q.bias", [q], vec),
+        ("blk.0.attn_k.weight", [e, kv], mat),
+        ("blk.0.attn_k.bias", [kv], vec),
+        ("blk.0.attn_v.weight", [e, kv], mat),
+        ("blk.0.attn_v.bias", [kv], vec),
+        ("blk.0.attn_output.weight", [q, e], mat),
+        ("blk.0.ffn_norm.weight", [e], vec),
+        ("blk.0.ffn_gate.weight", [e, n_ff], mat),
+        ("blk.0.ffn_up.weight", [e, n_ff], mat),
+        ("blk.0.ffn_down.weight", [n_ff, e], mat),
+        ("output_norm.weight", [e], vec),
+        ("output.weight", [e, n_vocab], mat),
+    ]
+
+
+def tensor_bytes(name, dims, ttype, poke_nan=False):
+    """Deterministic finite data: norms near 1, the rest small."""
+    n = 1
+    for d in dims:
+        n *= d
+    seed = sum(name.encode())
+    vals = []
+    for k in range(n):
+        r = ((k * 2654435761 + seed * 40503) % 2003) / 2003.0 - 0.5
+        vals.append(1.0 + 0.2 * r if name.endswith("norm.weight") else 0.25 * r)
+    if poke_nan:
+        vals[3] = float("nan")
+    if ttype == T_F32:
+        return b"".join(struct.pack("<f", v) for v in vals)
+    if ttype == T_F16:
+        return b"".join(struct.pack("<e", v) for v in vals)
+    if ttype == T_BF16:
+        return b"".join(struct.pack("<f", v)[2:] for v in vals)
+    if ttype == T_IQ2_XXS:   # 256 elements in 66 bytes; any bytes do (apr never decodes it)
+        return bytes((k * 37 + 5) & 0xFF for k in range(n // 256 * 66))
+    raise ValueError(ttype)
+
+
+def model_image(kvs=None, tensors=None, nan_in=None, n_ff=32):
+    """A whole model image: kvs and (name, dims, type) tensors, data laid
+    out at aligned offsets, filled by tensor_bytes."""
+    kvs = model_kvs(n_ff) if kvs is None else kvs
+    tensors = model_tensors(n_ff) if tensors is None else tensors
+    out = bytearray(b"GGUF" + u32(3) + u64(len(tensors)) + u64(len(kvs)))
+    for key, vtype, payload in kvs:
+        out += gstr(key) + u32(vtype) + payload
+    data = bytearray()
+    for name, dims, ttype in tensors:
+        while len(data) % ALIGN:
+            data += b"\0"
+        out += gstr(name) + u32(len(dims)) + b"".join(u64(d) for d in dims) + u32(ttype) + u64(len(data))
+        data += tensor_bytes(name, dims, ttype, poke_nan=(name == nan_in))
+    while len(out) % ALIGN:
+        out += b"\0"
+    return bytes(out + data)
+
+
+def kvs_set(key, vtype, payload, n_ff=32):
+    kvs = model_kvs(n_ff)
+    for i, (k, _, _) in enumerate(kvs):
+        if k == key:
+            kvs[i] = (key, vtype, payload)
+            return kvs
+    return kvs + [(key, vtype, payload)]
+
+
+def kvs_without(key):
+    return [kv for kv in model_kvs() if kv[0] != key]
+
+
+def tensors_with(name, dims=None, ttype=None, n_ff=32, n_vocab=8):
+    out = []
+    for n, d, t in model_tensors(n_ff, n_vocab):
+        if n == name:
+            if dims is None and ttype is None:
+                continue  # dropped
+            d, t = dims or d, t if ttype is None else ttype
+        out.append((n, d, t))
+    return out
+
+
+def model_cases():
+    """Sound GGUF that the loader refuses: (bytes, fragment of its error)."""
+    c = {}
+    E = "tokenizer.ggml.eos_token_id"
+    # The tokenizer.
+    c["model-eos-outside-vocab"] = (model_image(kvs_set(E, U32, u32(99))),
+                                    "tokenizer: tokenizer.ggml.eos_token_id = 99 is outside the vocabulary of 8 tokens")
+    c["model-bos-outside-vocab"] = (model_image(kvs_set("tokenizer.ggml.bos_token_id", U32, u32(8))),
+                                    "tokenizer.ggml.bos_token_id = 8 is outside the vocabulary of 8 tokens")
+    c["model-no-tokens"] = (model_image(kvs_without("tokenizer.ggml.tokens")),
+                            "tokenizer: the GGUF metadata lacks tokenizer.ggml.tokens")
+    c["model-no-merges"] = (model_image(kvs_without("tokenizer.ggml.merges")),
+                            "tokenizer: the GGUF metadata lacks tokenizer.ggml.merges")
+    c["model-token-type-short"] = (model_image(kvs_set("tokenizer.ggml.token_type", ARR, i32_array(TYPES[:7]))),
+                                   "tokenizer.ggml.token_type has 7 entries for 8 tokens")
+    c["model-tokenizer-not-bpe"] = (model_image(kvs_set("tokenizer.ggml.model", STR, gstr("llama"))),
+                                    'tokenizer.ggml.model is "llama"')
+    c["model-pretokenizer-unknown"] = (model_image(kvs_set("tokenizer.ggml.pre", STR, gstr("nonesuch"))),
+                                       'pre-tokenizer "nonesuch" (tokenizer.ggml.pre) is not supported')
+    # The hyperparameters.
+    c["model-rms-eps-nan"] = (model_image(kvs_set("qwen2.attention.layer_norm_rms_epsilon", F32, f32(float("nan")))),
+                              "qwen2.attention.layer_norm_rms_epsilon = nan must be a finite positive number")
+    c["model-rope-base-inf"] = (model_image(kvs_set("qwen2.rope.freq_base", F32, f32(float("inf")))),
+                                "qwen2.rope.freq_base = inf must be a finite positive number")
+    c["model-rope-base-negative"] = (model_image(kvs_set("qwen2.rope.freq_base", F32, f32(-10000.0))),
+                                     "qwen2.rope.freq_base = -10000 must be a finite positive number")
+    c["model-block-count-0"] = (model_image(kvs_set("qwen2.block_count", U32, u32(0))),
+                                "qwen2.block_count = 0 is outside [1, 1024]")
+    c["model-no-architecture"] = (model_image(kvs_without("general.architecture")),
+                                  "metadata key general.architecture is missing")
+    c["model-architecture-unknown"] = (model_image(kvs_set("general.architecture", STR, gstr("gemma"))),
+                                       'architecture "gemma" is not supported')
+    c["model-no-head-count"] = (model_image(kvs_without("qwen2.attention.head_count")),
+                                "metadata key qwen2.attention.head_count is missing")
+    c["model-head-count-0"] = (model_image(kvs_set("qwen2.attention.head_count", U32, u32(0))),
+                               "qwen2.attention.head_count = 0 is outside [1, 1024]")
+    c["model-kv-heads-not-dividing"] = (model_image(kvs_set("qwen2.attention.head_count_kv", U32, u32(3))),
+                                        "head_count 2 is not a multiple of head_count_kv 3")
+    # The tensors.
+    c["model-iq2_xxs-matrix"] = (model_image(kvs=model_kvs(256), n_ff=256,
+                                             tensors=tensors_with("blk.0.ffn_down.weight", ttype=T_IQ2_XXS, n_ff=256)),
+                                 "tensor blk.0.ffn_down.weight is IQ2_XXS, which apr cannot multiply by")
+    c["model-bf16-norm"] = (model_image(tensors=tensors_with("output_norm.weight", ttype=T_BF16)),
+                            "tensor output_norm.weight is BF16; vectors must be F32")
+    c["model-tensor-missing"] = (model_image(tensors=tensors_with("blk.0.attn_k.weight")),
+                                 "tensor blk.0.attn_k.weight is missing")
+    c["model-tensor-shape"] = (model_image(tensors=tensors_with("blk.0.attn_k.weight", dims=[16, 16])),
+                               "tensor blk.0.attn_k.weight has shape [16, 16, 1, 1], expected [16, 8]")
+    c["model-norm-nan"] = (model_image(nan_in="blk.0.ffn_norm.weight"),
+                           "tensor blk.0.ffn_norm.weight: element 3 is NaN or infinite")
+    c["model-vocab-over-embedding"] = (model_image(tensors=[t for t in tensors_with("token_embd.weight", dims=[16, 6])
+                                                            if t[0] != "output.weight"]),
+                                       "the tokenizer has 8 tokens but token_embd.weight only 6 rows")
+    return c
+
+
 def valid_seeds():
     """Small valid images for the fuzzer to start from."""
     return {
@@ -257,19 +453,28 @@ def main():
     root = os.path.join(here, "..", "..")
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests", "fixtures", "malformed")
     bad = cases()
-    write_dir(out, {name: data for name, (data, _) in bad.items()})
+    loader = model_cases()
+    files = {name: data for name, (data, _) in bad.items()}
+    files.update({name: data for name, (data, _) in loader.items()})
+    files["ok-model"] = model_image()
+    write_dir(out, files)
     with open(os.path.join(out, "EXPECTED"), "w") as f:
-        f.write("# FILE<TAB>fragment of the one-line error `apr info FILE` must print (tests/malformed/gen.py)\n")
+        f.write("# FILE<TAB>KIND<TAB>fragment of the one-line error (tests/malformed/gen.py). KIND file: `apr info`,\n"
+                "# `verify` and `pass` fail with it; model: `info` succeeds, `verify` and `pass` fail with it;\n"
+                "# ok: every command succeeds.\n")
+        f.write("ok-model.gguf\tok\t\n")
         for name, (_, expect) in sorted(bad.items()):
-            f.write("%s.gguf\t%s\n" % (name, expect))
+            f.write("%s.gguf\tfile\t%s\n" % (name, expect))
+        for name, (_, expect) in sorted(loader.items()):
+            f.write("%s.gguf\tmodel\t%s\n" % (name, expect))
     if len(sys.argv) > 1 and len(sys.argv) < 3:
-        print("%d malformed files in %s" % (len(bad), os.path.relpath(out)))
+        print("%d malformed files in %s" % (len(files), os.path.relpath(out)))
         return
     seeds = dict(valid_seeds())
-    seeds.update({name: data for name, (data, _) in bad.items()})
+    seeds.update(files)
     seed_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(root, "tests", "fuzz", "seeds", "gguf")
     write_dir(seed_dir, seeds)
-    print("%d malformed files in %s, %d fuzzer seeds in %s" % (len(bad), os.path.relpath(out), len(seeds),
+    print("%d malformed files in %s, %d fuzzer seeds in %s" % (len(files), os.path.relpath(out), len(seeds),
                                                               os.path.relpath(seed_dir)))
 
 

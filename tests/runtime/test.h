@@ -50,4 +50,10 @@ int test_failed_now(void);
  * *size gets their count. NULL if the file cannot be read. */
 void *test_read_file(const char *path, size_t *size);
 
+/* Runs fn(arg) in a child process and returns its exit status (what fn
+ * returned, 0..255), or -1 if it did not end within `seconds` (the child is
+ * then killed) or died of a signal: for calls that must not block or crash
+ * the runner when they go wrong. */
+int test_in_child(int (*fn)(const void *arg), const void *arg, int seconds);
+
 #endif

@@ -5,9 +5,12 @@
  * "passed failed skipped" to FILE for scripts/test_summary.sh. */
 #include "test.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_TESTS 4096
 
@@ -54,6 +57,24 @@ void *test_read_file(const char *path, size_t *size)
     }
     fclose(f);
     return p;
+}
+
+int test_in_child(int (*fn)(const void *arg), const void *arg, int seconds)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) _exit(fn(arg) & 0xff);
+    int status = 0;
+    for (int waited_ms = 0; waited_ms < seconds * 1000; waited_ms += 10) {
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        const struct timespec ten_ms = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ten_ms, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
 }
 
 void test_skip(const char *reason)

@@ -30,8 +30,11 @@ local function gather(f, hash)
     local params = mi.param_count(tensors)
     local info = {
         path = f.path,
-        model = type(hp.name) == "string" and hp.name or (f.path:match("([^/]+)$"):gsub("%.gguf$", "")),
-        format = "GGUF v" .. f.version,
+        model = type(hp.name) == "string" and hp.name
+            or (f.path:match("([^/]+)$"):gsub("%-%d%d%d%d%d%-of%-%d%d%d%d%d%.gguf$", ""):gsub("%.gguf$", "")
+                :gsub("%.apr$", "")),
+        format = f.format .. " v" .. f.version,
+        files = #f.files,
         quantization = mi.quantization(f, tensors),
         size = f.size,
         parameters = params,
@@ -44,6 +47,21 @@ local function gather(f, hash)
         vocab = hp.n_vocab,
         tensors = #tensors,
     }
+    if f.gguf_version then
+        -- what APR adds: codecs, the bytes they saved, the source
+        local _, all = require("apr.convert").ratios(f)
+        local codecs = {}
+        for _, t in ipairs(tensors) do codecs[t.codec] = (codecs[t.codec] or 0) + 1 end
+        local list = {}
+        for c, n in pairs(codecs) do list[#list + 1] = string.format("%s (%d tensors)", c, n) end
+        table.sort(list)
+        info.compression = table.concat(list, ", ")
+        info.tensor_bytes, info.stored_bytes, info.ratio = all.bytes, all.stored, all.ratio
+        info.chunks = f.n_chunks
+        info.source_format = "GGUF v" .. f.gguf_version
+        info.source_size = f.gguf_size
+        info.source_sha256 = f.source_sha256
+    end
     if hash then
         local hex, err = f:sha256()
         if not hex then cli.fail("%s: SHA256 %s", f.path, err) end
@@ -55,7 +73,7 @@ end
 function M.run(opts)
     local f = mi.open(opts[1])
     if opts.format then
-        io.stdout:write("GGUF v", f.version, "\n")
+        io.stdout:write(f.format, " v", f.version, "\n")
         return 0
     end
     local info = gather(f, not opts.no_hash)
@@ -80,7 +98,20 @@ function M.run(opts)
     add("Heads", info.heads)
     add("KV heads", info.kv_heads)
     add("Vocabulary", info.vocab, " tokens")
-    add("SHA256", info.sha256)
+    if info.compression then
+        add("Compression", info.compression)
+        add("Tensor data", string.format("%s stored for %s (%.1f%%), %d chunks", mi.format_size(info.stored_bytes),
+            mi.format_size(info.tensor_bytes), 100 * info.ratio, info.chunks))
+        add("Source", string.format("%s, %s", info.source_format, mi.format_size(info.source_size)))
+        add("Source SHA256", info.source_sha256)
+    end
+    if #f.files > 1 then
+        add("Files", string.format("%d (a split model)", #f.files))
+        -- one digest per part, as each part is published and checked
+        for k, hex in ipairs(info.sha256 or {}) do add("SHA256", hex .. "  " .. f.files[k].path:match("[^/]*$")) end
+    else
+        add("SHA256", info.sha256)
+    end
     io.stdout:write(table.concat(lines, "\n"), "\n")
     return 0
 end

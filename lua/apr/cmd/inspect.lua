@@ -32,8 +32,10 @@ local stats_box = ffi.new("apr_stats")
 -- dequantize); Ctrl+C ends the command.
 local function tensor_stats(f, t)
     if C.apr_dtype_can_dequantize(t.dtype) == 0 then return nil, "cannot dequantize " .. t.type end
-    local data = f:tensor_data(t.name)
+    local data, err = f:tensor_data(t.name)
+    if not data then return nil, err end
     local s = C.apr_tensor_stats(t.dtype, data, t.elements, stats_box)
+    f:release_tensor(t.name)
     if s == C.APR_ERR_CANCELLED then cli.fail("interrupted") end
     if s ~= 0 then return core.failure(s) end
     -- With no finite element min/max/mean/std are NaN: left out (JSON has no NaN).
@@ -86,12 +88,18 @@ local function show_metadata(f, json)
             if type(v) == "cdata" then v = tostring(v):gsub("U?LL$", "") end
             list[#list + 1] = { key = k, type = ty, value = v }
         end
-        io.stdout:write(require("cjson").encode({ path = f.path, format = "GGUF v" .. f.version,
+        io.stdout:write(require("cjson").encode({ path = f.path, format = f.format .. " v" .. f.version,
             metadata = list }), "\n")
         return
     end
-    io.stdout:write(string.format("%s: GGUF v%d, %d keys, %d tensors, data at byte %d (alignment %d)\n",
-        f.path, f.version, #keys, #f:tensors(), f.data_offset, f.alignment))
+    if f.gguf_version then
+        io.stdout:write(string.format("%s: APR v%d of a GGUF v%d (%d bytes), %d keys, %d tensors in %d chunks\n",
+            f.path, f.version, f.gguf_version, f.gguf_size, #keys, #f:tensors(), f.n_chunks))
+    else
+        io.stdout:write(string.format("%s: %s v%d, %d keys, %d tensors%s, data at byte %d (alignment %d)\n",
+            f.path, f.format, f.version, #keys, #f:tensors(),
+            #f.files > 1 and string.format(" in %d files", #f.files) or "", f.data_offset, f.alignment))
+    end
     for _, k in ipairs(keys) do
         local v, ty = f:get(k)
         local text = ty == "float32" and string.format("%.7g", v) or short(v)
@@ -114,7 +122,7 @@ local function show_tensors(f, opts)
         local out = {}
         for i, t in ipairs(tensors) do
             out[i] = { name = t.name, type = t.type, shape = t.shape, bytes = t.bytes, offset = t.offset,
-                       stats = t.stats }
+                       stats = t.stats, codec = t.codec, stored = t.stored_bytes, filter = t.filter, chunks = t.chunks }
         end
         io.stdout:write(require("cjson").encode({ path = f.path, tensors = out, types = types, bytes = total,
             parameters = mi.param_count(tensors) }), "\n")
@@ -123,11 +131,17 @@ local function show_tensors(f, opts)
     local w = 6
     for _, t in ipairs(tensors) do w = math.max(w, #t.name) end
     local lines = {}
+    local apr = f.gguf_version ~= nil
     local head = string.format("%-" .. w .. "s  %-6s %-20s %12s", "NAME", "TYPE", "SHAPE", "BYTES")
+    if apr then head = head .. string.format("  %-5s %12s %6s %6s", "CODEC", "STORED", "RATIO", "CHUNKS") end
     if opts.stats then head = head .. string.format("  %10s %10s %10s %10s %5s %5s", "MIN", "MAX", "MEAN", "STD", "NAN", "INF") end
     lines[1] = head
     for _, t in ipairs(tensors) do
         local line = string.format("%-" .. w .. "s  %-6s %-20s %12d", t.name, t.type, mi.shape_text(t.shape), t.bytes)
+        if apr then
+            line = line .. string.format("  %-5s %12d %5.1f%% %6d", t.codec, t.stored_bytes,
+                t.bytes > 0 and 100 * t.stored_bytes / t.bytes or 100, t.chunks)
+        end
         if t.stats then
             local s = t.stats
             local nan = 0 / 0

@@ -58,7 +58,7 @@ end
 ------------------------------------------------------------------ loading
 
 local function model_name(path)
-    return (path:match("([^/]+)$") or path):gsub("%.gguf$", "")
+    return ((path:match("([^/]+)$") or path):gsub("%.gguf$", ""):gsub("%.apr$", ""))
 end
 
 -- Loads the model file; cb(model) or cb(nil, message). With model.wrap

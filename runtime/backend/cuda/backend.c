@@ -329,6 +329,7 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
         .alloc = cuda_alloc_op,
         .release = cuda_release_op,
         .weight_upload = apr_cuda_weight_upload,
+        .weight_upload_read = apr_cuda_weight_upload_read,
         .weight_release = apr_cuda_weight_release,
         .stream_new = cuda_stream_new,
         .stream_free = cuda_stream_free,

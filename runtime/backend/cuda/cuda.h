@@ -145,6 +145,7 @@ void apr_cuda_record(apr_stream *s, apr_status st);
 apr_cuda_qmat apr_cuda_weight_qmat(const apr_weight *w);
 
 apr_status apr_cuda_weight_upload(apr_backend *b, apr_weight *w, const void *host);
+apr_status apr_cuda_weight_upload_read(apr_backend *b, apr_weight *w, const apr_weight_reader *r);
 void apr_cuda_weight_release(apr_backend *b, apr_weight *w);
 
 /* The ops (ops.c). */

@@ -6,10 +6,15 @@
  * pass through a device staging buffer and kernels/repack.cu, which only
  * reorders bytes: nothing is expanded.
  *
- * The file's bytes (an mmap) are copied into pinned staging buffers by the
- * worker pool and streamed to the device while the next chunk is copied,
- * so loading runs near the page cache's speed rather than the driver's
- * pageable-copy path.
+ * The bytes come from a reader (backend.h apr_weight_reader: a model
+ * source's tensor, range by range) or a host pointer (the mapping, wrapped
+ * as a reader). They are read into two pinned staging buffers in turn by
+ * the worker pool, each piece on its own thread (an APR file's compressed
+ * chunks are decoded there, in parallel, straight into pinned memory), and
+ * each buffer is uploaded while the next fills, so loading runs near the
+ * page cache's (or the decoders') speed rather than the driver's
+ * pageable-copy path, and the host holds two buffers of the model at once,
+ * never the model.
  *
  * A table that only get_rows reads (token_embd when the model has its own
  * output matrix: apr_weight.gather_only) stays in pinned host memory that
@@ -17,6 +22,8 @@
  * Qwen2.5-32B for a few microseconds per step. */
 #include "backend/cuda/cuda.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,29 +76,66 @@ static apr_cuda_qmat qmat_at(const apr_weight *w, const void *base)
 apr_cuda_qmat apr_cuda_weight_qmat(const apr_weight *w) { return qmat_at(w, w->data); }
 
 /* ===================================================================== */
-/* Copying from the file                                                 */
+/* Reading into staging                                                  */
 /* ===================================================================== */
 
-typedef struct {
+/* A host pointer as a reader. */
+static apr_status host_read(void *ctx, uint64_t offset, void *dst, uint64_t n)
+{
+    memcpy(dst, (const uint8_t *)ctx + offset, n);
+    return APR_OK;
+}
+
+typedef struct read_job {
+    const apr_weight_reader *r;
     uint8_t *dst;
-    const uint8_t *src;
-} copy_job;
+    uint64_t at;               /* reader offset of dst[0] */
+    uint64_t n, piece;
+    pthread_mutex_t lock;
+    apr_status failed;
+    char message[512];
+} read_job;
 
-static void copy_body(void *ctx, int64_t begin, int64_t end, int thread)
+static void read_body(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    copy_job *j = ctx;
-    memcpy(j->dst + begin, j->src + begin, (size_t)(end - begin));
+    read_job *j = ctx;
+    for (int64_t k = begin; k < end; k++) {
+        uint64_t off = (uint64_t)k * j->piece, len = j->n - off < j->piece ? j->n - off : j->piece;
+        apr_status s = j->r->read(j->r->ctx, j->at + off, j->dst + off, len);
+        if (s != APR_OK) {
+            pthread_mutex_lock(&j->lock);
+            if (j->failed == APR_OK) {
+                j->failed = s;
+                snprintf(j->message, sizeof j->message, "%s", apr_last_error());
+            }
+            pthread_mutex_unlock(&j->lock);
+        }
+    }
 }
 
-/* memcpy on the worker pool: the file's pages fault in on all cores. */
-static void parallel_copy(void *dst, const void *src, size_t bytes)
+/* Bytes [at, at + n) of the reader into dst, in pieces on the worker pool:
+ * the file's pages fault in, or its chunks decode, on all cores. `at` is a
+ * multiple of the reader's piece, so pieces are its chunks. */
+static apr_status parallel_read(void *dst, const apr_weight_reader *r, uint64_t at, size_t n)
 {
-    copy_job j = { dst, src };
-    apr_parallel_for((int64_t)bytes, (int64_t)1 << 20, copy_body, &j);
+    read_job j = { .r = r, .dst = dst, .at = at, .n = n, .piece = r->piece ? r->piece : (uint64_t)1 << 20 };
+    pthread_mutex_init(&j.lock, NULL);
+    apr_parallel_for((int64_t)((n + j.piece - 1) / j.piece), 1, read_body, &j);
+    pthread_mutex_destroy(&j.lock);
+    return j.failed == APR_OK ? APR_OK : apr_error(j.failed, "%s", j.message);
 }
 
-/* Host bytes to device memory through two pinned buffers in turn. */
-static apr_status upload_bytes(void *dst, const void *src, size_t bytes)
+/* The staging buffers' fill: a whole number of the reader's pieces, so no
+ * chunk is cut between two buffers (and decoded twice). */
+static size_t stage_fill(const apr_weight_reader *r)
+{
+    if (!r->piece || r->piece > STAGE_BYTES) return STAGE_BYTES;
+    return STAGE_BYTES / r->piece * r->piece;
+}
+
+/* The reader's bytes to device memory through two pinned buffers in turn:
+ * while one uploads, the pool fills the other. */
+static apr_status upload_bytes(void *dst, const apr_weight_reader *r, size_t bytes)
 {
     static uint8_t *stage[2];
     static cudaEvent_t done[2];
@@ -105,22 +149,39 @@ static apr_status upload_bytes(void *dst, const void *src, size_t bytes)
         if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking);
         if (e != cudaSuccess) {
             cudaGetLastError();
-            /* no pinned memory to spare: the driver's own path */
             stage[0] = stage[1] = NULL;
-            e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
-            return e == cudaSuccess ? APR_OK : apr_error(APR_ERR_DEVICE, "CUDA: uploading: %s", cudaGetErrorString(e));
+            /* no pinned memory to spare: the driver's own path, a piece at a time */
+            uint8_t *tmp = malloc(STAGE_BYTES);
+            if (!tmp) return apr_error(APR_ERR_NOMEM, "CUDA: no staging memory for uploading");
+            apr_status s = APR_OK;
+            size_t fill = stage_fill(r);
+            for (size_t off = 0; off < bytes && s == APR_OK; off += fill) {
+                size_t n = bytes - off < fill ? bytes - off : fill;
+                s = parallel_read(tmp, r, off, n);
+                if (s == APR_OK) e = cudaMemcpy((uint8_t *)dst + off, tmp, n, cudaMemcpyHostToDevice);
+                if (s == APR_OK && e != cudaSuccess)
+                    s = apr_error(APR_ERR_DEVICE, "CUDA: uploading: %s", cudaGetErrorString(e));
+            }
+            free(tmp);
+            return s;
         }
     }
+    apr_status s = APR_OK;
+    const size_t fill = stage_fill(r);
     int i = 0;
-    for (size_t off = 0; off < bytes && e == cudaSuccess; off += STAGE_BYTES, i ^= 1) {
-        size_t n = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
+    for (size_t off = 0; off < bytes && e == cudaSuccess && s == APR_OK; off += fill, i ^= 1) {
+        size_t n = bytes - off < fill ? bytes - off : fill;
         e = cudaEventSynchronize(done[i]);
         if (e != cudaSuccess) break;
-        parallel_copy(stage[i], (const uint8_t *)src + off, n);
+        s = parallel_read(stage[i], r, off, n);
+        if (s != APR_OK) break;
         e = cudaMemcpyAsync((uint8_t *)dst + off, stage[i], n, cudaMemcpyHostToDevice, cs);
         if (e == cudaSuccess) e = cudaEventRecord(done[i], cs);
     }
-    if (e == cudaSuccess) e = cudaStreamSynchronize(cs);
+    /* finish what was queued whatever failed, so the buffers are free again */
+    cudaError_t e2 = cudaStreamSynchronize(cs);
+    if (e == cudaSuccess) e = e2;
+    if (s != APR_OK) return s;
     return e == cudaSuccess ? APR_OK : apr_error(APR_ERR_DEVICE, "CUDA: uploading: %s", cudaGetErrorString(e));
 }
 
@@ -135,6 +196,12 @@ static int needs_repack(int type)
 /* ===================================================================== */
 
 apr_status apr_cuda_weight_upload(apr_backend *base, apr_weight *w, const void *host)
+{
+    apr_weight_reader r = { .read = host_read, .ctx = (void *)host, .piece = 0 };
+    return apr_cuda_weight_upload_read(base, w, &r);
+}
+
+apr_status apr_cuda_weight_upload_read(apr_backend *base, apr_weight *w, const apr_weight_reader *r)
 {
     cuda_backend *b = (cuda_backend *)base;
     apr_cuda_qmat_sizes z;
@@ -151,8 +218,8 @@ apr_status apr_cuda_weight_upload(apr_backend *base, apr_weight *w, const void *
 
     apr_status s = APR_OK;
     if (!has_layout || !needs_repack(w->type)) {
-        if (on_host) parallel_copy(dst, host, raw);
-        else s = upload_bytes(dst, host, raw);
+        if (on_host) s = parallel_read(dst, r, 0, raw);
+        else s = upload_bytes(dst, r, raw);
     } else {
         /* raw blocks to a staging buffer, repacked into place (for a table
          * kept on the host: repacked on the device, then copied back). The
@@ -163,7 +230,7 @@ apr_status apr_cuda_weight_upload(apr_backend *base, apr_weight *w, const void *
         if (e == cudaSuccess && on_host) e = cudaMalloc((void **)&out, total);
         s = e == cudaSuccess ? APR_OK : apr_error(APR_ERR_NOMEM, "CUDA: staging %.1f MiB: %s",
                                                   (double)(raw + total) / (1 << 20), cudaGetErrorString(e));
-        if (s == APR_OK) s = upload_bytes(tmp, host, raw);
+        if (s == APR_OK) s = upload_bytes(tmp, r, raw);
         if (s == APR_OK) {
             apr_cuda_qmat m = qmat_at(w, out);
             s = apr_cuda_repack(&m, tmp, 0);

@@ -25,7 +25,9 @@ describe("apr.open", function()
         local ts = f:tensors()
         assert.equal(27, #ts)
         assert.same({ name = "token_embd.weight", type = "Q4_K", dtype = 12, shape = { 256, 2048 },
-                      elements = 256 * 2048, bytes = 294912, offset = 0, file_offset = f.data_offset }, ts[1])
+                      elements = 256 * 2048, bytes = 294912, offset = 0, file_offset = f.data_offset, file = 1,
+                      stored_bytes = 294912, codec = "none" }, ts[1])
+        assert.same({ { path = Q4, size = 1499616 } }, f.files)
         assert.equal("Q6_K", ts[3].type)
         for i = 2, #ts do assert.is_true(ts[i].offset >= ts[i - 1].offset + ts[i - 1].bytes) end
     end)

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -57,9 +58,9 @@ TEST(file_read_plain_and_zstd)
     snprintf(missing, sizeof missing, "%s/missing.json", dir);
     CHECK_EQ_INT(apr_file_read(missing, &got, &len), APR_ERR_NOT_FOUND);
     CHECK(strstr(apr_last_error(), "missing.json") != NULL);
-    /* a folder opens, then fails to read: the message says why */
+    /* a folder is refused before anything reads it */
     CHECK_EQ_INT(apr_file_read(dir, &got, &len), APR_ERR_IO);
-    CHECK(strstr(apr_last_error(), "Is a directory") != NULL);
+    CHECK(strstr(apr_last_error(), "not a regular file (a directory)") != NULL);
 
     free(text);
     free(z);
@@ -67,5 +68,27 @@ TEST(file_read_plain_and_zstd)
     unlink(packed);
     unlink(cut);
     unlink(bad);
+    rmdir(dir);
+}
+
+static int read_fails_as_fifo(const void *path)
+{
+    char *got = NULL;
+    uint64_t len = 0;
+    apr_status s = apr_file_read(path, &got, &len);
+    apr_free(got);
+    return !(s == APR_ERR_IO && strstr(apr_last_error(), "not a regular file (a FIFO)") != NULL);
+}
+
+/* A FIFO with no writer (a sidecar, a tokenizer.json someone replaced):
+ * fopen would wait for a writer forever (issue 16). */
+TEST(file_read_refuses_a_fifo_without_blocking)
+{
+    char dir[] = "/tmp/apr-file-XXXXXX", fifo[64];
+    REQUIRE(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/a.json", dir);
+    REQUIRE(mkfifo(fifo, 0600) == 0);
+    CHECK_EQ_INT(test_in_child(read_fails_as_fifo, fifo, 5), 0);
+    unlink(fifo);
     rmdir(dir);
 }

@@ -341,6 +341,24 @@ TEST(engine_greedy_paths_agree)
     apr_model_free(m);
 }
 
+/* The engine holds a reference on its model (issue 16): the caller's may
+ * go first, as Lua's finalizers may release it first at exit, and the
+ * engine still generates and frees cleanly. */
+TEST(engine_outlives_its_model_released_first)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    apr_engine *e = engine(m, 2, 256, 8);
+    REQUIRE(e != NULL);
+    apr_model_free(m);
+    result r;
+    REQUIRE(submit_greedy(e, 0, 4, &r) == APR_OK);
+    REQUIRE(collect(e, &r, 1));
+    CHECK_EQ_INT(r.finish, APR_FINISH_LENGTH);
+    CHECK_EQ_INT(r.n, 4);
+    apr_engine_free(e);
+}
+
 /* Greedy requests of prompt (ids, n) with max_tokens gen. */
 static apr_status submit_ids(apr_engine *e, const int32_t *ids, int n, int gen, result *out)
 {

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zstd.h>
 
 static const char *MODELS[] = {
@@ -324,4 +326,36 @@ TEST(gguf_open_reports_missing_and_odd_files)
     CHECK_EQ_INT(apr_gguf_open("/dev/null", &f), APR_ERR_IO);
     CHECK_EQ_INT(apr_gguf_open(NULL, &f), APR_ERR_INVALID);
     apr_gguf_close(NULL);
+}
+
+/* Opens the path in the child: 0 if the open failed with APR_ERR_IO and
+ * the message says what the path is, 1 otherwise. */
+static int open_fails_naming(const void *arg)
+{
+    const char *const *what = arg;
+    apr_gguf *f = NULL;
+    apr_status s = apr_gguf_open(what[0], &f);
+    apr_gguf_close(f);
+    return !(s == APR_ERR_IO && strstr(apr_last_error(), what[1]) != NULL);
+}
+
+/* Issue 16: open() without O_NONBLOCK waited forever for a FIFO's writer
+ * before the type check could refuse it. */
+TEST(gguf_open_refuses_a_fifo_without_blocking)
+{
+    char dir[] = "/tmp/apr-fifo-XXXXXX", fifo[64];
+    REQUIRE(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/model.gguf", dir);
+    REQUIRE(mkfifo(fifo, 0600) == 0);
+    const char *cases[][2] = {
+        { fifo, "model.gguf: not a regular file (a FIFO)" },
+        { "tests/fixtures", "tests/fixtures: not a regular file (a directory)" },
+        { "/dev/null", "/dev/null: not a regular file (a character device)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int r = test_in_child(open_fails_naming, cases[i], 5);
+        if (r != 0) test_fail(__FILE__, __LINE__, "%s: %s", cases[i][0], r < 0 ? "blocked (or crashed)" : "wrong result");
+    }
+    unlink(fifo);
+    rmdir(dir);
 }

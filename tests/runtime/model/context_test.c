@@ -261,6 +261,47 @@ TEST(decode_ctrl_c_cancels_and_leaves_the_cache_alone)
     apr_model_free(m);
 }
 
+/* Issue 16: at exit Lua's finalizers freed the model before its context,
+ * and apr_context_free then called the backend through freed memory. The
+ * context holds a reference on its model, so the model's release comes
+ * first here and the context still decodes (weights mapped, backend alive)
+ * and frees cleanly; the model goes with the context. Before the fix this
+ * read unmapped weights (a crash) and, under ASan, a heap-use-after-free. */
+TEST(context_outlives_its_model_released_first)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
+    REQUIRE(m);
+    apr_context *c = fixture_context(m, 64, 1, 16);
+    REQUIRE(c);
+    static float before[3 * V], after[3 * V];
+    int32_t ids[3] = { 1, 2, 3 };
+    REQUIRE(run(c, 0, ids, 3, before) == APR_OK);
+    REQUIRE(apr_context_seq_truncate(c, 0, 0) == APR_OK);
+    apr_model_free(m);  /* the caller's reference: the context's remains */
+    REQUIRE(run(c, 0, ids, 3, after) == APR_OK);
+    CHECK(memcmp(before, after, sizeof before) == 0);
+    apr_context_free(c);  /* the last reference: frees the model too */
+}
+
+TEST(model_retain_and_free_pair_up)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
+    REQUIRE(m);
+    CHECK(apr_model_retain(m) == m);
+    CHECK(apr_model_retain(NULL) == NULL);
+    apr_model_free(m);
+    apr_model_info info;
+    apr_model_get_info(m, &info);  /* still held by the second reference */
+    CHECK_EQ_INT(info.n_vocab, V);
+    apr_context *c = fixture_context(m, 32, 1, 8);
+    REQUIRE(c);
+    apr_model_free(m);
+    int32_t ids[1] = { 7 };
+    static float logits[V];
+    CHECK(run(c, 0, ids, 1, logits) == APR_OK);
+    apr_context_free(c);
+}
+
 /* Prefix reuse: a sequence that takes another's cached blocks (while the
  * other still holds them, and after it let go of them, partial last block
  * included) and decodes the rest gets bit for bit the logits of a cold

@@ -117,7 +117,8 @@ TEST(qwen2_llama_architecture_matches_llama_cpp)
     free(got);
 }
 
-/* Loads an edited copy of tiny-q8_0 and expects status and a message part. */
+/* Loads an edited copy of tiny-q8_0 and expects status and a message part;
+ * apr_model_validate must say exactly what the load said (issue 16). */
 static void expect_load_failure(const fixture_edit *e, apr_status want, const char *part)
 {
     const char *path = fixture_tmp("edited.gguf");
@@ -131,7 +132,19 @@ static void expect_load_failure(const fixture_edit *e, apr_status want, const ch
         test_fail(__FILE__, __LINE__, "want %s with \"%s\", got %s: %s", apr_status_str(want), part, apr_status_str(s),
                   apr_last_error());
     CHECK(m == NULL);
+    char said[512];
+    snprintf(said, sizeof said, "%s", apr_last_error());
+    CHECK_EQ_INT(apr_model_validate(path), s);
+    CHECK_EQ_STR(apr_last_error(), said);
     remove(path);
+}
+
+TEST(qwen2_validate_passes_what_loads)
+{
+    const char *models[] = { FIXTURE_TINY_Q8, FIXTURE_TINY_Q4KM, FIXTURE_TINY_F16 };
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) CHECK_EQ_INT(apr_model_validate(models[i]), APR_OK);
+    CHECK_EQ_INT(apr_model_validate("tests/fixtures/no-such.gguf"), APR_ERR_NOT_FOUND);
+    CHECK_EQ_INT(apr_model_validate(NULL), APR_ERR_INVALID);
 }
 
 TEST(qwen2_missing_or_broken_parts_fail_with_their_names)
@@ -151,6 +164,9 @@ TEST(qwen2_missing_or_broken_parts_fail_with_their_names)
     /* a NaN in a norm (a float: its upper half 0x7fc0 makes it NaN) */
     expect_load_failure(&(fixture_edit){ .poke_tensor = "blk.1.ffn_norm.weight", .poke_at = 42, .poke_value = 0x7fc0 },
                         APR_ERR_FORMAT, "blk.1.ffn_norm.weight");
+    /* the tokenizer's checks come first */
+    expect_load_failure(&(fixture_edit){ .drop_key = "tokenizer.ggml.merges" }, APR_ERR_NOT_FOUND,
+                        "lacks tokenizer.ggml.merges");
 }
 
 TEST(qwen2_vocab_only_loads_no_weights)

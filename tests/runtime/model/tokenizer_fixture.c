@@ -32,13 +32,13 @@ const apr_tokenizer *fixture_qwen2(void)
         }
     }
     free(z);
-    apr_gguf *f;
-    if (!image || apr_gguf_open_memory(image, (size_t)full, &f) != APR_OK) {
+    apr_source *f;
+    if (!image || apr_source_open_memory(image, (size_t)full, &f) != APR_OK) {
         free(image);
         return NULL;
     }
-    if (apr_tokenizer_from_gguf(f, &tok) != APR_OK) tok = NULL;
-    apr_gguf_close(f);
+    if (apr_tokenizer_from_source(f, &tok) != APR_OK) tok = NULL;
+    apr_source_close(f);
     free(image);   /* the tokenizer keeps copies of what it needs */
     return tok;
 }
@@ -181,10 +181,10 @@ apr_status fixture_tokenizer(const fixture_vocab *v, apr_tokenizer **out)
     void *image;
     uint64_t size;
     if ((s = apr_gguf_writer_header(w, &image, &size)) != APR_OK) goto done;
-    apr_gguf *f;
-    if ((s = apr_gguf_open_memory(image, (size_t)size, &f)) == APR_OK) {
-        s = apr_tokenizer_from_gguf(f, out);
-        apr_gguf_close(f);
+    apr_source *f;
+    if ((s = apr_source_open_memory(image, (size_t)size, &f)) == APR_OK) {
+        s = apr_tokenizer_from_source(f, out);
+        apr_source_close(f);
     }
     apr_free(image);
 done:

@@ -42,7 +42,7 @@ typedef struct fixture_vocab {
 /* The defaults above (no specials, no keys). */
 fixture_vocab fixture_vocab_default(void);
 /* Builds the GGUF image and the tokenizer from it. On failure returns the
- * status of apr_tokenizer_from_gguf (message in apr_last_error()). */
+ * status of apr_tokenizer_from_source (message in apr_last_error()). */
 apr_status fixture_tokenizer(const fixture_vocab *v, apr_tokenizer **out);
 
 /* The vocabulary spelling of bytes (GPT-2's map), for writing merges:

@@ -184,9 +184,9 @@ TEST(tokenizer_rejects_what_it_cannot_build)
 TEST(tokenizer_rejects_bad_arguments)
 {
     apr_tokenizer *t = (apr_tokenizer *)1;
-    CHECK_EQ_INT(apr_tokenizer_from_gguf(NULL, &t), APR_ERR_INVALID);
+    CHECK_EQ_INT(apr_tokenizer_from_source(NULL, &t), APR_ERR_INVALID);
     CHECK(t == NULL);
-    CHECK_EQ_INT(apr_tokenizer_from_gguf(NULL, NULL), APR_ERR_INVALID);
+    CHECK_EQ_INT(apr_tokenizer_from_source(NULL, NULL), APR_ERR_INVALID);
     apr_tokenizer_free(NULL);
     CHECK_EQ_INT(apr_tokenizer_n_vocab(NULL), 0);
     CHECK_EQ_INT(apr_tokenizer_find(NULL, "a", 1), -1);

@@ -138,7 +138,7 @@ describe("apr pass", function()
     it("rejects a folder as the model before it waits for the prompt", function()
         -- stdin is empty: had pass read it first, it would call the prompt empty
         local r = h.apr("pass tests/fixtures")
-        assert.same({ 1, "apr pass: tests/fixtures: not a regular file\n" }, { r.code, r.err })
+        assert.same({ 1, "apr pass: tests/fixtures: not a regular file (a directory)\n" }, { r.code, r.err })
     end)
 
     it("says how to install the default model when it is missing", function()

@@ -326,12 +326,16 @@ describe("apr serve lifecycle", function()
     end)
 
     it("answers 503 while the model loads, and exits 1 when it cannot be loaded", function()
-        -- A named pipe: opening it blocks the loader until a writer comes,
-        -- so the server is listening with no model yet.
-        local fifo = os.tmpname()
-        os.remove(fifo)
-        assert(os.execute("mkfifo " .. fifo) == 0)
-        local s = serve.start("", fifo, "loading model")
+        -- The loader's open() of the file waits until the spec lets it
+        -- through (hold_open.c), so the server listens with no model yet.
+        local hd = require("tests.lua.helpers").tmpdir()
+        local env, release = serve.hold_open(hd)
+        if not env then pending(release) return end
+        local held = hd .. "/held.gguf"
+        local f = assert(io.open(held, "wb"))
+        f:write("not a gguf")
+        f:close()
+        local s = serve.start("", held, "loading model", env)
         local ok, err = pcall(function()
             local h = get(s.port, "/health")
             assert.equal(503, h.status)
@@ -341,13 +345,13 @@ describe("apr serve lifecycle", function()
             assert.equal(503, r.status)
             assert.equal("model_loading", r.json.error.code)
             assert.same({}, get(s.port, "/v1/models").json.data)
-            -- Let the loader through: the pipe holds no GGUF file.
-            os.execute("(printf 'not a gguf' > " .. fifo .. ") 2>/dev/null")
+            -- Let the loader through: the file is no GGUF file.
+            assert(io.open(release, "wb")):close()
             assert.equal(1, s:wait(10))
             assert.truthy(s:log():find("cannot load model", 1, true))
         end)
         s:stop()
-        os.remove(fifo)
+        require("tests.lua.helpers").rmtree(hd)
         assert(ok, err)
     end)
 
@@ -408,6 +412,27 @@ describe("apr serve lifecycle", function()
             assert.truthy(log:find("previous model freed", 1, true))
         end)
         s:stop()
+        assert(ok, err)
+    end)
+
+    -- Issue 16: the loader's open() of a FIFO waited for a writer forever,
+    -- so the reload never answered and later ones were "busy".
+    it("refuses to reload from a FIFO at once, and keeps serving", function()
+        local h = require "tests.lua.helpers"
+        local dir = h.tmpdir()
+        local fifo = dir .. "/model.gguf"
+        assert.equal(0, os.execute("mkfifo " .. fifo))
+        local s = serve.start("--parallel 2 --ctx 512")
+        local ok, err = pcall(function()
+            local r = assert(client.request(s.port, "POST", "/admin/reload", json.encode({ model = fifo }), nil, 10))
+            assert.equal(500, r.status, r.body)
+            assert.truthy(r.body:find("not a regular file (a FIFO)", 1, true), r.body)
+            assert.equal(200, post(s.port, "/v1/completions", { prompt = "still", max_tokens = 2 }).status)
+            -- and a reload of the real file is not "busy"
+            assert.equal(200, post(s.port, "/admin/reload", "").status)
+        end)
+        s:stop()
+        h.rmtree(dir)
         assert(ok, err)
     end)
 end)

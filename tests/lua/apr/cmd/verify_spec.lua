@@ -22,8 +22,8 @@ local function rewritten(path, out, edit)
     core.check(C.apr_gguf_writer_new(box))
     local w = ffi.gc(box[0], C.apr_gguf_writer_free)
     local key, v = ffi.new("const char *[1]"), ffi.new("apr_gguf_value")
-    for i = 0, tonumber(C.apr_gguf_n_kv(f:handle())) - 1 do
-        core.check(C.apr_gguf_kv(f:handle(), i, key, v))
+    for i = 0, tonumber(C.apr_source_n_kv(f:handle())) - 1 do
+        core.check(C.apr_source_kv(f:handle(), i, key, v))
         core.check(C.apr_gguf_writer_add_value(w, key[0], v))
     end
     local ts = f:tensors()
@@ -46,6 +46,7 @@ describe("apr verify", function()
             local r = h.apr("verify --deep tests/fixtures/models/" .. name)
             assert.equal(0, r.code, r.err)
             assert.truthy(r.out:find("^ok    header       GGUF v3, 22 keys, 27 tensors\n"), r.out)
+            assert.truthy(r.out:find("\nok    model        the loader's checks pass", 1, true), r.out)
             assert.truthy(r.out:find("\nok    shapes       qwen2: 2 layers, ", 1, true), r.out)
             assert.truthy(r.out:find("\nok    deep         27 tensors, ", 1, true), r.out)
             assert.is_nil(r.out:find("FAIL"))
@@ -60,7 +61,8 @@ describe("apr verify", function()
         r = h.apr("verify --checksum " .. ("0"):rep(64) .. " " .. path)
         assert.equal(1, r.code)
         assert.truthy(r.out:find("\nFAIL  sha256       " .. Q8_SHA .. ", but the given digest is " .. ("0"):rep(64), 1, true))
-        assert.equal("apr verify: " .. path .. ": 1 of 5 checks failed\n", r.err)
+        assert.equal("apr verify: " .. path .. ": 1 of 6 checks failed (sha256: " .. Q8_SHA .. ", but the given digest is "
+            .. ("0"):rep(64) .. ")\n", r.err)
         assert.equal(2, h.apr("verify " .. path .. " --checksum 1234").code)
         assert.equal(2, h.apr("verify " .. path .. " " .. Q8_SHA).code)
     end)
@@ -96,6 +98,19 @@ describe("apr verify", function()
         h.rmtree(dir)
     end)
 
+    -- Issue 16: verify said ok to files the loader refuses. Its model check
+    -- is the loader's (apr_model_validate): the same words as apr pass.
+    -- tests/lua/malformed_spec.lua runs every such case of the corpus.
+    it("fails what the loader refuses, with the loader's message", function()
+        local path = "tests/fixtures/malformed/model-rope-base-inf.gguf"
+        local v, p = h.apr("verify --deep " .. path), h.apr("pass " .. path .. " --prompt hi")
+        assert.same({ 1, 1 }, { v.code, p.code })
+        local msg = p.err:match("^apr pass: " .. path:gsub("%p", "%%%0") .. ": ([^\n]+)\n$")
+        assert.truthy(msg, p.err)
+        assert.truthy(v.out:find("\nFAIL  model        " .. msg .. "\n", 1, true), v.out)
+        assert.truthy(v.out:find("\nok    deep ", 1, true), v.out)  -- the other checks still run
+    end)
+
     it("--deep finds a NaN scale", function()
         local dir, path = scratch("tiny-q8_0.gguf")
         local f = assert(apr.open(path))
@@ -110,7 +125,7 @@ describe("apr verify", function()
         local r = h.apr("verify --deep " .. path)
         assert.equal(1, r.code)
         assert.truthy(r.out:find("\nFAIL  deep         tensor 'output.weight': ", 1, true), r.out)
-        assert.truthy(r.err:find("1 of 5 checks failed", 1, true))
+        assert.truthy(r.err:find("1 of 6 checks failed (deep: tensor 'output.weight': ", 1, true), r.err)
         h.rmtree(dir)
     end)
 
@@ -119,5 +134,45 @@ describe("apr verify", function()
         assert.equal(1, r.code)
         assert.equal("", r.out)
         assert.truthy(r.err:match("^apr verify: [^\n]*overlap\n$"), r.err)
+    end)
+end)
+
+describe("apr verify on an APR file", function()
+    local function converted(dir)
+        assert.equal(0, h.apr("convert tests/fixtures/models/tiny-q8_0.gguf -o " .. dir .. "/m.apr --compression zstd").code)
+        return dir .. "/m.apr"
+    end
+
+    it("checks every chunk, and the SHA-256 the file records", function()
+        local dir = h.tmpdir()
+        local path = converted(dir)
+        local r = h.apr("verify " .. path .. " --checksum --deep")
+        assert.equal(0, r.code, r.out .. r.err)
+        assert.truthy(r.out:find("ok    header       APR v2 of a GGUF v3, ", 1, true), r.out)
+        assert.truthy(r.out:match("ok    chunks       %d+ chunks %([%d.]+ MB of tensor data%) match their checksums"), r.out)
+        assert.truthy(r.out:match("ok    sha256       %x+ matches the digest the file records"), r.out)
+        assert.truthy(r.out:find("ok    deep ", 1, true), r.out)
+        h.rmtree(dir)
+    end)
+
+    it("names the tensor and chunk whose bytes changed", function()
+        local dir = h.tmpdir()
+        local path = converted(dir)
+        local t = assert(apr.open(path)):tensors()
+        local target
+        for _, x in ipairs(t) do if x.name == "blk.1.ffn_up.weight" then target = x end end
+        local f = assert(io.open(path, "r+b"))
+        f:seek("set", target.file_offset + 20)
+        local b = f:read(1)
+        f:seek("set", target.file_offset + 20)
+        f:write(string.char((b:byte() + 1) % 256))
+        f:close()
+        local r = h.apr("verify " .. path .. " --checksum")
+        assert.equal(1, r.code)
+        assert.truthy(r.out:find("FAIL  chunks       " .. path .. ": tensor 'blk.1.ffn_up.weight' chunk 0 of 1: ", 1, true),
+            r.out)
+        assert.truthy(r.out:find("FAIL  sha256 ", 1, true), r.out)
+        assert.truthy(r.err:find("2 of 7 checks failed (chunks: ", 1, true), r.err)
+        h.rmtree(dir)
     end)
 end)

@@ -25,16 +25,17 @@ local function slurp(path)
     return s
 end
 
--- start(args [, model [, wait_for]]) -> server with .port, .pid, .log();
--- raises if it does not log wait_for ("model ready") within 20 s. --port 0
--- lets the kernel pick a free port, which the server logs.
-function M.start(args, model, wait_for)
+-- start(args [, model [, wait_for [, env]]]) -> server with .port, .pid,
+-- .log(); raises if it does not log wait_for ("model ready") within 20 s.
+-- --port 0 lets the kernel pick a free port, which the server logs. env
+-- ("A=1 B=2") is set for the server.
+function M.start(args, model, wait_for, env)
     local dir = h.tmpdir()
     local self = setmetatable({ dir = dir, log_path = dir .. "/log", pid_path = dir .. "/pid",
                                 code_path = dir .. "/code" }, Server)
-    local cmd = string.format("( %s serve %s --port 0 %s 2>%s >/dev/null & echo $! > %s; wait $!; echo $? > %s ) " ..
-        ">/dev/null 2>&1 </dev/null &", h.apr_bin, model or M.MODEL, args or "", self.log_path, self.pid_path,
-        self.code_path)
+    local cmd = string.format("( %s%s serve %s --port 0 %s 2>%s >/dev/null & echo $! > %s; wait $!; echo $? > %s ) " ..
+        ">/dev/null 2>&1 </dev/null &", env and ("env " .. env .. " ") or "", h.apr_bin, model or M.MODEL, args or "",
+        self.log_path, self.pid_path, self.code_path)
     os.execute(cmd)
     for _ = 1, 400 do
         local log = slurp(self.log_path) or ""
@@ -50,6 +51,19 @@ function M.start(args, model, wait_for)
     local log = slurp(self.log_path) or ""
     self:kill()
     error("apr serve did not start: " .. log)
+end
+
+-- hold_open(dir) -> env, release: the environment under which the server's
+-- open() of dir/held.gguf waits until the file `release` exists
+-- (hold_open.c, compiled here with cc), or nil and why not.
+function M.hold_open(dir)
+    local so = dir .. "/hold_open.so"
+    local src = h.root .. "/tests/lua/apr/server/hold_open.c"
+    if not os.execute(string.format("cc -shared -fPIC -O1 -o %s %s -ldl 2>/dev/null", so, src)) then
+        return nil, "cc cannot build hold_open.c"
+    end
+    local release = dir .. "/release"
+    return string.format("LD_PRELOAD=%s APR_TEST_HOLD=%s APR_TEST_RELEASE=%s", so, dir .. "/held.gguf", release), release
 end
 
 function Server:log() return slurp(self.log_path) or "" end
