@@ -10,12 +10,18 @@
  * page-by-page eviction (its backstop) rarely has to break a block up. A
  * restored block keeps its record: evicting it again costs no copy.
  *
- * Staging is host memory the device reaches (backend host_alloc): slots of
- * one block each (its pages, their same-filled flags and words, the block
- * id), used in order by copies out and restores alike, and recycled when
- * the stream has synchronised. Copies out wait in slots until
- * apr_kvswap_before_write issues them together (one kv_stage); a full
- * staging area is flushed (issue, sync, compress) before a slot is taken. */
+ * Staging is host memory the device reaches (backend host_alloc): a ring
+ * of slots of one block each (its pages, their same-filled flags and words,
+ * the block id), taken in order by copies out and restores alike. A copy
+ * out moves through the states of its slot: PENDING (evicted, not yet
+ * copied: the newest slots), ISSUED (apr_kvswap_before_write issued one
+ * kv_stage for all pending ones), READY (the stream synchronised: the
+ * pages are in staging) and back to FREE once compressed into the pool. The
+ * compression of READY slots waits for the next pass and runs while the
+ * device computes it (apr_kvswap_while_pass), so on a GPU it costs the
+ * decoding nothing; anything that needs a block not yet in the pool, or a
+ * full ring, flushes (issue, sync, compress) first. A restore's slot (IN)
+ * is free once the stream has synchronised after its kv_load. */
 #include "model/kvswap.h"
 
 #include <stdlib.h>
@@ -40,10 +46,12 @@ typedef struct rec {
     int in_use;
 } rec;
 
+enum { SLOT_FREE = 0, SLOT_PENDING, SLOT_ISSUED, SLOT_READY, SLOT_IN };
+
 /* A staging slot: what occupies it. */
 typedef struct slot {
-    int out;                 /* 1: a block copied out, waiting for the pool; 0: a restore */
-    rec meta;                /* out: the evicted block's key, parent, ids, filled */
+    int state;               /* SLOT_* */
+    rec meta;                /* a copy out: the evicted block's key, parent, ids, filled */
 } slot;
 
 struct apr_kvswap {
@@ -54,15 +62,17 @@ struct apr_kvswap {
     size_t page_bytes;
     int n_pages;             /* per block: 2 n_layer */
 
-    /* staging (host_alloc) */
-    int cap_slots, n_slots;  /* slots, and slots used since the last flush */
-    int issued;              /* slots [0, issued) have had their copy out issued (or are restores) */
+    /* staging (host_alloc), a ring of cap_slots */
+    int cap_slots;
+    int head, used;          /* slots head .. head + used - 1 (mod cap_slots) are taken, oldest first */
+    int n_pending;           /* of them, the newest n_pending are PENDING */
     uint8_t *staging;        /* [cap_slots][n_pages][page_bytes] */
     uint8_t *same;           /* [cap_slots][n_pages] */
     uint64_t *words;         /* [cap_slots][n_pages] */
     int32_t *blocks;         /* [cap_slots] */
     slot *slots;             /* [cap_slots] (plain memory) */
-    int32_t *slot_rec;       /* [cap_slots] the record a drained slot fills (-1: none) */
+    int32_t *slot_rec;       /* [cap_slots] the record a compressed slot fills (-1: none) */
+    int *ready;              /* [cap_slots] the READY slots being compressed */
     apr_status *status;      /* [cap_slots][n_pages] each page's put or get */
 
     /* records */
@@ -219,20 +229,32 @@ static int32_t find_rec(apr_kvswap *w, const rec *m)
 
 static uint8_t *slot_pages(apr_kvswap *w, int k) { return w->staging + (size_t)k * w->n_pages * w->page_bytes; }
 
-void apr_kvswap_before_write(apr_kvswap *w)
+static int ring(const apr_kvswap *w, int i) { return (w->head + i) % w->cap_slots; }
+
+/* Issues one kv_stage over slots [k, k + n) (not wrapping). */
+static void stage_range(apr_kvswap *w, int k, int n)
 {
-    if (!w || w->issued == w->n_slots) return;
-    const int k = w->issued, n = w->n_slots - k;
     w->B->kv_stage(w->s, &w->c->dev, w->blocks + k, n, w->same + (size_t)k * w->n_pages,
                    w->words + (size_t)k * w->n_pages, slot_pages(w, k));
-    w->issued = w->n_slots;
+    for (int i = 0; i < n; i++) w->slots[k + i].state = SLOT_ISSUED;
+}
+
+void apr_kvswap_before_write(apr_kvswap *w)
+{
+    if (!w || !w->n_pending) return;
+    const int first = ring(w, w->used - w->n_pending);
+    const int run = first + w->n_pending <= w->cap_slots ? w->n_pending : w->cap_slots - first;
+    stage_range(w, first, run);
+    if (run < w->n_pending) stage_range(w, 0, w->n_pending - run);  /* the ring wrapped */
+    w->n_pending = 0;
 }
 
 /* Pages of slots into the pool, or out of it, on all cores (the pool
  * compresses and decompresses outside its lock). */
 typedef struct pages_job {
     apr_kvswap *w;
-    int first;               /* the slot of page 0 */
+    int first;               /* get: the slot */
+    int n_ready;             /* put: w->ready[0 .. n_ready) */
     const uint64_t *handles; /* get: the record's handles */
 } pages_job;
 
@@ -241,7 +263,7 @@ static void put_body(void *ctx, int64_t begin, int64_t end, int thread)
     pages_job *j = ctx;
     apr_kvswap *w = j->w;
     for (int64_t x = begin; x < end; x++) {
-        const int k = (int)(x / w->n_pages), p = (int)(x % w->n_pages);
+        const int k = w->ready[x / w->n_pages], p = (int)(x % w->n_pages);
         const int32_t i = w->slot_rec[k];
         if (i < 0) continue;
         uint64_t *h = &handles_of(w, i)[p];
@@ -265,18 +287,43 @@ static void get_body(void *ctx, int64_t begin, int64_t end, int thread)
     }
 }
 
-/* Compresses the blocks copied out into slots [0, n) into the pool, a
- * record each; a block the pool cannot take is lost (recomputed later). */
-static void store_slots(apr_kvswap *w, int n)
+/* Keeps the pool under 90% of its cap by dropping whole cold blocks. */
+static void trim(apr_kvswap *w)
 {
-    int any = 0;
-    for (int k = 0; k < n; k++) {
-        w->slot_rec[k] = NO_REC;
-        if (!w->slots[k].out) continue;
+    apr_zram_stats ps;
+    apr_zram_get_stats(w->pool, &ps);
+    if (!ps.max_bytes) return;
+    while (w->lru_tail >= 0 && w->lru_tail != w->pinned && ps.host_bytes > ps.max_bytes / 10 * 9) {
+        drop_rec(w, w->lru_tail);
+        w->st.blocks_dropped++;
+        apr_zram_get_stats(w->pool, &ps);
+    }
+}
+
+/* Frees the slots at the ring's head that hold nothing any more. */
+static void pop_free(apr_kvswap *w)
+{
+    while (w->used > w->n_pending && w->slots[w->head].state == SLOT_FREE) {
+        w->head = (w->head + 1) % w->cap_slots;
+        w->used--;
+    }
+}
+
+/* Compresses every READY slot's block into the pool under a new record (a
+ * block the pool cannot take is lost: recomputed later), and frees the
+ * slots. */
+static void store_ready(apr_kvswap *w)
+{
+    const uint64_t t0 = now_ns();
+    int n = 0;
+    for (int x = 0; x < w->used; x++) {
+        const int k = ring(w, x);
+        if (w->slots[k].state != SLOT_READY) continue;
+        w->slots[k].state = SLOT_FREE;
         const rec *m = &w->slots[k].meta;
         /* evicted twice before reaching the pool: once is enough */
         int dup = find_rec(w, m) >= 0;
-        for (int q = 0; q < k && !dup; q++) dup = w->slot_rec[q] >= 0 && same_tokens(&w->slots[q].meta, m);
+        for (int q = 0; q < n && !dup; q++) dup = same_tokens(&w->slots[w->ready[q]].meta, m);
         if (dup) continue;
         const int32_t i = new_rec(w);
         if (i < 0) {
@@ -285,14 +332,15 @@ static void store_slots(apr_kvswap *w, int n)
         }
         w->recs[i] = *m;
         w->slot_rec[k] = i;
-        any = 1;
+        w->ready[n++] = k;
     }
-    if (!any) return;
-    pages_job j = { .w = w };
-    apr_parallel_for((int64_t)n * w->n_pages, 4, put_body, &j);
-    for (int k = 0; k < n; k++) {
+    if (n) {
+        pages_job j = { .w = w, .n_ready = n };
+        apr_parallel_for((int64_t)n * w->n_pages, 4, put_body, &j);
+    }
+    for (int q = 0; q < n; q++) {
+        const int k = w->ready[q];
         const int32_t i = w->slot_rec[k];
-        if (i < 0) continue;
         const apr_status *st = w->status + (size_t)k * w->n_pages;
         const uint8_t *same = w->same + (size_t)k * w->n_pages;
         int ok = 1;
@@ -314,62 +362,73 @@ static void store_slots(apr_kvswap *w, int n)
         index_rec(w, i);
         w->st.blocks_out++;
     }
-}
-
-/* Keeps the pool under 90% of its cap by dropping whole cold blocks. */
-static void trim(apr_kvswap *w)
-{
-    apr_zram_stats ps;
-    apr_zram_get_stats(w->pool, &ps);
-    if (!ps.max_bytes) return;
-    while (w->lru_tail >= 0 && w->lru_tail != w->pinned && ps.host_bytes > ps.max_bytes / 10 * 9) {
-        drop_rec(w, w->lru_tail);
-        w->st.blocks_dropped++;
-        apr_zram_get_stats(w->pool, &ps);
-    }
-}
-
-/* Compresses what the stream has copied out and recycles the staging. The
- * stream must have synchronised since the last issue. */
-static void drain(apr_kvswap *w, int ok)
-{
-    const uint64_t t0 = now_ns();
-    if (ok) {
-        store_slots(w, w->issued);
-    } else {
-        for (int k = 0; k < w->issued; k++) w->st.blocks_lost += w->slots[k].out;
-    }
-    if (w->issued) trim(w);
-    /* slots not issued yet (evicted, not yet copied) move to the front */
-    const int rest = w->n_slots - w->issued;
-    for (int k = 0; k < rest; k++) {
-        w->slots[k] = w->slots[w->issued + k];
-        w->blocks[k] = w->blocks[w->issued + k];
-    }
-    w->n_slots = rest;
-    w->issued = 0;
+    if (n) trim(w);
+    pop_free(w);
     w->st.out_ns += now_ns() - t0;
+}
+
+/* The stream has synchronised (ok: without a failure): what it copied out
+ * is READY, restores' slots are free. */
+static void synced(apr_kvswap *w, int ok)
+{
+    for (int x = 0; x < w->used - w->n_pending; x++) {
+        slot *sl = &w->slots[ring(w, x)];
+        if (sl->state == SLOT_IN) {
+            sl->state = SLOT_FREE;
+        } else if (sl->state == SLOT_ISSUED) {
+            if (ok) {
+                sl->state = SLOT_READY;
+            } else {
+                sl->state = SLOT_FREE;  /* a failed stream's copies are not trusted */
+                w->st.blocks_lost++;
+            }
+        }
+    }
+    pop_free(w);
+}
+
+void apr_kvswap_while_pass(apr_kvswap *w)
+{
+    if (w) store_ready(w);
 }
 
 void apr_kvswap_after_pass(apr_kvswap *w, int ok)
 {
-    if (w) drain(w, ok);
+    if (w) synced(w, ok);
 }
 
-/* Issues, synchronises and drains: frees every slot. */
+/* Issues, synchronises and compresses: afterwards every block evicted so
+ * far is in the pool (or lost) and the ring is empty. */
 static apr_status flush(apr_kvswap *w)
 {
     apr_kvswap_before_write(w);
     apr_status s = w->B->sync(w->s);
-    drain(w, s == APR_OK);
+    synced(w, s == APR_OK);
+    store_ready(w);
     return s;
 }
 
-/* A free slot; flushes first when all are used. -1 when the flush failed. */
-static int take_slot(apr_kvswap *w)
+/* Takes the next slot of the ring in state `state`; makes room first (the
+ * slots already READY compressed, else a flush). -1 when a flush failed. */
+static int take_slot(apr_kvswap *w, int state)
 {
-    if (w->n_slots == w->cap_slots && flush(w) != APR_OK) return -1;
-    return w->n_slots++;
+    if (w->used == w->cap_slots) store_ready(w);
+    if (w->used == w->cap_slots && flush(w) != APR_OK) return -1;
+    if (w->used == w->cap_slots) return -1;  /* pending slots fill it (cap_slots >= 2 prevents this) */
+    const int k = ring(w, w->used++);
+    w->slots[k].state = state;
+    w->slot_rec[k] = NO_REC;
+    return k;
+}
+
+/* 1 if a block copied out but not yet in the pool is the one m describes. */
+static int in_staging(apr_kvswap *w, const rec *m)
+{
+    for (int x = 0; x < w->used; x++) {
+        const slot *sl = &w->slots[ring(w, x)];
+        if (sl->state != SLOT_IN && sl->state != SLOT_FREE && same_tokens(&sl->meta, m)) return 1;
+    }
+    return 0;
 }
 
 /* ===================================================================== */
@@ -391,14 +450,15 @@ void apr_kvswap_evict(apr_kvswap *w, int32_t b)
         w->st.blocks_clean++;
         return;
     }
-    /* an eviction in a full staging area flushes it: the stream is idle
-     * between passes, so that is one short wait */
-    if (w->n_slots == w->cap_slots && flush(w) != APR_OK) {
+    /* a full ring is flushed first: the stream is idle between passes, so
+     * that is one short wait */
+    if (in_staging(w, &m)) return;  /* copied out already, not in the pool yet */
+    const int k = take_slot(w, SLOT_PENDING);
+    if (k < 0) {
         w->st.blocks_lost++;
         return;
     }
-    const int k = w->n_slots++;
-    w->slots[k].out = 1;
+    w->n_pending++;
     w->slots[k].meta = m;
     w->blocks[k] = b;
 }
@@ -421,15 +481,13 @@ static int32_t restore(apr_kvswap *w, int32_t i)
     /* copies out first: b may be a block just evicted, not yet copied;
      * then the restore's slot comes after every copy out issued */
     apr_kvswap_before_write(w);
-    const int k = take_slot(w);
+    const int k = take_slot(w, SLOT_IN);
     if (k < 0) {
         apr_kvcache_give_block(c, b);
         w->pinned = NO_REC;
         return -1;
     }
-    w->slots[k].out = 0;
     w->blocks[k] = b;
-    w->issued = w->n_slots;
     uint8_t *same = w->same + (size_t)k * w->n_pages;
     uint64_t *words = w->words + (size_t)k * w->n_pages;
     uint8_t *pages = slot_pages(w, k);
@@ -439,7 +497,8 @@ static int32_t restore(apr_kvswap *w, int32_t i)
     for (int p = 0; p < w->n_pages; p++) {
         if (w->status[(size_t)k * w->n_pages + p] != APR_OK) {
             /* evicted by the pool or corrupt: this block is recomputed */
-            w->n_slots = w->issued = k;
+            w->slots[k].state = SLOT_FREE;  /* the newest slot: given back */
+            w->used--;
             apr_kvcache_give_block(c, b);
             w->pinned = NO_REC;
             drop_rec(w, i);
@@ -462,11 +521,7 @@ static int32_t lookup(apr_kvswap *w, const rec *m)
 {
     int32_t i = find_rec(w, m);
     if (i >= 0) return i;
-    for (int k = 0; k < w->n_slots; k++)
-        if (w->slots[k].out && same_tokens(&w->slots[k].meta, m)) {
-            if (flush(w) != APR_OK) return NO_REC;
-            return find_rec(w, m);
-        }
+    if (in_staging(w, m) && flush(w) == APR_OK) return find_rec(w, m);
     return NO_REC;
 }
 
@@ -484,9 +539,11 @@ int32_t apr_kvswap_restore_partial(apr_kvswap *w, uint64_t parent, const int32_t
     *agree = 0;
     if (!w->n_buckets) return -1;
     /* blocks still in staging count too: flush when one would win */
-    for (int k = 0; k < w->n_slots; k++) {
-        const rec *m = &w->slots[k].meta;
-        if (!w->slots[k].out || m->filled == APR_KV_BLOCK || m->parent != parent) continue;
+    for (int x = 0; x < w->used; x++) {
+        const slot *sl = &w->slots[ring(w, x)];
+        const rec *m = &sl->meta;
+        if (sl->state == SLOT_IN || sl->state == SLOT_FREE || m->filled == APR_KV_BLOCK || m->parent != parent)
+            continue;
         int n = 0;
         const int limit = m->filled < room ? m->filled : room;
         while (n < limit && m->ids[n] == next[n]) n++;
@@ -555,8 +612,9 @@ apr_status apr_kvswap_new(apr_kvcache *c, apr_backend *B, apr_stream *s, apr_zra
     w->blocks = B->host_alloc(B, (size_t)w->cap_slots * sizeof(int32_t));
     w->slots = calloc((size_t)w->cap_slots, sizeof *w->slots);
     w->slot_rec = calloc((size_t)w->cap_slots, sizeof *w->slot_rec);
+    w->ready = calloc((size_t)w->cap_slots, sizeof *w->ready);
     w->status = calloc((size_t)w->cap_slots * w->n_pages, sizeof *w->status);
-    if (!w->staging || !w->same || !w->words || !w->blocks || !w->slots || !w->slot_rec || !w->status ||
+    if (!w->staging || !w->same || !w->words || !w->blocks || !w->slots || !w->slot_rec || !w->ready || !w->status ||
         !grow_buckets(w)) {
         apr_status st = apr_error(APR_ERR_NOMEM, "cannot allocate %.1f MiB of staging for the KV swap: %s",
                                   (double)w->cap_slots * (double)block_bytes / (1 << 20), apr_last_error());
@@ -582,6 +640,7 @@ void apr_kvswap_free(apr_kvswap *w)
     }
     free(w->slots);
     free(w->slot_rec);
+    free(w->ready);
     free(w->status);
     free(w->recs);
     free(w->handles);

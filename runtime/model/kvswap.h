@@ -16,9 +16,9 @@
  * staging) is issued on the context's stream before the next op that
  * writes into the cache (apr_kvswap_before_write), so it reads the block
  * before anything overwrites it; the pages are compressed into the pool
- * once the stream has passed that point (apr_kvswap_after_pass, after the
- * pass's sync). A restore decompresses into staging and issues kv_load on
- * the same stream, before the pass that reads the block. */
+ * while the device computes the next pass (apr_kvswap_while_pass). A
+ * restore decompresses into staging and issues kv_load on the same stream,
+ * before the pass that reads the block. */
 #ifndef APR_MODEL_KVSWAP_H
 #define APR_MODEL_KVSWAP_H
 
@@ -57,9 +57,12 @@ int32_t apr_kvswap_restore_partial(apr_kvswap *w, uint64_t parent, const int32_t
 /* context.c: the cache is about to be written (a pass, a block copy):
  * issues the copies out of blocks evicted since the last call. */
 void apr_kvswap_before_write(apr_kvswap *w);
+/* qwen2.c: a pass has been issued and the device is computing it: the
+ * blocks copied out before earlier passes are compressed into the pool
+ * now, beside it. */
+void apr_kvswap_while_pass(apr_kvswap *w);
 /* context.c: the stream has synchronised after a pass; ok = 0 when the
- * pass failed (its copies out are not trusted and are dropped). Compresses
- * the pages copied out into the pool. */
+ * pass failed (its copies out are not trusted and are dropped). */
 void apr_kvswap_after_pass(apr_kvswap *w, int ok);
 
 void apr_kvswap_get_stats(const apr_kvswap *w, apr_kv_swap_stats *out);

@@ -76,8 +76,19 @@ static void reference(apr_model *m, int kv_type, const int32_t *ids, float *out)
 
 /* Sequence 0 decodes the prompt and lets go of it; sequence 1 decodes
  * another prompt as long, which evicts all but the first of its blocks
- * (the pool has 5: 128 slots, one more for the second sequence). */
+ * (the pool has 5: 128 slots, one more for the second sequence). The
+ * blocks copied out are then compressed into the pool (a pass would do it
+ * while it runs; a lookup would flush them first). */
 static int evict_prompt(apr_context *c, const int32_t *ids, const int32_t *other)
+{
+    return run(c, 0, ids, N, NULL) == APR_OK && apr_context_seq_truncate(c, 0, 0) == APR_OK &&
+           run(c, 1, other, N, NULL) == APR_OK && apr_context_seq_truncate(c, 1, 0) == APR_OK &&
+           flush(c->cache.swap) == APR_OK;
+}
+
+/* The same without the flush: the last pass's evictions are still in
+ * staging when the prompt is wanted again. */
+static int evict_prompt_unflushed(apr_context *c, const int32_t *ids, const int32_t *other)
 {
     return run(c, 0, ids, N, NULL) == APR_OK && apr_context_seq_truncate(c, 0, 0) == APR_OK &&
            run(c, 1, other, N, NULL) == APR_OK && apr_context_seq_truncate(c, 1, 0) == APR_OK;
@@ -129,6 +140,42 @@ TEST(kvswap_restored_sequence_continues_bit_identical)
             apr_context_free(c);
             apr_zram_free(z);
         }
+    free(want);
+    free(got);
+    apr_model_free(m);
+}
+
+/* Blocks evicted by the last pass wait in staging for the next one to
+ * compress them beside it; a sequence that wants them first gets them all
+ * the same (the staging is flushed into the pool for it). */
+TEST(kvswap_blocks_still_in_staging_are_restored)
+{
+    apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
+    REQUIRE(m);
+    int32_t ids[N + TAIL], other[N];
+    for (int i = 0; i < N + TAIL; i++) ids[i] = tok(3 * i + 1);
+    for (int i = 0; i < N; i++) other[i] = tok(5 * i + 2);
+    float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
+    REQUIRE(want && got);
+    reference(m, APR_Q8_0, ids, want);
+    apr_context *c = context(m, APR_Q8_0, 128);
+    REQUIRE(c);
+    apr_zram *z = pool_for(c, APR_ZRAM_LZ4, 0);
+    REQUIRE(z && apr_context_set_zram(c, z) == APR_OK);
+    REQUIRE(evict_prompt_unflushed(c, ids, other));
+    apr_kv_swap_stats st;
+    apr_context_get_swap_stats(c, &st);
+    CHECK(st.blocks_out < 3);  /* the second pass's evictions are not in the pool yet */
+    int reused = 0;
+    REQUIRE(apr_context_seq_reuse(c, 0, ids, N + 1, &reused) == APR_OK);
+    CHECK_EQ_INT(reused, N);
+    apr_context_get_swap_stats(c, &st);
+    CHECK_EQ_INT(st.blocks_out, 3);
+    CHECK_EQ_INT(st.blocks_in, 3);
+    REQUIRE(run(c, 0, ids + N, TAIL, got) == APR_OK);
+    CHECK(memcmp(got, want, sizeof(float) * TAIL * V) == 0);
+    apr_context_free(c);
+    apr_zram_free(z);
     free(want);
     free(got);
     apr_model_free(m);
