@@ -1702,8 +1702,9 @@ uint64_t apr_context_kv_page_bytes(const apr_context *c);
 uint64_t apr_context_kv_bytes(const apr_context *c);
 /* Attaches pool to c (NULL detaches: the pool's pages of c are dropped).
  * The pool must outlive c or be detached first; one pool serves one
- * context. Allocates up to 64 MiB of staging the device can reach (pinned
- * host memory on a GPU). APR_ERR_INVALID when the pool's page size is not
+ * context. Allocates staging the device can reach (pinned host memory on a
+ * GPU): 64 MiB, or two passes' worth of evicted blocks when that is more,
+ * up to 512 MiB. APR_ERR_INVALID when the pool's page size is not
  * apr_context_kv_page_bytes or c has no prefix cache; APR_ERR_NOMEM. */
 apr_status apr_context_set_zram(apr_context *c, apr_zram *pool);
 /* The swap's counters since it was attached (zeros without one). */

@@ -34,6 +34,7 @@
 #include "model/model.h"
 
 #define STAGING_BYTES ((size_t)64 << 20)
+#define STAGING_MAX ((size_t)512 << 20)
 #define NO_REC (-1)
 
 typedef struct rec {
@@ -582,7 +583,8 @@ size_t apr_kvswap_page_bytes(const apr_kvcache *c)
     return (size_t)c->dev.n_head_kv * (size_t)c->dev.block_tokens * c->dev.row_bytes;
 }
 
-apr_status apr_kvswap_new(apr_kvcache *c, apr_backend *B, apr_stream *s, apr_zram *pool, apr_kvswap **out)
+apr_status apr_kvswap_new(apr_kvcache *c, apr_backend *B, apr_stream *s, apr_zram *pool, int min_blocks,
+                          apr_kvswap **out)
 {
     *out = NULL;
     APR_CHECK(B->kv_stage && B->kv_load && B->host_alloc, APR_ERR_UNSUPPORTED,
@@ -603,7 +605,11 @@ apr_status apr_kvswap_new(apr_kvcache *c, apr_backend *B, apr_stream *s, apr_zra
     w->n_pages = 2 * c->dev.n_layer;
     w->free_rec = w->lru_head = w->lru_tail = w->pinned = NO_REC;
     const size_t block_bytes = (size_t)w->n_pages * pb;
+    /* 64 MiB, or two passes' evictions (one being compressed while the
+     * next is copied out) when that is more, up to 512 MiB */
     w->cap_slots = (int)(STAGING_BYTES / block_bytes);
+    if (w->cap_slots < 2 * min_blocks) w->cap_slots = 2 * min_blocks;
+    if ((size_t)w->cap_slots * block_bytes > STAGING_MAX) w->cap_slots = (int)(STAGING_MAX / block_bytes);
     if (w->cap_slots < 2) w->cap_slots = 2;
     if (w->cap_slots > 1024) w->cap_slots = 1024;
     w->staging = B->host_alloc(B, (size_t)w->cap_slots * block_bytes);
@@ -679,7 +685,8 @@ apr_status apr_context_set_zram(apr_context *c, apr_zram *pool)
     APR_CHECK(c->cache.prefix, APR_ERR_INVALID,
               "a zram pool needs the prefix cache: the blocks it keeps are found by their tokens");
     apr_kvswap *w = NULL;
-    return apr_kvswap_new(&c->cache, c->B, c->stream, pool, &w);
+    /* a pass takes up to n_batch / 32 new blocks, and one more per sequence */
+    return apr_kvswap_new(&c->cache, c->B, c->stream, pool, c->p.n_batch / APR_KV_BLOCK + c->cache.n_seq + 1, &w);
 }
 
 void apr_context_get_swap_stats(const apr_context *c, apr_kv_swap_stats *out)

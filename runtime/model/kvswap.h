@@ -30,9 +30,11 @@ typedef struct apr_kvswap apr_kvswap;
 
 /* A swap for cache c (on backend B, stream s) into pool, whose pages must
  * be the cache's pages (apr_kvswap_page_bytes). Allocates the staging
- * (host_alloc) for up to 64 MiB of blocks, at least two. Attaches itself
- * to c (c->swap). */
-apr_status apr_kvswap_new(struct apr_kvcache *c, apr_backend *B, apr_stream *s, apr_zram *pool, apr_kvswap **out);
+ * (host_alloc): 64 MiB of blocks, or twice min_blocks (the most blocks one
+ * pass may evict) when that is more, up to 512 MiB, at least two blocks.
+ * Attaches itself to c (c->swap). */
+apr_status apr_kvswap_new(struct apr_kvcache *c, apr_backend *B, apr_stream *s, apr_zram *pool, int min_blocks,
+                          apr_kvswap **out);
 /* Detaches from the cache, drops its pages from the pool, frees it. NULL:
  * nothing. */
 void apr_kvswap_free(apr_kvswap *w);
