@@ -182,7 +182,10 @@ end
 -- nil: the model's training context, or what a VRAM budget leaves room
 -- for), batch, queue (waiting requests before "busy"), kv_type ("f16",
 -- "q8_0", "q4_0", or an apr_dtype number; f16 when nil), prefix_cache
--- (false: compute every prompt).
+-- (false: compute every prompt), zram_ratio (> 0: KV blocks evicted from
+-- the device go to a compressed host pool of that many times the cache's
+-- bytes and come back from it; docs/zram.md) and zram_algo ("lz4", the
+-- default, or "zstd").
 function M.new(model, opts)
     opts = opts or {}
     local p = ffi.new("apr_engine_params")
@@ -197,6 +200,14 @@ function M.new(model, opts)
         p.kv_type = t
     end
     if opts.prefix_cache == false then p.prefix_cache = 0 end
+    if opts.zram_ratio then
+        p.zram_ratio = opts.zram_ratio
+        if opts.zram_algo then
+            local algo = require("apr.zram").algo_id(opts.zram_algo)
+            if not algo then error("zram_algo must be \"lz4\" or \"zstd\", got " .. tostring(opts.zram_algo), 2) end
+            p.zram_algo = algo
+        end
+    end
     local status = C.apr_engine_new(model.handle, p, engine_box)
     if status ~= 0 then return core.failure(status) end
     -- The engine's thread runs the model until it is freed, so its
@@ -396,6 +407,15 @@ function Engine:stats()
         tokens_prompt = tonumber(s.tokens_prompt), tokens_generated = tonumber(s.tokens_generated),
         tokens_reused = tonumber(s.tokens_reused), preemptions = tonumber(s.preemptions),
     }
+end
+
+-- zram_stats() -> nil without a pool; else { pool = the pool's counters
+-- (apr.zram's stats), swap = the KV blocks moved (apr_kv_swap_stats) }.
+local zpool_box, zswap_box = ffi.new("apr_zram_stats"), ffi.new("apr_kv_swap_stats")
+function Engine:zram_stats()
+    if C.apr_engine_get_zram(self.handle, zpool_box, zswap_box) == 0 then return nil end
+    local zram = require "apr.zram"
+    return { pool = zram.pool_stats(zpool_box), swap = zram.swap_stats(zswap_box) }
 end
 
 -- Requests whose final piece has not come yet.

@@ -36,6 +36,7 @@ local lazy = {
     tokenizer = "apr.tokenizer",
     model = "apr.model",
     sampler = "apr.sampler",
+    zram = "apr.zram",
 }
 setmetatable(apr, {
     __index = function(t, k)

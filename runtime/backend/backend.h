@@ -217,6 +217,29 @@ struct apr_backend {
      * on the device, so greedy decoding copies back 4 bytes a token.
      *                                                       ids [n], logits [n][n_vocab] */
     void (*argmax)(apr_stream *s, int32_t *ids, const float *logits, int n, int64_t n_vocab);
+
+    /* KV blocks to and from host memory (runtime/model/kvswap.c, swapping
+     * to a zram pool). A block's pages are its 2 * n_layer tiles, one
+     * layer's keys or values each (n_head_kv * block_tokens * row_bytes
+     * bytes); page i of n blocks listed is block blocks[i / (2 n_layer)],
+     * layer (i / 2) % n_layer, values for odd i. blocks, same, words and
+     * staging are host memory from host_alloc, which the device reads and
+     * writes itself: the stream's order covers them as it covers the
+     * cache. Both backends have these four or neither.
+     * kv_stage: same[i] = 1 and words[i] = w when page i is one 8-byte word
+     * w repeated (it stays where it is: no copy), else 0, 0, and the page
+     * copied to staging + i * page bytes.          same, words [n * 2 n_layer] */
+    void (*kv_stage)(apr_stream *s, const apr_kv_cache *kv, const int32_t *blocks, int n, uint8_t *same,
+                     uint64_t *words, void *staging);
+    /* kv_load: the reverse: page i filled with words[i] where same[i], else
+     * copied from staging + i * page bytes. */
+    void (*kv_load)(apr_stream *s, const apr_kv_cache *kv, const int32_t *blocks, int n, const uint8_t *same,
+                    const uint64_t *words, const void *staging);
+    /* Host memory the device reaches directly (pinned and mapped on a GPU),
+     * aligned to 64; NULL (message set) on failure. Not counted against
+     * the device budget. */
+    void *(*host_alloc)(apr_backend *b, size_t bytes);
+    void (*host_release)(apr_backend *b, void *p);
 };
 
 /* The CPU backend with n_threads threads (0: the worker pool's default). */

@@ -125,6 +125,9 @@ struct apr_engine {
     int *row_done;            /* [n_seq] 1 if that row's sequence finished */
     int step_greedy;          /* this step decoded with apr_decode_greedy */
     float *logits;            /* [n_seq, n_vocab] f32 */
+
+    apr_zram *zram;           /* evicted KV blocks (apr_context_set_zram), or NULL; thread-safe itself */
+    apr_kv_swap_stats swap;   /* the context's swap counters, published with the stats (lock) */
 };
 
 static apr_kvcache *kv(apr_engine *e) { return &e->ctx->cache; }
@@ -309,11 +312,10 @@ static int spare(apr_engine *e) { return apr_kvcache_available(kv(e)) - e->plann
  * blocks stay in the prefix cache, so when it is admitted again the part
  * not evicted meanwhile is taken back, and the rest recomputed.
  *
- * This is the hook for swapping instead of recomputing (the zram issue):
- * copy out here the blocks of j's sequence the prefix cache would not
- * keep, and copy them back into fresh blocks where admit_locked calls
- * reuse(). Nothing else depends on how a preempted job gets its cache
- * back. */
+ * With a zram pool (apr_engine_params.zram_ratio), the blocks evicted
+ * meanwhile are not lost: eviction copies them to the pool, and reuse() at
+ * admission loads them back (runtime/model/kvswap.c), so nothing of the
+ * prompt is recomputed while the pool keeps it. */
 static void preempt(apr_engine *e, job *j)
 {
     e->planned -= j->planned;
@@ -547,6 +549,7 @@ static void publish_locked(apr_engine *e)
     e->stats.kv_blocks_used = c->dev.n_blocks - c->n_free - c->n_lru;
     e->stats.tokens_reused = e->reused;
     e->stats.preemptions = e->preemptions;
+    if (e->zram) apr_context_get_swap_stats(e->ctx, &e->swap);
 }
 
 /* Samples logits rows [begin, end): each row belongs to its own sequence,
@@ -690,6 +693,37 @@ void apr_engine_request_default(apr_engine_request *r)
     apr_sampler_params_default(&r->sampling);
 }
 
+/* The pool for p->zram_ratio times the cache's bytes, attached to the
+ * context: blocks the prefix cache evicts go there, and reuse() at
+ * admission takes them back, so a preempted request resumes without
+ * recomputing its prompt. */
+static apr_status attach_zram(apr_engine *e, const apr_engine_params *p)
+{
+    APR_CHECK(p->prefix_cache, APR_ERR_INVALID, "engine: a zram pool needs the prefix cache");
+    APR_CHECK(p->zram_ratio <= 1000, APR_ERR_INVALID, "engine: zram ratio %g is not in (0, 1000]", p->zram_ratio);
+    apr_zram_params zp;
+    apr_zram_params_default(&zp);
+    zp.algo = p->zram_algo;
+    zp.page_bytes = apr_context_kv_page_bytes(e->ctx);
+    zp.max_bytes = (uint64_t)(p->zram_ratio * (double)apr_context_kv_bytes(e->ctx));
+    APR_TRY(apr_zram_new(&zp, &e->zram));
+    return apr_context_set_zram(e->ctx, e->zram);
+}
+
+int apr_engine_get_zram(apr_engine *e, apr_zram_stats *pool, apr_kv_swap_stats *swap)
+{
+    if (pool) memset(pool, 0, sizeof *pool);
+    if (swap) memset(swap, 0, sizeof *swap);
+    if (!e || !e->zram) return 0;
+    if (pool) apr_zram_get_stats(e->zram, pool);
+    if (swap) {
+        pthread_mutex_lock(&e->lock);
+        *swap = e->swap;
+        pthread_mutex_unlock(&e->lock);
+    }
+    return 1;
+}
+
 apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine **out)
 {
     APR_CHECK(out, APR_ERR_INVALID, "engine: out is NULL");
@@ -734,6 +768,10 @@ apr_status apr_engine_new(apr_model *m, const apr_engine_params *p, apr_engine *
     if (e->n_ctx < 2) {
         apr_engine_free(e);
         return apr_error(APR_ERR_INVALID, "engine: a context of %d token leaves no room to generate", e->n_ctx);
+    }
+    if (p->zram_ratio > 0 && (st = attach_zram(e, p)) != APR_OK) {
+        apr_engine_free(e);
+        return st;
     }
     e->stats.n_seq = e->n_seq;
     e->stats.n_ctx = e->n_ctx;
@@ -793,6 +831,7 @@ void apr_engine_free(apr_engine *e)
         job_free(j);
     }
     apr_context_free(e->ctx);
+    apr_zram_free(e->zram);  /* after the context, whose swap drops its pages */
     if (e->event_fd >= 0) close(e->event_fd);
     free(e->running);
     free(e->order);

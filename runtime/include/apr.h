@@ -1302,6 +1302,10 @@ typedef struct apr_engine_params {
     int max_queue;         /* requests that may wait for a free sequence (64) before submit is BUSY */
     int kv_type;           /* apr_dtype of the KV cache (0: the context's default) */
     int prefix_cache;      /* 1 (default): reuse cached blocks of earlier requests' prefixes; 0: compute every prompt */
+    double zram_ratio;     /* > 0: KV blocks evicted from the device go to a compressed host pool of up to this many
+                              times the cache's bytes and come back from it instead of being recomputed (needs
+                              prefix_cache; docs/zram.md); 0 (default): off */
+    int zram_algo;         /* apr_zram_algo of that pool (LZ4) */
 } apr_engine_params;
 
 /* A generation request. Everything is copied by apr_engine_submit. */
@@ -1595,6 +1599,163 @@ void apr_trace_get_info(apr_trace_info *out);
  * members without braces, or NULL) beside apr's own fields. Fails with
  * APR_ERR_IO naming the path; a partial file is removed. */
 apr_status apr_trace_write_json(const char *path, const char *meta_json);
+
+/* ===================================================================== */
+/* Compressed page pools (runtime/zram/)                                 */
+/* ===================================================================== */
+
+/* A pool of fixed-size pages kept compressed in host memory, as Linux zram
+ * keeps swapped pages (docs/zram.md). A page whose bytes are one repeated
+ * 8-byte word (all zeros included) is kept as that word in its entry, with
+ * no allocation; other pages are compressed (LZ4 or ZSTD) into size-class
+ * slabs, or kept raw when they do not shrink. Every page is checked when
+ * it comes back (its decoded size and an XXH3 hash taken on the way in), so
+ * a corrupt page is an error for its caller, never wrong bytes. With a cap
+ * on host bytes, a put that would pass it first evicts the least recently
+ * used pages (put or got); their handles then name nothing. Thread-safe:
+ * compression runs outside the pool's lock, so threads putting and getting
+ * at once compress in parallel. */
+typedef struct apr_zram apr_zram;
+
+typedef enum apr_zram_algo {
+    APR_ZRAM_LZ4 = 0,   /* LZ4 block (default): ~GB/s, modest ratios */
+    APR_ZRAM_ZSTD = 1   /* ZSTD: slower, better ratios */
+} apr_zram_algo;
+
+typedef struct apr_zram_params {
+    int algo;              /* apr_zram_algo */
+    int level;             /* LZ4: acceleration (1 default, larger is faster); ZSTD: level (0 = 3) */
+    uint64_t page_bytes;   /* bytes of every page: a multiple of 8, 8 .. 64 MiB (4096) */
+    uint64_t max_bytes;    /* cap on host_bytes (0: none) */
+} apr_zram_params;
+
+/* A consistent snapshot of a pool's counters. */
+typedef struct apr_zram_stats {
+    uint64_t page_bytes, max_bytes;
+    uint64_t pages;            /* pages held */
+    uint64_t same_pages;       /* of which same-filled (no stored bytes) */
+    uint64_t raw_pages;        /* of which stored as they are (they did not shrink) */
+    uint64_t stored_bytes;     /* compressed or raw bytes of the pages held */
+    uint64_t slab_bytes;       /* the slabs holding them (rounded up to size classes, free slots included) */
+    uint64_t host_bytes;       /* slab_bytes + a 40-byte entry per page held: what max_bytes caps */
+    double ratio;              /* pages * page_bytes / host_bytes (0 when empty) */
+    uint64_t puts, gets, drops;  /* calls that succeeded, since creation */
+    uint64_t same_hits;        /* puts of same-filled pages */
+    uint64_t evictions;        /* pages evicted under the cap */
+    uint64_t misses;           /* gets and drops of a handle that names no page */
+    uint64_t corrupt;          /* gets that found a page's bytes corrupt */
+    uint64_t compressed_in, compress_ns;      /* page bytes through the compressor, and its time */
+    uint64_t decompressed_out, decompress_ns; /* page bytes out of the decompressor, and its time */
+    double compress_gbs, decompress_gbs;      /* the two above as 1e9 bytes/s (0 before any) */
+} apr_zram_stats;
+
+/* Fills p with the defaults above (LZ4, 4 KiB pages, no cap). */
+void apr_zram_params_default(apr_zram_params *p);
+/* Makes an empty pool; *out is NULL on failure: APR_ERR_INVALID naming a
+ * bad parameter (unknown algo, page size), APR_ERR_NOMEM. */
+apr_status apr_zram_new(const apr_zram_params *p, apr_zram **out);
+/* Frees the pool and every page in it; handles into it must not be used. */
+void apr_zram_free(apr_zram *z);
+/* Stores the page_bytes bytes at page and writes its handle (never 0) to
+ * *handle. Fails with *handle = 0 and the pool as it was (but for pages
+ * evicted trying to make room) with APR_ERR_NOMEM when the page cannot fit
+ * under max_bytes even with every other page evicted, or malloc fails. */
+apr_status apr_zram_put(apr_zram *z, const void *page, uint64_t *handle);
+/* Writes the page of handle to the page_bytes bytes at page and marks it
+ * recently used; the page stays in the pool. APR_ERR_NOT_FOUND when the
+ * handle names no page (dropped, evicted, or never given out);
+ * APR_ERR_FORMAT when its stored bytes are corrupt (page's bytes are then
+ * unspecified; the page stays until dropped). */
+apr_status apr_zram_get(apr_zram *z, uint64_t handle, void *page);
+/* Stores a same-filled page known only by its word (found so on a GPU,
+ * where the page itself never left): as apr_zram_put of a page of that
+ * word repeated, without reading one. */
+apr_status apr_zram_put_word(apr_zram *z, uint64_t word, uint64_t *handle);
+/* 1 if handle names a same-filled page, its word then written to *word and
+ * the page marked recently used (a get that reads no bytes); 0 otherwise
+ * (another kind of page, or no page: apr_zram_get says which). */
+int apr_zram_same_word(apr_zram *z, uint64_t handle, uint64_t *word);
+/* Frees the page of handle. APR_ERR_NOT_FOUND when it names no page. */
+apr_status apr_zram_drop(apr_zram *z, uint64_t handle);
+/* 1 if handle names a page held now (it may be evicted the next moment by
+ * another thread's put). */
+int apr_zram_has(apr_zram *z, uint64_t handle);
+void apr_zram_get_stats(apr_zram *z, apr_zram_stats *out);
+/* "lz4", "zstd"; NULL for another number. */
+const char *apr_zram_algo_name(int algo);
+
+/* Classifies n_pages pages of page_bytes (a multiple of 8) at pages: same[i]
+ * = 1 and words[i] = the word when page i is one repeated 8-byte word, else
+ * 0 and 0 (either array may be NULL); *n_same (may be NULL) gets the count.
+ * Runs on `threads` threads of the CPU pool (0: all). The CPU side of the
+ * GPU's KV block classification; also what bench/zram_same.lua times. */
+apr_status apr_zram_classify(const void *pages, uint64_t n_pages, uint64_t page_bytes, int threads, uint8_t *same,
+                             uint64_t *words, uint64_t *n_same);
+/* memcpy of n_pages pages split over threads as apr_zram_classify splits
+ * them: the baseline the benchmark sets the check beside. */
+apr_status apr_zram_copy_pages(void *dst, const void *src, uint64_t n_pages, uint64_t page_bytes, int threads);
+/* For tests and benchmarks: 1 to check with AVX2 when the CPU has it (the
+ * default), 0 for the scalar loop. Returns 1 if AVX2 is now in use. */
+int apr_zram_simd(int enable);
+/* Times the GPU's same-filled classification (kernels/zram.cu) on device
+ * index over `bytes` of pages of page_bytes (a multiple of 16) that are all
+ * same-filled (same_filled = 1: the whole of every page is read) or all
+ * random (0: each page is left after its first 2 KiB). *out: page bytes
+ * classified per second, best of five. Allocates bytes plus 9 bytes a page
+ * for the duration; checks the kernel's verdict on every page
+ * (APR_ERR_DEVICE if wrong). APR_ERR_DEVICE without a GPU or CUDA build. */
+apr_status apr_device_zram_bandwidth(int index, uint64_t bytes, uint64_t page_bytes, int same_filled, double *out);
+
+/* ===================================================================== */
+/* KV blocks swapped to a zram pool (runtime/model/kvswap.c)             */
+/* ===================================================================== */
+
+/* With a pool attached, a block the prefix cache evicts from the device
+ * goes to the pool (same-filled pages as their word, never copied off a
+ * GPU; the others compressed), and apr_context_seq_reuse takes it back from
+ * there, loaded into a free block, where the device no longer has it: a
+ * preempted or released sequence continues without recomputing its prompt,
+ * with the same bytes in its cache (docs/zram.md). */
+typedef struct apr_kv_swap_stats {
+    uint64_t blocks_out;       /* blocks copied out of the KV cache into the pool */
+    uint64_t blocks_clean;     /* evictions of blocks the pool held already (restored ones): no copy */
+    uint64_t blocks_in;        /* blocks loaded back from the pool instead of recomputed */
+    uint64_t restore_failed;   /* blocks the pool had lost (evicted page, corrupt page): recomputed */
+    uint64_t blocks_lost;      /* evicted blocks the pool could not take */
+    uint64_t blocks_dropped;   /* blocks dropped, coldest first, to keep the pool under 90% of its cap */
+    uint64_t blocks_held;      /* blocks in the pool now */
+    uint64_t pages_same;       /* pages copied out as their word alone (same-filled) */
+    uint64_t bytes_out, bytes_in;  /* page bytes copied off the device and back onto it */
+    uint64_t out_ns, in_ns;    /* time the decoding thread spent storing and restoring blocks */
+} apr_kv_swap_stats;
+
+/* Bytes of one page of c's KV cache (one layer's keys or values of one
+ * block): the page size a pool for apr_context_set_zram must have. */
+uint64_t apr_context_kv_page_bytes(const apr_context *c);
+/* Bytes of c's whole KV cache on its device (keys and values). */
+uint64_t apr_context_kv_bytes(const apr_context *c);
+/* Attaches pool to c (NULL detaches: the pool's pages of c are dropped).
+ * The pool must outlive c or be detached first; one pool serves one
+ * context. Allocates staging the device can reach (pinned host memory on a
+ * GPU): 64 MiB, or two passes' worth of evicted blocks when that is more,
+ * up to 512 MiB. APR_ERR_INVALID when the pool's page size is not
+ * apr_context_kv_page_bytes or c has no prefix cache; APR_ERR_NOMEM. */
+apr_status apr_context_set_zram(apr_context *c, apr_zram *pool);
+/* The swap's counters since it was attached (zeros without one). */
+void apr_context_get_swap_stats(const apr_context *c, apr_kv_swap_stats *out);
+/* Copies the pages of blocks [first, first + n) of sequence seq (as
+ * apr_context_seq_len counts them in blocks of 32 tokens, the last maybe
+ * partly filled) to out, which holds n * 2 * n_layer pages: per block,
+ * per layer, its keys' page then its values'. For measuring what the pool
+ * gets (bench/zram_codec.lua). APR_ERR_RANGE for blocks the sequence does
+ * not hold. */
+apr_status apr_context_seq_kv_pages(apr_context *c, int seq, int first, int n, void *out);
+
+/* The engine's pool (apr_engine_params.zram_ratio): 1 and both filled
+ * (either may be NULL) when it has one, 0 (zeros) otherwise. The swap's
+ * counters are those published after the last step; callable from any
+ * thread. */
+int apr_engine_get_zram(apr_engine *e, apr_zram_stats *pool, apr_kv_swap_stats *swap);
 
 #ifdef __cplusplus
 }

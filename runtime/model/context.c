@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "model/kvswap.h"
 #include "trace/trace.h"
 
 /* Output rows per product: enough for a decode step of many sequences, and
@@ -250,6 +251,7 @@ void apr_context_free(apr_context *c)
     B->release(B, c->ids);
     free(c->host_logits);
     B->release(B, c->dev_meta);
+    apr_kvswap_free(c->cache.swap);  /* its staging before the stream it is ordered on */
     B->release(B, c->k_offset);
     if (c->stream) B->stream_free(c->stream);
     if (c->cache.b) apr_kvcache_release(&c->cache);
@@ -273,6 +275,7 @@ int apr_context_seq_len(const apr_context *c, int seq)
  * happens only when a sequence is cut inside a block it shares). */
 static apr_status copy_block(apr_context *c, int32_t from, int32_t to)
 {
+    apr_kvswap_before_write(c->cache.swap);  /* `to` may have been evicted to the pool just now */
     const apr_kv_cache *d = &c->cache.dev;
     const size_t tile = d->layer_bytes / d->n_blocks;  /* one block of every head of one layer */
     for (int l = 0; l < d->n_layer; l++) {
@@ -383,12 +386,14 @@ static apr_status decode(apr_context *c, const apr_batch *b, float *logits_out, 
     if (s == APR_OK) {
         c->step.n = b->n;
         c->step.n_out = n_out;
+        apr_kvswap_before_write(c->cache.swap);  /* blocks this pass evicted, out before it overwrites them */
         APR_TRACE_BEGIN(APR_SPAN_H2D);
         c->B->upload(c->stream, c->dev_meta, c->host_meta, c->meta_bytes);
         APR_TRACE_END(APR_SPAN_H2D);
         APR_TRACE_BEGIN(APR_SPAN_FORWARD);
         s = apr_qwen2_forward(c, logits_out, ids_out);
         APR_TRACE_END(APR_SPAN_FORWARD);
+        apr_kvswap_after_pass(c->cache.swap, s == APR_OK);
     }
     if (s == APR_OK && logits_out && !all_finite(logits_out, (size_t)n_out * c->model->hp.n_vocab))
         s = apr_error(APR_ERR_FORMAT, "non-finite logits; the model's weights may be corrupt (apr verify --deep)");

@@ -23,10 +23,11 @@
 #include <xxhash.h>
 
 #include "core/error.h"
+#include "model/kvswap.h"
 
 static int div_up(int a, int b) { return (a + b - 1) / b; }
 
-enum { INDEXED_FULL = 1, INDEXED_PARTIAL = 2 };  /* apr_kvcache.indexed */
+enum { INDEXED_FULL = APR_KV_INDEXED_FULL, INDEXED_PARTIAL = APR_KV_INDEXED_PARTIAL };  /* apr_kvcache.indexed */
 
 size_t apr_kvcache_row_bytes(int type, int head_dim)
 {
@@ -134,6 +135,7 @@ static int32_t take(apr_kvcache *c)
         b = c->free_blocks[--c->n_free];
     } else if (c->lru_head >= 0) {
         b = c->lru_head;  /* evict the least recently released cached block */
+        if (c->swap) apr_kvswap_evict(c->swap, b);  /* to the zram pool: it may come back */
         lru_remove(c, b);
         index_remove(c, b);
     } else {
@@ -141,6 +143,15 @@ static int32_t take(apr_kvcache *c)
     }
     c->ref[b] = 1;
     return b;
+}
+
+int32_t apr_kvcache_take_block(apr_kvcache *c) { return take(c); }
+
+void apr_kvcache_give_block(apr_kvcache *c, int32_t b)
+{
+    c->ref[b] = 0;
+    c->indexed[b] = 0;
+    c->free_blocks[c->n_free++] = b;
 }
 
 static void unref(apr_kvcache *c, int32_t b)
@@ -324,9 +335,18 @@ int apr_kvcache_match(apr_kvcache *c, int seq, const int32_t *ids, int n)
     for (; (i + 1) * APR_KV_BLOCK <= n && (i + 1) * APR_KV_BLOCK <= c->n_ctx; i++) {
         const int32_t *chunk = ids + (size_t)i * APR_KV_BLOCK;
         const uint64_t key = block_key(chunk, parent);
-        const int32_t b = find(c, key, parent, chunk);
-        if (b < 0) break;
-        if (c->ref[b]++ == 0) lru_remove(c, b);
+        int32_t b = find(c, key, parent, chunk);
+        if (b >= 0) {
+            if (c->ref[b]++ == 0) lru_remove(c, b);
+        } else if (c->swap && (b = apr_kvswap_restore_full(c->swap, key, parent, chunk)) >= 0) {
+            /* evicted from the device earlier, loaded back from the zram pool */
+            memcpy(c->ids + (size_t)b * APR_KV_BLOCK, chunk, sizeof(int32_t) * APR_KV_BLOCK);
+            c->parent[b] = parent;
+            c->hash[b] = key;
+            index_add(c, b);
+        } else {
+            break;
+        }
         row[i] = b;
         parent = key;
     }
@@ -350,7 +370,17 @@ int apr_kvcache_match(apr_kvcache *c, int seq, const int32_t *ids, int n)
         while (k < limit && held[k] == next[k]) k++;
         if (k > best_len) best = b, best_len = k;
     }
-    if (best < 0) return got;
+    /* the zram pool may hold one that agrees longer (restored: ref 1, ids set) */
+    int swap_len = 0;
+    const int32_t swapped = c->swap ? apr_kvswap_restore_partial(c->swap, parent, next, room, best_len, &swap_len) : -1;
+    if (swapped >= 0) {
+        row[i] = swapped;
+        c->n_owned[seq] = c->owned_before[seq] = i + 1;
+        c->len[seq] += swap_len;
+        return got + swap_len;
+    }
+    /* (a failed restore may have evicted the device's best to make room) */
+    if (best < 0 || c->indexed[best] != INDEXED_PARTIAL || c->ref[best] != 0) return got;
     lru_remove(c, best);
     index_remove(c, best);
     c->ref[best] = 1;

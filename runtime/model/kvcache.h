@@ -39,6 +39,12 @@
  * reads long contiguous runs. */
 #define APR_KV_BLOCK 32
 
+/* apr_kvcache.indexed: a full block in the prefix index, or a partly
+ * filled one in the partial index. */
+enum { APR_KV_INDEXED_FULL = 1, APR_KV_INDEXED_PARTIAL = 2 };
+
+struct apr_kvswap;
+
 typedef struct apr_kvcache {
     apr_kv_cache dev;      /* keys and values on the backend */
     apr_backend *b;
@@ -66,6 +72,8 @@ typedef struct apr_kvcache {
     int32_t *partial;      /* [n_buckets] the first partial indexed block of each bucket of parent keys */
     int32_t *chain;        /* the next indexed block of the same bucket */
     int n_buckets;         /* a power of two */
+
+    struct apr_kvswap *swap; /* evicted blocks go to a zram pool and come back from it (kvswap.h), or NULL */
 
     /* the pass in progress */
     int *pending;          /* [n_seq] tokens reserved but not committed */
@@ -95,6 +103,12 @@ static inline int apr_kvcache_len(const apr_kvcache *c, int seq) { return c->len
 static inline int apr_kvcache_available(const apr_kvcache *c) { return c->n_free + c->n_lru; }
 /* Blocks seq must take to hold n more tokens (after its reservations). */
 int apr_kvcache_blocks_needed(const apr_kvcache *c, int seq, int n);
+
+/* For the swap (kvswap.c): a block holding nothing for anyone, evicting
+ * the least recently released cached one if none is free (ref 1 on
+ * return), or -1; and giving such a block back unused. */
+int32_t apr_kvcache_take_block(apr_kvcache *c);
+void apr_kvcache_give_block(apr_kvcache *c, int32_t b);
 
 /* Reserves the slot of seq's next token, id (after those already reserved
  * in this pass); APR_ERR_RANGE when the sequence would pass n_ctx or no

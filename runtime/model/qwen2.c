@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "model/kvswap.h"
 #include "trace/trace.h"
 
 /* ===================================================================== */
@@ -367,6 +368,7 @@ copy_out:
     APR_TRACE_BEGIN(APR_SPAN_D2H);
     if (whole) copy_results(c, logits_out, ids_out, 0, st->n_out);
     APR_TRACE_END(APR_SPAN_D2H);
+    apr_kvswap_while_pass(c->cache.swap);  /* KV blocks evicted earlier into the zram pool, beside the pass */
     APR_TRACE_BEGIN(APR_SPAN_DEVICE_WAIT);
     apr_status done = B->sync(s);
     APR_TRACE_END(APR_SPAN_DEVICE_WAIT);

@@ -32,6 +32,11 @@ M.spec = {
         { "parallel", value = "N", type = "integer", min = 1, max = 1024, default = 4,
           help = "requests decoded together; any one may use the whole cache" },
         { "no-prefix-cache", help = "compute every prompt whole (no reuse of earlier requests' KV blocks)" },
+        { "zram", help = "swap KV blocks evicted from the device to compressed host memory, not recompute them" },
+        { "zram-algo", value = "NAME", choices = { "lz4", "zstd" },
+          help = "the pool's compressor (default lz4; implies --zram)" },
+        { "zram-ratio", value = "R", type = "number", min = 0.01, max = 1000,
+          help = "cap the pool at R times the KV cache's bytes (default 2.5; implies --zram)" },
         { "batch", value = "N", type = "integer", min = 1, default = 512, help = "most tokens one batched step decodes" },
         { "queue", value = "N", type = "integer", min = 0, default = 64,
           help = "requests that may wait for a free slot before 503" },
@@ -63,6 +68,7 @@ M.spec = {
         "apr serve models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --port 8080",
         "apr serve model.gguf --gpu --parallel 16 --ctx 32768 --api-key sk-local",
         "apr serve model.gguf --gpu --parallel 16 --vram-budget 24G",
+        "apr serve model.gguf --gpu --parallel 16 --vram-budget 24G --zram --zram-algo lz4 --zram-ratio 2.5",
         "apr serve models/a.gguf --models-dir models --admin-key sk-admin   # POST /admin/reload {\"model\": \"b.gguf\"}",
         "curl localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n" ..
         "      -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'",
@@ -139,12 +145,17 @@ function M.run(opts)
 
     local ctx = opts.ctx
     if ctx == 0 then ctx = nil end
+    local zram = opts.zram or opts.zram_algo or opts.zram_ratio
+    if zram and opts.no_prefix_cache then
+        require("apr._args").usage_error("--zram needs the prefix cache: it finds swapped blocks by their tokens")
+    end
     local err
     srv, err = server.start({
         model = path, host = opts.host, port = opts.port, device = device, threads = opts.threads,
         ctx = ctx, ctx_cap = DEFAULT_CTX_CAP, kv_type = opts.kv_type, parallel = opts.parallel, batch = opts.batch,
         queue = opts.queue,
         vram_budget = opts.vram_budget, prefix_cache = not opts.no_prefix_cache,
+        zram_ratio = zram and (opts.zram_ratio or 2.5) or nil, zram_algo = zram and (opts.zram_algo or "lz4") or nil,
         api_key = api_key, admin_key = admin_key, admin = opts.admin, models_dir = opts.models_dir,
         host_names = opts.host_name,
         routes = opts.routes, log_format = opts.log_format, log_level = opts.log_level,

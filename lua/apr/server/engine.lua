@@ -107,6 +107,7 @@ function Engine:retire(fn)
             self.poll = nil
         end
         self.final_stats = self:stats()
+        self.final_zram = self:zram_stats()
         self:free()
         if fn then fn() end
     end

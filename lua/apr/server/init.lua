@@ -180,6 +180,7 @@ function Server:_metrics()
     reg:counter("apr_kv_cache_preemptions_total",
         "Requests preempted when the KV cache ran out of blocks (recomputed later, never failed).", {},
         total("preemptions"))
+    if self.opts.zram_ratio then require("apr.server.zram").metrics(reg, engines, self.retired_totals) end
     reg:gauge("apr_http_connections", "Open client connections.", {}, function(set)
         set(self.http and self.http:connections() or 0)
     end)
@@ -386,7 +387,8 @@ end
 -- start(opts) -> server, or nil and a message (the port is taken, the
 -- routes script fails to load). opts: model (path), host, port, device,
 -- threads, vram_budget, ctx, kv_type ("f16", "q8_0", "q4_0"), parallel,
--- batch, queue, prefix_cache (false: off), api_key, routes, log_format,
+-- batch, queue, prefix_cache (false: off), zram_ratio and zram_algo (KV
+-- blocks swapped to a compressed host pool: docs/zram.md), api_key, routes, log_format,
 -- log_level, max_body, shutdown_timeout, header_timeout, idle_timeout,
 -- max_connections; on_ready(server) runs when the first model is serving,
 -- on_fatal(message) if it cannot be loaded.
@@ -455,7 +457,8 @@ function Server:reload(path, cb)
             end
             eng, err = engine.new(model, { parallel = self.opts.parallel, ctx = ctx, kv_type = self.opts.kv_type,
                                           batch = self.opts.batch, queue = self.opts.queue,
-                                          prefix_cache = self.opts.prefix_cache })
+                                          prefix_cache = self.opts.prefix_cache,
+                                          zram_ratio = self.opts.zram_ratio, zram_algo = self.opts.zram_algo })
         end
         self.loading = false
         if not eng then
@@ -471,6 +474,13 @@ function Server:reload(path, cb)
             { "parallel", st.n_seq }, { "ctx", st.n_ctx }, { "prefix_cache", st.prefix_cache },
             { "kv_type", self.opts.kv_type or "f16" },
             { "seconds", string.format("%.2f", (uv.hrtime() - t0) * 1e-9) } })
+        local z = eng:zram_stats()
+        if z then
+            self:log("info", "zram pool", { { "algo", self.opts.zram_algo or "lz4" }, { "ratio", self.opts.zram_ratio },
+                { "max_mib", string.format("%.1f", z.pool.max_bytes / 2 ^ 20) },
+                { "page_bytes", z.pool.page_bytes } })
+            self.zram_log = self.zram_log or require("apr.server.zram").start_log(self, self.opts.zram_log_s or 10)
+        end
         if old then
             self.metrics.reloads:inc(1, "ok")
             self.retiring[old.engine] = true
@@ -478,6 +488,9 @@ function Server:reload(path, cb)
                 self.retiring[old.engine] = nil
                 for _, field in ipairs({ "tokens_reused", "preemptions" }) do
                     self.retired_totals[field] = (self.retired_totals[field] or 0) + old.engine.final_stats[field]
+                end
+                if old.engine.final_zram then
+                    require("apr.server.zram").retire(self.retired_totals, old.engine.final_zram)
                 end
                 self:log("info", "previous model freed", { { "path", old.path } })
                 old.model, old.engine = nil, nil
@@ -504,6 +517,13 @@ function Server:shutdown(timeout, cb)
         timer:stop()
         timer:close()
         if forced then self.http:close() end
+        if self.zram_log then
+            self.zram_log:stop()
+            self.zram_log:close()
+            self.zram_log = nil
+            local z = self.current and self.current.engine:zram_stats()
+            if z then self:log("info", "zram at exit", require("apr.server.zram").fields(z)) end
+        end
         -- A load still running is given up: its thread may be stuck on the
         -- file for good, and nothing waits for it (runtime/model/loader.c).
         if self.load then

@@ -280,6 +280,10 @@ apr_backend *apr_backend_cpu_new(int n_threads)
         .rope_store = apr_cpu_rope_store,
         .attention = apr_cpu_attention,
         .matmul_glu = apr_cpu_matmul_glu,
+        .kv_stage = apr_cpu_kv_stage,
+        .kv_load = apr_cpu_kv_load,
+        .host_alloc = apr_cpu_host_alloc,
+        .host_release = apr_cpu_host_release,
     };
     apr_cpu_isa();
     return &c->base;

@@ -136,4 +136,13 @@ void apr_cpu_rope_store(apr_stream *s, float *qkv, const apr_kv_cache *kv, int l
 void apr_cpu_attention(apr_stream *s, float *out, const float *qkv, const apr_kv_cache *kv, int layer,
                        const apr_step *st, const apr_attn_params *p);
 
+/* KV pages to and from host memory (zram.c): on the CPU the cache is host
+ * memory already, so these are the same-filled check and memcpy. */
+void apr_cpu_kv_stage(apr_stream *s, const apr_kv_cache *kv, const int32_t *blocks, int n, uint8_t *same,
+                      uint64_t *words, void *staging);
+void apr_cpu_kv_load(apr_stream *s, const apr_kv_cache *kv, const int32_t *blocks, int n, const uint8_t *same,
+                     const uint64_t *words, const void *staging);
+void *apr_cpu_host_alloc(apr_backend *b, size_t bytes);
+void apr_cpu_host_release(apr_backend *b, void *p);
+
 #endif

@@ -347,6 +347,10 @@ apr_backend *apr_backend_cuda_new(int gpu_index, uint64_t vram_budget)
         .pass_begin = cuda_pass_begin,
         .pass_end = cuda_pass_end,
         .argmax = apr_cuda_op_argmax,
+        .kv_stage = apr_cuda_op_kv_stage,
+        .kv_load = apr_cuda_op_kv_load,
+        .host_alloc = apr_cuda_host_alloc_op,
+        .host_release = cuda_release_op,
     };
     return &b->base;
 }

@@ -5,6 +5,7 @@
  *   ops.c      the forward pass's ops, mapped onto kernels/ entry points
  *   device.c   finding and describing devices (apr_device_* in apr.h)
  *   blas.c     cuBLAS, opened at run time, for the products of long prompts
+ *   zram.c     KV pages to and from pinned host memory (kernels/zram.cu)
  *
  * Every op runs on the stream's CUDA stream and returns nothing: the first
  * failure of a pass is kept in the stream and returned by sync (backend.h). */
@@ -159,6 +160,13 @@ void apr_cuda_op_attention(apr_stream *s, float *out, const float *qkv, const ap
                            const apr_step *st, const apr_attn_params *p);
 void apr_cuda_op_matmul_glu(apr_stream *s, float *out, const float *x, const apr_linear *W, int n);
 void apr_cuda_op_argmax(apr_stream *s, int32_t *ids, const float *logits, int n, int64_t n_vocab);
+
+/* KV pages to and from host memory (zram.c). */
+void apr_cuda_op_kv_stage(apr_stream *s, const apr_kv_cache *kv, const int32_t *blocks, int n, uint8_t *same,
+                          uint64_t *words, void *staging);
+void apr_cuda_op_kv_load(apr_stream *s, const apr_kv_cache *kv, const int32_t *blocks, int n, const uint8_t *same,
+                         const uint64_t *words, const void *staging);
+void *apr_cuda_host_alloc_op(apr_backend *b, size_t bytes);
 
 /* How a pass of n tokens runs (ops.c). Products: up to q8_max tokens
  * (CUDA_Q8_DEFAULT) int8 activations and dp4a matrix-vector kernels

@@ -549,3 +549,64 @@ TEST(engine_short_requests_do_not_wait_for_a_long_prompt)
     apr_engine_free(e);
     apr_model_free(m);
 }
+
+/* With a zram pool, the blocks of preempted requests evicted meanwhile come
+ * back from the pool at readmission instead of being recomputed: the 16
+ * requests of engine_preemption_changes_no_result give exactly their
+ * tokens alone, and fewer prompt tokens are computed than without it. */
+TEST(engine_zram_restores_preempted_requests_without_changing_results)
+{
+    apr_model *m = load();
+    if (!m) SKIP("tiny fixture model not loadable");
+    enum { N = 16, GEN = 40 };
+    result alone[N], plain[N], swapped[N];
+    apr_engine *e1 = engine(m, 1, 512, 64);
+    REQUIRE(e1 != NULL);
+    for (int r = 0; r < N; r++) {
+        REQUIRE(submit_greedy(e1, r, GEN, &alone[r]) == APR_OK);
+        REQUIRE(collect(e1, &alone[r], 1));
+    }
+    apr_engine_free(e1);
+
+    apr_engine_stats st[2];
+    apr_kv_swap_stats sw;
+    apr_zram_stats zs;
+    for (int with = 0; with <= 1; with++) {
+        apr_engine_params p;
+        apr_engine_params_default(&p);
+        p.n_seq = N;
+        p.n_ctx = 160;
+        p.zram_ratio = with ? 4 : 0;
+        apr_engine *e = NULL;
+        REQUIRE(apr_engine_new(m, &p, &e) == APR_OK);
+        result *res = with ? swapped : plain;
+        for (int r = 0; r < N; r++) REQUIRE(submit_greedy(e, r, GEN, &res[r]) == APR_OK);
+        REQUIRE(collect(e, res, N));
+        for (int r = 0; r < N; r++) {
+            CHECK_EQ_INT(res[r].n, GEN);
+            if (memcmp(alone[r].tokens, res[r].tokens, GEN * sizeof(int32_t)) != 0)
+                test_fail(__FILE__, __LINE__, "request %d (zram %d) differs from alone", r, with);
+        }
+        apr_engine_get_stats(e, &st[with]);
+        CHECK(st[with].preemptions > 0);
+        CHECK_EQ_INT(apr_engine_get_zram(e, &zs, &sw), with);
+        apr_engine_free(e);
+    }
+    CHECK(sw.blocks_out > 0);
+    CHECK(sw.blocks_in > 0);
+    CHECK_EQ_INT(sw.restore_failed, 0);
+    CHECK(zs.puts > 0 && zs.max_bytes > 0);
+    CHECK(st[1].tokens_prompt < st[0].tokens_prompt);
+    printf("    prompt tokens computed: %llu without zram, %llu with (blocks out %llu, in %llu, clean %llu)\n",
+           (unsigned long long)st[0].tokens_prompt, (unsigned long long)st[1].tokens_prompt,
+           (unsigned long long)sw.blocks_out, (unsigned long long)sw.blocks_in, (unsigned long long)sw.blocks_clean);
+
+    /* a pool without the prefix cache is refused */
+    apr_engine_params p;
+    apr_engine_params_default(&p);
+    p.prefix_cache = 0;
+    p.zram_ratio = 2;
+    apr_engine *e = NULL;
+    CHECK(apr_engine_new(m, &p, &e) == APR_ERR_INVALID && e == NULL);
+    apr_model_free(m);
+}

@@ -88,6 +88,7 @@ function Server:stop()
     self:signal("TERM")
     self.code = self:wait(10)
     if not self.code then self:kill() end
+    self.final_log = self:log()  -- what it logged up to its exit, for specs that read it after stop
     h.rmtree(self.dir)
     return self.code
 end
