@@ -5,7 +5,7 @@
 --
 --   ./apr run bench/apr_convert.lua [MODEL.gguf] [--synth PRESET] [--dir DIR]
 --        [--codecs lz4,zstd,none] [--threads N] [--reps 3] [--device auto|cpu|cuda]
---        [--no-load] [--keep] [--filters]
+--        [--no-load] [--keep] [--filters] [--back-over-source]
 --
 -- MODEL defaults to the default model (models/); --synth PRESET writes
 -- `apr synth --preset PRESET --layout q4_k_m` into DIR first (kept and
@@ -26,7 +26,10 @@
 -- more greedy tokens (GGUF and APR must give the same ids) and reports the
 -- seconds and its peak RSS (VmHWM). Codecs are taken one at a time
 -- (convert, convert back, loads, remove: the disk holds at most the GGUF,
--- one APR file and the copy back), and within a codec the GGUF and the APR
+-- one APR file and the copy back; with --back-over-source the GGUF is
+-- removed once the APR file is whole and written back in its place, its
+-- SHA-256 checked against the source's, so two files at most: the 32B's
+-- round trip on a 64 GB disk), and within a codec the GGUF and the APR
 -- file alternate, so a busy machine slows both alike; the table gives
 -- medians and the APR file's ratio to the GGUF measured beside it.
 -- Warm: after one unmeasured load of each. Cold: page cache dropped before
@@ -94,6 +97,7 @@ do
         if a == "--no-load" then opts.no_load = true; i = i + 1
         elseif a == "--filters" then opts.filters = true; i = i + 1
         elseif a == "--keep" then opts.keep = true; i = i + 1
+        elseif a == "--back-over-source" then opts.back_over_source = true; i = i + 1
         elseif a:match("^%-%-") then
             local k = a:sub(3)
             if k ~= "synth" and opts[k] == nil then fail("unknown option %s", a) end
@@ -192,7 +196,7 @@ local results = {}
 for _, codec in ipairs(codecs) do
     local out = string.format("%s/bench-%s.apr", opts.dir, codec)
     local free = free_bytes(opts.dir)
-    if free and free < 2.05 * gguf.size then
+    if free and free < (opts.back_over_source and 1.05 or 2.05) * gguf.size then
         fail("%s has %s GB free; converting needs %s GB (an APR file and the GGUF written back)", opts.dir, gb(free),
             gb(2.05 * gguf.size))
     end
@@ -200,18 +204,21 @@ for _, codec in ipairs(codecs) do
         sidecar = false })
     if not r then fail("convert %s: %s", codec, err) end
     -- again with the source's digest given (as a fresh sidecar gives it):
-    -- the conversion without its second sequential SHA-256
+    -- the conversion without its second sequential SHA-256 (the first file
+    -- goes first: one APR file on the disk at a time)
+    os.remove(out)
     local known
     known, err = convert.run(model, out, { compression = codec, threads = opts.threads > 0 and opts.threads or nil,
         source_sha256 = r.source_sha256, sidecar = false })
     if not known then fail("convert %s (digest known): %s", codec, err) end
     r.seconds_known = known.seconds
-    local back = opts.dir .. "/bench-back.gguf"
+    local back = opts.back_over_source and model or opts.dir .. "/bench-back.gguf"
+    if opts.back_over_source then os.remove(model) end
     local x
     x, err = convert.run(out, back, { threads = opts.threads > 0 and opts.threads or nil, sidecar = false })
     if not x then fail("export %s: %s", codec, err) end
     if not x.matches_source then fail("export %s: SHA-256 %s is not the source's %s", codec, x.sha256, r.source_sha256) end
-    os.remove(back)
+    if not opts.back_over_source then os.remove(back) end
     io.stderr:write(string.format("  %-5s %.1f s (%.2f GB/s), back %.1f s, SHA-256 %s\n", codec, r.seconds,
         r.input_bytes / r.seconds / 1e9, x.seconds, x.sha256))
     local entry = { codec = codec, to_apr = r, to_gguf = x }
