@@ -120,6 +120,13 @@ if opts.synth then
 end
 model = model or require("apr.model").default_model_path()
 local gguf = assert(require("apr.file").open(model))
+-- only its size is needed: closed at once, so removing the file
+-- (--back-over-source) frees its blocks
+do
+    local size = gguf.size
+    gguf:close()
+    gguf = { size = size }
+end
 local codecs = {}
 for c in tostring(opts.codecs):gmatch("[^,]+") do codecs[#codecs + 1] = c end
 local threads = opts.threads > 0 and opts.threads or 0  -- 0: the pool's default (every CPU, or $APR_THREADS)
