@@ -166,4 +166,32 @@ describe("apr convert", function()
         assert.equal("err\nout\n", ls(dir))
         h.rmtree(dir)
     end)
+    -- A job that left its input mapped until garbage collection kept a
+    -- removed 20 GB model's blocks on the disk (bench/apr_convert.lua
+    -- --back-over-source ran out of space on the GPU machine).
+    it("unmaps its input and output before returning (the library, both directions, and verify)", function()
+        local convert = require "apr.convert"
+        local dir = h.tmpdir()
+        local src, a, back = dir .. "/in.gguf", dir .. "/m.apr", dir .. "/back.gguf"
+        assert.equal(0, os.execute("cp tests/fixtures/models/tiny-q8_0.gguf " .. src))
+        collectgarbage("stop")  -- a finalizer run in between would hide a leak
+        finally(function() collectgarbage("restart") end)
+        local function mapped(path)
+            local f = assert(io.open("/proc/self/maps"))
+            local maps = f:read("*a")
+            f:close()
+            return maps:find(path, 1, true) ~= nil
+        end
+        local ok, err = convert.run(src, a, { compression = "lz4", sidecar = false })
+        assert.is_truthy(ok, err)
+        assert.is_false(mapped(src))
+        assert.is_false(mapped(a))
+        ok, err = convert.verify(a)
+        assert.is_truthy(ok, err)
+        assert.is_false(mapped(a))
+        ok, err = convert.run(a, back, { sidecar = false })
+        assert.is_truthy(ok, err)
+        assert.is_false(mapped(a))
+        assert.is_false(mapped(back))
+    end)
 end)
