@@ -62,13 +62,15 @@ static apr_zram *pool_for(apr_context *c, int algo, uint64_t max_bytes)
     return apr_zram_new(&p, &z) == APR_OK ? z : NULL;
 }
 
-enum { N = 100, TAIL = 8 };  /* 3 full blocks and 4 tokens, then 8 more */
+enum { N = 100, TAIL = 8, CTX = 128 };  /* 3 full blocks and 4 tokens, then 8 more; 5 blocks of cache */
 
 /* The logits of TAIL tokens after the prompt, in a context that never
- * evicted anything. */
+ * evicted anything. Of the same n_ctx as the swapping one: a quantized
+ * cache's key offsets depend on it (context.c), so a context of another
+ * length stores other keys. */
 static void reference(apr_model *m, int kv_type, const int32_t *ids, float *out)
 {
-    apr_context *c = context(m, kv_type, 256);
+    apr_context *c = context(m, kv_type, CTX);
     if (!c || run(c, 0, ids, N, NULL) != APR_OK || run(c, 0, ids + N, TAIL, out) != APR_OK)
         test_fail(__FILE__, __LINE__, "reference: %s", apr_last_error());
     apr_context_free(c);
@@ -107,7 +109,7 @@ TEST(kvswap_restored_sequence_continues_bit_identical)
     for (int t = 0; t < 2; t++)
         for (int algo = 0; algo <= 1; algo++) {
             reference(m, types[t], ids, want);
-            apr_context *c = context(m, types[t], 128);
+            apr_context *c = context(m, types[t], CTX);
             REQUIRE(c);
             apr_zram *z = pool_for(c, algo, 0);
             REQUIRE(z);
@@ -158,7 +160,7 @@ TEST(kvswap_blocks_still_in_staging_are_restored)
     float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
     REQUIRE(want && got);
     reference(m, APR_Q8_0, ids, want);
-    apr_context *c = context(m, APR_Q8_0, 128);
+    apr_context *c = context(m, APR_Q8_0, CTX);
     REQUIRE(c);
     apr_zram *z = pool_for(c, APR_ZRAM_LZ4, 0);
     REQUIRE(z && apr_context_set_zram(c, z) == APR_OK);
@@ -191,7 +193,7 @@ TEST(kvswap_lost_page_is_recomputed_with_the_same_logits)
     float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
     REQUIRE(want && got);
     reference(m, APR_F16, ids, want);
-    apr_context *c = context(m, APR_F16, 128);
+    apr_context *c = context(m, APR_F16, CTX);
     REQUIRE(c);
     apr_zram *z = pool_for(c, APR_ZRAM_LZ4, 0);
     REQUIRE(z && apr_context_set_zram(c, z) == APR_OK);
@@ -233,7 +235,7 @@ TEST(kvswap_pool_too_small_loses_blocks_and_nothing_else)
     float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
     REQUIRE(want && got);
     reference(m, APR_F16, ids, want);
-    apr_context *c = context(m, APR_F16, 128);
+    apr_context *c = context(m, APR_F16, CTX);
     REQUIRE(c);
     apr_zram *z = pool_for(c, APR_ZRAM_LZ4, 1000);  /* not even one page's slab */
     REQUIRE(z && apr_context_set_zram(c, z) == APR_OK);
