@@ -24,7 +24,7 @@ CFLAGS    += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -D_GNU_SOURCE
              -Iruntime/include -Iruntime -I/usr/include/luajit-2.1 \
              -DAPR_VERSION='"$(VERSION)"'
 CFLAGS    += $(SANITIZE)
-LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -lcurl -llz4 -lzstd -lxxhash -lm -ldl -lpthread
+LDLIBS    := -Wl,--push-state,--no-as-needed -luv -Wl,--pop-state -lcurl -lcrypto -llz4 -lzstd -lxxhash -lm -ldl -lpthread
 
 # CUDA: compiled whenever the toolkit's nvcc is found; the binary still runs
 # without a GPU (cudart is linked statically and finds the driver at run time).
