@@ -431,46 +431,6 @@ struct pre_args {
     __half *out16;
 };
 
-/* One query row the slow, exact way: a warp walks the row's keys one at a
- * time (lanes over the dimensions). For tiles that mix sequences. */
-template <int HD, int KT>
-static __device__ void attend_row(const pre_args &a, int tok, int h, int kvh)
-{
-    constexpr int DPL = HD / 32;
-    const int lane = threadIdx.x & 31, q_dim = a.n_head * HD;
-    const int32_t *table = a.tk.block_table + (size_t)a.tk.seq[tok] * a.tk.max_blocks;
-    const __half *kc = (const __half *)a.kv.k, *vc = (const __half *)a.kv.v;
-    float q[DPL], o[DPL];
-#pragma unroll
-    for (int i = 0; i < DPL; i++) {
-        q[i] = __half2float(a.q[(size_t)tok * q_dim + h * HD + lane * DPL + i]);
-        o[i] = 0.0f;
-    }
-    float m = -INFINITY, l = 0.0f;
-    for (int p = 0; p <= a.tk.pos[tok]; p++) {
-        size_t r = kv_row(a.kv, table, p, kvh) * HD + lane * DPL;
-        const uint8_t *kr = (const uint8_t *)a.kv.k + kv_row(a.kv, table, p, kvh) * kv_row_bytes<KT, HD>();
-        const uint8_t *vr = (const uint8_t *)a.kv.v + kv_row(a.kv, table, p, kvh) * kv_row_bytes<KT, HD>();
-        float s = 0.0f;
-#pragma unroll
-        for (int i = 0; i < DPL; i++)
-            s += q[i] * (KT == KV_F16 ? __half2float(kc[r + i]) : kv_elem<KT>(kr, lane * DPL + i));
-        s = warp_sum(s) * a.scale_log2;
-        float m_new = fmaxf(m, s), c = exp2f(m - m_new), w = exp2f(s - m_new);
-        l = l * c + w;
-#pragma unroll
-        for (int i = 0; i < DPL; i++)
-            o[i] = o[i] * c + w * (KT == KV_F16 ? __half2float(vc[r + i]) : kv_elem<KT>(vr, lane * DPL + i));
-        m = m_new;
-    }
-#pragma unroll
-    for (int i = 0; i < DPL; i++) {
-        size_t e = (size_t)tok * q_dim + h * HD + lane * DPL + i;
-        a.out[e] = o[i] / l;
-        if (a.out16) a.out16[e] = __float2half_rn(o[i] / l);
-    }
-}
-
 /* Widens the staged cache rows of keys [key0, key0 + FK) (raw: FK rows of
  * RB bytes) into the f16 tile t ([FK][LD]), 8 elements per step; keys past
  * last_pos become zeros (their slots may hold anything). */
@@ -508,8 +468,12 @@ static __device__ __forceinline__ void widen_tile(__half *t, const uint8_t *raw,
     }
 }
 
+/* Rows [q0, q0 + rows) of the pass, one sequence at consecutive positions
+ * (at most FQ), for query head h: flash attention over the sequence's keys
+ * 0..(its last position), tiles of FK keys through shared memory in two
+ * stages, S and P V on tensor cores, the softmax online in base 2. */
 template <int HD, int KT>
-static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
+static __device__ __forceinline__ void attend_run(const pre_args &a, int q0, int rows, int h, int kvh)
 {
     constexpr int LD = HD + 8;
     constexpr bool QUANT = KT != KV_F16;
@@ -519,19 +483,9 @@ static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
     __half *ksm = qsm + FQ * LD;                /* [2][FK][LD]; quantized: [FK][LD] */
     __half *vsm = ksm + (QUANT ? 1 : 2) * FK * LD;
     uint8_t *raw = (uint8_t *)(vsm + (QUANT ? 1 : 2) * FK * LD); /* quantized: [2 stages][k, v][STAGE] */
-    const int qt = blockIdx.x, h = blockIdx.y, kvh = h / (a.n_head / a.kv.n_kv);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int q0 = qt * FQ, rows = min(FQ, a.n - q0);
     const int seq0 = a.tk.seq[q0], pos0 = a.tk.pos[q0];
-
-    /* the fast path needs one sequence at consecutive positions */
-    bool same = true;
-    for (int r = tid; r < rows; r += F_THREADS)
-        same = same && a.tk.seq[q0 + r] == seq0 && a.tk.pos[q0 + r] == pos0 + r;
-    if (!__syncthreads_and(same)) {
-        for (int r = warp; r < rows; r += F_THREADS / 32) attend_row<HD, KT>(a, q0 + r, h, kvh);
-        return;
-    }
+    __syncthreads(); /* the block's previous run has left shared memory */
     const int last_pos = pos0 + rows - 1;
     const int n_kt = last_pos / FK + 1;
     const int32_t *table = a.tk.block_table + (size_t)seq0 * a.tk.max_blocks;
@@ -688,6 +642,29 @@ static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
             *(float2 *)(a.out + base + 8 * i) = make_float2(v0, v1);
             if (a.out16) *(uint32_t *)(a.out16 + base + 8 * i) = pack_half2(v0, v1);
         }
+    }
+}
+
+/* A tile of FQ rows of the pass per block, for one query head. A pass of
+ * decode tokens beside prompt chunks (the engine puts the single tokens
+ * first), or of two prompts' chunks, has tiles that mix sequences: such a
+ * tile is taken as its runs of one sequence at consecutive positions, each
+ * through attend_run, so a chunk's rows in a mixed tile cost what they cost
+ * in a tile of their own. (Walking each row's keys one at a time instead
+ * made a 16K prompt beside 15 streams take minutes on the GPU.) */
+template <int HD, int KT>
+static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
+{
+    const int h = blockIdx.y, kvh = h / (a.n_head / a.kv.n_kv);
+    const int q0 = blockIdx.x * FQ, rows = min(FQ, a.n - q0);
+    /* every thread walks the same rows (a prompt's tile is one run): the
+     * runs, and the barriers in attend_run, are the same for the block */
+    for (int r0 = 0; r0 < rows;) {
+        const int seq = a.tk.seq[q0 + r0], pos = a.tk.pos[q0 + r0];
+        int r1 = r0 + 1;
+        while (r1 < rows && a.tk.seq[q0 + r1] == seq && a.tk.pos[q0 + r1] == pos + (r1 - r0)) r1++;
+        attend_run<HD, KT>(a, q0 + r0, r1 - r0, h, kvh);
+        r0 = r1;
     }
 }
 

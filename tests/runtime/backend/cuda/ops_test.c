@@ -632,9 +632,13 @@ static void attention_case(int n_head, int n_kv, int hd, int neox, int kv_type)
     int len[NSEQ] = { 0, 0 };
     /* passes: a prompt of 200 (prefill path), decode steps, a mixed pass of
      * both sequences, a 2-token decode pass, a prompt of 60 for seq 1,
-     * mixed passes of 16 and 11 tokens (the decode kernels' largest) */
+     * mixed passes of 16 and 11 tokens (the decode kernels' largest), and
+     * as the engine builds them: a decode token first, then a prompt chunk
+     * across two prefill tiles (its rows at offsets 1..90), and a chunk
+     * with a decode token after it */
     static const int passes[][3] = { { 200, 0, 0 }, { 1, 0, 0 }, { 1, 0, 0 }, { 3, 0, 1 }, { 2, 1, 0 }, { 0, 60, 0 },
-                                     { 1, 1, 0 }, { 20, 20, 0 }, { 12, 12, 1 }, { 8, 8, 1 }, { 6, 5, 0 } };
+                                     { 1, 1, 0 }, { 20, 20, 0 }, { 12, 12, 1 }, { 8, 8, 1 }, { 6, 5, 0 },
+                                     { 1, 90, 0 }, { 70, 1, 0 } };
     const size_t row = (size_t)(n_head + 2 * n_kv) * hd, q_dim = (size_t)n_head * hd;
     for (size_t pi = 0; pi < sizeof passes / sizeof passes[0]; pi++) {
         int n = 0;
