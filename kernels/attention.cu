@@ -657,11 +657,17 @@ static __global__ void __launch_bounds__(F_THREADS) attn_prefill(pre_args a)
 {
     const int h = blockIdx.y, kvh = h / (a.n_head / a.kv.n_kv);
     const int q0 = blockIdx.x * FQ, rows = min(FQ, a.n - q0);
-    /* every thread walks the same rows (a prompt's tile is one run): the
-     * runs, and the barriers in attend_run, are the same for the block */
+    const int seq0 = a.tk.seq[q0], pos0 = a.tk.pos[q0];
+    /* a prompt's tile is one run: checked by all threads at once */
+    bool same = true;
+    for (int r = threadIdx.x; r < rows; r += F_THREADS)
+        same = same && a.tk.seq[q0 + r] == seq0 && a.tk.pos[q0 + r] == pos0 + r;
+    const bool one_run = __syncthreads_and(same);
+    /* else every thread walks the same rows: the runs, and the barriers in
+     * attend_run, are the same for the whole block */
     for (int r0 = 0; r0 < rows;) {
         const int seq = a.tk.seq[q0 + r0], pos = a.tk.pos[q0 + r0];
-        int r1 = r0 + 1;
+        int r1 = one_run ? rows : r0 + 1;
         while (r1 < rows && a.tk.seq[q0 + r1] == seq && a.tk.pos[q0 + r1] == pos + (r1 - r0)) r1++;
         attend_run<HD, KT>(a, q0 + r0, r1 - r0, h, kvh);
         r0 = r1;
