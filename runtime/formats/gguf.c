@@ -757,10 +757,8 @@ static const kv *kv_of(const apr_gguf_value *v)
     return (const kv *)((const char *)v - offsetof(kv, value));
 }
 
-apr_status apr_gguf_get_int(const apr_gguf *f, const char *key, int64_t *out)
+apr_status apr_gguf_value_int(const apr_gguf_value *v, const char *path, const char *key, int64_t *out)
 {
-    const apr_gguf_value *v = NULL;
-    APR_TRY(lookup(f, key, &v));
     const uint8_t *p = v->data;
     int64_t x;
     switch (v->type) {
@@ -773,20 +771,18 @@ apr_status apr_gguf_get_int(const apr_gguf *f, const char *key, int64_t *out)
     case APR_GGUF_INT64: x = (int64_t)gguf_u64(p); break;
     case APR_GGUF_UINT64:
         APR_CHECK(gguf_u64(p) <= INT64_MAX, APR_ERR_FORMAT, "%s: key '%s' = %" PRIu64 " does not fit in int64",
-                  f->path, key, gguf_u64(p));
+                  path, key, gguf_u64(p));
         x = (int64_t)gguf_u64(p);
         break;
     default:
-        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not an integer", f->path, key, gguf_type_name(v->type));
+        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not an integer", path, key, gguf_type_name(v->type));
     }
     *out = x;
     return APR_OK;
 }
 
-apr_status apr_gguf_get_float(const apr_gguf *f, const char *key, double *out)
+apr_status apr_gguf_value_float(const apr_gguf_value *v, const char *path, const char *key, double *out)
 {
-    const apr_gguf_value *v = NULL;
-    APR_TRY(lookup(f, key, &v));
     if (v->type == APR_GGUF_FLOAT32) {
         float x;
         memcpy(&x, v->data, 4);
@@ -794,28 +790,53 @@ apr_status apr_gguf_get_float(const apr_gguf *f, const char *key, double *out)
     } else if (v->type == APR_GGUF_FLOAT64) {
         memcpy(out, v->data, 8);
     } else {
-        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not a float", f->path, key, gguf_type_name(v->type));
+        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not a float", path, key, gguf_type_name(v->type));
     }
     return APR_OK;
+}
+
+apr_status apr_gguf_value_bool(const apr_gguf_value *v, const char *path, const char *key, int *out)
+{
+    APR_CHECK(v->type == APR_GGUF_BOOL, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a bool", path, key,
+              gguf_type_name(v->type));
+    *out = *(const uint8_t *)v->data;
+    return APR_OK;
+}
+
+apr_status apr_gguf_value_check_str(const apr_gguf_value *v, const char *path, const char *key)
+{
+    APR_CHECK(v->type == APR_GGUF_STRING, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a string", path, key,
+              gguf_type_name(v->type));
+    APR_CHECK(!memchr(v->data, 0, v->len), APR_ERR_FORMAT, "%s: key '%s' holds a NUL byte", path, key);
+    return APR_OK;
+}
+
+apr_status apr_gguf_get_int(const apr_gguf *f, const char *key, int64_t *out)
+{
+    const apr_gguf_value *v = NULL;
+    APR_TRY(lookup(f, key, &v));
+    return apr_gguf_value_int(v, f->path, key, out);
+}
+
+apr_status apr_gguf_get_float(const apr_gguf *f, const char *key, double *out)
+{
+    const apr_gguf_value *v = NULL;
+    APR_TRY(lookup(f, key, &v));
+    return apr_gguf_value_float(v, f->path, key, out);
 }
 
 apr_status apr_gguf_get_bool(const apr_gguf *f, const char *key, int *out)
 {
     const apr_gguf_value *v = NULL;
     APR_TRY(lookup(f, key, &v));
-    APR_CHECK(v->type == APR_GGUF_BOOL, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a bool", f->path, key,
-              gguf_type_name(v->type));
-    *out = *(const uint8_t *)v->data;
-    return APR_OK;
+    return apr_gguf_value_bool(v, f->path, key, out);
 }
 
 apr_status apr_gguf_get_str(const apr_gguf *f, const char *key, const char **out)
 {
     const apr_gguf_value *v = NULL;
     APR_TRY(lookup(f, key, &v));
-    APR_CHECK(v->type == APR_GGUF_STRING, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a string", f->path, key,
-              gguf_type_name(v->type));
-    APR_CHECK(!memchr(v->data, 0, v->len), APR_ERR_FORMAT, "%s: key '%s' holds a NUL byte", f->path, key);
+    APR_TRY(apr_gguf_value_check_str(v, f->path, key));
     *out = kv_of(v)->str;
     return APR_OK;
 }

@@ -69,6 +69,15 @@ static inline uint64_t gguf_align_up(uint64_t x, uint64_t align)
     return (x + align - 1) & ~(align - 1);
 }
 
+/* One metadata value as a C type, with the rules and messages every model
+ * source uses (apr_gguf_get_* and apr_source_get_*): any integer type that
+ * fits int64; float32 or float64; a bool; a string without NUL bytes.
+ * `path` and `key` name the value in a failure's message. */
+apr_status apr_gguf_value_int(const apr_gguf_value *v, const char *path, const char *key, int64_t *out);
+apr_status apr_gguf_value_float(const apr_gguf_value *v, const char *path, const char *key, double *out);
+apr_status apr_gguf_value_bool(const apr_gguf_value *v, const char *path, const char *key, int *out);
+apr_status apr_gguf_value_check_str(const apr_gguf_value *v, const char *path, const char *key);
+
 /* Checks one encoded value of `type` at bytes [0, n): the same rules the
  * reader applies to a file (lengths in bounds, known types, booleans 0 or 1,
  * nesting depth). On success *used is the value's encoded size. The message

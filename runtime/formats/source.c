@@ -3,8 +3,8 @@
  * Picks the container by the file's first bytes, then answers every query
  * through the format's few operations (formats/source.h). The argument
  * checks and the typed metadata lookups live here, once, so every format
- * refuses a bad index and converts values with the same rules and words as
- * the GGUF reader (apr_gguf_get_int and friends). */
+ * refuses a bad index; values convert through the GGUF reader's own rules
+ * (apr_gguf_value_int and friends), so the words match apr_gguf_get_*. */
 #include "formats/source.h"
 
 #include <errno.h>
@@ -138,52 +138,21 @@ apr_status apr_source_get_int(const apr_source *s, const char *key, int64_t *out
 {
     apr_gguf_value v;
     APR_TRY(lookup(s, key, &v, NULL));
-    const uint8_t *p = v.data;
-    int64_t x;
-    switch (v.type) {
-    case APR_GGUF_UINT8: x = *p; break;
-    case APR_GGUF_INT8: x = (int8_t)*p; break;
-    case APR_GGUF_UINT16: { uint16_t u; memcpy(&u, p, 2); x = u; break; }
-    case APR_GGUF_INT16: { int16_t u; memcpy(&u, p, 2); x = u; break; }
-    case APR_GGUF_UINT32: x = gguf_u32(p); break;
-    case APR_GGUF_INT32: x = (int32_t)gguf_u32(p); break;
-    case APR_GGUF_INT64: x = (int64_t)gguf_u64(p); break;
-    case APR_GGUF_UINT64:
-        APR_CHECK(gguf_u64(p) <= INT64_MAX, APR_ERR_FORMAT, "%s: key '%s' = %" PRIu64 " does not fit in int64",
-                  s->path, key, gguf_u64(p));
-        x = (int64_t)gguf_u64(p);
-        break;
-    default:
-        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not an integer", s->path, key, gguf_type_name(v.type));
-    }
-    *out = x;
-    return APR_OK;
+    return apr_gguf_value_int(&v, s->path, key, out);
 }
 
 apr_status apr_source_get_float(const apr_source *s, const char *key, double *out)
 {
     apr_gguf_value v;
     APR_TRY(lookup(s, key, &v, NULL));
-    if (v.type == APR_GGUF_FLOAT32) {
-        float x;
-        memcpy(&x, v.data, 4);
-        *out = x;
-    } else if (v.type == APR_GGUF_FLOAT64) {
-        memcpy(out, v.data, 8);
-    } else {
-        return apr_error(APR_ERR_FORMAT, "%s: key '%s' is a %s, not a float", s->path, key, gguf_type_name(v.type));
-    }
-    return APR_OK;
+    return apr_gguf_value_float(&v, s->path, key, out);
 }
 
 apr_status apr_source_get_bool(const apr_source *s, const char *key, int *out)
 {
     apr_gguf_value v;
     APR_TRY(lookup(s, key, &v, NULL));
-    APR_CHECK(v.type == APR_GGUF_BOOL, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a bool", s->path, key,
-              gguf_type_name(v.type));
-    *out = *(const uint8_t *)v.data;
-    return APR_OK;
+    return apr_gguf_value_bool(&v, s->path, key, out);
 }
 
 apr_status apr_source_get_str(const apr_source *s, const char *key, const char **out)
@@ -191,9 +160,7 @@ apr_status apr_source_get_str(const apr_source *s, const char *key, const char *
     apr_gguf_value v;
     int64_t i;
     APR_TRY(lookup(s, key, &v, &i));
-    APR_CHECK(v.type == APR_GGUF_STRING, APR_ERR_FORMAT, "%s: key '%s' is a %s, not a string", s->path, key,
-              gguf_type_name(v.type));
-    APR_CHECK(!memchr(v.data, 0, v.len), APR_ERR_FORMAT, "%s: key '%s' holds a NUL byte", s->path, key);
+    APR_TRY(apr_gguf_value_check_str(&v, s->path, key));
     const char *str = s->ops->str(s, i);
     APR_CHECK(str, APR_ERR_NOMEM, "%s: key '%s': out of memory", s->path, key);
     *out = str;
