@@ -15,7 +15,7 @@
 -- the work per token is unchanged; every system reads the same file.
 --
 --   apr run bench/text_only_model.lua MODEL.gguf     (rewrites it in place)
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 
 local path = arg[1]
 if not path then

@@ -19,7 +19,7 @@
 -- table; exits 1 when a q8_0 row misses the target (mean KLD <= 1e-3,
 -- top-1 agreement >= 99%), 0 otherwise (q4_0's figures are reported, not
 -- judged).
-local args = require "apr._args"
+local args = require "apr.cli.args"
 local kc = require "tests.lua.apr.kv_compare"
 
 local parsed, opt = pcall(args.parse, {

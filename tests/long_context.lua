@@ -19,7 +19,7 @@
 -- Exit status: 0 when the last compared chunk's cosine is >= --min-cosine,
 -- 1 when it is below or on a failure, 2 on a usage error.
 local core = require "apr.core"
-local args = require "apr._args"
+local args = require "apr.cli.args"
 local C, ffi = core.C, core.ffi
 
 local function fail(code, fmt, ...)

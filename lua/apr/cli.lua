@@ -3,7 +3,7 @@
 -- Exit codes: 0 success, 1 failure, 2 usage error. Errors are one line on
 -- stderr; a Lua traceback appears only for bugs in apr itself, or for any
 -- error when APR_DEBUG=1.
-local args = require "apr._args"
+local args = require "apr.cli.args"
 
 local M = {}
 
@@ -101,7 +101,7 @@ function M.main(argv)
     local name = table.remove(list, 1)
     if name == nil then
         -- `apr` alone: the REPL on a terminal, the help otherwise.
-        local tty = require("apr._term").isatty(0)
+        local tty = require("apr.cli.term").isatty(0)
         name = tty and "repl" or "help"
     elseif name == "-h" or name == "--help" then
         name = "help"

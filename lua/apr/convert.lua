@@ -11,7 +11,7 @@
 -- left under the output's name.
 local core = require "apr.core"
 local file = require "apr.file"
-local checksum = require "apr._checksum"
+local checksum = require "apr.checksum"
 local C, ffi = core.C, core.ffi
 
 local M = {}

@@ -16,7 +16,7 @@
 --   while not gen.done do eng:wait(100) eng:drain() end
 --   for t in eng:generate(ids, opts) do io.write(t.text) end   -- the same, as an iterator
 local core = require "apr.core"
-local stopper = require "apr._stop"
+local stopper = require "apr.text.stop"
 
 local ffi, C = core.ffi, core.C
 

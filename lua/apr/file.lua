@@ -318,7 +318,7 @@ end
 -- progress line on a terminal; nil, "interrupted" after Ctrl+C. A split
 -- model gives a list: one digest per part, in order.
 function File:sha256(opts)
-    local checksum = require "apr._checksum"
+    local checksum = require "apr.checksum"
     if #self.files == 1 then return checksum.digest(self, opts, 1) end
     local list = {}
     for k = 1, #self.files do

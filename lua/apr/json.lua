@@ -13,7 +13,7 @@
 --
 -- decode and encode return nil plus a message for bad input; they raise only
 -- when called with the wrong argument types.
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 
 local json = {}
 

@@ -17,7 +17,7 @@ local M = {}
 -- "?"), and &, <, >, " and ' become entities.
 function M.escape(s)
     s = tostring(s):gsub("[%z\1-\8\11\12\14-\31\127]", "")
-    if not require("apr._utf8").validate(s) then s = s:gsub("[\128-\255]", "?") end
+    if not require("apr.text.utf8").validate(s) then s = s:gsub("[\128-\255]", "?") end
     return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }))
 end
 

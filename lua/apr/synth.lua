@@ -311,7 +311,7 @@ local writer_box = ffi.new("apr_gguf_writer *[1]")
 -- on any failure or Ctrl+C nothing is left behind.
 function M.write(path, plan, opts)
     opts = opts or {}
-    local replaceable, rerr = require("apr._replace").check(path)
+    local replaceable, rerr = require("apr.fs.replace").check(path)
     if not replaceable then return nil, rerr end
     local seed = opts.seed or 0
     local st = C.apr_gguf_writer_new(writer_box)

@@ -10,7 +10,7 @@
 -- optionally "system"), a JSON array of those or of strings, or plain text
 -- with one prompt per non-empty line.
 local json = require "apr.json"
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 
 local M = {}
 

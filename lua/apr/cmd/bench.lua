@@ -1,7 +1,7 @@
 -- apr bench MODEL: apr against llama.cpp and Ollama on the same model,
 -- measured the same way, with statistics (docs/bench.md).
 local cli = require "apr.cli"
-local args = require "apr._args"
+local args = require "apr.cli.args"
 
 local M = {}
 
@@ -103,7 +103,7 @@ local function parse_baselines(list)
 end
 
 local function model_info(path)
-    local mi = require "apr._model_info"
+    local mi = require "apr.model_info"
     local f = mi.open(path)
     local tensors = f:tensors()
     local hp = mi.hparams(f, tensors)
@@ -118,14 +118,14 @@ local function model_info(path)
 end
 
 local function write_file(path, text, what)
-    local ok, err = require("apr._replace").write(path, text)
+    local ok, err = require("apr.fs.replace").write(path, text)
     if not ok then cli.fail("cannot write the %s to %s: %s", what, path, tostring(err)) end
 end
 
 function M.run(opts)
     local uv = require "luv"
     local json = require "apr.json"
-    local term = require "apr._term"
+    local term = require "apr.cli.term"
     local core = require "apr.core"
     local task = require "apr.bench.task"
     local gpu = require "apr.bench.gpu"
@@ -158,7 +158,7 @@ function M.run(opts)
     local outputs = {}
     for _, o in ipairs({ { opts.output, "JSON report" }, { opts.csv, "CSV" }, { opts.svg, "SVG" } }) do
         if o[1] then
-            local ok, err = require("apr._replace").check(o[1])
+            local ok, err = require("apr.fs.replace").check(o[1])
             if not ok then cli.fail("cannot write the %s: %s", o[2], err) end
             local dir = o[1]:match("^(.*)/[^/]*$")
             if dir and dir ~= "" and not uv.fs_stat(dir) then cli.fail("cannot write the %s: no folder %s", o[2], dir) end

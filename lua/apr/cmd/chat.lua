@@ -1,9 +1,9 @@
 -- apr chat [MODEL]: an interactive, multi-turn conversation.
 local cli = require "apr.cli"
-local term = require "apr._term"
-local xdg = require "apr._xdg"
-local replace = require "apr._replace"
-local generation = require "apr._generation"
+local term = require "apr.cli.term"
+local xdg = require "apr.fs.xdg"
+local replace = require "apr.fs.replace"
+local generation = require "apr.cli.generation"
 
 local M = {}
 

@@ -1,10 +1,10 @@
 -- apr convert IN --output OUT: GGUF to APR v2 (compressed, checksummed) or
 -- APR v2 back to the original GGUF, byte for byte.
 local cli = require "apr.cli"
-local args = require "apr._args"
+local args = require "apr.cli.args"
 local convert = require "apr.convert"
-local mi = require "apr._model_info"
-local term = require "apr._term"
+local mi = require "apr.model_info"
+local term = require "apr.cli.term"
 
 local M = {}
 
@@ -92,7 +92,7 @@ function M.run(opts)
             -- the export already hashed what it wrote against the recorded digest;
             -- hash the file on disk again, as a reader would
             local f = assert(require("apr.file").open(output))
-            local sha, why = require("apr._checksum").compute(f)
+            local sha, why = require("apr.checksum").compute(f)
             if sha and sha ~= result.sha256 then why = "SHA-256 of the file on disk is " .. sha end
             v, verr = sha == result.sha256 and { sha256 = sha } or nil, why
         end

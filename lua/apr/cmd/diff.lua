@@ -3,8 +3,8 @@
 -- data. Exit 0 only when they are equivalent.
 local cli = require "apr.cli"
 local diff = require "apr.diff"
-local mi = require "apr._model_info"
-local term = require "apr._term"
+local mi = require "apr.model_info"
+local term = require "apr.cli.term"
 
 local M = {}
 

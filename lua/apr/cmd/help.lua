@@ -1,6 +1,6 @@
 -- apr help [COMMAND]: the list of commands, or one command's help.
 local cli = require "apr.cli"
-local args = require "apr._args"
+local args = require "apr.cli.args"
 
 local M = {}
 

@@ -1,7 +1,7 @@
 -- apr info FILE: what a model file is (name, format, quantization, size,
 -- parameters, context, architecture, SHA256).
 local cli = require "apr.cli"
-local mi = require "apr._model_info"
+local mi = require "apr.model_info"
 
 local M = {}
 

@@ -3,7 +3,7 @@
 -- dequantized values.
 local core = require "apr.core"
 local cli = require "apr.cli"
-local mi = require "apr._model_info"
+local mi = require "apr.model_info"
 local C, ffi = core.C, core.ffi
 
 local M = {}
@@ -110,7 +110,7 @@ end
 local function show_tensors(f, opts)
     local tensors = f:tensors()
     if opts.stats then
-        local progress = require("apr._term").progress("stats")
+        local progress = require("apr.cli.term").progress("stats")
         for i, t in ipairs(tensors) do
             t.stats, t.stats_error = tensor_stats(f, t)
             progress.update(i, #tensors)
@@ -164,7 +164,7 @@ end
 
 function M.run(opts)
     if opts.stats and not opts.tensors then
-        require("apr._args").usage_error("--stats needs --tensors")
+        require("apr.cli.args").usage_error("--stats needs --tensors")
     end
     local f = mi.open(opts[1])
     if opts.tensors then show_tensors(f, opts) else show_metadata(f, opts.json) end

@@ -1,6 +1,6 @@
 -- apr pass [MODEL]: one prompt in, its completion out (a Unix filter).
 local cli = require "apr.cli"
-local generation = require "apr._generation"
+local generation = require "apr.cli.generation"
 
 local M = {}
 
@@ -42,7 +42,7 @@ function M.run(opts)
     if not opts.raw then prompt = prompt:gsub("%s+$", "") end
     -- Nothing to complete is a mistake in how pass was called: a usage
     -- error (exit 2), as the README's rule has it.
-    if prompt == "" then require("apr._args").usage_error("the prompt is empty (give it on stdin or with --prompt)") end
+    if prompt == "" then require("apr.cli.args").usage_error("the prompt is empty (give it on stdin or with --prompt)") end
 
     local m = generation.load_model(opts)
     local gen_opts = generation.generate_opts(opts)
@@ -74,7 +74,7 @@ function M.run(opts)
     end)
     -- On a terminal the answer ends its line, so the shell's prompt (or an
     -- error message after half an answer) starts on a line of its own.
-    local tty = require("apr._term").isatty(1)
+    local tty = require("apr.cli.term").isatty(1)
     if not ok2 then
         if tty and last ~= "" and last:sub(-1) ~= "\n" then out:write("\n") end
         out:flush()

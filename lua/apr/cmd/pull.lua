@@ -2,7 +2,7 @@
 -- (shared with huggingface_hub), verified, usable offline afterwards as
 -- ORG/REPO:QUANT by every command (docs/commands.md, lua/apr/hub/).
 local cli = require "apr.cli"
-local args = require "apr._args"
+local args = require "apr.cli.args"
 
 local M = {}
 
@@ -57,7 +57,7 @@ function M.run(opts)
     if ref.rev ~= "main" and opts.revision ~= "main" then
         args.usage_error("give the revision once: in %s or with --revision", opts[1])
     end
-    local tty = require("apr._term").isatty(2)
+    local tty = require("apr.cli.term").isatty(2)
     local ui = require("apr.hub.progress").new({ quiet = opts.quiet, tty = tty })
     local summary, err, kind = require("apr.hub.pull").pull({
         repo = ref.repo,

@@ -1,7 +1,7 @@
 -- apr repl: an interactive Lua prompt with apr loaded.
-local term = require "apr._term"
-local pretty = require "apr._pretty"
-local xdg = require "apr._xdg"
+local term = require "apr.cli.term"
+local pretty = require "apr.cli.pretty"
+local xdg = require "apr.fs.xdg"
 
 local M = {}
 

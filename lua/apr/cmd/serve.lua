@@ -103,14 +103,14 @@ function M.run(opts)
     end
     local device = opts.gpu and "cuda" or opts.device
     if opts.gpu and opts.device ~= "auto" and opts.device ~= "cuda" then
-        require("apr._args").usage_error("--gpu contradicts --device %s", opts.device)
+        require("apr.cli.args").usage_error("--gpu contradicts --device %s", opts.device)
     end
     local api_key = opts.api_key or os.getenv("APR_API_KEY")
     if api_key == "" then api_key = nil end
     local admin_key = opts.admin_key or os.getenv("APR_ADMIN_KEY")
     if admin_key == "" then admin_key = nil end
     if opts.admin and not admin_key and not api_key then
-        require("apr._args").usage_error("--admin puts the admin routes behind --api-key, and there is none")
+        require("apr.cli.args").usage_error("--admin puts the admin routes behind --api-key, and there is none")
     end
     math.randomseed(os.time() + math.floor(uv.hrtime() % 1e9))
 
@@ -147,7 +147,7 @@ function M.run(opts)
     if ctx == 0 then ctx = nil end
     local zram = opts.zram or opts.zram_algo or opts.zram_ratio
     if zram and opts.no_prefix_cache then
-        require("apr._args").usage_error("--zram needs the prefix cache: it finds swapped blocks by their tokens")
+        require("apr.cli.args").usage_error("--zram needs the prefix cache: it finds swapped blocks by their tokens")
     end
     local err
     srv, err = server.start({

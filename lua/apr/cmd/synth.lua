@@ -1,7 +1,7 @@
 -- apr synth: write a synthetic model (real architecture, random weights).
 local cli = require "apr.cli"
 local synth = require "apr.synth"
-local term = require "apr._term"
+local term = require "apr.cli.term"
 
 local M = {}
 

@@ -50,7 +50,7 @@ local function program(argv)
         argv[1] = uv.exepath()
     elseif not first:find("/") then
         if not cli.load_command(first) then
-            require("apr._args").usage_error("'%s' is not an apr command: apr trace runs apr commands " ..
+            require("apr.cli.args").usage_error("'%s' is not an apr command: apr trace runs apr commands " ..
                 "(apr trace -- apr pass ...)", first)
         end
         table.insert(argv, 1, uv.exepath())

@@ -3,9 +3,9 @@
 -- any FAIL makes the exit code 1.
 local core = require "apr.core"
 local cli = require "apr.cli"
-local args = require "apr._args"
-local mi = require "apr._model_info"
-local checksum = require "apr._checksum"
+local args = require "apr.cli.args"
+local mi = require "apr.model_info"
+local checksum = require "apr.checksum"
 local C, ffi = core.C, core.ffi
 
 local M = {}
@@ -102,7 +102,7 @@ end
 -- or, without it, the digest its sidecar records.
 -- APR: every chunk decodes to the XXH3 checksum of its raw bytes.
 local function chunk_check(f, tensors, report)
-    local progress = require("apr._term").progress("chunks")
+    local progress = require("apr.cli.term").progress("chunks")
     local total, done = 0, 0
     for _, t in ipairs(tensors) do total = total + t.bytes end
     for i, t in ipairs(tensors) do
@@ -163,7 +163,7 @@ end
 local bad_box = ffi.new("int64_t[1]")
 
 local function deep_check(f, tensors, report)
-    local progress = require("apr._term").progress("scan")
+    local progress = require("apr.cli.term").progress("scan")
     local total, done, skipped, bad = 0, 0, {}, nil
     for _, t in ipairs(tensors) do total = total + t.bytes end
     for _, t in ipairs(tensors) do

@@ -6,7 +6,7 @@
 -- most every 30 s otherwise, and one when it is done. Retries and restarts
 -- are lines of their own either way. quiet: nothing.
 local uv = require "luv"
-local fmt_size = require("apr._model_info").format_size
+local fmt_size = require("apr.model_info").format_size
 
 local M = {}
 

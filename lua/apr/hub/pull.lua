@@ -17,7 +17,7 @@ local cache = require "apr.hub.cache"
 local files = require "apr.hub.files"
 local ref_mod = require "apr.hub.ref"
 local download = require "apr.download"
-local checksum = require "apr._checksum"
+local checksum = require "apr.checksum"
 
 local M = {}
 

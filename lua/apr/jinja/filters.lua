@@ -8,7 +8,7 @@
 -- tests, limits).
 local V = require "apr.jinja.value"
 local json = require "apr.json"
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 local methods = require "apr.jinja.methods"
 local format = require "apr.jinja.format"
 

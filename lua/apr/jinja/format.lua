@@ -3,7 +3,7 @@
 -- `"{} {name:>5}".format(...)`.
 local V = require "apr.jinja.value"
 local json = require "apr.json"
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 local methods = require "apr.jinja.methods"
 
 local M = {}

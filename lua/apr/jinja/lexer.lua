@@ -13,7 +13,7 @@
 -- and one per operator (add, sub, mul, div, floordiv, mod, pow, tilde,
 -- lbracket, rbracket, lparen, rparen, lbrace, rbrace, eq, ne, gt, gteq, lt,
 -- lteq, assign, dot, colon, pipe, comma, semicolon).
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 
 local M = {}
 

@@ -7,7 +7,7 @@
 -- rather than provided.
 local V = require "apr.jinja.value"
 local json = require "apr.json"
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 
 local M = {}
 

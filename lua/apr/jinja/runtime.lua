@@ -17,7 +17,7 @@
 local V = require "apr.jinja.value"
 local json = require "apr.json"
 local methods = require "apr.jinja.methods"
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 
 local M = {}
 

@@ -17,7 +17,7 @@
 -- runtime completes with the template line; kind is "type", "value",
 -- "undefined", "security", "zero_division" or "limit".
 local json = require "apr.json"
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 
 local V = {}
 

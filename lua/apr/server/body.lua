@@ -13,7 +13,7 @@
 --   local value, err = body.decode(text)   -- in a handler coroutine
 local uv = require "luv"
 local json = require "apr.json"
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 local http = require "apr.server.http"
 
 local M = {}
@@ -29,7 +29,7 @@ local function work(home, text, marker, long)
         package.path = home .. "/lua/?.lua;" .. home .. "/lua/?/init.lua;" .. package.path
     end
     local wjson = require "apr.json"
-    local wutf8 = require "apr._utf8"
+    local wutf8 = require "apr.text.utf8"
     local ok, at = wutf8.validate(text)
     if not ok then return "utf8", tostring(at) end
     local value, err = wjson.decode(text)

@@ -9,7 +9,7 @@
 -- was current when it arrived, so a hot reload never moves it mid-way.
 local uv = require "luv"
 local json = require "apr.json"
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 local http = require "apr.server.http"
 local router = require "apr.server.router"
 local tokens = require "apr.server.tokenize"

@@ -3,7 +3,7 @@
 -- zero, the others keep their bytes, and greedy decoding then picks only
 -- tokens that are text (the original model picks others).
 local h = require "tests.lua.helpers"
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 
 local MODEL = "tests/fixtures/models/tiny-q8_0.gguf"
 

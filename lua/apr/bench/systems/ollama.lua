@@ -10,7 +10,7 @@
 -- parallel sequences and flash attention are settings of its server
 -- (OLLAMA_NUM_PARALLEL, OLLAMA_FLASH_ATTENTION), it has no option to ignore
 -- the end-of-sequence token, and it reuses a cached prompt prefix.
-local checksum = require "apr._checksum"
+local checksum = require "apr.checksum"
 local task = require "apr.bench.task"
 local client = require "apr.bench.client"
 local server = require "apr.bench.server"

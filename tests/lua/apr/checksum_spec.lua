@@ -1,7 +1,7 @@
--- _checksum_spec.lua — SHA256 of files and the sidecar cache.
+-- checksum_spec.lua — SHA256 of files and the sidecar cache.
 local h = require "tests.lua.helpers"
 local apr = require "apr"
-local checksum = require "apr._checksum"
+local checksum = require "apr.checksum"
 
 local Q8 = "tests/fixtures/models/tiny-q8_0.gguf"
 local Q8_SHA = "27c0cb833101a1fa14651a147d5e8ca3a3ecda18f3753419fd6fd3f700f3ea2f"

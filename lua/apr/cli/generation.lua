@@ -1,6 +1,6 @@
--- _generation.lua — what the commands that generate text (apr pass, apr chat)
+-- cli/generation.lua — what the commands that generate text (apr pass, apr chat)
 -- share: their model and sampling options, loading the model, its notes and
--- the timings report (private).
+-- the timings report.
 local cli = require "apr.cli"
 
 local M = {}

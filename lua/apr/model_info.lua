@@ -1,7 +1,7 @@
--- _model_info.lua — what `apr info`, `inspect` and `verify` say about a
+-- model_info.lua — what `apr info`, `inspect` and `verify` say about a
 -- model file: hyperparameters, the file type's name, sizes in human units,
 -- and how its tensors compare with what its architecture must have (the
--- runtime's table, apr.h "Architectures") (private).
+-- runtime's table, apr.h "Architectures").
 local M = {}
 
 -- Opens path (or a hub reference, apr.model_path) for a command, or ends

@@ -1,5 +1,4 @@
--- _checksum.lua — SHA-256 of whole model files, and its sidecar cache
--- (private).
+-- checksum.lua — SHA-256 of whole model files, and its sidecar cache.
 --
 -- Hashing a 20 GB file takes a while, so the digest is kept in a sidecar
 -- keyed by the file's size and modification time: FILE.sha256 beside the
@@ -12,8 +11,8 @@
 --   # apr: size=<bytes> mtime=<seconds>.<nanoseconds>
 local core = require "apr.core"
 local C, ffi = core.C, core.ffi
-local xdg = require "apr._xdg"
-local replace = require "apr._replace"
+local xdg = require "apr.fs.xdg"
+local replace = require "apr.fs.replace"
 
 local M = {}
 
@@ -117,7 +116,7 @@ function M.compute(file, k, upto)
     local size = math.min(tonumber(size_box[0]), upto or math.huge)
     local name = ffi.string(path_box[0])
     local h = ffi.gc(C.apr_sha256_new(), C.apr_sha256_free)
-    local progress = require("apr._term").progress("SHA256 " .. basename(name))
+    local progress = require("apr.cli.term").progress("SHA256 " .. basename(name))
     local done = 0
     while done < size do
         if C.apr_interrupted() ~= 0 then

@@ -1,5 +1,5 @@
--- _generation_spec.lua — the options apr pass and apr chat share.
-local generation = require "apr._generation"
+-- generation_spec.lua — the options apr pass and apr chat share.
+local generation = require "apr.cli.generation"
 
 local function by_name(list)
     local out = {}
@@ -7,7 +7,7 @@ local function by_name(list)
     return out
 end
 
-describe("apr._generation.options", function()
+describe("apr.cli.generation.options", function()
     it("takes a shared option by name, and overrides only the fields given", function()
         local opts = by_name(generation.options({
             "top-k", { "temperature", default = 0.7 }, { "raw", help = "no template" },
@@ -29,7 +29,7 @@ describe("apr._generation.options", function()
     end)
 end)
 
-describe("apr._generation.generate_opts", function()
+describe("apr.cli.generation.generate_opts", function()
     it("maps the command line onto m:generate's options", function()
         local g = generation.generate_opts({ max_tokens = 5, temperature = 0, top_k = 3, stop = { "x" } })
         assert.same({ max_tokens = 5, temperature = 0, top_k = 3, stop = { "x" } }, g)

@@ -1,4 +1,4 @@
--- _pretty.lua — values as readable text for the REPL (private).
+-- cli/pretty.lua — values as readable text for the REPL.
 --
 -- Tables print as Lua constructors, keys sorted, nested to a few levels, long
 -- lists cut short; anything with a __tostring prints through it.

@@ -1,5 +1,5 @@
--- _xdg.lua — where apr keeps files between runs, after the XDG Base
--- Directory spec (private): histories in $XDG_STATE_HOME/apr (default
+-- fs/xdg.lua — where apr keeps files between runs, after the XDG Base
+-- Directory spec: histories in $XDG_STATE_HOME/apr (default
 -- ~/.local/state/apr), caches in $XDG_CACHE_HOME/apr (default ~/.cache/apr).
 local M = {}
 

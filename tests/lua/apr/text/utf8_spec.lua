@@ -1,8 +1,8 @@
--- _utf8_spec.lua — apr._utf8: strict validation, lenient iteration, Python's
+-- utf8_spec.lua — apr.text.utf8: strict validation, lenient iteration, Python's
 -- whitespace and case rules.
-local utf8 = require "apr._utf8"
+local utf8 = require "apr.text.utf8"
 
-describe("apr._utf8", function()
+describe("apr.text.utf8", function()
     it("validates as Python's strict UTF-8 decoder does", function()
         assert.is_true(utf8.validate("héllo 日本 😀"))
         local bad = { "\192\128", "\224\128\128", "\237\160\128", "\244\144\128\128", "\255", "\226\130", "a\128" }

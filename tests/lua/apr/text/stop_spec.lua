@@ -1,5 +1,5 @@
--- _stop_spec.lua — stop strings across token boundaries, never emitted.
-local stopper = require "apr._stop"
+-- stop_spec.lua — stop strings across token boundaries, never emitted.
+local stopper = require "apr.text.stop"
 
 -- Feeds pieces and returns the emitted text and whether a stop matched.
 local function run(stops, pieces)
@@ -14,7 +14,7 @@ local function run(stops, pieces)
     return table.concat(out), false
 end
 
-describe("apr._stop", function()
+describe("apr.text.stop", function()
     it("passes text through when there are no stop strings", function()
         assert.same({ "abc", false }, { run({}, { "a", "b", "c" }) })
     end)

@@ -1,4 +1,4 @@
--- _utf8.lua — the UTF-8 and Python-str helpers that json.lua and the Jinja
+-- text/utf8.lua — the UTF-8 and Python-str helpers that json.lua and the Jinja
 -- interpreter share: strict validation, code point iteration, Python's
 -- notion of whitespace, and case mapping.
 --

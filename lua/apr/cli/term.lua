@@ -1,4 +1,4 @@
--- _term.lua — the terminal: is it one, how wide, progress lines (private).
+-- cli/term.lua — the terminal: is it one, how wide, progress lines.
 local core = require "apr.core"
 local C, ffi = core.C, core.ffi
 

@@ -1,4 +1,4 @@
--- _replace.lua — writing a file by replacing it whole (private).
+-- fs/replace.lua — writing a file by replacing it whole.
 --
 -- The new content goes to PATH.tmp, which is renamed over PATH once it is
 -- complete, so a crash or a full disk never leaves half a file. Only a

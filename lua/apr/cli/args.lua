@@ -1,4 +1,4 @@
--- _args.lua — command-line parsing for apr's commands (private).
+-- cli/args.lua — command-line parsing for apr's commands.
 --
 -- A command declares its options once; the same declaration parses argv,
 -- validates values and prints --help, so the help text can never disagree

@@ -1,6 +1,6 @@
--- _args_spec.lua — one declaration of a command's options parses argv,
+-- args_spec.lua — one declaration of a command's options parses argv,
 -- checks values and writes --help.
-local args = require "apr._args"
+local args = require "apr.cli.args"
 
 local SPEC = {
     usage = "apr demo FILE [options]",
@@ -24,7 +24,7 @@ local function usage_error(argv)
     return e.message
 end
 
-describe("apr._args.parse", function()
+describe("apr.cli.args.parse", function()
     it("gives options by name (dashes to underscores) and positionals by index", function()
         local o = args.parse(SPEC, { "-s", "7", "m.gguf", "--stop=a", "--stop", "b", "--max-body", "1.5K", "--json" })
         assert.same({ "m.gguf", 7, { "a", "b" }, 1536, true }, { o[1], o.seed, o.stop, o.max_body, o.json })
@@ -48,7 +48,7 @@ describe("apr._args.parse", function()
     end)
 end)
 
-describe("apr._args.help", function()
+describe("apr.cli.args.help", function()
     it("lists every option with its choices and default, then the examples", function()
         local text = args.help("demo", SPEC)
         assert.truthy(text:find("^usage: apr demo FILE %[options%]\n\nA demo command%.\n\noptions:\n"), text)

@@ -1,11 +1,11 @@
--- _stop.lua — stop strings matched across token boundaries (private).
+-- text/stop.lua — stop strings matched across token boundaries.
 --
 -- Generated text arrives a token at a time, and a stop string may span
 -- several tokens ("</" then "end>"). Text that could still be the start of a
 -- stop string is held back until the next token settles it, so a matched
 -- stop string never reaches the output, not even in part.
 --
---   local stop = require("apr._stop").new({ "\n\n", "</end>" })
+--   local stop = require("apr.text.stop").new({ "\n\n", "</end>" })
 --   local out, stopped = stop:push(piece)   -- text safe to emit now
 --   local rest = stop:flush()               -- at the end: what was held back
 local M = {}

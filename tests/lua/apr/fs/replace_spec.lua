@@ -1,8 +1,8 @@
--- _replace_spec.lua — files replaced whole, and only regular files.
+-- replace_spec.lua — files replaced whole, and only regular files.
 local h = require "tests.lua.helpers"
-local replace = require "apr._replace"
+local replace = require "apr.fs.replace"
 
-describe("apr._replace", function()
+describe("apr.fs.replace", function()
     local dir
     before_each(function() dir = h.tmpdir() end)
     after_each(function() h.rmtree(dir) end)
