@@ -10,6 +10,7 @@
 -- followed by llama.cpp's greedy continuation (prompt in chunks of 64,
 -- continuation one token at a time), then repository text (docs and C,
 -- through the model's tokenizer) until --positions positions are compared;
+-- that text is a fixed file (--text FILE to use another);
 -- other models get the text alone: the first half in chunks of 64 (the
 -- GPU's prefill kernels), the rest in chunks of 8 (its decode kernels).
 -- At every position: KL(P_f16 || P_type) (natural log) and whether the
@@ -28,6 +29,9 @@ local parsed, opt = pcall(args.parse, {
         { "device", value = "NAME", choices = { "cpu", "cuda" }, default = "cpu", help = "backend to run" },
         { "positions", value = "N", type = "integer", min = 16, default = 2048, help = "positions compared per model" },
         { "threads", value = "N", type = "integer", min = 0, default = 0, help = "CPU threads (0: all)" },
+        { "text", value = "FILE", help = "text to feed (default tests/fixtures/text/kv-quality.txt)" },
+        { "score-from", value = "N", type = "integer", min = 1, default = 1,
+          help = "score the text's positions from the N-th on (llama-perplexity -c 2N scores N+1..2N)" },
     },
 }, arg)
 if not parsed then
@@ -56,7 +60,7 @@ local TARGET_KLD, TARGET_AGREE = 1e-3, 0.99
 -- contexts of apr pass's default size (the key offsets depend on it: context.c)
 local n_ctx = math.max(4096, opt.positions + 64)
 local rows, missed = {}, false
-local text = kc.text()
+local text = kc.text(nil, opt.text)
 for _, m in ipairs(models) do
     local t0 = os.clock()
     local cmp = kc.open(m.path, opt.device, { "f16", "q8_0", "q4_0" }, n_ctx, opt.threads)
@@ -71,7 +75,9 @@ for _, m in ipairs(models) do
         local ids = cmp:tokenize(text)
         local seq = {}
         for i = 1, math.min(left, #ids) do seq[i] = ids[i] end
+        cmp.score_from = opt.score_from
         cmp:sequence(seq, { { math.floor(#seq / 2), 64 }, { nil, 8 } })
+        cmp.score_from = nil
     end
     local r = cmp:results()
     cmp:close()

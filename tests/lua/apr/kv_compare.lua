@@ -91,7 +91,9 @@ local function compare_row(p, q, n)
 end
 
 -- Feeds ids[first..last] (1-based) to every context in chunks of `chunk`
--- tokens and compares each position's distribution with f16's.
+-- tokens and compares each position's distribution with f16's (from
+-- ids[self.score_from] on, when that is set: the positions before it are
+-- context only, as llama-perplexity scores a chunk's second half).
 function M:feed(ids, first, last, chunk)
     local nv = self.n_vocab
     local i = first
@@ -105,7 +107,7 @@ function M:feed(ids, first, last, chunk)
         end
         for c = 2, #self.types do
             local st = self.stats[self.types[c]]
-            for k = 0, n - 1 do
+            for k = (self.score_from or 1) > i and math.min(n, self.score_from - i) or 0, n - 1 do
                 local kld, same, margin = compare_row(self.logits[1] + k * nv, self.logits[c] + k * nv, nv)
                 st.positions = st.positions + 1
                 st.kld = st.kld + kld
@@ -160,18 +162,14 @@ function M:tokenize(text)
     return tok:tokenize(text, { special = false })
 end
 
--- Text for the long sequences: prose and C from the repository (stable
--- within a commit), up to max_bytes.
-function M.text(max_bytes)
-    local parts = {}
-    for _, path in ipairs({ "docs/model.md", "runtime/core/quantize.c", "docs/quant-formats.md", "runtime/model/qwen2.c" }) do
-        local f = io.open(path, "rb")
-        if f then
-            parts[#parts + 1] = f:read("*a")
-            f:close()
-        end
-    end
-    local text = table.concat(parts, "\n")
+-- Text for the long sequences, up to max_bytes: a fixed file (default:
+-- tests/fixtures/text/kv-quality.txt, 48 KB of apr's own docs and C as they
+-- stood on 2026-12-06, so figures of different commits compare, and the
+-- same file can go to llama.cpp's llama-perplexity).
+function M.text(max_bytes, path)
+    local f = assert(io.open(path or "tests/fixtures/text/kv-quality.txt", "rb"))
+    local text = f:read("*a")
+    f:close()
     return max_bytes and text:sub(1, max_bytes) or text
 end
 
