@@ -578,8 +578,11 @@ function M.table(doc)
         line("")
         for _, s in ipairs(doc.stability.systems) do
             local d = s.drift
-            line(string.format("stability %s: %s (%d runs, slope %s%%/h, p %s)", s.system, d.verdict, d.runs,
-                fmt(d.slope_pct_per_hour, "%.2f"), fmt(d.p, "%.2g")))
+            -- a skipped baseline has no runs: its reason is said above
+            if d.runs > 0 then
+                line(string.format("stability %s: %s (%d runs, slope %s%%/h, p %s)", s.system, d.verdict, d.runs,
+                    fmt(d.slope_pct_per_hour, "%.2f"), fmt(d.p, "%.2g")))
+            end
         end
     end
     return table.concat(out, "\n") .. "\n"
