@@ -6,6 +6,7 @@
 --   local a, b = task.await(function(cb) something(args, cb) end)
 --   task.all({ fn1, fn2, ... })                          -- concurrently, waits for all
 local uv = require "luv"
+local await = require "apr.await"
 
 local M = {}
 
@@ -28,23 +29,8 @@ local function resume(co, ...)
 end
 
 -- await(subscribe) suspends the calling coroutine until subscribe's
--- callback is called, and returns the callback's arguments (also when the
--- callback is called before subscribe returns).
-function M.await(subscribe)
-    local co = assert(coroutine.running(), "task.await outside a task")
-    local waiting, early = false, nil
-    subscribe(function(...)
-        if waiting then
-            waiting = false
-            resume(co, ...)
-        elseif not early then
-            early = { n = select("#", ...), ... }
-        end
-    end)
-    if early then return unpack(early, 1, early.n) end
-    waiting = true
-    return coroutine.yield()
-end
+-- callback is called, and returns the callback's arguments (apr/await.lua).
+function M.await(subscribe) return await(subscribe, resume, "a task") end
 
 function M.sleep(ms)
     if ms <= 0 then return end

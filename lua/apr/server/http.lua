@@ -25,6 +25,7 @@
 -- answers; a streaming response whose client goes away is aborted, and the
 -- handler hears of it through res:on_close.
 local uv = require "luv"
+local await = require "apr.await"
 local core = require "apr.core"
 local json = require "apr.json"
 
@@ -231,23 +232,8 @@ function M.resume(co, ...)
 end
 
 -- await(subscribe) suspends the calling handler until subscribe's callback
--- is called, and returns that callback's arguments. The callback may also
--- be called before subscribe returns.
-function M.await(subscribe)
-    local co = assert(coroutine.running(), "await outside a handler coroutine")
-    local waiting, early = false, nil
-    subscribe(function(...)
-        if waiting then
-            waiting = false
-            M.resume(co, ...)
-        elseif not early then
-            early = { n = select("#", ...), ... }
-        end
-    end)
-    if early then return unpack(early, 1, early.n) end
-    waiting = true
-    return coroutine.yield()
-end
+-- is called, and returns that callback's arguments (apr/await.lua).
+function M.await(subscribe) return await(subscribe, M.resume, "a handler coroutine") end
 
 ------------------------------------------------------------------ connections
 
