@@ -52,11 +52,23 @@ deps:
 	@scripts/deps.sh
 
 # ---------------------------------------------------------------- objects
-$(BUILD)/obj/%.o: %.c
+# Each object depends on the flags it was compiled with, kept in a file
+# that is rewritten only when they change: `make CFLAGS=-O0` after `make`
+# rebuilds everything, and a plain `make` after it rebuilds it back.
+$(BUILD)/cflags: FORCE
+	@mkdir -p $(BUILD)
+	$(file >$@.tmp,$(CC) $(CFLAGS))
+	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
+$(BUILD)/nvccflags: FORCE
+	@mkdir -p $(BUILD)
+	$(file >$@.tmp,$(NVCC) $(NVCCFLAGS))
+	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu
+$(BUILD)/obj/%.o: %.cu $(BUILD)/nvccflags
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
