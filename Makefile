@@ -55,13 +55,15 @@ deps:
 # Each object depends on the flags it was compiled with, kept in a file
 # that is rewritten only when they change: `make CFLAGS=-O0` after `make`
 # rebuilds everything, and a plain `make` after it rebuilds it back.
+# (quote: the flags as one single-quoted shell word; they hold quotes themselves)
+quote = '$(subst ','\'',$(1))'
 $(BUILD)/cflags: FORCE
 	@mkdir -p $(BUILD)
-	$(file >$@.tmp,$(CC) $(CFLAGS))
+	@printf '%s\n' $(call quote,$(CC) $(CFLAGS)) > $@.tmp
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 $(BUILD)/nvccflags: FORCE
 	@mkdir -p $(BUILD)
-	$(file >$@.tmp,$(NVCC) $(NVCCFLAGS))
+	@printf '%s\n' $(call quote,$(NVCC) $(NVCCFLAGS)) > $@.tmp
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
 $(BUILD)/obj/%.o: %.c $(BUILD)/cflags
