@@ -23,10 +23,11 @@ apr_status apr_cuda_attention_decode(const float *qkv, apr_cuda_tokens tk, apr_c
                                      float scale, int n_split, void *scratch, float *out_f32, apr_cuda_q8 out_q8,
                                      cudaStream_t stream);
 
-/* Prefill on tensor cores: q_f16 [n][n_head*hd] (rope_store's copy). Tiles
- * of 64 tokens of one sequence at consecutive positions take the fast path;
- * others (a pass mixing sequences) a slower exact one. Writes out_f32 and,
- * when not NULL, out_f16, both [n][n_head*hd]. hd is 64 or 128. */
+/* Prefill on tensor cores: q_f16 [n][n_head*hd] (rope_store's copy), tiles
+ * of 64 tokens; a tile that mixes sequences (decode tokens beside a prompt
+ * chunk) is taken as its runs of one sequence at consecutive positions.
+ * Writes out_f32 and, when not NULL, out_f16, both [n][n_head*hd]. hd is
+ * 64 or 128. */
 apr_status apr_cuda_attention_prefill(const void *q_f16, apr_cuda_tokens tk, apr_cuda_kv kv, int n, int n_head,
                                       float scale, float *out_f32, void *out_f16, cudaStream_t stream);
 
