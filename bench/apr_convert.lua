@@ -44,13 +44,7 @@ local uv = require "luv"
 local function now() return uv.hrtime() * 1e-9 end
 local function fail(msg, ...) io.stderr:write("bench/apr_convert.lua: ", string.format(msg, ...), "\n") os.exit(1) end
 
-local function median(t)
-    local s = {}
-    for i, v in ipairs(t) do s[i] = v end
-    table.sort(s)
-    if #s == 0 then return nil end
-    return #s % 2 == 1 and s[(#s + 1) / 2] or (s[#s / 2] + s[#s / 2 + 1]) / 2
-end
+local median = require("apr.bench.stats").median
 
 local function status_kb(field)
     local f = io.open("/proc/self/status")

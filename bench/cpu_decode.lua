@@ -28,13 +28,8 @@ local cjson = require "cjson"
 local function now() return hrtime() * 1e-9 end
 local function fail(msg, ...) io.stderr:write(string.format(msg, ...), "\n") os.exit(1) end
 local function check(st, what) if st ~= 0 then fail("%s: %s", what, ffi.string(C.apr_last_error())) end end
-local function median(t)
-    local s = {}
-    for i, v in ipairs(t) do s[i] = v end
-    table.sort(s)
-    if #s == 0 then return 0 / 0 end
-    return #s % 2 == 1 and s[(#s + 1) / 2] or (s[#s / 2] + s[#s / 2 + 1]) / 2
-end
+-- the median (apr.bench.stats), NaN of nothing
+local function median(t) return require("apr.bench.stats").median(t) or 0 / 0 end
 
 local opts = { threads = 2, prompt = 512, gen = 64, reps = 3, python = ".cache/llama-venv/bin/python", llama = true,
                ["kv-type"] = "f16" }

@@ -25,11 +25,7 @@ local hrtime = require("luv").hrtime
 local function now() return hrtime() * 1e-9 end
 local function fail(msg, ...) io.stderr:write(string.format(msg, ...), "\n") os.exit(1) end
 local function check(st, what) if st ~= 0 then fail("%s: %s", what, ffi.string(C.apr_last_error())) end end
-local function median(t)
-    local s = {} for i, v in ipairs(t) do s[i] = v end
-    table.sort(s)
-    return s[math.floor((#s + 1) / 2)]
-end
+local median = require("apr.bench.stats").median
 
 local path = arg[1] or fail("usage: apr run bench/cuda_bench.lua MODEL.gguf [--quick] [--vram-only] [--out FILE]")
 local quick, vram_only, out_path, profile, decode_only, batch_only, long_only = false, false, nil, false, false, false, false

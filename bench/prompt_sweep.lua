@@ -22,11 +22,7 @@ local hrtime = require("luv").hrtime
 
 local function fail(msg, ...) io.stderr:write(string.format(msg, ...), "\n") os.exit(1) end
 local function check(st, what) if st ~= 0 then fail("%s: %s", what, ffi.string(C.apr_last_error())) end end
-local function median(t)
-    local s = {} for i, v in ipairs(t) do s[i] = v end
-    table.sort(s)
-    return s[math.floor((#s + 1) / 2)]
-end
+local median = require("apr.bench.stats").median
 
 local function default_lengths()
     local l = {}

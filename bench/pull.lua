@@ -96,10 +96,7 @@ local function pull(ref, conns)
         url, cache, APR, ref, conns))
 end
 
-local function median(t)
-    table.sort(t)
-    return t[math.floor((#t + 1) / 2)]
-end
+local median = require("apr.bench.stats").median
 
 -- 1. Capped connections.
 faults(string.format('[{"kind": "rate", "bps": %d, "times": -1}]', opts.rate * MiB))

@@ -86,13 +86,7 @@ for r = 1, rounds do
     end
 end
 
-local function median(t)
-    local s = {}
-    for k, v in ipairs(t) do s[k] = v end
-    table.sort(s)
-    local n = #s
-    return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
-end
+local median = require("apr.bench.stats").median
 
 -- What one span costs the thread that records it: a begin/end pair
 -- through the FFI (as Lua spans go; C spans skip the FFI), best of 5 runs

@@ -102,11 +102,7 @@ local function kv_pages(ids, kv_type)
     return out, n_pages, pb
 end
 
-local function median(t)
-    table.sort(t)
-    local n = #t
-    return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
-end
+local median = require("apr.bench.stats").median
 
 local function measure_once(pages, n_pages, pb, algo)
     local pool = zram.pool { algo = algo, page_bytes = pb }

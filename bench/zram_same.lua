@@ -64,13 +64,7 @@ local function classify(buf, threads)
     return n
 end
 
-local function median(t)
-    local s = {}
-    for i, v in ipairs(t) do s[i] = v end
-    table.sort(s)
-    local m = #s
-    return m % 2 == 1 and s[(m + 1) / 2] or (s[m / 2] + s[m / 2 + 1]) / 2
-end
+local median = require("apr.bench.stats").median
 
 local rows = {}
 local has_avx2 = zram.simd(true)

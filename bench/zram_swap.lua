@@ -105,14 +105,8 @@ local function turn(eng, ids, max_tokens)
     return s, out
 end
 
-local function median(t)
-    local s = {}
-    for i, v in ipairs(t) do s[i] = v end
-    table.sort(s)
-    local n = #s
-    if n == 0 then return 0 / 0 end
-    return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
-end
+-- the median (apr.bench.stats), NaN of nothing
+local function median(t) return require("apr.bench.stats").median(t) or 0 / 0 end
 
 local zram_opts = { zram_ratio = opts.ratio, zram_algo = opts.algo }
 local results = { model = model_path, device = model.info.device }
