@@ -19,25 +19,11 @@
 -- request got another answer than its 4xx.
 local uv = require "luv"
 local json = require "apr.json"
+local serve_proc = require "apr.bench.serve_proc"
 
 local opts = { requests = 5000, concurrency = 32, body_mb = 9, header_kb = 70, limit_mb = 50, serve = "",
                settle_s = 3 }
-do
-    local i = 1
-    while i <= #arg do
-        local k = arg[i]:match("^%-%-(.+)$")
-        if not k then error("unexpected argument " .. arg[i]) end
-        k = k:gsub("-", "_")
-        if k == "json" then
-            opts.json = true
-        else
-            i = i + 1
-            local v = arg[i] or error("--" .. k .. " needs a value")
-            opts[k] = tonumber(v) or v
-        end
-        i = i + 1
-    end
-end
+serve_proc.options(arg, opts)
 opts.model = opts.model or require("apr.model").default_model_path()
 
 ------------------------------------------------------------------ the server
@@ -50,30 +36,7 @@ local function rss_of(pid)
     return tonumber(s:match("VmRSS:%s*(%d+)")) / 1024, tonumber(s:match("VmHWM:%s*(%d+)")) / 1024
 end
 
-local proc, pid, port
-local log = ""
-do
-    local stderr = uv.new_pipe(false)
-    local args = { "serve", opts.model, "--port", "0" }
-    for w in tostring(opts.serve):gmatch("%S+") do args[#args + 1] = w end
-    local exe = (rawget(_G, "APR_HOME") or ".") .. "/apr"
-    proc, pid = uv.spawn(exe, { args = args, stdio = { nil, nil, stderr } }, function(code)
-        if not port then
-            io.stderr:write("apr serve exited (", tostring(code), "):\n", log, "\n")
-            os.exit(1)
-        end
-    end)
-    stderr:read_start(function(_, data)
-        if not data then return end
-        log = log .. data
-        if #log > 65536 then log = log:sub(-32768) end  -- keep the tail: one line per rejected request
-        if not port and log:find("model ready", 1, true) then
-            port = tonumber(log:match("port=(%d+)"))
-            uv.stop()
-        end
-    end)
-    uv.run("default")
-end
+local proc, pid, port = serve_proc.start(opts.model, opts.serve)
 
 ------------------------------------------------------------------ clients
 

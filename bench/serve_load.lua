@@ -43,6 +43,7 @@
 local uv = require "luv"
 local json = require "apr.json"
 local client = require "apr.bench.client"
+local serve_proc = require "apr.bench.serve_proc"
 
 local function now() return uv.hrtime() * 1e-9 end
 
@@ -57,23 +58,7 @@ local function usage(why)
                     "[--history N,N] [--long N] [--reps N] [--api-key KEY] [--json]\n")
     os.exit(2)
 end
-do
-    local i = 1
-    while i <= #arg do
-        local a = arg[i]
-        local k = a:match("^%-%-(.+)$")
-        if not k then usage("unexpected argument " .. a) end
-        k = k:gsub("-", "_")
-        if k == "json" then
-            opts.json = true
-        else
-            i = i + 1
-            local v = arg[i] or usage("--" .. k .. " needs a value")
-            opts[k] = tonumber(v) or v
-        end
-        i = i + 1
-    end
-end
+serve_proc.options(arg, opts, usage)
 -- Without --model or --url: the built-in default model, as `apr serve` has.
 if not opts.model and not opts.url then
     opts.model = require("apr.model").default_model_path()
@@ -87,26 +72,8 @@ if opts.mode ~= "load" and opts.mode ~= "gpu" and opts.mode ~= "kv" then usage("
 
 local server_proc
 local function start_server()
-    local stderr = uv.new_pipe(false)
-    local args = { "serve", opts.model, "--port", "0" }
-    for w in tostring(opts.serve):gmatch("%S+") do args[#args + 1] = w end
-    local exe = (rawget(_G, "APR_HOME") or ".") .. "/apr"
-    local port, log = nil, ""
-    server_proc = uv.spawn(exe, { args = args, stdio = { nil, nil, stderr } }, function(code)
-        if not port then
-            io.stderr:write("apr serve exited (", tostring(code), "):\n", log, "\n")
-            os.exit(1)
-        end
-    end)
-    stderr:read_start(function(_, data)
-        if not data then return end
-        log = log .. data
-        if not port and log:find("model ready", 1, true) then
-            port = tonumber(log:match("port=(%d+)"))
-            uv.stop()
-        end
-    end)
-    uv.run("default")
+    local proc, _, port = serve_proc.start(opts.model, opts.serve)
+    server_proc = proc
     return "127.0.0.1", port
 end
 

@@ -12,50 +12,15 @@
 -- /health answer while it ran: that is how long every other client waited.
 local uv = require "luv"
 local json = require "apr.json"
+local serve_proc = require "apr.bench.serve_proc"
 
 local opts = { mb = 8, serve = "" }
-do
-    local i = 1
-    while i <= #arg do
-        local k = arg[i]:match("^%-%-(.+)$")
-        if not k then error("unexpected argument " .. arg[i]) end
-        k = k:gsub("-", "_")
-        if k == "json" then
-            opts.json = true
-        else
-            i = i + 1
-            opts[k] = tonumber(arg[i]) or arg[i]
-        end
-        i = i + 1
-    end
-end
+serve_proc.options(arg, opts)
 opts.model = opts.model or require("apr.model").default_model_path()
 
 local function now() return uv.hrtime() * 1e-9 end
 
-local proc, port
-do
-    local stderr = uv.new_pipe(false)
-    local args = { "serve", opts.model, "--port", "0", "--max-body", "16M" }
-    for w in tostring(opts.serve):gmatch("%S+") do args[#args + 1] = w end
-    local log = ""
-    proc = uv.spawn((rawget(_G, "APR_HOME") or ".") .. "/apr", { args = args, stdio = { nil, nil, stderr } },
-        function(code)
-            if not port then
-                io.stderr:write("apr serve exited (", tostring(code), "):\n", log, "\n")
-                os.exit(1)
-            end
-        end)
-    stderr:read_start(function(_, data)
-        if not data then return end
-        log = (log .. data):sub(-8192)
-        if not port and log:find("model ready", 1, true) then
-            port = tonumber(log:match("port=(%d+)"))
-            uv.stop()
-        end
-    end)
-    uv.run("default")
-end
+local proc, _, port = serve_proc.start(opts.model, "--max-body 16M " .. tostring(opts.serve))
 
 -- One request on a fresh connection; cb(status, seconds) when answered.
 -- The answer's bytes are counted, not kept: a 30 MB answer concatenated
