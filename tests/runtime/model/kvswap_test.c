@@ -64,6 +64,13 @@ static apr_zram *pool_for(apr_context *c, int algo, uint64_t max_bytes)
 
 enum { N = 100, TAIL = 8, CTX = 128 };  /* 3 full blocks and 4 tokens, then 8 more; 5 blocks of cache */
 
+/* The prompt and its TAIL (ids), and another prompt as long (other). */
+static void prompts(int32_t *ids, int32_t *other)
+{
+    for (int i = 0; i < N + TAIL; i++) ids[i] = tok(3 * i + 1);
+    for (int i = 0; i < N; i++) other[i] = tok(5 * i + 2);
+}
+
 /* The logits of TAIL tokens after the prompt, in a context that never
  * evicted anything. Of the same n_ctx as the swapping one: a quantized
  * cache's key offsets depend on it (context.c), so a context of another
@@ -101,8 +108,7 @@ TEST(kvswap_restored_sequence_continues_bit_identical)
     apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
     REQUIRE(m);
     int32_t ids[N + TAIL], other[N];
-    for (int i = 0; i < N + TAIL; i++) ids[i] = tok(3 * i + 1);
-    for (int i = 0; i < N; i++) other[i] = tok(5 * i + 2);
+    prompts(ids, other);
     float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
     REQUIRE(want && got);
     const int types[2] = { APR_F16, APR_Q8_0 };
@@ -155,8 +161,7 @@ TEST(kvswap_blocks_still_in_staging_are_restored)
     apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
     REQUIRE(m);
     int32_t ids[N + TAIL], other[N];
-    for (int i = 0; i < N + TAIL; i++) ids[i] = tok(3 * i + 1);
-    for (int i = 0; i < N; i++) other[i] = tok(5 * i + 2);
+    prompts(ids, other);
     float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
     REQUIRE(want && got);
     reference(m, APR_Q8_0, ids, want);
@@ -188,8 +193,7 @@ TEST(kvswap_lost_page_is_recomputed_with_the_same_logits)
     apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
     REQUIRE(m);
     int32_t ids[N + TAIL], other[N];
-    for (int i = 0; i < N + TAIL; i++) ids[i] = tok(3 * i + 1);
-    for (int i = 0; i < N; i++) other[i] = tok(5 * i + 2);
+    prompts(ids, other);
     float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
     REQUIRE(want && got);
     reference(m, APR_F16, ids, want);
@@ -230,8 +234,7 @@ TEST(kvswap_pool_too_small_loses_blocks_and_nothing_else)
     apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
     REQUIRE(m);
     int32_t ids[N + TAIL], other[N];
-    for (int i = 0; i < N + TAIL; i++) ids[i] = tok(3 * i + 1);
-    for (int i = 0; i < N; i++) other[i] = tok(5 * i + 2);
+    prompts(ids, other);
     float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
     REQUIRE(want && got);
     reference(m, APR_F16, ids, want);
