@@ -13,6 +13,13 @@ local function read_file(path)
 end
 M.read_file = read_file
 
+-- exists(path): whether path can be opened for reading.
+function M.exists(path)
+    local f = io.open(path, "rb")
+    if f then f:close() end
+    return f ~= nil
+end
+
 -- apr(args [, stdin]) -> { code = exit code, out = stdout, err = stderr }.
 -- args is a shell fragment; the test writes it, so quoting is its own.
 function M.apr(args, stdin)

@@ -10,11 +10,6 @@ local ffi = require "ffi"
 local FIXTURES = { "tiny-q8_0.gguf", "tiny-q4_k_m.gguf", "tiny-f16.gguf", "gqa5-q4_k_m.gguf" }
 local DEFAULT = "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
-local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() end
-    return f ~= nil
-end
 
 local function logits_bytes(m, ids)
     local t = assert(m:forward(ids))
@@ -53,7 +48,7 @@ describe("a model loaded from APR", function()
     end
 
     it("computes what the default model computes (lz4 and zstd)", function()
-        if not exists(DEFAULT) then return pending("run make model") end
+        if not h.exists(DEFAULT) then return pending("run make model") end
         local dir = h.tmpdir()
         for _, codec in ipairs({ "lz4", "zstd" }) do
             local out = dir .. "/" .. codec .. ".apr"

@@ -4,11 +4,6 @@ local h = require "tests.lua.helpers"
 
 local DEFAULT_MODEL = "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
-local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() end
-    return f ~= nil
-end
 
 describe("docs/lua-api.md examples", function()
     local n = 0
@@ -16,7 +11,7 @@ describe("docs/lua-api.md examples", function()
         n = n + 1
         local first = block:match("^[^\n]*")
         it(string.format("example %d runs (%s)", n, first), function()
-            if block:find(DEFAULT_MODEL, 1, true) and not exists(DEFAULT_MODEL) then
+            if block:find(DEFAULT_MODEL, 1, true) and not h.exists(DEFAULT_MODEL) then
                 pending("the default model is not installed (make model)")
                 return
             end

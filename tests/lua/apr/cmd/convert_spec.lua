@@ -8,11 +8,6 @@ local cjson = require "cjson"
 local FIXTURES = { "tiny-q8_0.gguf", "tiny-q4_k_m.gguf", "tiny-f16.gguf", "gqa5-q4_k_m.gguf" }
 local DEFAULT = "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
-local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() end
-    return f ~= nil
-end
 
 local function sha256(path)
     local p = assert(io.popen("sha256sum '" .. path .. "'"))
@@ -66,7 +61,7 @@ describe("apr convert", function()
     end
 
     it("gives back the default model byte for byte with every codec", function()
-        if not exists(DEFAULT) then return pending("run make model") end
+        if not h.exists(DEFAULT) then return pending("run make model") end
         local dir = h.tmpdir()
         for _, codec in ipairs({ "none", "lz4", "zstd" }) do
             local s = round_trip(DEFAULT, dir, codec)
@@ -143,7 +138,7 @@ describe("apr convert", function()
         assert.equal(1, r.code)
         assert.truthy(r.err:match("^apr convert: [^\n]*a%.apr: tensor '[^']+' chunk %d+ of %d+: checksum mismatch[^\n]*\n$"),
             r.err)
-        assert.is_false(exists(dir .. "/b.gguf"))
+        assert.is_false(h.exists(dir .. "/b.gguf"))
         assert.equal("a.apr\n", ls(dir))
         r = h.apr("verify " .. dir .. "/a.apr")
         assert.equal(1, r.code)
@@ -152,7 +147,7 @@ describe("apr convert", function()
     end)
 
     it("leaves nothing under OUT when Ctrl+C stops it", function()
-        if not exists(DEFAULT) then return pending("run make model (a conversion long enough to interrupt)") end
+        if not h.exists(DEFAULT) then return pending("run make model (a conversion long enough to interrupt)") end
         local dir = h.tmpdir()
         local out = dir .. "/m.apr"
         -- one thread and zstd level 19: seconds of work, interrupted after the start
