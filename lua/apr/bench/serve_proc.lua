@@ -29,17 +29,13 @@ function M.options(argv, opts, usage)
 end
 
 -- start(model, words) runs `apr serve MODEL --port 0 WORDS...` (words: a
--- string of whitespace-separated arguments, or a list) and the loop until
--- the server says "model ready"; returns the process, its pid and port.
--- A server that exits before it is ready ends the script with the tail
--- of what it wrote.
+-- string of whitespace-separated arguments, a --serve "ARGS" value) and the
+-- loop until the server says "model ready"; returns the process, its pid
+-- and port. A server that exits before it is ready ends the script with
+-- the tail of what it wrote.
 function M.start(model, words)
     local argv = { "serve", model, "--port", "0" }
-    if type(words) == "table" then
-        for _, w in ipairs(words) do argv[#argv + 1] = w end
-    else
-        for w in tostring(words or ""):gmatch("%S+") do argv[#argv + 1] = w end
-    end
+    for w in tostring(words or ""):gmatch("%S+") do argv[#argv + 1] = w end
     local exe = (rawget(_G, "APR_HOME") or ".") .. "/apr"
     local stderr = uv.new_pipe(false)
     local log, port = "", nil

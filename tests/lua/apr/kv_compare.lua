@@ -107,7 +107,7 @@ function M:feed(ids, first, last, chunk)
         end
         for c = 2, #self.types do
             local st = self.stats[self.types[c]]
-            for k = (self.score_from or 1) > i and math.min(n, self.score_from - i) or 0, n - 1 do
+            for k = math.max(0, math.min(n, (self.score_from or 1) - i)), n - 1 do
                 local kld, same, margin = compare_row(self.logits[1] + k * nv, self.logits[c] + k * nv, nv)
                 st.positions = st.positions + 1
                 st.kld = st.kld + kld
