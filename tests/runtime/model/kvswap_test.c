@@ -103,53 +103,77 @@ static int evict_prompt_unflushed(apr_context *c, const int32_t *ids, const int3
            run(c, 1, other, N, NULL) == APR_OK && apr_context_seq_truncate(c, 1, 0) == APR_OK;
 }
 
+/* A swapping context beside what it is checked against: the prompts, the
+ * TAIL's logits in a context that never evicted anything (want), and room
+ * for the swapping one's (got). */
+typedef struct {
+    int32_t ids[N + TAIL], other[N];
+    float want[TAIL * V], got[TAIL * V];
+    apr_context *c;
+    apr_zram *z;
+} swap_case;
+
+static void close_case(swap_case *k)
+{
+    if (!k) return;
+    apr_context_free(k->c);
+    apr_zram_free(k->z);
+    free(k);
+}
+
+/* A context of kv_type with a pool of algo (capped at max_bytes, 0: none)
+ * attached, and its reference; NULL on failure. */
+static swap_case *open_case(apr_model *m, int kv_type, int algo, uint64_t max_bytes)
+{
+    swap_case *k = calloc(1, sizeof *k);
+    if (!k) return NULL;
+    prompts(k->ids, k->other);
+    reference(m, kv_type, k->ids, k->want);
+    k->c = context(m, kv_type, CTX);
+    k->z = k->c ? pool_for(k->c, algo, max_bytes) : NULL;
+    if (!k->z || apr_context_set_zram(k->c, k->z) != APR_OK) {
+        close_case(k);
+        return NULL;
+    }
+    return k;
+}
+
 TEST(kvswap_restored_sequence_continues_bit_identical)
 {
     apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
     REQUIRE(m);
-    int32_t ids[N + TAIL], other[N];
-    prompts(ids, other);
-    float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
-    REQUIRE(want && got);
     const int types[2] = { APR_F16, APR_Q8_0 };
     for (int t = 0; t < 2; t++)
         for (int algo = 0; algo <= 1; algo++) {
-            reference(m, types[t], ids, want);
-            apr_context *c = context(m, types[t], CTX);
-            REQUIRE(c);
-            apr_zram *z = pool_for(c, algo, 0);
-            REQUIRE(z);
-            REQUIRE(apr_context_set_zram(c, z) == APR_OK);
-            REQUIRE(evict_prompt(c, ids, other));
+            swap_case *k = open_case(m, types[t], algo, 0);
+            REQUIRE(k);
+            REQUIRE(evict_prompt(k->c, k->ids, k->other));
             apr_kv_swap_stats st;
-            apr_context_get_swap_stats(c, &st);
+            apr_context_get_swap_stats(k->c, &st);
             /* the partial block and two full ones left the device */
             CHECK_EQ_INT(st.blocks_out, 3);
             CHECK_EQ_INT(st.blocks_held, 3);
-            CHECK(st.bytes_out + st.pages_same * apr_context_kv_page_bytes(c) ==
-                  3 * 2 * 2 * apr_context_kv_page_bytes(c));  /* 3 blocks of 2 layers' keys and values */
+            CHECK(st.bytes_out + st.pages_same * apr_context_kv_page_bytes(k->c) ==
+                  3 * 2 * 2 * apr_context_kv_page_bytes(k->c));  /* 3 blocks of 2 layers' keys and values */
             int reused = 0;
-            REQUIRE(apr_context_seq_reuse(c, 0, ids, N + 1, &reused) == APR_OK);
+            REQUIRE(apr_context_seq_reuse(k->c, 0, k->ids, N + 1, &reused) == APR_OK);
             CHECK_EQ_INT(reused, N);  /* all of it: block 0 from the device, the rest from the pool */
-            apr_context_get_swap_stats(c, &st);
+            apr_context_get_swap_stats(k->c, &st);
             CHECK_EQ_INT(st.blocks_in, 3);
             CHECK_EQ_INT(st.restore_failed, 0);
-            memset(got, 0, sizeof(float) * TAIL * V);
-            REQUIRE(run(c, 0, ids + N, TAIL, got) == APR_OK);
-            if (memcmp(got, want, sizeof(float) * TAIL * V) != 0)
+            memset(k->got, 0, sizeof(float) * TAIL * V);
+            REQUIRE(run(k->c, 0, k->ids + N, TAIL, k->got) == APR_OK);
+            if (memcmp(k->got, k->want, sizeof(float) * TAIL * V) != 0)
                 test_fail(__FILE__, __LINE__, "%s, %s: logits after the restore differ", apr_dtype_name(types[t]),
                           apr_zram_algo_name(algo));
             /* the restored blocks kept their pages: evicting them again
              * copies nothing */
-            REQUIRE(apr_context_seq_truncate(c, 0, 0) == APR_OK);
-            REQUIRE(run(c, 1, other, N, NULL) == APR_OK);
-            apr_context_get_swap_stats(c, &st);
+            REQUIRE(apr_context_seq_truncate(k->c, 0, 0) == APR_OK);
+            REQUIRE(run(k->c, 1, k->other, N, NULL) == APR_OK);
+            apr_context_get_swap_stats(k->c, &st);
             CHECK(st.blocks_clean >= 2);
-            apr_context_free(c);
-            apr_zram_free(z);
+            close_case(k);
         }
-    free(want);
-    free(got);
     apr_model_free(m);
 }
 
@@ -160,31 +184,21 @@ TEST(kvswap_blocks_still_in_staging_are_restored)
 {
     apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
     REQUIRE(m);
-    int32_t ids[N + TAIL], other[N];
-    prompts(ids, other);
-    float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
-    REQUIRE(want && got);
-    reference(m, APR_Q8_0, ids, want);
-    apr_context *c = context(m, APR_Q8_0, CTX);
-    REQUIRE(c);
-    apr_zram *z = pool_for(c, APR_ZRAM_LZ4, 0);
-    REQUIRE(z && apr_context_set_zram(c, z) == APR_OK);
-    REQUIRE(evict_prompt_unflushed(c, ids, other));
+    swap_case *k = open_case(m, APR_Q8_0, APR_ZRAM_LZ4, 0);
+    REQUIRE(k);
+    REQUIRE(evict_prompt_unflushed(k->c, k->ids, k->other));
     apr_kv_swap_stats st;
-    apr_context_get_swap_stats(c, &st);
+    apr_context_get_swap_stats(k->c, &st);
     CHECK(st.blocks_out < 3);  /* the second pass's evictions are not in the pool yet */
     int reused = 0;
-    REQUIRE(apr_context_seq_reuse(c, 0, ids, N + 1, &reused) == APR_OK);
+    REQUIRE(apr_context_seq_reuse(k->c, 0, k->ids, N + 1, &reused) == APR_OK);
     CHECK_EQ_INT(reused, N);
-    apr_context_get_swap_stats(c, &st);
+    apr_context_get_swap_stats(k->c, &st);
     CHECK_EQ_INT(st.blocks_out, 3);
     CHECK_EQ_INT(st.blocks_in, 3);
-    REQUIRE(run(c, 0, ids + N, TAIL, got) == APR_OK);
-    CHECK(memcmp(got, want, sizeof(float) * TAIL * V) == 0);
-    apr_context_free(c);
-    apr_zram_free(z);
-    free(want);
-    free(got);
+    REQUIRE(run(k->c, 0, k->ids + N, TAIL, k->got) == APR_OK);
+    CHECK(memcmp(k->got, k->want, sizeof(float) * TAIL * V) == 0);
+    close_case(k);
     apr_model_free(m);
 }
 
@@ -192,40 +206,30 @@ TEST(kvswap_lost_page_is_recomputed_with_the_same_logits)
 {
     apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
     REQUIRE(m);
-    int32_t ids[N + TAIL], other[N];
-    prompts(ids, other);
-    float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
-    REQUIRE(want && got);
-    reference(m, APR_F16, ids, want);
-    apr_context *c = context(m, APR_F16, CTX);
-    REQUIRE(c);
-    apr_zram *z = pool_for(c, APR_ZRAM_LZ4, 0);
-    REQUIRE(z && apr_context_set_zram(c, z) == APR_OK);
-    REQUIRE(evict_prompt(c, ids, other));
+    swap_case *k = open_case(m, APR_F16, APR_ZRAM_LZ4, 0);
+    REQUIRE(k);
+    REQUIRE(evict_prompt(k->c, k->ids, k->other));
     /* one page of the second block (positions 32..63) vanishes from the pool */
-    apr_kvswap *w = c->cache.swap;
+    apr_kvswap *w = k->c->cache.swap;
     rec m1 = { .parent = 0, .filled = APR_KV_BLOCK };
-    m1.key = block_key(ids, 0);
+    m1.key = block_key(k->ids, 0);
     m1.parent = m1.key;
-    memcpy(m1.ids, ids + 32, sizeof m1.ids);
-    m1.key = block_key(ids + 32, m1.parent);
+    memcpy(m1.ids, k->ids + 32, sizeof m1.ids);
+    m1.key = block_key(k->ids + 32, m1.parent);
     int32_t r = find_rec(w, &m1);
     REQUIRE(r >= 0);
-    REQUIRE(apr_zram_drop(z, handles_of(w, r)[3]) == APR_OK);
+    REQUIRE(apr_zram_drop(k->z, handles_of(w, r)[3]) == APR_OK);
     int reused = 0;
-    REQUIRE(apr_context_seq_reuse(c, 0, ids, N + 1, &reused) == APR_OK);
+    REQUIRE(apr_context_seq_reuse(k->c, 0, k->ids, N + 1, &reused) == APR_OK);
     CHECK_EQ_INT(reused, 32);  /* the first block; from the second on, recomputed */
     apr_kv_swap_stats st;
-    apr_context_get_swap_stats(c, &st);
+    apr_context_get_swap_stats(k->c, &st);
     CHECK_EQ_INT(st.restore_failed, 1);
     CHECK_EQ_INT(st.blocks_held, 2);
-    REQUIRE(run(c, 0, ids + 32, N - 32, NULL) == APR_OK);
-    REQUIRE(run(c, 0, ids + N, TAIL, got) == APR_OK);
-    CHECK(memcmp(got, want, sizeof(float) * TAIL * V) == 0);
-    apr_context_free(c);
-    apr_zram_free(z);
-    free(want);
-    free(got);
+    REQUIRE(run(k->c, 0, k->ids + 32, N - 32, NULL) == APR_OK);
+    REQUIRE(run(k->c, 0, k->ids + N, TAIL, k->got) == APR_OK);
+    CHECK(memcmp(k->got, k->want, sizeof(float) * TAIL * V) == 0);
+    close_case(k);
     apr_model_free(m);
 }
 
@@ -233,42 +237,32 @@ TEST(kvswap_pool_too_small_loses_blocks_and_nothing_else)
 {
     apr_model *m = fixture_load(FIXTURE_TINY_Q8, 2);
     REQUIRE(m);
-    int32_t ids[N + TAIL], other[N];
-    prompts(ids, other);
-    float *want = malloc(sizeof(float) * TAIL * V), *got = malloc(sizeof(float) * TAIL * V);
-    REQUIRE(want && got);
-    reference(m, APR_F16, ids, want);
-    apr_context *c = context(m, APR_F16, CTX);
-    REQUIRE(c);
-    apr_zram *z = pool_for(c, APR_ZRAM_LZ4, 1000);  /* not even one page's slab */
-    REQUIRE(z && apr_context_set_zram(c, z) == APR_OK);
-    REQUIRE(evict_prompt(c, ids, other));
+    swap_case *k = open_case(m, APR_F16, APR_ZRAM_LZ4, 1000);  /* not even one page's slab */
+    REQUIRE(k);
+    REQUIRE(evict_prompt(k->c, k->ids, k->other));
     apr_kv_swap_stats st;
-    apr_context_get_swap_stats(c, &st);
+    apr_context_get_swap_stats(k->c, &st);
     CHECK_EQ_INT(st.blocks_out, 0);
     CHECK_EQ_INT(st.blocks_lost, 3);
     int reused = 0;
-    REQUIRE(apr_context_seq_reuse(c, 0, ids, N + 1, &reused) == APR_OK);
+    REQUIRE(apr_context_seq_reuse(k->c, 0, k->ids, N + 1, &reused) == APR_OK);
     CHECK_EQ_INT(reused, 32);
-    REQUIRE(run(c, 0, ids + 32, N - 32, NULL) == APR_OK);
-    REQUIRE(run(c, 0, ids + N, TAIL, got) == APR_OK);
-    CHECK(memcmp(got, want, sizeof(float) * TAIL * V) == 0);
+    REQUIRE(run(k->c, 0, k->ids + 32, N - 32, NULL) == APR_OK);
+    REQUIRE(run(k->c, 0, k->ids + N, TAIL, k->got) == APR_OK);
+    CHECK(memcmp(k->got, k->want, sizeof(float) * TAIL * V) == 0);
     /* a pool of another page size is refused; detaching works */
     apr_zram_params p;
     apr_zram_params_default(&p);
     apr_zram *wrong = NULL;
     REQUIRE(apr_zram_new(&p, &wrong) == APR_OK);
-    if (apr_context_kv_page_bytes(c) != 4096) {
-        CHECK(apr_context_set_zram(c, wrong) == APR_ERR_INVALID);
+    if (apr_context_kv_page_bytes(k->c) != 4096) {
+        CHECK(apr_context_set_zram(k->c, wrong) == APR_ERR_INVALID);
         CHECK(strstr(apr_last_error(), "pages") != NULL);
     }
-    CHECK(apr_context_set_zram(c, NULL) == APR_OK);
-    apr_context_get_swap_stats(c, &st);
+    CHECK(apr_context_set_zram(k->c, NULL) == APR_OK);
+    apr_context_get_swap_stats(k->c, &st);
     CHECK_EQ_INT(st.blocks_out, 0);
     apr_zram_free(wrong);
-    apr_context_free(c);
-    apr_zram_free(z);
-    free(want);
-    free(got);
+    close_case(k);
     apr_model_free(m);
 }
